@@ -1,0 +1,93 @@
+"""Edge: Kafka administration through confluent-kafka's AdminClient (topics, their configs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from streamproc.errors import InfraError
+from streamproc.topology import Plan, TopicSpec, TopicState
+
+_TIMEOUT_S = 15.0
+
+
+class KafkaAdmin:
+    """Reads topic state and applies a topology plan; every call has a timeout."""
+
+    def __init__(self, bootstrap: str, extra: dict[str, str] | None = None) -> None:
+        self._client = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+        self._bootstrap = bootstrap
+
+    def list_topic_names(self) -> list[str]:
+        metadata = self._metadata()
+        return sorted(name for name in metadata.topics if not name.startswith("__"))
+
+    def read_state(self, specs: Sequence[TopicSpec]) -> dict[str, TopicState]:
+        """The cluster's view of the declared topics that exist, with their declared configs."""
+        topics = self._metadata().topics
+        existing = [spec for spec in specs if spec.name in topics]
+        if not existing:
+            return {}
+        resources = [ConfigResource(ResourceType.TOPIC, spec.name) for spec in existing]
+        configs = self._wait(self._client.describe_configs(resources), "describe topic configs")
+        states = {}
+        for spec, resource in zip(existing, resources, strict=True):
+            entries = configs[resource]
+            partitions = topics[spec.name].partitions
+            replicas = min((len(p.replicas) for p in partitions.values()), default=0)
+            declared = {key: entries[key].value for key in spec.config if key in entries}
+            states[spec.name] = TopicState(spec.name, len(partitions), replicas, declared)
+        return states
+
+    def apply(self, plan: Plan) -> None:
+        """Create missing topics and set changed configs (incrementally: others are kept)."""
+        if plan.create:
+            new_topics = [
+                NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
+                for s in plan.create
+            ]
+            self._wait(self._client.create_topics(new_topics), "create topics")
+        if plan.alter:
+            resources = [
+                ConfigResource(
+                    ResourceType.TOPIC,
+                    name,
+                    incremental_configs=[
+                        ConfigEntry(key, new, incremental_operation=AlterConfigOpType.SET)
+                        for key, (_old, new) in changes.items()
+                    ],
+                )
+                for name, changes in plan.alter.items()
+            ]
+            self._wait(self._client.incremental_alter_configs(resources), "alter topic configs")
+
+    def _metadata(self):  # type: ignore[no-untyped-def]  # confluent-kafka ships no stubs
+        try:
+            return self._client.list_topics(timeout=_TIMEOUT_S)
+        except KafkaException as exc:
+            raise InfraError(
+                f"Kafka at {self._bootstrap} did not answer within {_TIMEOUT_S:.0f}s ({exc}); "
+                "is it running (make up) and is STREAMPROC_KAFKA_BOOTSTRAP right?"
+            ) from exc
+
+    @staticmethod
+    def _wait(futures: dict, what: str) -> dict:  # type: ignore[type-arg]
+        results = {}
+        failures = []
+        for key, future in futures.items():
+            try:
+                results[key] = future.result(timeout=_TIMEOUT_S)
+            except Exception as exc:  # each future fails on its own; report them all
+                failures.append(f"{key}: {exc}")
+        if failures:
+            raise InfraError(f"could not {what}: " + "; ".join(failures))
+        return results

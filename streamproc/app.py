@@ -1,0 +1,132 @@
+"""App: the Faust app and its agents: take a batch, run the processor, send; nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import faust
+from faust.types import EventT
+
+from streamproc.adapters.dlq import dead_letter
+from streamproc.adapters.registry import ConfluentRegistry, EmbeddedRegistry
+from streamproc.config import Settings
+from streamproc.errors import InfraError
+from streamproc.events import Envelope, OutRecord
+from streamproc.metrics import StageMetrics
+from streamproc.processor import Route, forward_batch
+from streamproc.schemas import SchemaCatalog
+from streamproc.serde import AvroSerde, SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
+
+# Until the clean stage lands, raw orders are forwarded as they are, re-encoded.
+ORDERS_ROUTE = Route("shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1", "shop.OrderSubmitted")
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A Faust app wired from `settings`; nothing connects until a worker starts it."""
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    serde = AvroSerde(catalog, _registry(settings, catalog))
+    metrics = StageMetrics()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
+    )
+    raw_orders = app.topic(
+        ORDERS_ROUTE.source_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
+
+    @app.agent(raw_orders, name="forward_orders")
+    async def forward_orders(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            try:
+                started = time.perf_counter()
+                batch = [_envelope(event) for event in events]
+                result = forward_batch(batch, ORDERS_ROUTE, serde)
+                dead = [dead_letter(rejection) for rejection in result.rejections]
+                await _send_all(app, [*result.outputs, *dead])
+                metrics.observe_batch(
+                    ORDERS_ROUTE.source_topic, len(batch), result, time.perf_counter() - started
+                )
+            except Exception as exc:  # an agent that raises dies quietly: see _die
+                _die(exc)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker until it is stopped; infrastructure failure exits with EXIT_INFRA."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, override_logging=True)
+    worker.execute_from_commandline()
+
+
+def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
+    if settings.schema_registry_url:
+        return ConfluentRegistry.from_url(settings.schema_registry_url)
+    return EmbeddedRegistry(catalog)
+
+
+def _envelope(event: EventT) -> Envelope:
+    message = event.message
+    return Envelope(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple(message.headers or ()),
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+    )
+
+
+async def _send_all(app: faust.App, records: Sequence[OutRecord]) -> None:
+    """Send a batch, then wait for the broker's acks before Faust may ack the input batch."""
+    pending = [
+        await app.producer.send(
+            record.topic,
+            record.key,
+            record.value,
+            None,
+            record.timestamp_ms / 1000 if record.timestamp_ms is not None else None,
+            list(record.headers),
+        )
+        for record in records
+    ]
+    await asyncio.gather(*pending)
+
+
+def _die(error: BaseException) -> NoReturn:
+    """Stop the process at once, loudly, without committing the batch in flight.
+
+    Per-event errors never get here (the processor turns them into dead letters); what does
+    is infrastructure failing past its retries, or a bug outside the processor. A Faust agent
+    that raises dies quietly, and its batch would still be acked and committed on shutdown,
+    so exiting hard is what keeps the batch: a restarted worker reads it again.
+    """
+    infra = error if isinstance(error, InfraError) else InfraError(f"{error!r}")
+    log.critical("worker stopping: %s", infra, exc_info=error)
+    logging.shutdown()
+    os._exit(EXIT_INFRA)

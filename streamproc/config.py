@@ -1,0 +1,79 @@
+"""Settings: every knob, from STREAMPROC_* environment variables, validated once at start."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streamproc.errors import ConfigError
+
+ENV_PREFIX = "STREAMPROC_"
+_HOST_PORT = re.compile(r"^[\w.\-]+:\d{1,5}$")
+
+
+class Settings(BaseSettings):
+    """The worker's and the CLI's configuration; frozen so nothing changes it behind our back."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    schema_registry_url: str | None = Field(
+        None, description="http(s):// URL of a Confluent-compatible registry; unset: embedded"
+    )
+    schemas_dir: Path = Field(Path("schemas"), description="folder of *.avsc schemas")
+    topics_dir: Path = Field(Path("topics"), description="folder of *.yaml topic specs")
+    app_id: str = Field(
+        "streamproc", pattern=r"^[A-Za-z0-9._-]+$", description="Faust app id / consumer group"
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="events per batch at the edges")
+    batch_within_s: float = Field(
+        0.05, gt=0, le=10, description="longest wait in seconds to fill a batch"
+    )
+    web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        servers = [part.strip() for part in value.split(",")]
+        if not all(_HOST_PORT.match(server) for server in servers):
+            raise ValueError("expected host:port[,host:port...], e.g. 127.0.0.1:9092")
+        return ",".join(servers)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _check_registry_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://", "mock://")):
+            raise ValueError("expected an http:// or https:// URL, or leave it unset")
+        return value
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for problem in exc.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            variable = f"{ENV_PREFIX}{field.upper()}"
+            info = Settings.model_fields.get(field)
+            allowed = f" (expected: {info.description})" if info and info.description else ""
+            lines.append(f"{variable}={problem.get('input')!r}: {problem['msg']}{allowed}")
+        raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc

@@ -1,0 +1,36 @@
+"""Core: the error types every layer raises, each saying what went wrong and what to do."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+DecodeReason = Literal["not_wire_format", "unknown_schema_id", "truncated", "schema_mismatch"]
+
+
+class StreamprocError(Exception):
+    """Base of every error streamproc raises on purpose."""
+
+
+class EventRejected(StreamprocError):
+    """One event cannot be processed; it goes to the DLQ with `reason`, the rest go on."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class DecodeError(EventRejected):
+    """The bytes of a record are not a decodable Confluent-framed Avro value."""
+
+    def __init__(self, reason: DecodeReason, message: str) -> None:
+        super().__init__(reason, message)
+        self.reason: DecodeReason = reason
+
+
+class ConfigError(StreamprocError):
+    """Settings or a declaration file are wrong; the message names the place and the fix."""
+
+
+class InfraError(StreamprocError):
+    """Kafka, Redis or the schema registry is unreachable past the retry budget."""

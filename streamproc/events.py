@@ -1,0 +1,59 @@
+"""Core: the frozen records that flow between the steps of a stage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A record exactly as it was consumed from Kafka, with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decoded event: the Avro record, its schema's full name, and its source envelope."""
+
+    schema_name: str
+    record: Mapping[str, Any]
+    source: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record ready to send: topic, key, encoded value, headers and (kept) timestamp."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that could not be processed, with the reason code for the DLQ and metrics."""
+
+    source: Envelope
+    reason: str
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What one batch produced: records to send and events to dead-letter, in input order."""
+
+    outputs: list[OutRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)

@@ -1,0 +1,64 @@
+"""Edge: every Prometheus metric of the service, with bounded label sets."""
+
+from __future__ import annotations
+
+from collections import Counter as Counter_
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from streamproc.events import BatchResult
+
+_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+_BATCH_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class StageMetrics:
+    """Counts of one worker's stages; labels are topics and reason codes, both finite sets."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.consumed = Counter(
+            "streamproc_records_consumed",
+            "Records read from an input topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.produced = Counter(
+            "streamproc_records_produced",
+            "Records written to an output topic (DLQ records are counted in dead_letters).",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "streamproc_dead_letters",
+            "Records sent to a DLQ, by source topic and reason code.",
+            ["topic", "reason"],
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "streamproc_batch_size",
+            "Records per processed batch.",
+            ["topic"],
+            buckets=_BATCH_SIZES,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "streamproc_batch_seconds",
+            "Wall time to process and send one batch.",
+            ["topic"],
+            buckets=_BATCH_SECONDS,
+            registry=self.registry,
+        )
+
+    def observe_batch(self, topic: str, size: int, result: BatchResult, seconds: float) -> None:
+        self.consumed.labels(topic).inc(size)
+        self.batch_size.labels(topic).observe(size)
+        self.batch_seconds.labels(topic).observe(seconds)
+        for sink, count in Counter_(output.topic for output in result.outputs).items():
+            self.produced.labels(sink).inc(count)
+        for reason, count in Counter_(r.reason for r in result.rejections).items():
+            self.dead_letters.labels(topic, reason).inc(count)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
