@@ -1,0 +1,66 @@
+# streamproc: `make help` lists the targets. Every target installs what it needs first.
+SHELL := bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STACK := stack/stack.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(BIN)/streamproc: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/streamproc ## create .venv with streamproc and its dev tools
+
+up: ## start Kafka (KRaft) and Redis on 127.0.0.1, installing them if needed
+	@$(STACK) up
+
+down: ## stop the Kafka and Redis this repo started (nothing else)
+	@$(STACK) down
+
+status: ## is the local stack running?
+	@$(STACK) status
+
+reset: ## stop the stack and delete its data (topics, offsets)
+	@$(STACK) reset
+
+topics: install up ## create or update the declared topics (topics/*.yaml)
+	$(BIN)/streamproc topics apply
+
+test: install up ## run every test: unit, component, contract, integration (real Kafka + Redis)
+	$(BIN)/pytest
+
+test-unit: install ## the tests that need no broker
+	$(BIN)/pytest tests/unit tests/component tests/contract
+
+test-integration: install up ## the tests against the real Kafka broker and Redis server
+	$(BIN)/pytest tests/integration
+
+lint: install ## ruff check and ruff format --check
+	$(BIN)/ruff check streamproc tests benchmarks
+	$(BIN)/ruff format --check streamproc tests benchmarks
+
+typecheck: install ## mypy --strict on streamproc/
+	$(BIN)/mypy
+
+imports: install ## import-linter layer contracts
+	$(BIN)/lint-imports
+
+check: lint typecheck imports test ## everything that must pass before a commit
+
+demo: install up ## run the service on the reference scenario, end to end
+	@echo "The demo comes with the clean stage and the scenario generator (issue 4)."
+	@echo "Today: 'make topics', then '$(BIN)/streamproc worker' forwards shop.order.v1 to shop.order.clean.v1."
+
+bench: install ## benchmarks (figures, not pass/fail)
+	$(BIN)/python -m benchmarks.serde_bench
+
+clean: ## remove the virtualenv and caches (not the stack: see reset)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

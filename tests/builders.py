@@ -1,0 +1,61 @@
+"""Test data builders: valid records of the scenario's schemas, with overrides."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from hypothesis import strategies as st
+
+ORDER_SUBMITTED = "shop.OrderSubmitted"
+
+
+def order(**overrides: Any) -> dict[str, Any]:
+    """A web order as the checkout form publishes it (SCENARIO.md), fields overridable."""
+    record: dict[str, Any] = {
+        "event_id": str(uuid.uuid4()),
+        "source": "web",
+        "customer_id": None,
+        "customer_name": "Ada Lovelace",
+        "email": " Ada.Lovelace@Example.org ",
+        "country": "de",
+        "amount": 119.0,
+        "amount_includes_tax": True,
+        "tax_rate": None,
+        "currency": "EUR",
+        "items": 2,
+        "occurred_at": 1_774_746_000_000,
+        "tz": None,
+        "session_duration": 42.5,
+        "app_version": None,
+        "payment_method": "card",
+    }
+    record.update(overrides)
+    return record
+
+
+_text = st.text(max_size=40)
+_optional_text = st.none() | _text
+_finite = st.floats(allow_nan=False, allow_infinity=False)
+
+orders = st.fixed_dictionaries(
+    {
+        "event_id": st.uuids().map(str),
+        "source": st.sampled_from(["web", "app", "pos"]),
+        "customer_id": _optional_text,
+        "customer_name": _optional_text,
+        "email": _optional_text,
+        "country": st.none() | st.text(min_size=2, max_size=2),
+        "amount": _finite,
+        "amount_includes_tax": st.none() | st.booleans(),
+        "tax_rate": st.none() | _finite,
+        "currency": st.sampled_from(["EUR", "USD"]),
+        "items": st.integers(min_value=-(2**31), max_value=2**31 - 1),
+        "occurred_at": st.integers(min_value=-(2**63), max_value=2**63 - 1)
+        | st.text(max_size=30),
+        "tz": st.none() | st.sampled_from(["Europe/Berlin", "America/New_York"]),
+        "session_duration": st.none() | _finite,
+        "app_version": st.none() | st.integers(min_value=0, max_value=100),
+        "payment_method": st.none() | st.sampled_from(["card", "paypal", "cash"]),
+    }
+)

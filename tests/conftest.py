@@ -1,0 +1,23 @@
+"""Fixtures shared by every suite: the repo's schema catalog and a serde over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.schemas import SchemaCatalog
+from streamproc.serde import AvroSerde
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def catalog() -> SchemaCatalog:
+    return SchemaCatalog.load(REPO / "schemas")
+
+
+@pytest.fixture(scope="session")
+def serde(catalog: SchemaCatalog) -> AvroSerde:
+    return AvroSerde(catalog, EmbeddedRegistry(catalog))
