@@ -35,10 +35,12 @@ def create_app(settings: Settings) -> faust.App:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
     metrics = StageMetrics()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        store="memory://",
+        store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
+        datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.web_port,
         web_host="127.0.0.1",
         consumer_auto_offset_reset="earliest",

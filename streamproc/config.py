@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     )
     schemas_dir: Path = Field(Path("schemas"), description="folder of *.avsc schemas")
     topics_dir: Path = Field(Path("topics"), description="folder of *.yaml topic specs")
+    data_dir: Path = Field(Path(".streamproc"), description="folder for the worker's local state")
     app_id: str = Field(
         "streamproc", pattern=r"^[A-Za-z0-9._-]+$", description="Faust app id / consumer group"
     )
