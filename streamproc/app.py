@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
 
 # Until the clean stage lands, raw orders are forwarded as they are, re-encoded.
-ORDERS_ROUTE = Route("shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1", "shop.OrderSubmitted")
+ORDERS_ROUTE = Route(
+    "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1", "shop.OrderSubmitted"
+)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -91,15 +93,16 @@ def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
     return EmbeddedRegistry(catalog)
 
 
-def _envelope(event: EventT) -> Envelope:
+def _envelope(event: EventT[Any]) -> Envelope:
     message = event.message
+    headers = message.headers or ()
     return Envelope(
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
         key=message.key,
         value=message.value,
-        headers=tuple(message.headers or ()),
+        headers=tuple(headers.items() if isinstance(headers, Mapping) else headers),
         timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
     )
 

@@ -55,4 +55,3 @@ def forward_batch(batch: Sequence[Envelope], route: Route, codec: Codec) -> Batc
                 )
             )
     return result
-

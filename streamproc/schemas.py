@@ -94,7 +94,7 @@ class SchemaCatalog:
 
     def check_compatibility(self) -> list[CompatibilityProblem]:
         """Backward, transitively: each version must read data of every earlier version."""
-        checker = ReaderWriterCompatibilityChecker()
+        checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
         problems = []
         for name in self.names():
             ordered = [self._by_name[name][v] for v in sorted(self._by_name[name])]

@@ -51,8 +51,7 @@ orders = st.fixed_dictionaries(
         "tax_rate": st.none() | _finite,
         "currency": st.sampled_from(["EUR", "USD"]),
         "items": st.integers(min_value=-(2**31), max_value=2**31 - 1),
-        "occurred_at": st.integers(min_value=-(2**63), max_value=2**63 - 1)
-        | st.text(max_size=30),
+        "occurred_at": st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text(max_size=30),
         "tz": st.none() | st.sampled_from(["Europe/Berlin", "America/New_York"]),
         "session_duration": st.none() | _finite,
         "app_version": st.none() | st.integers(min_value=0, max_value=100),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -70,7 +71,7 @@ class KafkaAdmin:
             ]
             self._wait(self._client.incremental_alter_configs(resources), "alter topic configs")
 
-    def _metadata(self):  # type: ignore[no-untyped-def]  # confluent-kafka ships no stubs
+    def _metadata(self) -> Any:
         try:
             return self._client.list_topics(timeout=_TIMEOUT_S)
         except KafkaException as exc:
@@ -80,7 +81,7 @@ class KafkaAdmin:
             ) from exc
 
     @staticmethod
-    def _wait(futures: dict, what: str) -> dict:  # type: ignore[type-arg]
+    def _wait(futures: dict[Any, Any], what: str) -> dict[Any, Any]:
         results = {}
         failures = []
         for key, future in futures.items():

@@ -27,8 +27,8 @@ class EmbeddedRegistry:
             clash = self._by_id.get(schema_id)
             if clash is not None and clash.canonical != schema.canonical:
                 raise ConfigError(
-                    f"{schema.path}: its derived schema id {schema_id} clashes with {clash.name}; "
-                    "change the schema's doc or use a schema registry (STREAMPROC_SCHEMA_REGISTRY_URL)"
+                    f"{schema.path}: its derived schema id {schema_id} clashes with "
+                    f"{clash.name}; use a schema registry (STREAMPROC_SCHEMA_REGISTRY_URL)"
                 )
             self._by_id[schema_id] = WriterSchema(
                 schema_id, schema.name, schema.parsed, schema.canonical
@@ -76,10 +76,8 @@ class ConfluentRegistry:
             raise InfraError(f"schema registry lookup of id {schema_id} failed: {exc}") from exc
         except Exception as exc:
             raise InfraError(f"schema registry unreachable: {exc!r}") from exc
-        parsed = fastavro.schema.parse_schema(json.loads(found.schema_str))
+        parsed: Any = fastavro.schema.parse_schema(json.loads(found.schema_str or "null"))
+        name = parsed.get("name", "") if isinstance(parsed, dict) else str(parsed)
         return WriterSchema(
-            schema_id,
-            parsed["name"],
-            parsed,
-            fastavro.schema.to_parsing_canonical_form(parsed),
+            schema_id, name, parsed, fastavro.schema.to_parsing_canonical_form(parsed)
         )

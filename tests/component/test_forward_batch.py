@@ -17,7 +17,10 @@ def _envelope(offset: int, value: bytes | None, key: bytes = b"k") -> Envelope:
 
 def test_good_records_are_forwarded_in_order_with_key_headers_and_time(serde: AvroSerde) -> None:
     records = [order(event_id=f"e{i}") for i in range(5)]
-    batch = [_envelope(i, serde.encode(ROUTE.source_topic, ORDER_SUBMITTED, r)) for i, r in enumerate(records)]
+    batch = [
+        _envelope(i, serde.encode(ROUTE.source_topic, ORDER_SUBMITTED, r))
+        for i, r in enumerate(records)
+    ]
 
     result = forward_batch(batch, ROUTE, serde)
 
@@ -46,7 +49,9 @@ def test_an_unexpected_error_costs_one_record_not_the_batch(serde: AvroSerde) ->
     poison = serde.encode(ROUTE.source_topic, ORDER_SUBMITTED, order(event_id="poison"))
     codec = ExplodingCodec(serde, poison)
 
-    result = forward_batch([_envelope(0, good), _envelope(1, poison), _envelope(2, good)], ROUTE, codec)
+    result = forward_batch(
+        [_envelope(0, good), _envelope(1, poison), _envelope(2, good)], ROUTE, codec
+    )
 
     assert [out.value for out in result.outputs] == [good, good]
     assert [(r.source.offset, r.reason) for r in result.rejections] == [(1, INTERNAL_ERROR)]

@@ -26,7 +26,9 @@ def registry(request: pytest.FixtureRequest, catalog: SchemaCatalog) -> SchemaRe
     return FACTORIES[request.param](catalog)
 
 
-def test_an_id_resolves_to_the_same_schema(registry: SchemaRegistry, catalog: SchemaCatalog) -> None:
+def test_an_id_resolves_to_the_same_schema(
+    registry: SchemaRegistry, catalog: SchemaCatalog
+) -> None:
     for schema in catalog:
         schema_id = registry.id_for("some.topic", schema)
         writer = registry.writer_schema(schema_id)

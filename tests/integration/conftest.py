@@ -6,6 +6,7 @@ With CI=true a stack that cannot be reached fails the session instead of skippin
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from streamproc.topology import load_topic_specs, plan_changes
 from tests.conftest import REPO
 
 HERE = Path(__file__).parent
+BASH = shutil.which("bash") or "bash"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -68,7 +70,7 @@ def stack() -> Iterator[Stack]:
     started_here = False
     if not (_kafka_up(bootstrap) and _redis_up(redis_url)):
         result = subprocess.run(  # noqa: S603 - our own script, fixed arguments
-            ["bash", str(REPO / "stack/stack.sh"), "up"], capture_output=True, text=True
+            [BASH, str(REPO / "stack/stack.sh"), "up"], capture_output=True, text=True
         )
         if result.returncode != 0:
             _unavailable(f"could not start the stack: {result.stderr.strip()[-2000:]}")
@@ -82,7 +84,7 @@ def stack() -> Iterator[Stack]:
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     yield Stack(bootstrap, redis_url)
     if started_here:
-        subprocess.run(["bash", str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
+        subprocess.run([BASH, str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
 
 
 def _free_port() -> int:

@@ -46,7 +46,9 @@ def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
     ]
 
 
-def _consume_run(stack: Stack, topic: str, run: bytes, expected: int, timeout_s: float) -> list[Any]:
+def _consume_run(
+    stack: Stack, topic: str, run: bytes, expected: int, timeout_s: float
+) -> list[Any]:
     """Every record of `topic` that carries this run's header, until `expected` are seen."""
     consumer = Consumer(
         {

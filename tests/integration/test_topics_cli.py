@@ -25,7 +25,10 @@ def _declare(folder: Path, name: str, partitions: int, retention_ms: int) -> Non
 
 
 def test_apply_twice_then_nothing_to_change(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     name = f"it.topics.{uuid.uuid4().hex[:10]}"
     _declare(tmp_path, name, 3, 3_600_000)
@@ -40,7 +43,10 @@ def test_apply_twice_then_nothing_to_change(
 
 
 def test_config_changes_are_applied_and_drift_is_reported(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     name = f"it.topics.{uuid.uuid4().hex[:10]}"
     _declare(tmp_path, name, 2, 3_600_000)

@@ -11,14 +11,20 @@ def _rejection(headers: tuple[tuple[str, bytes], ...] = ()) -> Rejection:
     try:
         raise DecodeError("truncated", "the Avro body ends early")
     except DecodeError as error:
-        source = Envelope("shop.order.v1", 4, 1234, b"key", b"\x00bytes", headers, 1_700_000_000_000)
+        source = Envelope(
+            "shop.order.v1", 4, 1234, b"key", b"\x00bytes", headers, 1_700_000_000_000
+        )
         return Rejection(source, error.reason, error)
 
 
 def test_dead_letter_keeps_key_value_headers_and_timestamp() -> None:
     record = dlq.dead_letter(_rejection(headers=(("trace", b"abc"),)))
     assert record.topic == "shop.order.v1.dlq"
-    assert (record.key, record.value, record.timestamp_ms) == (b"key", b"\x00bytes", 1_700_000_000_000)
+    assert (record.key, record.value, record.timestamp_ms) == (
+        b"key",
+        b"\x00bytes",
+        1_700_000_000_000,
+    )
     assert record.headers[0] == ("trace", b"abc")
 
 

@@ -33,8 +33,10 @@ def test_outcome_has_the_scenario_fields(catalog: SchemaCatalog) -> None:
 
 def test_prediction_carries_what_downstream_services_need(catalog: SchemaCatalog) -> None:
     fields = set(_field_names(catalog, "shop.OrderPrediction"))
-    assert {"event_id", "entity_key", "fraud_probability", "model_name", "model_version",
-            "occurred_at", "predicted_at", "feature_freshness_ms", "feature_status"} <= fields  # fmt: skip
+    assert {
+        "event_id", "entity_key", "fraud_probability", "model_name", "model_version",
+        "occurred_at", "predicted_at", "feature_freshness_ms", "feature_status",
+    } <= fields  # fmt: skip
 
 
 def test_repo_schemas_are_compatible(catalog: SchemaCatalog) -> None:

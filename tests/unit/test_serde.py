@@ -77,9 +77,7 @@ def test_trailing_bytes_are_a_mismatch(serde: AvroSerde) -> None:
     assert caught.value.reason == "schema_mismatch"
 
 
-def test_a_body_of_another_shape_is_a_mismatch(
-    serde: AvroSerde, catalog: SchemaCatalog
-) -> None:
+def test_a_body_of_another_shape_is_a_mismatch(serde: AvroSerde, catalog: SchemaCatalog) -> None:
     header = struct.pack(">bI", 0, catalog.latest(ORDER_SUBMITTED).fingerprint_id)
     # A string length prefix of 0x7e (63 chars) followed by 3 bytes: ends early or garbles.
     for body in (b"\x7e" + b"abc", b"\x02\xff\xfe"):
@@ -101,7 +99,9 @@ def _write_schema(folder: Path, version: int, extra_fields: list[dict[str, Any]]
 def test_old_records_are_read_with_the_newest_version(tmp_path: Path) -> None:
     _write_schema(tmp_path, 1, [])
     v1_catalog = SchemaCatalog.load(tmp_path)
-    old_bytes = AvroSerde(v1_catalog, EmbeddedRegistry(v1_catalog)).encode("t", "test.Thing", {"id": "a"})
+    old_bytes = AvroSerde(v1_catalog, EmbeddedRegistry(v1_catalog)).encode(
+        "t", "test.Thing", {"id": "a"}
+    )
 
     _write_schema(tmp_path, 2, [{"name": "colour", "type": "string", "default": "blue"}])
     v2_catalog = SchemaCatalog.load(tmp_path)
