@@ -89,7 +89,9 @@ def run_worker(settings: Settings) -> None:
 
 def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
     if settings.schema_registry_url:
-        return ConfluentRegistry.from_url(settings.schema_registry_url)
+        auth = settings.schema_registry_auth
+        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else {}
+        return ConfluentRegistry.from_url(settings.schema_registry_url, extra)
     return EmbeddedRegistry(catalog)
 
 

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     schema_registry_url: str | None = Field(
         None, description="http(s):// URL of a Confluent-compatible registry; unset: embedded"
+    )
+    schema_registry_auth: SecretStr | None = Field(
+        None, description="user:password for the registry's basic auth"
     )
     schemas_dir: Path = Field(Path("schemas"), description="folder of *.avsc schemas")
     topics_dir: Path = Field(Path("topics"), description="folder of *.yaml topic specs")
@@ -76,5 +79,6 @@ def load_settings() -> Settings:
             variable = f"{ENV_PREFIX}{field.upper()}"
             info = Settings.model_fields.get(field)
             allowed = f" (expected: {info.description})" if info and info.description else ""
-            lines.append(f"{variable}={problem.get('input')!r}: {problem['msg']}{allowed}")
+            value = "(hidden)" if field.endswith("auth") else repr(problem.get("input"))
+            lines.append(f"{variable}={value}: {problem['msg']}{allowed}")
         raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc
