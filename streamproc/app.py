@@ -12,10 +12,11 @@ from typing import Any, NoReturn
 import faust
 from faust.types import EventT
 
-from streamproc.adapters.dlq import dead_letter
+from streamproc.adapters.dlq import dead_letter, dlq_topic
+from streamproc.adapters.kafka import KafkaAdmin, TopicLister
 from streamproc.adapters.registry import ConfluentRegistry, EmbeddedRegistry
 from streamproc.config import Settings
-from streamproc.errors import InfraError
+from streamproc.errors import ConfigError, InfraError
 from streamproc.events import Envelope, OutRecord
 from streamproc.metrics import StageMetrics
 from streamproc.processor import Route, forward_batch
@@ -81,10 +82,29 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run a worker until it is stopped; infrastructure failure exits with EXIT_INFRA."""
+    """Run a worker until it is stopped; infrastructure failure exits with EXIT_INFRA.
+
+    Faust may not create topics (they come from topics/*.yaml), so the worker first checks
+    that its topics exist and says how to create them, instead of waiting for them silently.
+    """
+    route = ORDERS_ROUTE
+    require_topics(
+        KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s),
+        [route.source_topic, route.sink_topic, dlq_topic(route.source_topic)],
+    )
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=True)
     worker.execute_from_commandline()
+
+
+def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
+    """Raise ConfigError naming every topic in `names` that the cluster lacks."""
+    missing = sorted(set(names) - set(admin.list_topic_names()))
+    if missing:
+        raise ConfigError(
+            f"topics missing in Kafka: {', '.join(missing)}; "
+            "create them with `streamproc topics apply` (declared in topics/*.yaml)"
+        )
 
 
 def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:

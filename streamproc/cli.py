@@ -70,7 +70,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     specs = load_topic_specs(settings.topics_dir)
-    admin = KafkaAdmin(settings.kafka_bootstrap)
+    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
     plan = plan_changes(specs, admin.read_state(specs))
     _print_plan(plan)
     if plan.has_changes and not args.dry_run:
@@ -96,7 +96,7 @@ def _print_plan(plan: Plan) -> None:
 
 def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
     specs = load_topic_specs(settings.topics_dir)
-    admin = KafkaAdmin(settings.kafka_bootstrap)
+    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
     states = admin.read_state(specs)
     print(f"{'topic':<36} {'partitions':>10} {'replicas':>8}  cleanup    retention.ms  status")
     for spec in specs:

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
     )
+    kafka_timeout_s: float = Field(
+        15.0, gt=0, le=300, description="seconds to wait for Kafka's answer to admin requests"
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     schema_registry_url: str | None = Field(
         None, description="http(s):// URL of a Confluent-compatible registry; unset: embedded"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -18,15 +18,22 @@ from confluent_kafka.admin import (
 from streamproc.errors import InfraError
 from streamproc.topology import Plan, TopicSpec, TopicState
 
-_TIMEOUT_S = 15.0
+
+class TopicLister(Protocol):
+    """What a worker needs to know of the cluster before it starts."""
+
+    def list_topic_names(self) -> list[str]: ...
 
 
 class KafkaAdmin:
     """Reads topic state and applies a topology plan; every call has a timeout."""
 
-    def __init__(self, bootstrap: str, extra: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, bootstrap: str, extra: dict[str, str] | None = None, timeout_s: float = 15.0
+    ) -> None:
         self._client = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
         self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
 
     def list_topic_names(self) -> list[str]:
         metadata = self._metadata()
@@ -73,20 +80,20 @@ class KafkaAdmin:
 
     def _metadata(self) -> Any:
         try:
-            return self._client.list_topics(timeout=_TIMEOUT_S)
+            return self._client.list_topics(timeout=self._timeout_s)
         except KafkaException as exc:
             raise InfraError(
-                f"Kafka at {self._bootstrap} did not answer within {_TIMEOUT_S:.0f}s ({exc}); "
+                f"Kafka at {self._bootstrap} did not answer within {self._timeout_s:.0f}s "
+                f"({exc}); "
                 "is it running (make up) and is STREAMPROC_KAFKA_BOOTSTRAP right?"
             ) from exc
 
-    @staticmethod
-    def _wait(futures: dict[Any, Any], what: str) -> dict[Any, Any]:
+    def _wait(self, futures: dict[Any, Any], what: str) -> dict[Any, Any]:
         results = {}
         failures = []
         for key, future in futures.items():
             try:
-                results[key] = future.result(timeout=_TIMEOUT_S)
+                results[key] = future.result(timeout=self._timeout_s)
             except Exception as exc:  # each future fails on its own; report them all
                 failures.append(f"{key}: {exc}")
         if failures:

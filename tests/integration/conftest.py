@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamproc.adapters.kafka import KafkaAdmin
@@ -28,6 +28,7 @@ from tests.conftest import REPO
 
 HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
+RAW_ORDERS = "shop.order.v1"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,6 +88,28 @@ def stack() -> Iterator[Stack]:
         subprocess.run([BASH, str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
 
 
+def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """Each partition of `topic` at its high watermark: where the next record will land."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "it-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in sorted(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def commit_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
+    """Start a consumer group at `offsets`, so it skips what earlier runs left in the topic."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -111,12 +134,14 @@ class Worker:
 
 @pytest.fixture
 def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
-    """A `streamproc worker` process in its own consumer group, stopped after the test."""
+    """A `streamproc worker` in a new consumer group that starts at the raw topic's end."""
     port = _free_port()
+    group = f"it-{uuid.uuid4().hex[:12]}"
+    commit_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, RAW_ORDERS))
     env = {
         **os.environ,
         "STREAMPROC_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "STREAMPROC_APP_ID": f"it-{uuid.uuid4().hex[:12]}",
+        "STREAMPROC_APP_ID": group,
         "STREAMPROC_WEB_PORT": str(port),
         "STREAMPROC_DATA_DIR": str(tmp_path / "state"),
         "STREAMPROC_SCHEMAS_DIR": str(REPO / "schemas"),

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import struct
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamproc.adapters import dlq
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order
-from tests.integration.conftest import Stack, Worker
+from tests.integration.conftest import Stack, Worker, end_offsets
 
 RAW = "shop.order.v1"
 CLEAN = "shop.order.clean.v1"
@@ -47,18 +52,17 @@ def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
 
 
 def _consume_run(
-    stack: Stack, topic: str, run: bytes, expected: int, timeout_s: float
+    stack: Stack, start: list[TopicPartition], run: bytes, expected: int, timeout_s: float
 ) -> list[Any]:
-    """Every record of `topic` that carries this run's header, until `expected` are seen."""
+    """Records from `start` on that carry this run's header, until `expected` are seen."""
     consumer = Consumer(
         {
             "bootstrap.servers": stack.bootstrap,
             "group.id": f"it-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic])
+    consumer.assign(start)
     found = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -82,6 +86,8 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
     stack: Stack, worker: Worker, serde: AvroSerde
 ) -> None:
     run = uuid.uuid4().hex.encode()
+    clean_start = end_offsets(stack.bootstrap, CLEAN)
+    dlq_start = end_offsets(stack.bootstrap, f"{RAW}.dlq")
     producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
     sent: dict[str, dict[str, Any]] = {}
     for sequence in range(EVENTS):
@@ -98,8 +104,8 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
         producer.produce(RAW, key=f"bad-{index}".encode(), value=value, headers=[(RUN_HEADER, run)])
     assert producer.flush(30) == 0
 
-    clean = _consume_run(stack, CLEAN, run, EVENTS, timeout_s=90)
-    dead = _consume_run(stack, f"{RAW}.dlq", run, len(bad), timeout_s=30)
+    clean = _consume_run(stack, clean_start, run, EVENTS, timeout_s=90)
+    dead = _consume_run(stack, dlq_start, run, len(bad), timeout_s=30)
 
     assert len(clean) == EVENTS, worker.log_tail()
     received = [serde.decode(message.value(), ORDER_SUBMITTED) for message in clean]
@@ -123,8 +129,31 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
         assert headers[dlq.EXCEPTION] == b"streamproc.errors.DecodeError"
         assert headers[dlq.MESSAGE] and headers[dlq.STACKTRACE]
 
+    # The worker's group started at the raw topic's end, so it saw this run's records only.
     metrics = worker.metrics()
     for reason in {reason for _value, reason in bad}:
         count = sum(1 for _value, r in bad if r == reason)
-        assert _counter(metrics, "streamproc_dead_letters_total", reason=reason, topic=RAW) >= count
-    assert _counter(metrics, "streamproc_records_produced_total", topic=CLEAN) >= EVENTS
+        assert _counter(metrics, "streamproc_dead_letters_total", reason=reason, topic=RAW) == count
+    assert _counter(metrics, "streamproc_records_produced_total", topic=CLEAN) == EVENTS
+    assert _counter(metrics, "streamproc_records_consumed_total", topic=RAW) == EVENTS + len(bad)
+
+
+def test_worker_without_a_broker_exits_3_with_the_address(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening
+        env = {
+            **os.environ,
+            "STREAMPROC_KAFKA_BOOTSTRAP": nobody,
+            "STREAMPROC_KAFKA_TIMEOUT_S": "2",
+            "STREAMPROC_DATA_DIR": str(tmp_path),
+        }
+        result = subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "streamproc.cli", "worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3, result.stderr
+    assert f"Kafka at {nobody} did not answer" in result.stderr
