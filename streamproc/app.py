@@ -18,7 +18,7 @@ from streamproc.adapters.registry import ConfluentRegistry, EmbeddedRegistry
 from streamproc.config import Settings
 from streamproc.errors import ConfigError, InfraError
 from streamproc.events import Envelope, OutRecord
-from streamproc.metrics import StageMetrics
+from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.processor import Route, forward_batch
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
@@ -76,7 +76,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+        return web.bytes(metrics.exposition(), content_type=EXPOSITION_CONTENT_TYPE)
 
     return app
 
@@ -125,7 +125,8 @@ def _envelope(event: EventT[Any]) -> Envelope:
         key=message.key,
         value=message.value,
         headers=tuple(headers.items() if isinstance(headers, Mapping) else headers),
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        # Faust turns Kafka's epoch ms into float seconds; round() recovers the exact ms.
+        timestamp_ms=round(message.timestamp * 1000) if message.timestamp else None,
     )
 
 
@@ -137,12 +138,18 @@ async def _send_all(app: faust.App, records: Sequence[OutRecord]) -> None:
             record.key,
             record.value,
             None,
-            record.timestamp_ms / 1000 if record.timestamp_ms is not None else None,
+            _faust_seconds(record.timestamp_ms),
             list(record.headers),
         )
         for record in records
     ]
     await asyncio.gather(*pending)
+
+
+def _faust_seconds(timestamp_ms: int | None) -> float | None:
+    """Faust's send takes float seconds and truncates them back to ms; half a ms of headroom
+    keeps float error from turning 123 ms into 122."""
+    return None if timestamp_ms is None else (timestamp_ms + 0.5) / 1000
 
 
 def _die(error: BaseException) -> NoReturn:

@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from streamproc.events import BatchResult
 
+# Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 _BATCH_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

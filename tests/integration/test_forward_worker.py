@@ -26,6 +26,7 @@ CLEAN = "shop.order.clean.v1"
 RUN_HEADER = "test.run"
 EVENTS = 1_000
 KEYS = 37
+EVENT_TIME_MS = 1_774_746_000_001  # odd milliseconds: float seconds must not round them away
 
 
 def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
@@ -98,6 +99,7 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
             key=f"customer-{sequence % KEYS}".encode(),
             value=serde.encode(RAW, ORDER_SUBMITTED, record),
             headers=[(RUN_HEADER, run)],
+            timestamp=EVENT_TIME_MS + sequence,
         )
     bad = _corrupted(serde)
     for index, (value, _reason) in enumerate(bad):
@@ -110,6 +112,7 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
     assert len(clean) == EVENTS, worker.log_tail()
     received = [serde.decode(message.value(), ORDER_SUBMITTED) for message in clean]
     assert {r["event_id"]: r for r in received} == sent
+    assert [m.timestamp()[1] for m in clean] == [EVENT_TIME_MS + r["items"] for r in received]
     by_key: dict[bytes, list[int]] = defaultdict(list)
     for message, record in zip(clean, received, strict=True):
         by_key[message.key()].append(record["items"])
