@@ -45,7 +45,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
         datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`

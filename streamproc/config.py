@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(
         0.05, gt=0, le=10, description="longest wait in seconds to fill a batch"
     )
+    web_host: str = Field("127.0.0.1", description="address of /metrics; 0.0.0.0 in containers")
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
