@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
+        topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
     )
     raw_orders = app.topic(
         ORDERS_ROUTE.source_topic,
