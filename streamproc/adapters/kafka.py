@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewTopic,
+    OffsetSpec,
     ResourceType,
 )
 
@@ -64,6 +66,7 @@ class KafkaAdmin:
                 for s in plan.create
             ]
             self._wait(self._client.create_topics(new_topics), "create topics")
+            self._wait_until_usable(plan.create)
         if plan.alter:
             resources = [
                 ConfigResource(
@@ -77,6 +80,36 @@ class KafkaAdmin:
                 for name, changes in plan.alter.items()
             ]
             self._wait(self._client.incremental_alter_configs(resources), "alter topic configs")
+
+    def _wait_until_usable(self, specs: Sequence[TopicSpec]) -> None:
+        """Return once every partition of `specs` answers an offsets request.
+
+        Metadata names a leader a few hundred ms before the leader serves requests, so a
+        client that starts right after `topics apply` would otherwise see NOT_LEADER errors.
+        """
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        requests = {
+            TopicPartition(spec.name, partition): latest
+            for spec in specs
+            for partition in range(spec.partitions)
+        }
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            futures = self._client.list_offsets(requests, request_timeout=self._timeout_s)
+            waiting = []
+            for partition, future in futures.items():
+                try:
+                    future.result(timeout=self._timeout_s)
+                except KafkaException:
+                    waiting.append(f"{partition.topic}[{partition.partition}]")
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise InfraError(
+                    f"created partitions not served after {self._timeout_s:.0f}s: "
+                    + ", ".join(waiting[:10])
+                )
+            time.sleep(0.1)
 
     def _metadata(self) -> Any:
         try:

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from streamproc import cli
 from tests.integration.conftest import Stack
@@ -37,6 +38,16 @@ def test_apply_twice_then_nothing_to_change(
     first = capsys.readouterr().out
     assert f"create {name}: 3 partitions" in first
     assert f"create {name}.dlq: 3 partitions" in first
+    # apply returns only once the new partitions serve requests: clients can start at once.
+    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": f"it-{name}"})
+    try:
+        for partition in range(3):
+            assert consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=5) == (
+                0,
+                0,
+            )
+    finally:
+        consumer.close()
 
     assert _apply(monkeypatch, stack, tmp_path) == 0
     assert "nothing to change" in capsys.readouterr().out
