@@ -10,16 +10,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
+import redis.asyncio as aioredis
 from faust.types import EventT
 
 from streamproc.adapters.dlq import dead_letter, dlq_topic
 from streamproc.adapters.kafka import KafkaAdmin, TopicLister
-from streamproc.adapters.registry import ConfluentRegistry, EmbeddedRegistry
-from streamproc.config import Settings
+from streamproc.adapters.redis import RedisSeenStore
+from streamproc.adapters.registry import make_registry
+from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
 from streamproc.events import Envelope, OutRecord
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
-from streamproc.processor import Route, forward_batch
+from streamproc.pipeline import load_pipeline
+from streamproc.processor import CleanStage
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
 
@@ -27,16 +30,15 @@ log = logging.getLogger(__name__)
 
 EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
 
-# Until the clean stage lands, raw orders are forwarded as they are, re-encoded.
-ORDERS_ROUTE = Route(
-    "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1", "shop.OrderSubmitted"
-)
-
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app wired from `settings`; nothing connects until a worker starts it."""
+    spec = load_pipeline(settings.pipeline)
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
+    redis_client = aioredis.Redis.from_url(settings.redis_url)
+    seen = RedisSeenStore(redis_client, f"{settings.redis_namespace}:{spec.name}")
+    stage = CleanStage(spec, serde, seen, settings.pii_key.get_secret_value().encode())
     metrics = StageMetrics()
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
@@ -51,8 +53,8 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
         topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
     )
-    raw_orders = app.topic(
-        ORDERS_ROUTE.source_topic,
+    raw = app.topic(
+        spec.source.topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -60,17 +62,17 @@ def create_app(settings: Settings) -> faust.App:
         internal=False,
     )
 
-    @app.agent(raw_orders, name="forward_orders")
-    async def forward_orders(stream: Any) -> None:
+    @app.agent(raw, name=f"clean_{spec.name}")
+    async def clean(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             try:
                 started = time.perf_counter()
                 batch = [_envelope(event) for event in events]
-                result = forward_batch(batch, ORDERS_ROUTE, serde)
+                result = await stage.process(batch)
                 dead = [dead_letter(rejection) for rejection in result.rejections]
                 await _send_all(app, [*result.outputs, *dead])
                 metrics.observe_batch(
-                    ORDERS_ROUTE.source_topic, len(batch), result, time.perf_counter() - started
+                    spec.source.topic, len(batch), result, time.perf_counter() - started
                 )
             except Exception as exc:  # an agent that raises dies quietly: see _die
                 _die(exc)
@@ -88,11 +90,13 @@ def run_worker(settings: Settings) -> None:
     Faust may not create topics (they come from topics/*.yaml), so the worker first checks
     that its topics exist and says how to create them, instead of waiting for them silently.
     """
-    route = ORDERS_ROUTE
+    spec = load_pipeline(settings.pipeline)
     require_topics(
         KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s),
-        [route.source_topic, route.sink_topic, dlq_topic(route.source_topic)],
+        [spec.source.topic, spec.sink.topic, spec.duplicates.topic, dlq_topic(spec.source.topic)],
     )
+    if settings.pii_key.get_secret_value() == DEV_PII_KEY:
+        log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=True)
     worker.execute_from_commandline()
@@ -109,11 +113,9 @@ def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
 
 
 def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
-    if settings.schema_registry_url:
-        auth = settings.schema_registry_auth
-        extra = {"basic.auth.user.info": auth.get_secret_value()} if auth else {}
-        return ConfluentRegistry.from_url(settings.schema_registry_url, extra)
-    return EmbeddedRegistry(catalog)
+    auth = settings.schema_registry_auth
+    secret = auth.get_secret_value() if auth is not None else None
+    return make_registry(catalog, settings.schema_registry_url, secret)
 
 
 def _envelope(event: EventT[Any]) -> Envelope:

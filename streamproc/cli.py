@@ -1,15 +1,21 @@
-"""CLI: the `streamproc` command: worker, topics, schemas."""
+"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.adapters.kafka import KafkaAdmin, produce_all
+from streamproc.adapters.registry import make_registry
 from streamproc.config import Settings, load_settings
 from streamproc.errors import ConfigError, InfraError
+from streamproc.pipeline import load_pipeline
+from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
+from streamproc.serde import AvroSerde, SchemaRegistry
 from streamproc.topology import Plan, load_topic_specs, plan_changes
 
 EXIT_DRIFT = 1
@@ -52,6 +58,27 @@ def _parser() -> argparse.ArgumentParser:
     listing = topic_commands.add_parser("list", help="declared topics and their cluster state")
     listing.set_defaults(command=_topics_list)
 
+    generate = commands.add_parser(
+        "generate", help="write the shop-orders scenario's raw events and their ground truth"
+    )
+    generate.add_argument("--events", type=_positive_int, default=20_000, help="raw records")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("--out", type=Path, required=True, help="events file (JSON lines)")
+    generate.add_argument("--to-kafka", action="store_true", help="also produce to the raw topic")
+    for rate in ("retry", "resubmission", "guest", "null", "invalid"):
+        generate.add_argument(f"--{rate}-rate", type=_share, default=None, metavar="SHARE")
+    generate.set_defaults(command=_generate)
+
+    run_file = commands.add_parser(
+        "run-file", help="run a pipeline's clean stage on a file, without a broker"
+    )
+    run_file.add_argument("--pipeline", type=Path, default=None, help="default: settings")
+    run_file.add_argument(
+        "--in", dest="source", type=Path, required=True, help="JSON lines or .avro"
+    )
+    run_file.add_argument("--out", type=Path, required=True, help="folder for the output files")
+    run_file.set_defaults(command=_run_file)
+
     schemas = commands.add_parser("schemas", help="Avro schemas in schemas/")
     schema_commands = schemas.add_subparsers(required=True, metavar="ACTION")
     check = schema_commands.add_parser(
@@ -59,6 +86,65 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(command=_schemas_check)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number ≥ 1")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a share between 0 and 1")
+    return value
+
+
+def _generate(args: argparse.Namespace, settings: Settings) -> int:
+    from streamproc.generator import GeneratorConfig, generate, write_scenario
+
+    rates = {
+        f"{name}_rate": getattr(args, f"{name}_rate")
+        for name in ("retry", "resubmission", "guest", "null", "invalid")
+        if getattr(args, f"{name}_rate") is not None
+    }
+    scenario = generate(GeneratorConfig(events=args.events, seed=args.seed, **rates))
+    for path in write_scenario(scenario, args.out):
+        print(f"wrote {path}")
+    print(f"best achievable ROC AUC (true probabilities): {scenario.bayes_auc:.4f}")
+    if args.to_kafka:
+        spec = load_pipeline(settings.pipeline)
+        catalog = SchemaCatalog.load(settings.schemas_dir)
+        serde = AvroSerde(catalog, _registry(settings, catalog))
+        topic, schema = spec.source.topic, spec.source.schema_name
+        records = (
+            (_producer_key(event), serde.encode(topic, schema, event), None)
+            for event in scenario.events
+        )
+        sent = produce_all(settings.kafka_bootstrap, topic, records)
+        print(f"produced {sent} records to {topic}")
+    return 0
+
+
+def _producer_key(event: dict[str, object]) -> bytes:
+    """Producers key by customer where they know one: a customer's orders stay in order."""
+    return str(event.get("customer_id") or event["event_id"]).encode()
+
+
+def _run_file(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_pipeline(args.pipeline or settings.pipeline)
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    key = settings.pii_key.get_secret_value().encode()
+    summary = asyncio.run(run_file(spec, catalog, key, args.source, args.out))
+    print(
+        f"read {summary.read}: {summary.clean} clean, {summary.duplicates} duplicates, "
+        f"{summary.rejected} rejected"
+    )
+    for path in summary.files:
+        print(f"wrote {path}")
+    return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -126,6 +212,12 @@ def _schemas_check(args: argparse.Namespace, settings: Settings) -> int:
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)
     return EXIT_DRIFT if problems else 0
+
+
+def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
+    auth = settings.schema_registry_auth
+    secret = auth.get_secret_value() if auth is not None else None
+    return make_registry(catalog, settings.schema_registry_url, secret)
 
 
 if __name__ == "__main__":

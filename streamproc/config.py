@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from streamproc.errors import ConfigError
 
 ENV_PREFIX = "STREAMPROC_"
+# Good for tests and demos only: a worker started with it logs a warning.
+DEV_PII_KEY = "streamproc-development-key-not-secret"
 _HOST_PORT = re.compile(r"^[\w.\-]+:\d{1,5}$")
 
 
@@ -32,6 +34,16 @@ class Settings(BaseSettings):
     )
     schema_registry_auth: SecretStr | None = Field(
         None, description="user:password for the registry's basic auth"
+    )
+    pipeline: Path = Field(
+        Path("pipelines/shop_orders.yaml"), description="the pipeline declaration to run"
+    )
+    pii_key: SecretStr = Field(
+        SecretStr(DEV_PII_KEY),
+        description="secret key of the keyed hash of PII (e-mails); set it in production",
+    )
+    redis_namespace: str = Field(
+        "streamproc", pattern=r"^[A-Za-z0-9:._-]+$", description="prefix of every Redis key"
     )
     schemas_dir: Path = Field(Path("schemas"), description="folder of *.avsc schemas")
     topics_dir: Path = Field(Path("topics"), description="folder of *.yaml topic specs")
@@ -83,6 +95,7 @@ def load_settings() -> Settings:
             variable = f"{ENV_PREFIX}{field.upper()}"
             info = Settings.model_fields.get(field)
             allowed = f" (expected: {info.description})" if info and info.description else ""
-            value = "(hidden)" if field.endswith("auth") else repr(problem.get("input"))
+            secret = field.endswith(("auth", "key"))
+            value = "(hidden)" if secret else repr(problem.get("input"))
             lines.append(f"{variable}={value}: {problem['msg']}{allowed}")
         raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc

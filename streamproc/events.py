@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Headers = Sequence[tuple[str, bytes]]
@@ -49,11 +49,3 @@ class Rejection:
     source: Envelope
     reason: str
     error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """What one batch produced: records to send and events to dead-letter, in input order."""
-
-    outputs: list[OutRecord] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)

@@ -6,7 +6,7 @@ from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streamproc.events import BatchResult
+from streamproc.processor import CleanBatch
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -37,6 +37,24 @@ class StageMetrics:
             ["topic", "reason"],
             registry=self.registry,
         )
+        self.duplicates = Counter(
+            "streamproc_duplicates",
+            "Events dropped as duplicates, by kind (retry: same id; resubmission: same content).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.quality_flags = Counter(
+            "streamproc_quality_flags",
+            "Clean events carrying a quality flag (what was assumed or repaired), by flag.",
+            ["flag"],
+            registry=self.registry,
+        )
+        self.unit_switches = Counter(
+            "streamproc_unit_switch_suspected",
+            "Values whose magnitude says their unit is not the declared one.",
+            ["source", "field"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "streamproc_batch_size",
             "Records per processed batch.",
@@ -52,7 +70,7 @@ class StageMetrics:
             registry=self.registry,
         )
 
-    def observe_batch(self, topic: str, size: int, result: BatchResult, seconds: float) -> None:
+    def observe_batch(self, topic: str, size: int, result: CleanBatch, seconds: float) -> None:
         self.consumed.labels(topic).inc(size)
         self.batch_size.labels(topic).observe(size)
         self.batch_seconds.labels(topic).observe(seconds)
@@ -60,6 +78,12 @@ class StageMetrics:
             self.produced.labels(sink).inc(count)
         for reason, count in Counter_(r.reason for r in result.rejections).items():
             self.dead_letters.labels(topic, reason).inc(count)
+        for kind, count in result.duplicate_kinds.items():
+            self.duplicates.labels(kind).inc(count)
+        for flag, count in result.flags.items():
+            self.quality_flags.labels(flag).inc(count)
+        for (source, field), count in result.unit_switches.items():
+            self.unit_switches.labels(source, field).inc(count)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

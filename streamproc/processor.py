@@ -1,15 +1,25 @@
-"""Core: the one place where a stage's steps are chained, one batch at a time."""
+"""Core: the one place where a stage's steps are chained, one batch at a time.
+
+Clean stage: decode → normalize → unit-switch check → dedupe (one store call per batch) →
+clean records, duplicate audit records and rejections, in input order.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streamproc.dedupe import Claim, DedupeRules, SeenStore, Sighting, Verdict, fingerprint
 from streamproc.errors import EventRejected
-from streamproc.events import BatchResult, Envelope, OutRecord, Rejection
+from streamproc.events import Envelope, OutRecord, Rejection
+from streamproc.normalize import Normalizer
+from streamproc.pipeline import PipelineSpec
+from streamproc.unitswitch import UnitSwitchDetector
 
 INTERNAL_ERROR = "internal_error"
+UNIT_SWITCH = "unit_switch_suspected"
 
 
 class Codec(Protocol):
@@ -20,38 +30,126 @@ class Codec(Protocol):
     def encode(self, topic: str, schema_name: str, record: Mapping[str, Any]) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Which schema a stage reads from its source topic and writes to its sink topic."""
+@dataclass(slots=True)
+class CleanBatch:
+    """What one batch produced, in input order, and what happened to it, counted."""
 
-    source_topic: str
-    source_schema: str
-    sink_topic: str
-    sink_schema: str
+    clean: list[OutRecord] = field(default_factory=list)
+    duplicates: list[OutRecord] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicate_kinds: Counter[str] = field(default_factory=Counter)
+    flags: Counter[str] = field(default_factory=Counter)
+    unit_switches: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def outputs(self) -> list[OutRecord]:
+        return [*self.clean, *self.duplicates]
 
 
-def forward_batch(batch: Sequence[Envelope], route: Route, codec: Codec) -> BatchResult:
-    """Decode each record and re-encode it for the sink; a failure rejects that record only.
+class CleanStage:
+    """The clean stage of one pipeline. The unit-switch detector learns as batches pass."""
 
-    Input order is kept, so per-key (per-partition) order holds on the sink.
-    """
-    result = BatchResult()
-    for envelope in batch:
-        try:
-            record = codec.decode(envelope.value, route.source_schema)
-            value = codec.encode(route.sink_topic, route.sink_schema, record)
-        except EventRejected as exc:
-            result.rejections.append(Rejection(envelope, exc.reason, exc))
-        except Exception as exc:  # a bug must cost one event, never the partition
-            result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
-        else:
-            result.outputs.append(
+    def __init__(self, spec: PipelineSpec, codec: Codec, seen: SeenStore, pii_key: bytes) -> None:
+        self.spec = spec
+        self._codec = codec
+        self._seen = seen
+        self._normalizer = Normalizer(spec, pii_key)
+        switch = spec.unit_switch
+        self._detector = UnitSwitchDetector(switch.min_reference, switch.tolerance_decades)
+        self._rules = DedupeRules(
+            spec.dedupe.window_ms, spec.dedupe.exact_ttl_ms, spec.dedupe.content_ttl_ms
+        )
+
+    async def process(self, batch: Sequence[Envelope]) -> CleanBatch:
+        """Never raises for a bad event; only the store's InfraError escapes."""
+        result = CleanBatch()
+        accepted: list[tuple[Envelope, dict[str, Any]]] = []
+        for envelope in batch:
+            try:
+                accepted.append((envelope, self._clean(envelope, result)))
+            except EventRejected as exc:
+                result.rejections.append(Rejection(envelope, exc.reason, exc))
+            except Exception as exc:  # a bug must cost one event, never the partition
+                result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
+        claims = [self._claim(envelope, clean) for envelope, clean in accepted]
+        verdicts = await self._seen.claim(claims, self._rules)
+        for (envelope, clean), verdict in zip(accepted, verdicts, strict=True):
+            try:
+                self._emit(envelope, clean, verdict, result)
+            except Exception as exc:
+                result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
+        return result
+
+    def _clean(self, envelope: Envelope, result: CleanBatch) -> dict[str, Any]:
+        raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
+        clean = self._normalizer.normalize(raw)
+        self._check_units(raw, clean, result)
+        return clean
+
+    def _check_units(
+        self, raw: Mapping[str, Any], clean: dict[str, Any], result: CleanBatch
+    ) -> None:
+        """Only session_duration is declared today; its canonical value is in seconds."""
+        names, switch = self.spec.fields, self.spec.unit_switch
+        if names.session_duration not in switch.fields or clean["session_duration_s"] is None:
+            return
+        unit = self.spec.sources[clean["source"]].duration_unit or "s"
+        verdict = self._detector.check(
+            clean["source"],
+            names.session_duration,
+            raw.get(names.version),
+            clean["session_duration_s"],
+            unit,
+        )
+        if not verdict.suspected:
+            return
+        result.unit_switches[(clean["source"], names.session_duration)] += 1
+        if switch.action == "quarantine":
+            raise EventRejected(
+                UNIT_SWITCH,
+                f"{names.session_duration} looks {verdict.correction:g}× off its declared unit",
+            )
+        clean["quality_flags"].append(UNIT_SWITCH)
+        if switch.action == "convert":
+            clean["session_duration_s"] *= verdict.correction
+            clean["quality_flags"].append("unit_converted")
+
+    def _claim(self, envelope: Envelope, clean: Mapping[str, Any]) -> Claim:
+        sighting = Sighting(
+            clean["event_id"], envelope.partition, envelope.offset, clean["occurred_at"]
+        )
+        return Claim(sighting, fingerprint(clean, self.spec.dedupe.content_fields))
+
+    def _emit(
+        self, envelope: Envelope, clean: dict[str, Any], verdict: Verdict, result: CleanBatch
+    ) -> None:
+        if verdict.kind is None or verdict.first is None:
+            # Keyed by entity: an entity's orders stay in one partition for the feature stage.
+            key = clean["entity_key"].encode() if clean["entity_key"] else envelope.key
+            value = self._codec.encode(self.spec.sink.topic, self.spec.sink.schema_name, clean)
+            result.clean.append(
                 OutRecord(
-                    route.sink_topic,
-                    envelope.key,
-                    value,
-                    tuple(envelope.headers),
-                    envelope.timestamp_ms,
+                    self.spec.sink.topic, key, value, tuple(envelope.headers), envelope.timestamp_ms
                 )
             )
-    return result
+            result.flags.update(clean["quality_flags"])
+            return
+        first = verdict.first
+        audit = {
+            "event_id": clean["event_id"],
+            "kind": verdict.kind,
+            "first_event_id": first.event_id,
+            "first_partition": first.partition,
+            "first_offset": first.offset,
+            "partition": envelope.partition,
+            "offset": envelope.offset,
+            "occurred_at": clean["occurred_at"],
+            "first_occurred_at": first.occurred_at,
+            "entity_key": clean["entity_key"],
+        }
+        topic, schema = self.spec.duplicates.topic, self.spec.duplicates.schema_name
+        value = self._codec.encode(topic, schema, audit)
+        result.duplicates.append(
+            OutRecord(topic, envelope.key, value, tuple(envelope.headers), envelope.timestamp_ms)
+        )
+        result.duplicate_kinds[verdict.kind] += 1

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -132,3 +132,42 @@ class KafkaAdmin:
         if failures:
             raise InfraError(f"could not {what}: " + "; ".join(failures))
         return results
+
+
+def produce_all(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+) -> int:
+    """Send (key, value, timestamp ms) records and wait for every ack; returns the count.
+
+    The murmur2 partitioner puts a key where Java clients and aiokafka put it.
+    """
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    failures: list[str] = []
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    sent = 0
+    for key, value, timestamp_ms in records:
+        while True:
+            try:
+                producer.produce(
+                    topic, value, key, on_delivery=on_delivery, timestamp=timestamp_ms or 0
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+        sent += 1
+        producer.poll(0)
+    if producer.flush(60) or failures:
+        raise InfraError(f"{len(failures)} records not delivered to {topic}: {failures[:3]}")
+    return sent

@@ -81,3 +81,13 @@ class ConfluentRegistry:
         return WriterSchema(
             schema_id, name, parsed, fastavro.schema.to_parsing_canonical_form(parsed)
         )
+
+
+def make_registry(
+    catalog: SchemaCatalog, url: str | None, basic_auth: str | None = None
+) -> EmbeddedRegistry | ConfluentRegistry:
+    """A Confluent-compatible registry when a URL is given, else the embedded one."""
+    if url:
+        extra = {"basic.auth.user.info": basic_auth} if basic_auth else {}
+        return ConfluentRegistry.from_url(url, extra)
+    return EmbeddedRegistry(catalog)

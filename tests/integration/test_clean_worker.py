@@ -1,4 +1,5 @@
-"""The worker on the real broker: 1,000 orders reach the clean topic, 10 bad records the DLQ."""
+"""The clean worker on the real broker and Redis: orders cleaned, duplicates audited, bad ones
+dead-lettered, with every count in the metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamproc.adapters import dlq
@@ -23,6 +25,9 @@ from tests.integration.conftest import Stack, Worker, end_offsets
 
 RAW = "shop.order.v1"
 CLEAN = "shop.order.clean.v1"
+DUPLICATES = "shop.order.duplicates.v1"
+DLQ = "shop.order.v1.dlq"
+CLEAN_ORDER = "shop.OrderClean"
 RUN_HEADER = "test.run"
 EVENTS = 1_000
 KEYS = 37
@@ -83,44 +88,85 @@ def _counter(metrics: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_orders_are_forwarded_and_bad_records_dead_lettered(
+def _orders(run: str) -> list[dict[str, Any]]:
+    """EVENTS valid orders of KEYS customers; unique content, so none is a duplicate."""
+    return [
+        order(
+            event_id=f"{run}-{sequence}",
+            customer_id=f"{run}-c{sequence % KEYS}",
+            items=sequence + 1,
+            amount=10.0 + sequence,
+        )
+        for sequence in range(EVENTS)
+    ]
+
+
+def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     stack: Stack, worker: Worker, serde: AvroSerde
 ) -> None:
-    run = uuid.uuid4().hex.encode()
-    clean_start = end_offsets(stack.bootstrap, CLEAN)
-    dlq_start = end_offsets(stack.bootstrap, f"{RAW}.dlq")
+    run = uuid.uuid4().hex
+    starts = {topic: end_offsets(stack.bootstrap, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
     producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
-    sent: dict[str, dict[str, Any]] = {}
-    for sequence in range(EVENTS):
-        record = order(event_id=f"{run.decode()}-{sequence}", items=sequence)
-        sent[record["event_id"]] = record
-        producer.produce(
-            RAW,
-            key=f"customer-{sequence % KEYS}".encode(),
-            value=serde.encode(RAW, ORDER_SUBMITTED, record),
-            headers=[(RUN_HEADER, run)],
-            timestamp=EVENT_TIME_MS + sequence,
-        )
-    bad = _corrupted(serde)
+    headers = [(RUN_HEADER, run.encode())]
+
+    def send(key: bytes, value: bytes, timestamp: int = 0) -> None:
+        producer.produce(RAW, key=key, value=value, headers=headers, timestamp=timestamp)
+
+    orders = _orders(run)
+    for sequence, record in enumerate(orders):
+        value = serde.encode(RAW, ORDER_SUBMITTED, record)
+        send(record["customer_id"].encode(), value, EVENT_TIME_MS + sequence)
+    retries = orders[:3]  # the same id again
+    resubmissions = [{**o, "event_id": f"{o['event_id']}-again"} for o in orders[3:5]]
+    for record in [*retries, *resubmissions]:
+        send(record["customer_id"].encode(), serde.encode(RAW, ORDER_SUBMITTED, record))
+    bad = _corrupted(serde) + _invalid(serde)
     for index, (value, _reason) in enumerate(bad):
-        producer.produce(RAW, key=f"bad-{index}".encode(), value=value, headers=[(RUN_HEADER, run)])
+        send(f"bad-{index}".encode(), value)
     assert producer.flush(30) == 0
 
-    clean = _consume_run(stack, clean_start, run, EVENTS, timeout_s=90)
-    dead = _consume_run(stack, dlq_start, run, len(bad), timeout_s=30)
+    run_id = run.encode()
+    clean = _consume_run(stack, starts[CLEAN], run_id, EVENTS, timeout_s=90)
+    duplicates = _consume_run(stack, starts[DUPLICATES], run_id, 5, timeout_s=30)
+    dead = _consume_run(stack, starts[DLQ], run_id, len(bad), timeout_s=30)
 
     assert len(clean) == EVENTS, worker.log_tail()
-    received = [serde.decode(message.value(), ORDER_SUBMITTED) for message in clean]
-    assert {r["event_id"]: r for r in received} == sent
-    assert [m.timestamp()[1] for m in clean] == [EVENT_TIME_MS + r["items"] for r in received]
+    received = [serde.decode(message.value(), CLEAN_ORDER) for message in clean]
+    assert sorted(r["event_id"] for r in received) == sorted(o["event_id"] for o in orders)
+    for record in received:
+        assert record["amount_net_eur"] == pytest.approx(record["amount_gross_eur"] / 1.19)
+    assert [m.timestamp()[1] for m in clean] == [EVENT_TIME_MS + r["items"] - 1 for r in received]
     by_key: dict[bytes, list[int]] = defaultdict(list)
     for message, record in zip(clean, received, strict=True):
+        assert message.key() == record["entity_key"].encode()
         by_key[message.key()].append(record["items"])
     assert all(items == sorted(items) for items in by_key.values()), "per-key order broken"
 
-    assert len(dead) == len(bad), worker.log_tail()
-    expected = {key: (value, reason) for key, (value, reason) in
-                ((f"bad-{i}".encode(), item) for i, item in enumerate(bad))}  # fmt: skip
+    audits = sorted(
+        (serde.decode(m.value(), "shop.OrderDuplicate") for m in duplicates),
+        key=lambda a: a["event_id"],
+    )
+    expected_audits = sorted(
+        [(o["event_id"], "retry", o["event_id"]) for o in retries]
+        + [(o["event_id"] + "-again", "resubmission", o["event_id"]) for o in orders[3:5]]
+    )
+    assert [(a["event_id"], a["kind"], a["first_event_id"]) for a in audits] == expected_audits
+
+    _check_dead_letters(dead, bad)
+    _check_metrics(worker.metrics(), bad)
+
+
+def _invalid(serde: AvroSerde) -> list[tuple[bytes, str]]:
+    """Records that decode but cannot be orders."""
+    return [
+        (serde.encode(RAW, ORDER_SUBMITTED, order(amount=-5.0)), "invalid_amount"),
+        (serde.encode(RAW, ORDER_SUBMITTED, order(currency="XYZ")), "unknown_currency"),
+    ]
+
+
+def _check_dead_letters(dead: list[Any], bad: list[tuple[bytes, str]]) -> None:
+    assert len(dead) == len(bad)
+    expected = {f"bad-{i}".encode(): item for i, item in enumerate(bad)}
     for message in dead:
         headers = dict(message.headers())
         value, reason = expected[message.key()]
@@ -129,16 +175,20 @@ def test_orders_are_forwarded_and_bad_records_dead_lettered(
         assert headers[dlq.TOPIC] == RAW.encode()
         assert int(headers[dlq.PARTITION]) in range(6)
         assert int(headers[dlq.OFFSET]) >= 0
-        assert headers[dlq.EXCEPTION] == b"streamproc.errors.DecodeError"
+        assert headers[dlq.EXCEPTION].startswith(b"streamproc.errors.")
         assert headers[dlq.MESSAGE] and headers[dlq.STACKTRACE]
 
-    # The worker's group started at the raw topic's end, so it saw this run's records only.
-    metrics = worker.metrics()
+
+def _check_metrics(metrics: str, bad: list[tuple[bytes, str]]) -> None:
+    """The worker's group started at the raw topic's end: it saw this run's records only."""
     for reason in {reason for _value, reason in bad}:
         count = sum(1 for _value, r in bad if r == reason)
         assert _counter(metrics, "streamproc_dead_letters_total", reason=reason, topic=RAW) == count
     assert _counter(metrics, "streamproc_records_produced_total", topic=CLEAN) == EVENTS
-    assert _counter(metrics, "streamproc_records_consumed_total", topic=RAW) == EVENTS + len(bad)
+    assert _counter(metrics, "streamproc_duplicates_total", kind="retry") == 3
+    assert _counter(metrics, "streamproc_duplicates_total", kind="resubmission") == 2
+    consumed = _counter(metrics, "streamproc_records_consumed_total", topic=RAW)
+    assert consumed == EVENTS + 5 + len(bad)
 
 
 def test_worker_without_a_broker_exits_3_with_the_address(tmp_path: Path) -> None:

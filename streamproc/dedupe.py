@@ -1,0 +1,135 @@
+"""Core: duplicate detection: exact (same event id) and content (same fingerprint, in a window).
+
+The store remembers the first record seen per event id and per fingerprint, with where it was
+read (partition, offset). A record that meets itself again (Kafka replays after a crash) is not
+its own duplicate, so reprocessing a batch gives the same verdicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+DuplicateKind = Literal["retry", "resubmission"]
+_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A record as the store remembers it."""
+
+    event_id: str
+    partition: int
+    offset: int
+    occurred_at: int
+
+    def same_record(self, other: Sighting) -> bool:
+        return (self.partition, self.offset) == (other.partition, other.offset)
+
+    def encode(self) -> str:
+        return f"{self.partition}|{self.offset}|{self.occurred_at}|{self.event_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> Sighting:
+        partition, offset, occurred_at, event_id = text.split("|", 3)
+        return cls(event_id, int(partition), int(offset), int(occurred_at))
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One record asking: have you seen my id, or my content within the window?"""
+
+    sighting: Sighting
+    fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: DuplicateKind | None = None
+    first: Sighting | None = None
+
+
+FIRST_SEEN = Verdict()
+
+
+@dataclass(frozen=True, slots=True)
+class DedupeRules:
+    window_ms: int
+    id_ttl_ms: int
+    content_ttl_ms: int
+
+
+class SeenStore(Protocol):
+    """Remembers sightings; `claim` answers a whole batch in one round trip, in order."""
+
+    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]: ...
+
+
+def fingerprint(clean: Mapping[str, Any], fields: Sequence[str]) -> str | None:
+    """A digest of the normalized content; None when the entity is unknown (cannot compare).
+
+    Stable under field order, and under case and whitespace of text values.
+    """
+    if clean.get("entity_key") is None:
+        return None
+    parts = [f"{name}={_canonical(clean.get(name))}" for name in sorted(fields)]
+    return hashlib.sha256(_SEPARATOR.join(parts).encode()).hexdigest()[:32]
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return "\x00"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    return str(value)
+
+
+def judge(
+    claim: Claim,
+    by_id: Sighting | None,
+    by_content: Sighting | None,
+    rules: DedupeRules,
+) -> tuple[Verdict, bool, bool]:
+    """The verdict for one claim given what the store holds, and which keys to (re)write.
+
+    Returns (verdict, write the id key, write the content key). The Redis script applies the
+    same rules in Lua; the in-memory store uses this function directly.
+    """
+    mine = claim.sighting
+    if by_id is not None and not by_id.same_record(mine):
+        return Verdict("retry", by_id), False, False
+    if claim.fingerprint is None:
+        return FIRST_SEEN, by_id is None, False
+    if (
+        by_content is not None
+        and not by_content.same_record(mine)
+        and abs(mine.occurred_at - by_content.occurred_at) <= rules.window_ms
+    ):
+        return Verdict("resubmission", by_content), by_id is None, False
+    return FIRST_SEEN, by_id is None, True
+
+
+class InMemorySeenStore:
+    """The SeenStore for files and tests; keeps everything (no expiry) for one run."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, Sighting] = {}
+        self._contents: dict[str, Sighting] = {}
+
+    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
+        verdicts = []
+        for claim in claims:
+            content = self._contents.get(claim.fingerprint) if claim.fingerprint else None
+            verdict, write_id, write_content = judge(
+                claim, self._ids.get(claim.sighting.event_id), content, rules
+            )
+            if write_id:
+                self._ids[claim.sighting.event_id] = claim.sighting
+            if write_content and claim.fingerprint is not None:
+                self._contents[claim.fingerprint] = claim.sighting
+            verdicts.append(verdict)
+        return verdicts

@@ -1,0 +1,216 @@
+"""Core: the pipeline declaration (pipelines/*.yaml), validated into a frozen PipelineSpec."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamproc.errors import ConfigError
+
+TimeFormat = Literal["epoch_s", "epoch_ms", "epoch_us", "local"]
+DurationUnit = Literal["us", "ms", "s", "min", "h"]
+PiiTreatment = Literal["hash", "drop", "keep"]
+UnitSwitchAction = Literal["convert", "quarantine", "flag"]
+_ALPHA2 = re.compile(r"^[A-Z]{2}$")
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_MS_PER = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicRef(_Frozen):
+    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
+    schema_name: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*$")
+
+
+class SourceHabits(_Frozen):
+    """How one source writes its events: the units and conventions to convert from."""
+
+    time_format: TimeFormat
+    default_tz: str | None = None
+    tax_included: bool | None = None
+    duration_unit: DurationUnit | None = None
+
+    @field_validator("default_tz")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None and value not in zoneinfo.available_timezones():
+            raise ValueError(f"unknown IANA time zone {value!r}, e.g. Europe/Berlin")
+        return value
+
+    @model_validator(mode="after")
+    def _local_needs_zone_rule(self) -> SourceHabits:
+        if self.time_format != "local" and self.default_tz is not None:
+            raise ValueError("default_tz applies to time_format local only")
+        return self
+
+
+class FieldNames(_Frozen):
+    """Which raw field holds what (the raw schema's names)."""
+
+    event_id: str = "event_id"
+    source: str = "source"
+    customer_id: str = "customer_id"
+    name: str = "customer_name"
+    email: str = "email"
+    country: str = "country"
+    amount: str = "amount"
+    tax_included: str = "amount_includes_tax"
+    tax_rate: str = "tax_rate"
+    currency: str = "currency"
+    items: str = "items"
+    occurred_at: str = "occurred_at"
+    tz: str = "tz"
+    session_duration: str = "session_duration"
+    version: str = "app_version"
+    payment_method: str = "payment_method"
+
+
+class Money(_Frozen):
+    rates_to_eur: dict[str, float]
+    tax_rates: dict[str, float]
+
+    @field_validator("rates_to_eur")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, rate in value.items():
+            if not re.fullmatch(r"[A-Z]{3}", code) or rate <= 0:
+                raise ValueError(f"{code}: {rate}: expected ISO 4217 code → positive rate")
+        if value.get("EUR") != 1.0:
+            raise ValueError("EUR must be listed with rate 1.0")
+        return value
+
+    @field_validator("tax_rates")
+    @classmethod
+    def _taxes(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, rate in value.items():
+            if not _ALPHA2.match(code) or not 0 <= rate < 1:
+                raise ValueError(f"{code}: {rate}: expected alpha-2 country → rate in [0, 1)")
+        return value
+
+
+class UnitSwitch(_Frozen):
+    """Undeclared unit changes of numeric fields, found by their magnitude per version."""
+
+    fields: list[str] = ["session_duration"]
+    action: UnitSwitchAction = "convert"
+    min_reference: int = Field(30, ge=5, description="values seen before judging others")
+    tolerance_decades: float = Field(0.5, gt=0, lt=1.5)
+
+
+class Dedupe(_Frozen):
+    content_fields: list[str] = ["entity_key", "amount_gross_eur", "items"]
+    window: str = "10m"
+    exact_ttl: str = "7d"
+    content_ttl: str = "1h"
+
+    @field_validator("window", "exact_ttl", "content_ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError("expected a duration like 500ms, 30s, 10m, 24h or 7d")
+        return value
+
+    @property
+    def window_ms(self) -> int:
+        return duration_ms(self.window)
+
+    @property
+    def exact_ttl_ms(self) -> int:
+        return duration_ms(self.exact_ttl)
+
+    @property
+    def content_ttl_ms(self) -> int:
+        return duration_ms(self.content_ttl)
+
+
+class PipelineSpec(_Frozen):
+    """A validated pipeline declaration."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    source: TopicRef
+    sink: TopicRef
+    duplicates: TopicRef
+    home_country: str = Field(pattern=_ALPHA2.pattern)
+    fields: FieldNames = FieldNames()
+    sources: dict[str, SourceHabits]
+    money: Money
+    country_aliases: dict[str, str] = {}
+    payment_methods: list[str] | None = None
+    pii: dict[str, PiiTreatment] = {"email": "hash", "customer_name": "keep"}
+    unit_switch: UnitSwitch = UnitSwitch()
+    dedupe: Dedupe = Dedupe()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        if self.home_country not in self.money.tax_rates:
+            raise ValueError(f"home_country {self.home_country} needs a rate in money.tax_rates")
+        for alias, code in self.country_aliases.items():
+            if not (_ALPHA2.match(alias) and _ALPHA2.match(code)):
+                raise ValueError(f"country_aliases.{alias}: {code}: expected alpha-2 → alpha-2")
+        if not self.sources:
+            raise ValueError("sources: declare at least one source and its habits")
+        return self
+
+
+def duration_ms(text: str) -> int:
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match[1]) * _MS_PER[match[2]]
+
+
+def load_pipeline(path: Path) -> PipelineSpec:
+    """Load and validate; errors name the file, the line and the field path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline declaration: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+    try:
+        return PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{path}:{_line_of(node, err['loc'])}: {_dotted(err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid pipeline declaration:\n  " + "\n  ".join(problems)) from exc
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _line_of(node: Any, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest YAML node on the error's path."""
+    line = 1 if node is None else node.start_mark.line + 1
+    for part in loc:
+        child = _child(node, part)
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _child(node: Any, part: int | str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == part:
+                return value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]
+    return None

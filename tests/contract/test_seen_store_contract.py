@@ -1,0 +1,94 @@
+"""One suite for every SeenStore: in memory (files, tests) and Redis (the worker)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from streamproc.adapters.redis import RedisSeenStore
+from streamproc.dedupe import Claim, DedupeRules, InMemorySeenStore, SeenStore, Sighting
+
+RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)
+REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
+    if request.param == "memory":
+        yield InMemorySeenStore()
+        return
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except RedisError as exc:
+        await client.aclose()
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
+        pytest.skip(f"Redis at {REDIS_URL} is not running (make up): {exc}")
+    namespace = f"test:{uuid.uuid4().hex}"
+    yield RedisSeenStore(client, namespace)
+    keys = [key async for key in client.scan_iter(f"{namespace}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def claim(
+    event_id: str, offset: int, at: int, content: str | None = "fp1", partition: int = 0
+) -> Claim:
+    return Claim(Sighting(event_id, partition, offset, at), content)
+
+
+async def test_first_sightings_are_not_duplicates(store: SeenStore) -> None:
+    verdicts = await store.claim([claim("a", 0, 0, "fa"), claim("b", 1, 0, "fb")], RULES)
+    assert [v.kind for v in verdicts] == [None, None]
+
+
+async def test_the_same_id_again_is_a_retry_of_the_first(store: SeenStore) -> None:
+    await store.claim([claim("a", 0, 1_000)], RULES)
+    [verdict] = await store.claim([claim("a", 7, 2_000, partition=3)], RULES)
+    assert verdict.kind == "retry"
+    assert verdict.first == Sighting("a", 0, 0, 1_000)
+
+
+async def test_same_content_within_the_window_is_a_resubmission(store: SeenStore) -> None:
+    verdicts = await store.claim([claim("a", 0, 0), claim("b", 1, 599_999)], RULES)
+    assert [v.kind for v in verdicts] == [None, "resubmission"]
+    assert verdicts[1].first == Sighting("a", 0, 0, 0)
+
+
+async def test_same_content_outside_the_window_is_a_new_order(store: SeenStore) -> None:
+    verdicts = await store.claim(
+        [claim("a", 0, 0), claim("b", 1, 600_001), claim("c", 2, 1_000_000)], RULES
+    )
+    assert [v.kind for v in verdicts] == [None, None, "resubmission"]
+    assert verdicts[2].first is not None and verdicts[2].first.event_id == "b"
+
+
+async def test_the_window_looks_both_ways_in_event_time(store: SeenStore) -> None:
+    verdicts = await store.claim([claim("late", 0, 500_000), claim("early", 1, 0)], RULES)
+    assert [v.kind for v in verdicts] == [None, "resubmission"]
+
+
+async def test_no_fingerprint_no_content_check(store: SeenStore) -> None:
+    verdicts = await store.claim([claim("a", 0, 0, None), claim("b", 1, 0, None)], RULES)
+    assert [v.kind for v in verdicts] == [None, None]
+
+
+async def test_replaying_a_batch_gives_the_same_verdicts(store: SeenStore) -> None:
+    batch = [claim("a", 0, 0), claim("b", 1, 10), claim("a", 2, 20), claim("c", 3, 30, "fc")]
+    first = await store.claim(batch, RULES)
+    again = await store.claim(batch, RULES)  # Kafka redelivers after a crash
+    assert [v.kind for v in first] == [None, "resubmission", "retry", None]
+    assert again == first
+
+
+async def test_a_retry_of_a_resubmission_points_at_the_resubmission(store: SeenStore) -> None:
+    verdicts = await store.claim([claim("a", 0, 0), claim("b", 1, 5), claim("b", 2, 6)], RULES)
+    assert [v.kind for v in verdicts] == [None, "resubmission", "retry"]
+    assert verdicts[2].first is not None and verdicts[2].first.event_id == "b"
