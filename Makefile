@@ -55,9 +55,8 @@ imports: install ## import-linter layer contracts
 
 check: lint typecheck imports test ## everything that must pass before a commit
 
-demo: install up ## run the service on the reference scenario, end to end
-	@echo "The demo comes with the clean stage and the scenario generator (issue 4)."
-	@echo "Today: 'make topics', then '$(BIN)/streamproc worker' forwards shop.order.v1 to shop.order.clean.v1."
+demo: install up ## the reference scenario end to end on the local stack, with a summary
+	$(BIN)/streamproc demo --events $(or $(EVENTS),20000)
 
 bench: install ## benchmarks (figures, not pass/fail)
 	$(BIN)/python -m benchmarks.serde_bench

@@ -1,4 +1,4 @@
-"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file."""
+"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file, demo."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 from streamproc.adapters.kafka import KafkaAdmin, produce_all
 from streamproc.adapters.registry import make_registry
 from streamproc.config import Settings, load_settings
+from streamproc.demo import DemoPlan, run_demo, summary_lines, truth_mismatches
 from streamproc.errors import ConfigError, InfraError
+from streamproc.generator import GeneratorConfig, generate, producer_key, write_scenario
 from streamproc.pipeline import load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
@@ -69,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         generate.add_argument(f"--{rate}-rate", type=_share, default=None, metavar="SHARE")
     generate.set_defaults(command=_generate)
 
+    demo = commands.add_parser(
+        "demo", help="the reference scenario end to end: generate, produce, clean, summarize"
+    )
+    demo.add_argument("--events", type=_positive_int, default=20_000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", type=Path, default=Path("data/demo"), help="folder for its files")
+    demo.set_defaults(command=_demo)
+
     run_file = commands.add_parser(
         "run-file", help="run a pipeline's clean stage on a file, without a broker"
     )
@@ -103,8 +113,6 @@ def _share(text: str) -> float:
 
 
 def _generate(args: argparse.Namespace, settings: Settings) -> int:
-    from streamproc.generator import GeneratorConfig, generate, write_scenario
-
     rates = {
         f"{name}_rate": getattr(args, f"{name}_rate")
         for name in ("retry", "resubmission", "guest", "null", "invalid")
@@ -120,7 +128,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         serde = AvroSerde(catalog, _registry(settings, catalog))
         topic, schema = spec.source.topic, spec.source.schema_name
         records = (
-            (_producer_key(event), serde.encode(topic, schema, event), None)
+            (producer_key(event), serde.encode(topic, schema, event), None)
             for event in scenario.events
         )
         sent = produce_all(settings.kafka_bootstrap, topic, records)
@@ -128,9 +136,25 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _producer_key(event: dict[str, object]) -> bytes:
-    """Producers key by customer where they know one: a customer's orders stay in order."""
-    return str(event.get("customer_id") or event["event_id"]).encode()
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_pipeline(settings.pipeline)
+    scenario = generate(GeneratorConfig(events=args.events, seed=args.seed))
+    for path in write_scenario(scenario, args.out / "orders.jsonl"):
+        print(f"wrote {path}")
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    serde = AvroSerde(catalog, _registry(settings, catalog))
+    topic, schema = spec.source.topic, spec.source.schema_name
+    plan = DemoPlan(
+        settings.kafka_bootstrap, topic, settings.topics_dir, args.out, settings.web_port
+    )
+    metrics = run_demo(plan, scenario, lambda event: serde.encode(topic, schema, event))
+    print("\n".join(summary_lines(metrics, topic)))
+    problems = truth_mismatches(metrics, scenario, spec.sink.topic)
+    for problem in problems:
+        print(f"MISMATCH {problem}", file=sys.stderr)
+    if not problems:
+        print("every count matches the generator's ground truth")
+    return EXIT_DRIFT if problems else 0
 
 
 def _run_file(args: argparse.Namespace, settings: Settings) -> int:

@@ -8,6 +8,7 @@ broken records. The truth is the generator's own knowledge, never the clean stag
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -192,6 +193,17 @@ def write_scenario(scenario: Scenario, out: Path) -> tuple[Path, Path, Path]:
     _write_lines(truth_path, (asdict(t) for t in scenario.truth))
     _write_lines(outcomes_path, scenario.outcomes)
     return out, truth_path, outcomes_path
+
+
+def producer_key(event: dict[str, Any]) -> bytes:
+    """How the shop's producers key orders: by customer, else by a digest of the e-mail, so a
+    customer's orders, retries and resubmitted forms share a partition and keep their order."""
+    if event.get("customer_id"):
+        return str(event["customer_id"]).encode()
+    email = event.get("email")
+    if isinstance(email, str) and email.strip():
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16].encode()
+    return str(event["event_id"]).encode()
 
 
 def read_truth(path: Path) -> list[Truth]:

@@ -29,6 +29,7 @@ from tests.conftest import REPO
 HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
 RAW_ORDERS = "shop.order.v1"
+PII_KEY = "integration-test-pii-key"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -110,7 +111,7 @@ def commit_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -
         consumer.close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -135,7 +136,7 @@ class Worker:
 @pytest.fixture
 def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
     """A `streamproc worker` in a new consumer group that starts at the raw topic's end."""
-    port = _free_port()
+    port = free_port()
     group = f"it-{uuid.uuid4().hex[:12]}"
     commit_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, RAW_ORDERS))
     env = {
@@ -144,6 +145,7 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
         "STREAMPROC_APP_ID": group,
         "STREAMPROC_REDIS_URL": stack.redis_url,
         "STREAMPROC_REDIS_NAMESPACE": group,
+        "STREAMPROC_PII_KEY": PII_KEY,
         "STREAMPROC_PIPELINE": str(REPO / "pipelines/shop_orders.yaml"),
         "STREAMPROC_WEB_PORT": str(port),
         "STREAMPROC_DATA_DIR": str(tmp_path / "state"),

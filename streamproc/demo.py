@@ -1,0 +1,187 @@
+"""Edge: the one-command demo: the reference scenario through a real worker, end to end.
+
+Topics are applied, a worker starts in a new consumer group (at the raw topic's end, so
+earlier runs do not count) with its own Redis namespace, the generated orders are produced,
+and the worker's own metrics say what happened to them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamproc.adapters.kafka import KafkaAdmin, produce_all
+from streamproc.errors import InfraError
+from streamproc.generator import Scenario, producer_key
+from streamproc.topology import load_topic_specs, plan_changes
+
+Encode = Callable[[dict[str, object]], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPlan:
+    bootstrap: str
+    raw_topic: str
+    topics_dir: Path
+    work_dir: Path
+    web_port: int
+    timeout_s: float = 300.0
+
+
+def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str, float]:
+    """Runs the worker on the scenario until it has consumed every record; its metrics."""
+    specs = load_topic_specs(plan.topics_dir)
+    admin = KafkaAdmin(plan.bootstrap)
+    admin.apply(plan_changes(specs, admin.read_state(specs)))
+    group = f"streamproc-demo-{int(time.time())}"
+    _start_group_at_end(plan.bootstrap, group, plan.raw_topic)
+    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    log = plan.work_dir / "worker.log"
+    env = {
+        **os.environ,
+        "STREAMPROC_APP_ID": group,
+        "STREAMPROC_REDIS_NAMESPACE": group,
+        "STREAMPROC_WEB_PORT": str(plan.web_port),
+        "STREAMPROC_DATA_DIR": str(plan.work_dir / "state"),
+    }
+    metrics_url = f"http://127.0.0.1:{plan.web_port}/metrics"
+    print(f"worker: consumer group {group}, log {log}")
+    with log.open("wb") as out:
+        worker = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "streamproc.cli", "worker"], env=env, stdout=out, stderr=out
+        )
+    try:
+        _wait_until_serving(worker, metrics_url, log)
+        records = ((producer_key(e), encode(e), None) for e in scenario.events)
+        started = time.monotonic()
+        sent = produce_all(plan.bootstrap, plan.raw_topic, records)
+        print(f"produced {sent} orders to {plan.raw_topic} in {time.monotonic() - started:.1f} s")
+        metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
+        elapsed = time.monotonic() - started
+        print(f"worker consumed all {sent} in {elapsed:.1f} s ({sent / elapsed:,.0f} events/s)")
+        return metrics
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:
+    """What the operator would read off the dashboard."""
+    lines = [f"consumed  {metrics.get(f'consumed|{raw_topic}', 0):>8.0f}"]
+    for name in ("produced", "duplicates", "dead_letters"):
+        for key, value in sorted(metrics.items()):
+            if key.startswith(f"{name}|"):
+                lines.append(f"{name:<13} {key.split('|', 1)[1]:<28} {value:>8.0f}")
+    flags = sorted(
+        ((v, k.split("|", 1)[1]) for k, v in metrics.items() if k.startswith("flags|")),
+        reverse=True,
+    )
+    lines.extend(f"flag          {flag:<28} {value:>8.0f}" for value, flag in flags)
+    return lines
+
+
+def truth_mismatches(
+    metrics: Mapping[str, float], scenario: Scenario, clean_topic: str
+) -> list[str]:
+    """Where the worker's counts differ from what the ground truth says they must be."""
+    kinds = Counter(t.kind for t in scenario.truth)
+    expected = {
+        f"produced|{clean_topic}": kinds["order"],
+        "duplicates|retry": kinds["retry"],
+        "duplicates|resubmission": kinds["resubmission"],
+        "dead letters (all reasons)": kinds["invalid"],
+    }
+    dead = sum(v for k, v in metrics.items() if k.startswith("dead_letters|"))
+    found = {**metrics, "dead letters (all reasons)": dead}
+    return [
+        f"{name}: the truth says {count}, the worker counted {found.get(name, 0):.0f}"
+        for name, count in expected.items()
+        if found.get(name, 0) != count
+    ]
+
+
+def _start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in sorted(partitions)
+        ]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def _wait_until_serving(worker: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        _check_alive(worker, log)
+        try:
+            _scrape(url)
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise InfraError(f"the worker did not serve {url} within 60 s; see {log}") from exc
+            time.sleep(0.3)
+
+
+def _wait_until_consumed(
+    worker: subprocess.Popen[bytes], url: str, plan: DemoPlan, expected: int, log: Path
+) -> dict[str, float]:
+    deadline = time.monotonic() + plan.timeout_s
+    shown = -1
+    while True:
+        _check_alive(worker, log)
+        metrics = _scrape(url)
+        consumed = int(metrics.get(f"consumed|{plan.raw_topic}", 0))
+        if consumed >= expected:
+            return metrics
+        if consumed // 5000 != shown // 5000:
+            print(f"  … {consumed}/{expected} consumed")
+            shown = consumed
+        if time.monotonic() > deadline:
+            raise InfraError(f"only {consumed} of {expected} consumed in {plan.timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _check_alive(worker: subprocess.Popen[bytes], log: Path) -> None:
+    if worker.poll() is not None:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise InfraError(f"the worker exited with {worker.returncode}:\n{tail}")
+
+
+_SERIES = {
+    "streamproc_records_consumed_total": ("consumed", "topic"),
+    "streamproc_records_produced_total": ("produced", "topic"),
+    "streamproc_duplicates_total": ("duplicates", "kind"),
+    "streamproc_dead_letters_total": ("dead_letters", "reason"),
+    "streamproc_quality_flags_total": ("flags", "flag"),
+}
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """The counters the summary shows, as 'name|label' → value."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our loopback URL
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            series = _SERIES.get(sample.name)
+            if series is not None:
+                name, label = series
+                values[f"{name}|{sample.labels[label]}"] = sample.value
+    return values
