@@ -58,8 +58,9 @@ check: lint typecheck imports test ## everything that must pass before a commit
 demo: install up ## the reference scenario end to end on the local stack, with a summary
 	$(BIN)/streamproc demo --events $(or $(EVENTS),20000)
 
-bench: install ## benchmarks (figures, not pass/fail)
+bench: install up ## benchmarks on the local stack (figures, not pass/fail)
 	$(BIN)/python -m benchmarks.serde_bench
+	$(BIN)/python -m benchmarks.clean_worker_bench
 
 clean: ## remove the virtualenv and caches (not the stack: see reset)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

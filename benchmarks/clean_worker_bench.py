@@ -1,0 +1,177 @@
+"""The clean stage alone, one worker process, real broker and Redis: events/s from a backlog.
+
+Baseline in the same run: a confluent-kafka consume→produce pass-through of the same bytes,
+one process. Needs the local stack (`make up`). Run with `make bench`; `--profile` also
+samples the worker with py-spy (if installed) and prints where its time went.
+
+    python -m benchmarks.clean_worker_bench [--events N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamproc.adapters.kafka import produce_all
+from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.generator import GeneratorConfig, generate, producer_key
+from streamproc.schemas import SchemaCatalog
+from streamproc.serde import AvroSerde
+
+REPO = Path(__file__).resolve().parents[1]
+RAW, SCHEMA = "shop.order.v1", "shop.OrderSubmitted"
+PASSTHROUGH_SINK = "bench.passthrough"
+BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--profile", action="store_true", help="py-spy the worker")
+    args = parser.parse_args()
+    catalog = SchemaCatalog.load(REPO / "schemas")
+    serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
+    print(f"generating {args.events} scenario events …", flush=True)
+    config = GeneratorConfig(events=args.events, seed=5, customers=max(2_000, args.events // 10))
+    events = generate(config).events
+    records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in events]
+    start = _end_offsets(RAW)
+    produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
+    passthrough = _kafka_passthrough(start, len(records))
+    worker = _worker_rate(start, len(records), args.profile)
+    print(f"{len(records)} events from a backlog, one process each, broker and Redis on loopback")
+    print(f"{'pipeline':<44} {'events/s':>10} {'× pass-through':>15}")
+    for name, rate in (
+        ("confluent-kafka consume→produce (baseline)", passthrough),
+        ("clean worker (Faust, Redis dedupe)", worker),
+    ):
+        print(f"{name:<44} {rate:>10,.0f} {rate / passthrough:>15.2f}")
+
+
+def _end_offsets(topic: str) -> list[TopicPartition]:
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "bench-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in sorted(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
+    """The same bytes through the plainest consume→produce loop there is: the ceiling."""
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    if PASSTHROUGH_SINK not in admin.list_topics(timeout=10).topics:
+        admin.create_topics([NewTopic(PASSTHROUGH_SINK, 6, 1)])[PASSTHROUGH_SINK].result()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
+    consumer.assign(start)
+    seen = 0
+    started = time.perf_counter()
+    while seen < expected:
+        for message in consumer.consume(num_messages=500, timeout=1.0):
+            if message.error() is None:
+                producer.produce(PASSTHROUGH_SINK, message.value(), message.key())
+                seen += 1
+        producer.poll(0)
+    producer.flush(30)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return expected / elapsed
+
+
+def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> float:
+    """Starts a worker whose group begins at the backlog; rate from first to last record."""
+    group = f"bench-clean-{uuid.uuid4().hex[:8]}"
+    committer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    committer.commit(offsets=start, asynchronous=False)
+    committer.close()
+    work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
+    port = "6099"
+    env = {
+        **os.environ,
+        "STREAMPROC_APP_ID": group,
+        "STREAMPROC_REDIS_NAMESPACE": group,
+        "STREAMPROC_WEB_PORT": port,
+        "STREAMPROC_DATA_DIR": str(work / "state"),
+        "STREAMPROC_LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "streamproc.cli", "worker"]
+    spy = shutil.which(
+        "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    )
+    if profile and spy:
+        command = [spy, "record", "-o", str(work / "profile.txt"), "-f", "raw", "--", *command]
+    log = (work / "worker.log").open("wb")
+    worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        first_at, first_count = _wait_for(url, lambda n: n > 0, 120)
+        last_at, last_count = _wait_for(url, lambda n: n >= expected, 600)
+    finally:
+        worker.send_signal(2)  # SIGINT: py-spy writes its profile, the worker stops cleanly
+        worker.wait(60)
+    if profile and spy:
+        _print_profile(work / "profile.txt")
+    return (last_count - first_count) / (last_at - first_at)
+
+
+def _wait_for(url: str, done: object, timeout_s: float) -> tuple[float, float]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        count = _consumed(url)
+        if count is not None and done(count):  # type: ignore[operator]
+            return time.perf_counter(), count
+        time.sleep(0.25)  # scraping costs the worker CPU: not too often
+    raise SystemExit(f"the worker did not get there in {timeout_s:.0f} s")
+
+
+def _consumed(url: str) -> float | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+            text = response.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "streamproc_records_consumed_total":
+                return float(sample.value)
+    return 0.0
+
+
+def _print_profile(path: Path) -> None:
+    """Share of samples per function (own time), from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        own[leaf] = own.get(leaf, 0) + int(count)
+        total += int(count)
+    print(f"worker profile (py-spy, {total} samples, own time):")
+    for leaf, count in sorted(own.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {100 * count / total:5.1f}%  {leaf}")
+
+
+if __name__ == "__main__":
+    main()
