@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.adapters.kafka import produce_all
+from streamproc.adapters.kafka import end_offsets, produce_all, start_group_at
 from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.generator import GeneratorConfig, generate, producer_key
 from streamproc.schemas import SchemaCatalog
@@ -47,7 +47,7 @@ def main() -> None:
     config = GeneratorConfig(events=args.events, seed=5, customers=max(2_000, args.events // 10))
     events = generate(config).events
     records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in events]
-    start = _end_offsets(RAW)
+    start = end_offsets(BOOTSTRAP, RAW)
     produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
     passthrough = _kafka_passthrough(start, len(records))
     worker = _worker_rate(start, len(records), args.profile)
@@ -58,18 +58,6 @@ def main() -> None:
         ("clean worker (Faust, Redis dedupe)", worker),
     ):
         print(f"{name:<44} {rate:>10,.0f} {rate / passthrough:>15.2f}")
-
-
-def _end_offsets(topic: str) -> list[TopicPartition]:
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "bench-offsets"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
-            for p in sorted(partitions)
-        ]
-    finally:
-        consumer.close()
 
 
 def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
@@ -103,9 +91,7 @@ def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
 def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> float:
     """Starts a worker whose group begins at the backlog; rate from first to last record."""
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
-    committer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
-    committer.commit(offsets=start, asynchronous=False)
-    committer.close()
+    start_group_at(BOOTSTRAP, group, start)
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     port = "6099"
     env = {

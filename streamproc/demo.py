@@ -17,10 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.adapters.kafka import KafkaAdmin, produce_all
+from streamproc.adapters.kafka import KafkaAdmin, end_offsets, produce_all, start_group_at
 from streamproc.errors import InfraError
 from streamproc.generator import Scenario, producer_key
 from streamproc.topology import load_topic_specs, plan_changes
@@ -44,7 +43,7 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
     admin = KafkaAdmin(plan.bootstrap)
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     group = f"streamproc-demo-{int(time.time())}"
-    _start_group_at_end(plan.bootstrap, group, plan.raw_topic)
+    start_group_at(plan.bootstrap, group, end_offsets(plan.bootstrap, plan.raw_topic))
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     log = plan.work_dir / "worker.log"
     env = {
@@ -111,19 +110,6 @@ def truth_mismatches(
         for name, count in expected.items()
         if found.get(name, 0) != count
     ]
-
-
-def _start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
-            for p in sorted(partitions)
-        ]
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
 
 
 def _wait_until_serving(worker: subprocess.Popen[bytes], url: str, log: Path) -> None:

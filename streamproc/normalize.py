@@ -78,7 +78,7 @@ class Normalizer:
             status[names.email] = "invalid"
             flags.append("email_invalid")
         email_hash = canonical.keyed_hash(self._pii_key, email) if email else None
-        entity_key = customer_id or (f"guest:{email_hash}" if email_hash else None)
+        entity_key = self._entity_key(raw, email_hash)
         if customer_id is None:
             flags.append("guest")
         given = family = None
@@ -93,6 +93,20 @@ class Normalizer:
             "given_name": given,
             "family_name": family,
         }
+
+    def _entity_key(self, raw: Mapping[str, Any], email_hash: str | None) -> str | None:
+        """The first declared part with a value, with its prefix."""
+        for part in self.spec.entity_key:
+            if part.field == self._names.email:
+                value = email_hash
+            else:
+                text = raw.get(part.field)
+                value = str(text).strip() if text is not None else None
+                if value and self.spec.pii.get(part.field) == "hash":
+                    value = canonical.keyed_hash(self._pii_key, value)
+            if value:
+                return part.prefix + value
+        return None
 
     def _country(self, raw: Mapping[str, Any], flags: list[str], status: dict[str, str]) -> str:
         value = _optional_text(raw, self._names.country, status)

@@ -73,6 +73,13 @@ class FieldNames(_Frozen):
     payment_method: str = "payment_method"
 
 
+class EntityKeyPart(_Frozen):
+    """One candidate for the entity key: a raw field, and a prefix that says which it was."""
+
+    field: str
+    prefix: str = ""
+
+
 class Money(_Frozen):
     rates_to_eur: dict[str, float]
     tax_rates: dict[str, float]
@@ -145,6 +152,11 @@ class PipelineSpec(_Frozen):
     country_aliases: dict[str, str] = {}
     payment_methods: list[str] | None = None
     pii: dict[str, PiiTreatment] = {"email": "hash", "customer_name": "keep"}
+    # The first part with a value is the entity key; PII fields count by their keyed hash.
+    entity_key: list[EntityKeyPart] = [
+        EntityKeyPart(field="customer_id"),
+        EntityKeyPart(field="email", prefix="guest:"),
+    ]
     unit_switch: UnitSwitch = UnitSwitch()
     dedupe: Dedupe = Dedupe()
 
@@ -157,6 +169,12 @@ class PipelineSpec(_Frozen):
                 raise ValueError(f"country_aliases.{alias}: {code}: expected alpha-2 → alpha-2")
         if not self.sources:
             raise ValueError("sources: declare at least one source and its habits")
+        known = set(self.fields.model_dump().values())
+        for part in self.entity_key:
+            if part.field not in known:
+                raise ValueError(
+                    f"entity_key: {part.field!r} is not a raw field ({', '.join(sorted(known))})"
+                )
         return self
 
 

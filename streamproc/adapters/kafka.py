@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -171,3 +171,25 @@ def produce_all(
     if producer.flush(60) or failures:
         raise InfraError(f"{len(failures)} records not delivered to {topic}: {failures[:3]}")
     return sent
+
+
+def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """Each partition of `topic` at its high watermark: where the next record will land."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "streamproc-offsets"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return [
+            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
+            for p in sorted(partitions)
+        ]
+    finally:
+        consumer.close()
+
+
+def start_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
+    """Commit `offsets` for a new consumer group, so it starts there (skipping what is before)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()

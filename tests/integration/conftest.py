@@ -16,19 +16,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.adapters.kafka import KafkaAdmin, end_offsets, start_group_at
 from streamproc.topology import load_topic_specs, plan_changes
 from tests.conftest import REPO
 
 HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
 RAW_ORDERS = "shop.order.v1"
+RUN_HEADER = "test.run"  # producers in tests mark their records, readers keep only theirs
 PII_KEY = "integration-test-pii-key"
 
 
@@ -89,26 +91,30 @@ def stack() -> Iterator[Stack]:
         subprocess.run([BASH, str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
 
 
-def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
-    """Each partition of `topic` at its high watermark: where the next record will land."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "it-offsets"})
+def read_run(
+    stack: Stack, start: list[TopicPartition], run: bytes, expected: int, timeout_s: float
+) -> list[Any]:
+    """Records from `start` on that carry this run's `test.run` header, until `expected`
+    have come or time is up."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "group.id": f"it-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign(start)
+    found: list[Any] = []
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return [
-            TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
-            for p in sorted(partitions)
-        ]
+        while len(found) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                assert message.error() is None, message.error()
+                if (RUN_HEADER, run) in (message.headers() or []):
+                    found.append(message)
     finally:
         consumer.close()
-
-
-def commit_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
-    """Start a consumer group at `offsets`, so it skips what earlier runs left in the topic."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        consumer.commit(offsets=offsets, asynchronous=False)
-    finally:
-        consumer.close()
+    return found
 
 
 def free_port() -> int:
@@ -138,7 +144,7 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
     """A `streamproc worker` in a new consumer group that starts at the raw topic's end."""
     port = free_port()
     group = f"it-{uuid.uuid4().hex[:12]}"
-    commit_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, RAW_ORDERS))
+    start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, RAW_ORDERS))
     env = {
         **os.environ,
         "STREAMPROC_KAFKA_BOOTSTRAP": stack.bootstrap,

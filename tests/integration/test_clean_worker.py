@@ -9,26 +9,25 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from streamproc.adapters import dlq
+from streamproc.adapters.kafka import end_offsets
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order
-from tests.integration.conftest import Stack, Worker, end_offsets
+from tests.integration.conftest import RUN_HEADER, Stack, Worker, read_run
 
 RAW = "shop.order.v1"
 CLEAN = "shop.order.clean.v1"
 DUPLICATES = "shop.order.duplicates.v1"
 DLQ = "shop.order.v1.dlq"
 CLEAN_ORDER = "shop.OrderClean"
-RUN_HEADER = "test.run"
 EVENTS = 1_000
 KEYS = 37
 EVENT_TIME_MS = 1_774_746_000_001  # odd milliseconds: float seconds must not round them away
@@ -55,31 +54,6 @@ def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
         (outcome, "schema_mismatch"),
         (good + b"\x00\x00", "schema_mismatch"),
     ]
-
-
-def _consume_run(
-    stack: Stack, start: list[TopicPartition], run: bytes, expected: int, timeout_s: float
-) -> list[Any]:
-    """Records from `start` on that carry this run's header, until `expected` are seen."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.bootstrap,
-            "group.id": f"it-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign(start)
-    found = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(found) < expected and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                assert message.error() is None, message.error()
-                if (RUN_HEADER, run) in (message.headers() or []):
-                    found.append(message)
-    finally:
-        consumer.close()
-    return found
 
 
 def _counter(metrics: str, name: str, **labels: str) -> float:
@@ -126,9 +100,9 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     assert producer.flush(30) == 0
 
     run_id = run.encode()
-    clean = _consume_run(stack, starts[CLEAN], run_id, EVENTS, timeout_s=90)
-    duplicates = _consume_run(stack, starts[DUPLICATES], run_id, 5, timeout_s=30)
-    dead = _consume_run(stack, starts[DLQ], run_id, len(bad), timeout_s=30)
+    clean = read_run(stack, starts[CLEAN], run_id, EVENTS, timeout_s=90)
+    duplicates = read_run(stack, starts[DUPLICATES], run_id, 5, timeout_s=30)
+    dead = read_run(stack, starts[DLQ], run_id, len(bad), timeout_s=30)
 
     assert len(clean) == EVENTS, worker.log_tail()
     received = [serde.decode(message.value(), CLEAN_ORDER) for message in clean]

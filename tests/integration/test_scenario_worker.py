@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from streamproc.adapters import dlq
+from streamproc.adapters.kafka import end_offsets
 from streamproc.generator import GeneratorConfig, generate, producer_key
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED
-from tests.integration.conftest import PII_KEY, Stack, Worker, end_offsets
+from tests.integration.conftest import PII_KEY, RUN_HEADER, Stack, Worker, read_run
 from tests.truth import compare
 
 RAW, CLEAN, DUPLICATES, DLQ = (
@@ -21,33 +20,7 @@ RAW, CLEAN, DUPLICATES, DLQ = (
     "shop.order.duplicates.v1",
     "shop.order.v1.dlq",
 )
-RUN_HEADER = "test.run"
 EVENTS = 4_000
-
-
-def _read(
-    stack: Stack, start: list[TopicPartition], run: bytes, expected: int, timeout_s: float
-) -> list[Any]:
-    """This run's records from `start` on, until `expected` have come or time is up."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.bootstrap,
-            "group.id": f"it-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign(start)
-    found: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(found) < expected and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=1000, timeout=0.5):
-                assert message.error() is None, message.error()
-                if (RUN_HEADER, run) in (message.headers() or []):
-                    found.append(message)
-    finally:
-        consumer.close()
-    return found
 
 
 def test_generated_traffic_comes_out_as_the_truth_says(
@@ -66,11 +39,11 @@ def test_generated_traffic_comes_out_as_the_truth_says(
     assert producer.flush(30) == 0
 
     kinds = [t.kind for t in scenario.truth]
-    clean = _read(stack, starts[CLEAN], run, kinds.count("order"), timeout_s=120)
-    duplicates = _read(
+    clean = read_run(stack, starts[CLEAN], run, kinds.count("order"), timeout_s=120)
+    duplicates = read_run(
         stack, starts[DUPLICATES], run, kinds.count("retry") + kinds.count("resubmission"), 30
     )
-    dead = _read(stack, starts[DLQ], run, kinds.count("invalid"), timeout_s=30)
+    dead = read_run(stack, starts[DLQ], run, kinds.count("invalid"), timeout_s=30)
 
     rejected = {}
     for message in dead:
