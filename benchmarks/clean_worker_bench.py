@@ -1,7 +1,9 @@
 """The clean stage alone, one worker process, real broker and Redis: events/s from a backlog.
 
-Baseline in the same run: a confluent-kafka consume→produce pass-through of the same bytes,
-one process. Needs the local stack (`make up`). Run with `make bench`; `--profile` also
+Baselines in the same run, on the same bytes, one process each: a confluent-kafka
+consume→produce pass-through, and a plain Faust agent that forwards them in the same batches
+(benchmarks/faust_passthrough.py): the ceiling of any Faust worker. Needs the local stack
+(`make up`). Run with `make bench`; `--profile` also
 samples the worker with py-spy (if installed) and prints where its time went.
 
     python -m benchmarks.clean_worker_bench [--events N] [--profile]
@@ -18,6 +20,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -34,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 RAW, SCHEMA = "shop.order.v1", "shop.OrderSubmitted"
 PASSTHROUGH_SINK = "bench.passthrough"
 BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+CLEAN_WORKER = [sys.executable, "-m", "streamproc.cli", "worker"]
+FAUST_PASSTHROUGH = [sys.executable, "-m", "benchmarks.faust_passthrough", "worker"]
+Counted = Callable[[str], float]  # how many records a worker at this base URL has consumed
 
 
 def main() -> None:
@@ -49,15 +55,17 @@ def main() -> None:
     records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in events]
     start = end_offsets(BOOTSTRAP, RAW)
     produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
-    passthrough = _kafka_passthrough(start, len(records))
-    worker = _worker_rate(start, len(records), args.profile)
+    kafka = _kafka_passthrough(start, len(records))
+    faust = _worker_rate(FAUST_PASSTHROUGH, _count_page, start, len(records), profile=False)
+    clean = _worker_rate(CLEAN_WORKER, _consumed, start, len(records), args.profile)
     print(f"{len(records)} events from a backlog, one process each, broker and Redis on loopback")
-    print(f"{'pipeline':<44} {'events/s':>10} {'× pass-through':>15}")
+    print(f"{'pipeline':<44} {'events/s':>10} {'× Kafka':>8} {'× Faust':>8}")
     for name, rate in (
-        ("confluent-kafka consume→produce (baseline)", passthrough),
-        ("clean worker (Faust, Redis dedupe)", worker),
+        ("confluent-kafka consume→produce (baseline)", kafka),
+        ("Faust agent pass-through (baseline)", faust),
+        ("clean worker (Faust, Redis dedupe)", clean),
     ):
-        print(f"{name:<44} {rate:>10,.0f} {rate / passthrough:>15.2f}")
+        print(f"{name:<44} {rate:>10,.0f} {rate / kafka:>8.3f} {rate / faust:>8.2f}")
 
 
 def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
@@ -88,7 +96,9 @@ def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
     return expected / elapsed
 
 
-def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> float:
+def _worker_rate(
+    command: list[str], count: Counted, start: list[TopicPartition], expected: int, profile: bool
+) -> float:
     """Starts a worker whose group begins at the backlog; rate from first to last record."""
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
     start_group_at(BOOTSTRAP, group, start)
@@ -102,7 +112,6 @@ def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> f
         "STREAMPROC_DATA_DIR": str(work / "state"),
         "STREAMPROC_LOG_LEVEL": "warning",
     }
-    command = [sys.executable, "-m", "streamproc.cli", "worker"]
     spy = shutil.which(
         "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     )
@@ -110,10 +119,10 @@ def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> f
         command = [spy, "record", "-o", str(work / "profile.txt"), "-f", "raw", "--", *command]
     log = (work / "worker.log").open("wb")
     worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
-    url = f"http://127.0.0.1:{port}/metrics"
+    url = f"http://127.0.0.1:{port}"
     try:
-        first_at, first_count = _wait_for(url, lambda n: n > 0, 120)
-        last_at, last_count = _wait_for(url, lambda n: n >= expected, 600)
+        first_at, first_count = _wait_for(count, url, lambda n: n > 0, 120)
+        last_at, last_count = _wait_for(count, url, lambda n: n >= expected, 600)
     finally:
         worker.send_signal(2)  # SIGINT: py-spy writes its profile, the worker stops cleanly
         worker.wait(60)
@@ -122,23 +131,33 @@ def _worker_rate(start: list[TopicPartition], expected: int, profile: bool) -> f
     return (last_count - first_count) / (last_at - first_at)
 
 
-def _wait_for(url: str, done: object, timeout_s: float) -> tuple[float, float]:
+def _wait_for(
+    count: Counted, url: str, done: Callable[[float], bool], timeout_s: float
+) -> tuple[float, float]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        count = _consumed(url)
-        if count is not None and done(count):  # type: ignore[operator]
-            return time.perf_counter(), count
+        try:
+            seen = count(url)
+        except OSError:  # not serving yet
+            seen = None
+        if seen is not None and done(seen):
+            return time.perf_counter(), seen
         time.sleep(0.25)  # scraping costs the worker CPU: not too often
     raise SystemExit(f"the worker did not get there in {timeout_s:.0f} s")
 
 
-def _consumed(url: str) -> float | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-            text = response.read().decode()
-    except OSError:
-        return None
-    for family in text_string_to_metric_families(text):
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+        text: str = response.read().decode()
+        return text
+
+
+def _count_page(url: str) -> float:
+    return float(_get(f"{url}/count"))
+
+
+def _consumed(url: str) -> float:
+    for family in text_string_to_metric_families(_get(f"{url}/metrics")):
         for sample in family.samples:
             if sample.name == "streamproc_records_consumed_total":
                 return float(sample.value)

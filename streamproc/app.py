@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -14,12 +13,12 @@ import redis.asyncio as aioredis
 from faust.types import EventT
 
 from streamproc.adapters.dlq import dead_letter, dlq_topic
-from streamproc.adapters.kafka import KafkaAdmin, TopicLister
+from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
 from streamproc.adapters.redis import RedisSeenStore
 from streamproc.adapters.registry import make_registry
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.events import Envelope, OutRecord
+from streamproc.events import Envelope
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.pipeline import load_pipeline
 from streamproc.processor import CleanStage
@@ -40,6 +39,7 @@ def create_app(settings: Settings) -> faust.App:
     seen = RedisSeenStore(redis_client, f"{settings.redis_namespace}:{spec.name}")
     stage = CleanStage(spec, serde, seen, settings.pii_key.get_secret_value().encode())
     metrics = StageMetrics()
+    sender = BatchSender(settings.kafka_bootstrap)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.app_id,
@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> faust.App:
                 batch = [_envelope(event) for event in events]
                 result = await stage.process(batch)
                 dead = [dead_letter(rejection) for rejection in result.rejections]
-                await _send_all(app, [*result.outputs, *dead])
+                await sender.send([*result.outputs, *dead])
                 metrics.observe_batch(
                     spec.source.topic, len(batch), result, time.perf_counter() - started
                 )
@@ -131,28 +131,6 @@ def _envelope(event: EventT[Any]) -> Envelope:
         # Faust turns Kafka's epoch ms into float seconds; round() recovers the exact ms.
         timestamp_ms=round(message.timestamp * 1000) if message.timestamp else None,
     )
-
-
-async def _send_all(app: faust.App, records: Sequence[OutRecord]) -> None:
-    """Send a batch, then wait for the broker's acks before Faust may ack the input batch."""
-    pending = [
-        await app.producer.send(
-            record.topic,
-            record.key,
-            record.value,
-            None,
-            _faust_seconds(record.timestamp_ms),
-            list(record.headers),
-        )
-        for record in records
-    ]
-    await asyncio.gather(*pending)
-
-
-def _faust_seconds(timestamp_ms: int | None) -> float | None:
-    """Faust's send takes float seconds and truncates them back to ms; half a ms of headroom
-    keeps float error from turning 123 ms into 122."""
-    return None if timestamp_ms is None else (timestamp_ms + 0.5) / 1000
 
 
 def _die(error: BaseException) -> NoReturn:

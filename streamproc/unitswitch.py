@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from streamproc.canonical import UNIT_SECONDS
 
@@ -118,10 +119,11 @@ class UnitSwitchDetector:
         return max(self._tolerance, 3 * reference.sd)
 
 
-def _corrections(declared_unit: str) -> list[float]:
+@cache
+def _corrections(declared_unit: str) -> tuple[float, ...]:
     """Multipliers from the declared unit to each other unit of the ladder."""
     declared = UNIT_SECONDS[declared_unit]
-    return [size / declared for unit, size in UNIT_SECONDS.items() if unit != declared_unit]
+    return tuple(size / declared for unit, size in UNIT_SECONDS.items() if unit != declared_unit)
 
 
 def _closest(distance: float, corrections: Sequence[float], tolerance: float) -> float | None:

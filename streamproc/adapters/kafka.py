@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ from confluent_kafka.admin import (
 )
 
 from streamproc.errors import InfraError
+from streamproc.events import OutRecord
 from streamproc.topology import Plan, TopicSpec, TopicState
 
 
@@ -134,22 +136,24 @@ class KafkaAdmin:
         return results
 
 
+def _producer(bootstrap: str, **overrides: Any) -> Producer:
+    """Idempotent (acks from all in-sync replicas, no duplicates or reordering on retry); the
+    murmur2 partitioner puts a key where Java clients and aiokafka put it."""
+    config = {
+        "bootstrap.servers": bootstrap,
+        "linger.ms": 5,
+        "enable.idempotence": True,
+        "partitioner": "murmur2_random",
+        **overrides,
+    }
+    return Producer(config)
+
+
 def produce_all(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
 ) -> int:
-    """Send (key, value, timestamp ms) records and wait for every ack; returns the count.
-
-    The murmur2 partitioner puts a key where Java clients and aiokafka put it.
-    """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "enable.idempotence": True,
-            "partitioner": "murmur2_random",
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
+    """Send (key, value, timestamp ms) records and wait for every ack; returns the count."""
+    producer = _producer(bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
     failures: list[str] = []
 
     def on_delivery(error: Any, _message: Any) -> None:
@@ -171,6 +175,48 @@ def produce_all(
     if producer.flush(60) or failures:
         raise InfraError(f"{len(failures)} records not delivered to {topic}: {failures[:3]}")
     return sent
+
+
+class BatchSender:
+    """A worker's output: a batch goes to librdkafka in one pass, then the worker waits, off
+    the event loop, until the broker has acked all of it (before the input batch is acked).
+
+    librdkafka batches, compresses and retries in its own threads; a per-record send through
+    Python costs several times more (one future and loop wake-up per record).
+    """
+
+    def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0) -> None:
+        self._producer = _producer(bootstrap)
+        self._ack_timeout_s = ack_timeout_s
+
+    async def send(self, records: Sequence[OutRecord]) -> None:
+        """Raises InfraError when a record is not acked in time: nothing may be committed."""
+        failures: list[str] = []
+
+        def on_delivery(error: Any, message: Any) -> None:
+            if error is not None:
+                failures.append(f"{message.topic()}: {error}")
+
+        for record in records:
+            while True:
+                try:
+                    self._producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        headers=list(record.headers),
+                        timestamp=record.timestamp_ms or 0,
+                        on_delivery=on_delivery,
+                    )
+                    break
+                except BufferError:  # librdkafka's queue is full: let it drain
+                    await asyncio.to_thread(self._producer.poll, 0.1)
+        unacked = await asyncio.to_thread(self._producer.flush, self._ack_timeout_s)
+        if unacked or failures:
+            raise InfraError(
+                f"{unacked} records not acked in {self._ack_timeout_s:.0f} s, "
+                f"{len(failures)} failed: {failures[:3]}"
+            )
 
 
 def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
