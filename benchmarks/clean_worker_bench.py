@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.adapters.kafka import end_offsets, produce_all, start_group_at
+from streamproc.adapters.redis import delete_namespace
 from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.generator import GeneratorConfig, generate, producer_key
 from streamproc.schemas import SchemaCatalog
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 RAW, SCHEMA = "shop.order.v1", "shop.OrderSubmitted"
 PASSTHROUGH_SINK = "bench.passthrough"
 BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLEAN_WORKER = [sys.executable, "-m", "streamproc.cli", "worker"]
 FAUST_PASSTHROUGH = [sys.executable, "-m", "benchmarks.faust_passthrough", "worker"]
 Counted = Callable[[str], float]  # how many records a worker at this base URL has consumed
@@ -126,6 +128,7 @@ def _worker_rate(
     finally:
         worker.send_signal(2)  # SIGINT: py-spy writes its profile, the worker stops cleanly
         worker.wait(60)
+        delete_namespace(REDIS_URL, group)
     if profile and spy:
         _print_profile(work / "profile.txt")
     return (last_count - first_count) / (last_at - first_at)

@@ -145,7 +145,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     serde = AvroSerde(catalog, _registry(settings, catalog))
     topic, schema = spec.source.topic, spec.source.schema_name
     plan = DemoPlan(
-        settings.kafka_bootstrap, topic, settings.topics_dir, args.out, settings.web_port
+        bootstrap=settings.kafka_bootstrap,
+        raw_topic=topic,
+        topics_dir=settings.topics_dir,
+        work_dir=args.out,
+        web_port=settings.web_port,
+        redis_url=settings.redis_url,
     )
     metrics = run_demo(plan, scenario, lambda event: serde.encode(topic, schema, event))
     print("\n".join(summary_lines(metrics, topic)))

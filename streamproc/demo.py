@@ -20,6 +20,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.adapters.kafka import KafkaAdmin, end_offsets, produce_all, start_group_at
+from streamproc.adapters.redis import delete_namespace
 from streamproc.errors import InfraError
 from streamproc.generator import Scenario, producer_key
 from streamproc.topology import load_topic_specs, plan_changes
@@ -34,6 +35,7 @@ class DemoPlan:
     topics_dir: Path
     work_dir: Path
     web_port: int
+    redis_url: str
     timeout_s: float = 300.0
 
 
@@ -75,6 +77,7 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
+        delete_namespace(plan.redis_url, group)  # a demo leaves no dedupe keys behind
 
 
 def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -76,3 +77,24 @@ def _verdict(reply: bytes | str) -> Verdict:
     if kind not in ("retry", "resubmission"):
         raise InfraError(f"unexpected reply from the dedupe script: {text!r}")
     return Verdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
+
+
+def delete_namespace(url: str, namespace: str) -> int:
+    """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
+    in slices, so a Redis that serves others is never blocked for long."""
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        keys: list[bytes] = []
+        for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
+            keys.append(key)
+            if len(keys) == 1_000:
+                deleted += int(client.unlink(*keys))
+                keys.clear()
+        if keys:
+            deleted += int(client.unlink(*keys))
+    except RedisError as exc:
+        raise InfraError(f"Redis at {url}: cannot delete {namespace}:*: {exc}") from exc
+    finally:
+        client.close()
+    return deleted

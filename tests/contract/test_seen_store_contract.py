@@ -32,7 +32,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
         pytest.skip(f"Redis at {REDIS_URL} is not running (make up): {exc}")
     namespace = f"test:{uuid.uuid4().hex}"
     yield RedisSeenStore(client, namespace)
-    keys = [key async for key in client.scan_iter(f"{namespace}:*")]
+    keys = [key async for key in client.scan_iter(f"{namespace}:*", count=10_000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

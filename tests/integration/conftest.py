@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamproc.adapters.kafka import KafkaAdmin, end_offsets, start_group_at
+from streamproc.adapters.redis import delete_namespace
 from streamproc.topology import load_topic_specs, plan_changes
 from tests.conftest import REPO
 
@@ -183,3 +184,4 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+    delete_namespace(stack.redis_url, group)
