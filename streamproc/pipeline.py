@@ -138,6 +138,97 @@ class Dedupe(_Frozen):
         return duration_ms(self.content_ttl)
 
 
+AggregateOp = Literal["count", "sum", "mean", "min", "max", "stddev"]
+LatePolicy = Literal["apply", "skip"]
+
+
+class Aggregate(_Frozen):
+    """Windowed statistics of one numeric field of the clean event."""
+
+    field: str
+    ops: list[AggregateOp] = Field(min_length=1)
+
+
+class FeatureView(_Frozen):
+    """One Redis hash per entity: its features share a timestamp and a TTL."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    windows: dict[str, str] = Field(min_length=1, description="window → bucket, e.g. 1h: 5m")
+    aggregates: dict[str, Aggregate] = {}
+    most_frequent: dict[str, str] = {}  # feature name → clean field
+    distinct: dict[str, str] = {}  # feature name → clean field (exact up to max_distinct)
+    ratios: dict[str, tuple[str, str]] = {}  # name → (clean field, feature it is held against)
+    since_last: str = "seconds_since_last"  # seconds since the entity's newest event
+    max_distinct: int = Field(64, ge=1, le=10_000)
+    ttl: str = "8d"
+
+    def feature_names(self) -> list[str]:
+        windowed = [
+            f"{name}_{op}_{window}"
+            for name, aggregate in self.aggregates.items()
+            for window in self.windows
+            for op in aggregate.ops
+        ]
+        return [
+            *windowed,
+            self.since_last,
+            *self.most_frequent,
+            *self.distinct,
+            *self.ratios,
+        ]
+
+    @field_validator("windows")
+    @classmethod
+    def _buckets_divide_windows(cls, value: dict[str, str]) -> dict[str, str]:
+        for window, bucket in value.items():
+            if not (_DURATION.match(window) and _DURATION.match(bucket)):
+                raise ValueError(f"{window}: {bucket}: expected durations like 24h: 1h")
+            if duration_ms(window) % duration_ms(bucket) or duration_ms(bucket) <= 0:
+                raise ValueError(f"{window}: {bucket}: the bucket must divide the window")
+        return value
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError("expected a duration like 8d")
+        return value
+
+    @model_validator(mode="after")
+    def _ratios_name_features(self) -> FeatureView:
+        names = set(self.feature_names())
+        for ratio, (_field, against) in self.ratios.items():
+            if against not in names:
+                raise ValueError(f"ratios.{ratio}: {against!r} is not a windowed feature here")
+        return self
+
+
+class Features(_Frozen):
+    """Online features per entity, in Redis (or in memory for run-file)."""
+
+    version: int = Field(1, ge=1, description="a new version builds beside the live one")
+    lateness: str = "1h"
+    late: LatePolicy = "apply"
+    views: list[FeatureView] = []
+
+    @field_validator("lateness")
+    @classmethod
+    def _lateness(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError("expected a duration like 1h")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Features:
+        seen: set[str] = set()
+        for view in self.views:
+            clash = seen & set(view.feature_names())
+            if clash:
+                raise ValueError(f"views.{view.name}: feature names used twice: {sorted(clash)}")
+            seen |= set(view.feature_names())
+        return self
+
+
 class PipelineSpec(_Frozen):
     """A validated pipeline declaration."""
 
@@ -159,6 +250,7 @@ class PipelineSpec(_Frozen):
     ]
     unit_switch: UnitSwitch = UnitSwitch()
     dedupe: Dedupe = Dedupe()
+    features: Features = Features()
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:

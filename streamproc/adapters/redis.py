@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from streamproc.dedupe import Claim, DedupeRules, Sighting, Verdict
 from streamproc.errors import InfraError
+from streamproc.features import EntityWrite, OffsetConflict
 
 # Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
 # (id key, content key); ARGV: window, id ttl, content ttl, then per claim its sighting
@@ -98,3 +99,84 @@ def delete_namespace(url: str, namespace: str) -> int:
     finally:
         client.close()
     return deleted
+
+
+# Applies a batch of feature writes only if every entity's offset marks still read what the
+# batch was computed from (another writer, e.g. a zombie after a rebalance, aborts it whole).
+# ARGV per key, in KEYS order: ttl_ms, n guards, (field, value or "" for absent)...,
+# n sets, (field, value)..., n deletes, field...
+_SAVE_SCRIPT = """
+local at = 1
+local plan = {}
+for i, key in ipairs(KEYS) do
+  local ttl = ARGV[at]; local guards = tonumber(ARGV[at + 1]); at = at + 2
+  for g = 1, guards do
+    local current = redis.call('HGET', key, ARGV[at]) or ''
+    if current ~= ARGV[at + 1] then return redis.error_reply('CONFLICT ' .. key) end
+    at = at + 2
+  end
+  local sets = tonumber(ARGV[at]); at = at + 1
+  local set_from = at; at = at + 2 * sets
+  local deletes = tonumber(ARGV[at]); at = at + 1
+  local delete_from = at; at = at + deletes
+  plan[i] = {ttl, set_from, sets, delete_from, deletes}
+end
+for i, key in ipairs(KEYS) do
+  local p = plan[i]
+  if p[3] > 0 then redis.call('HSET', key, unpack(ARGV, p[2], p[2] + 2 * p[3] - 1)) end
+  if p[5] > 0 then redis.call('HDEL', key, unpack(ARGV, p[4], p[4] + p[5] - 1)) end
+  redis.call('PEXPIRE', key, p[1])
+end
+return #KEYS
+"""
+_ABSENT = ""  # offsets are never empty
+
+
+class RedisFeatureStore:
+    """Feature hashes under `namespace:`; one pipelined read and one script call per batch."""
+
+    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._save = client.register_script(_SAVE_SCRIPT)
+
+    def _key(self, key: str) -> str:
+        return f"{self._namespace}:{key}"
+
+    async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(self._key(key))
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise InfraError(f"Redis feature read failed: {exc}") from exc
+        return {
+            key: {_text(name): _text(value) for name, value in reply.items()}
+            for key, reply in zip(keys, replies, strict=True)
+            if reply
+        }
+
+    async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None:
+        if not writes:
+            return
+        args: list[str | int] = []
+        for write in writes:
+            args += [write.ttl_ms, len(write.expected)]
+            for name, value in write.expected.items():
+                args += [name, _ABSENT if value is None else value]
+            args.append(len(write.set))
+            for name, value in write.set.items():
+                args += [name, value]
+            args.append(len(write.delete))
+            args += write.delete
+        try:
+            await self._save(keys=[self._key(w.key) for w in writes], args=args)
+        except RedisError as exc:
+            if str(exc).startswith("CONFLICT"):
+                raise OffsetConflict(str(exc)) from exc
+            raise InfraError(f"Redis feature write failed: {exc}") from exc
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,362 @@
+"""Core: online features per entity: windowed aggregates over event-time buckets, the usual
+(most frequent) value, exact distinct counts, time since the newest event, and ratios.
+
+State lives in one flat hash per (entity, view), field → text, so Redis and the in-memory
+store hold exactly the same bytes:
+
+    b|<aggregate>|<window>|<bucket>  "count|sum|sum of squares|min|max" of the bucket's values
+    m|<feature>|<value>              how often the entity had this value (most frequent)
+    d|<feature>|<value>              "1": the value was seen (distinct), at most max_distinct
+    o|<partition>                    the last input offset applied from that partition
+    t                                the newest event time applied (ms), the view's timestamp
+    w                                wall-clock ms of the last write (for the TTL at read time)
+
+A batch is applied in input order; each event is served the features as they were just before
+it. An event at or below its partition's offset mark was applied already (a replay after a
+crash): it changes nothing, so applying a batch twice leaves the state byte-identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from streamproc.pipeline import Features, FeatureView, duration_ms
+
+Status = Literal["present", "missing", "stale"]
+_OPS_NEEDING_VALUES = {"mean", "min", "max", "stddev"}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureEvent:
+    """A clean event as the feature stage sees it, with where it was read."""
+
+    entity: str
+    partition: int
+    offset: int
+    occurred_at: int
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureValue:
+    value: Any
+    status: Status
+    age_ms: int | None  # since the view's newest event (event time), None when never updated
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """The vector an event was served: the state just before it."""
+
+    event: FeatureEvent
+    features: dict[str, FeatureValue]
+    late: bool = False
+    replayed: bool = False  # applied before (a replay): served from the state after it
+
+
+@dataclass(frozen=True, slots=True)
+class EntityWrite:
+    """Changes to one hash, applied only if its offset marks still read `expected`."""
+
+    key: str
+    expected: dict[str, str | None]
+    set: dict[str, str]
+    delete: list[str]
+    ttl_ms: int
+
+
+class FeatureStore(Protocol):
+    """Reads hashes in one round trip; writes a batch's changes in one guarded call."""
+
+    async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]: ...
+
+    async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None: ...
+
+
+class OffsetConflict(Exception):
+    """Another writer moved an entity's offset mark between our read and our write."""
+
+
+@dataclass(slots=True)
+class _State:
+    """One entity's view, parsed."""
+
+    buckets: dict[tuple[str, str], dict[int, list[float]]] = field(default_factory=dict)
+    frequent: dict[str, dict[str, int]] = field(default_factory=dict)
+    distinct: dict[str, set[str]] = field(default_factory=dict)
+    marks: dict[int, int] = field(default_factory=dict)
+    newest: int | None = None
+    wall: int | None = None
+
+    @classmethod
+    def parse(cls, fields: Mapping[str, str]) -> _State:
+        state = cls()
+        for name, text in fields.items():
+            kind, _, rest = name.partition("|")
+            if kind == "b":
+                aggregate, window, bucket = rest.split("|")
+                stats = [float(part) for part in text.split("|")]
+                state.buckets.setdefault((aggregate, window), {})[int(bucket)] = stats
+            elif kind == "m":
+                feature, _, value = rest.partition("|")
+                state.frequent.setdefault(feature, {})[value] = int(text)
+            elif kind == "d":
+                feature, _, value = rest.partition("|")
+                state.distinct.setdefault(feature, set()).add(value)
+            elif kind == "o":
+                state.marks[int(rest)] = int(text)
+            elif kind == "t":
+                state.newest = int(text)
+            elif kind == "w":
+                state.wall = int(text)
+        return state
+
+    def fields(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for (aggregate, window), buckets in self.buckets.items():
+            for bucket, stats in buckets.items():
+                out[f"b|{aggregate}|{window}|{bucket}"] = "|".join(repr(s) for s in stats)
+        for feature, counts in self.frequent.items():
+            for value, count in counts.items():
+                out[f"m|{feature}|{value}"] = str(count)
+        for feature, values in self.distinct.items():
+            for value in values:
+                out[f"d|{feature}|{value}"] = "1"
+        for partition, offset in self.marks.items():
+            out[f"o|{partition}"] = str(offset)
+        if self.newest is not None:
+            out["t"] = str(self.newest)
+        if self.wall is not None:
+            out["w"] = str(self.wall)
+        return out
+
+
+class ViewComputer:
+    """Applies events to one view's states and serves vectors; pure, no I/O."""
+
+    def __init__(self, view: FeatureView, features: Features) -> None:
+        self.view = view
+        self._lateness_ms = duration_ms(features.lateness)
+        self._skip_late = features.late == "skip"
+        self._ttl_ms = duration_ms(view.ttl)
+        self._windows = {w: (duration_ms(w), duration_ms(b)) for w, b in view.windows.items()}
+        self._prefix = f"v{features.version}:{view.name}"
+
+    def key(self, entity: str) -> str:
+        """Braces make a hash tag: every key of an entity shares a Redis Cluster slot."""
+        return f"{self._prefix}:{{{entity}}}"
+
+    @property
+    def ttl_ms(self) -> int:
+        return self._ttl_ms
+
+    def apply(self, state: _State, event: FeatureEvent) -> Served:
+        mark = state.marks.get(event.partition)
+        if mark is not None and event.offset <= mark:
+            features = self.serve(state, event.occurred_at, event.values)
+            return Served(event, features, replayed=True)
+        features = self.serve(state, event.occurred_at, event.values)
+        late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
+        state.marks[event.partition] = event.offset
+        if late and self._skip_late:
+            return Served(event, features, late=True)
+        self._update(state, event)
+        return Served(event, features, late=late)
+
+    def _update(self, state: _State, event: FeatureEvent) -> None:
+        t = event.occurred_at
+        state.newest = t if state.newest is None else max(state.newest, t)
+        for name, aggregate in self.view.aggregates.items():
+            value = event.values.get(aggregate.field)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue  # a missing value is not a zero
+            x = float(value)
+            for window, (window_ms, bucket_ms) in self._windows.items():
+                buckets = state.buckets.setdefault((name, window), {})
+                stats = buckets.get(t // bucket_ms)
+                if stats is None:
+                    buckets[t // bucket_ms] = [1.0, x, x * x, x, x]
+                else:
+                    stats[0] += 1
+                    stats[1] += x
+                    stats[2] += x * x
+                    stats[3] = min(stats[3], x)
+                    stats[4] = max(stats[4], x)
+                # keep what a window ending at any time not yet too late can still need
+                oldest = (state.newest - self._lateness_ms) // bucket_ms - window_ms // bucket_ms
+                for bucket in [b for b in buckets if b <= oldest]:
+                    del buckets[bucket]
+        for name, source in self.view.most_frequent.items():
+            value = event.values.get(source)
+            if value is not None:
+                counts = state.frequent.setdefault(name, {})
+                counts[str(value)] = counts.get(str(value), 0) + 1
+        for name, source in self.view.distinct.items():
+            value = event.values.get(source)
+            if value is not None:
+                seen = state.distinct.setdefault(name, set())
+                if len(seen) < self.view.max_distinct:
+                    seen.add(str(value))
+
+    def serve(
+        self, state: _State, at_ms: int, values: Mapping[str, Any] | None = None
+    ) -> dict[str, FeatureValue]:
+        """Features at event time `at_ms` from `state`; `values` (the event's own) feed the
+        ratios."""
+        age = None if state.newest is None else max(0, at_ms - state.newest)
+        stale = age is not None and age > self._ttl_ms
+        out: dict[str, FeatureValue] = {}
+
+        def put(name: str, value: Any) -> None:
+            status: Status = "missing" if value is None else ("stale" if stale else "present")
+            out[name] = FeatureValue(value, status, age)
+
+        for name, aggregate in self.view.aggregates.items():
+            for window, (window_ms, bucket_ms) in self._windows.items():
+                stats = _combine(
+                    state.buckets.get((name, window), {}),
+                    at_ms // bucket_ms,
+                    window_ms // bucket_ms,
+                )
+                for op in aggregate.ops:
+                    put(f"{name}_{op}_{window}", _op(op, stats))
+        since = None if state.newest is None else max(0, at_ms - state.newest) / 1000
+        put(self.view.since_last, since)
+        for name in self.view.most_frequent:
+            counts = state.frequent.get(name)
+            put(name, min(counts, key=lambda v: (-counts[v], v)) if counts else None)
+        for name in self.view.distinct:
+            put(name, len(state.distinct.get(name, ())))
+        for name, (source, against) in self.view.ratios.items():
+            numerator = (values or {}).get(source)
+            denominator = out[against].value
+            ratio = None
+            if isinstance(numerator, int | float) and denominator:
+                ratio = float(numerator) / denominator
+            put(name, ratio)
+        return out
+
+
+def _combine(buckets: Mapping[int, list[float]], last: int, count: int) -> list[float] | None:
+    """count, sum, sum of squares, min, max over buckets (last - count, last]."""
+    total: list[float] | None = None
+    for bucket in sorted(buckets):  # few: only buckets that had events are stored
+        if not last - count < bucket <= last:
+            continue
+        stats = buckets[bucket]
+        if total is None:
+            total = list(stats)
+        else:
+            total[0] += stats[0]
+            total[1] += stats[1]
+            total[2] += stats[2]
+            total[3] = min(total[3], stats[3])
+            total[4] = max(total[4], stats[4])
+    return total
+
+
+def _op(op: str, stats: list[float] | None) -> float | int | None:
+    if stats is None:
+        return 0 if op == "count" else (0.0 if op == "sum" else None)
+    count, total, squares, low, high = stats
+    if op == "count":
+        return int(count)
+    if op == "sum":
+        return total
+    mean = total / count
+    if op == "mean":
+        return mean
+    if op == "min":
+        return low
+    if op == "max":
+        return high
+    return math.sqrt(max(0.0, squares / count - mean * mean))  # population stddev
+
+
+@dataclass(slots=True)
+class FeatureBatch:
+    served: list[Served] = field(default_factory=list)
+    late: int = 0
+    replayed: int = 0
+    writes: int = 0
+
+
+class FeatureStage:
+    """All views of a pipeline over one batch: one load, one guarded save."""
+
+    def __init__(self, features: Features, store: FeatureStore) -> None:
+        self._views = [ViewComputer(view, features) for view in features.views]
+        self._store = store
+
+    @property
+    def views(self) -> list[ViewComputer]:
+        return self._views
+
+    async def process(self, events: Sequence[FeatureEvent], wall_ms: int) -> FeatureBatch:
+        """Served vectors in input order (one per event and view, views merged)."""
+        result = FeatureBatch()
+        if not self._views or not events:
+            return result
+        keys = {view.key(e.entity) for view in self._views for e in events}
+        stored = await self._store.load(sorted(keys))
+        states = {key: _State.parse(fields) for key, fields in stored.items()}
+        merged: list[dict[str, FeatureValue]] = [{} for _ in events]
+        flags: list[tuple[bool, bool]] = [(False, False)] * len(events)
+        for view in self._views:
+            for index, event in enumerate(events):
+                key = view.key(event.entity)
+                state = states.setdefault(key, _State())
+                served = view.apply(state, event)
+                merged[index].update(served.features)
+                flags[index] = (served.late, served.replayed)
+        writes = []
+        for view in self._views:
+            for key in sorted({view.key(e.entity) for e in events}):
+                write = _diff(key, stored.get(key, {}), states[key], view.ttl_ms, wall_ms)
+                if write is not None:
+                    writes.append(write)
+        await self._store.save(writes, wall_ms)
+        for event, features, (late, replayed) in zip(events, merged, flags, strict=True):
+            result.served.append(Served(event, features, late, replayed))
+            result.late += late
+            result.replayed += replayed
+        result.writes = len(writes)
+        return result
+
+
+def _diff(
+    key: str, before: Mapping[str, str], state: _State, ttl_ms: int, wall_ms: int
+) -> EntityWrite | None:
+    after = state.fields()
+    after.pop("w", None)
+    changed = {name: text for name, text in after.items() if before.get(name) != text}
+    if not changed:
+        return None  # a replayed batch writes nothing: the hash stays byte-identical
+    changed["w"] = str(wall_ms)
+    removed = sorted(name for name in before if name not in after and name != "w")
+    expected = {name: before.get(name) for name in after if name.startswith("o|")}
+    return EntityWrite(key, expected, changed, removed, ttl_ms)
+
+
+class InMemoryFeatureStore:
+    """The FeatureStore for files and tests: the same hashes, the same guard, no expiry."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, dict[str, str]] = {}
+
+    async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {key: dict(self.hashes[key]) for key in keys if key in self.hashes}
+
+    async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None:
+        for write in writes:
+            current = self.hashes.get(write.key, {})
+            if any(current.get(name) != value for name, value in write.expected.items()):
+                raise OffsetConflict(write.key)
+        for write in writes:
+            fields = self.hashes.setdefault(write.key, {})
+            fields.update(write.set)
+            for name in write.delete:
+                fields.pop(name, None)

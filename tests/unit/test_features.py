@@ -1,0 +1,159 @@
+"""Online features: semantics on small cases, and equality with a plain recomputation on
+generated traffic arriving out of order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from streamproc.features import (
+    FeatureEvent,
+    FeatureStage,
+    InMemoryFeatureStore,
+    OffsetConflict,
+)
+from streamproc.generator import GeneratorConfig, generate
+from streamproc.pipeline import Features, PipelineSpec, load_pipeline
+from tests.conftest import REPO
+from tests.features_reference import events_from_truth, recompute, same
+
+MINUTE = 60_000
+T0 = 1_774_656_000_000  # a bucket boundary for every declared bucket size
+
+
+@pytest.fixture(scope="module")
+def spec() -> PipelineSpec:
+    return load_pipeline(REPO / "pipelines/shop_orders.yaml")
+
+
+def _event(offset: int, at: int, amount: float | None = 10.0, **values: object) -> FeatureEvent:
+    return FeatureEvent(
+        "c1", 0, offset, at, {"amount_gross_eur": amount, "country": "DE", **values}
+    )
+
+
+async def _serve(features: Features, events: list[FeatureEvent]) -> list[dict[str, object]]:
+    stage = FeatureStage(features, InMemoryFeatureStore())
+    batch = await stage.process(events, wall_ms=0)
+    return [{n: v.value for n, v in s.features.items()} for s in batch.served]
+
+
+async def test_each_event_is_served_the_state_just_before_it(spec: PipelineSpec) -> None:
+    events = [_event(0, T0, 10.0), _event(1, T0 + MINUTE, 30.0), _event(2, T0 + 2 * MINUTE, 5.0)]
+    vectors = await _serve(spec.features, events)
+    assert [v["amount_count_1h"] for v in vectors] == [0, 1, 2]
+    assert vectors[0]["amount_mean_1h"] is None
+    assert vectors[2]["amount_mean_1h"] == 20.0
+    assert vectors[2]["amount_stddev_1h"] == 10.0
+    assert (vectors[2]["amount_min_24h"], vectors[2]["amount_max_24h"]) == (10.0, 30.0)
+    assert vectors[1]["seconds_since_last"] == 60.0
+    assert vectors[2]["amount_vs_mean_7d"] == 5.0 / 20.0
+
+
+async def test_windows_slide_over_whole_buckets(spec: PipelineSpec) -> None:
+    # 1h over 5-minute buckets: at 61 min the bucket of minute 0 has left the window
+    events = [_event(0, T0, 10.0), _event(1, T0 + 59 * MINUTE), _event(2, T0 + 61 * MINUTE)]
+    vectors = await _serve(spec.features, events)
+    assert vectors[1]["amount_count_1h"] == 1
+    assert vectors[2]["amount_count_1h"] == 1  # minute 59 only
+    assert vectors[2]["amount_count_24h"] == 2
+
+
+async def test_missing_values_are_not_zeros(spec: PipelineSpec) -> None:
+    events = [_event(0, T0, None), _event(1, T0 + MINUTE, 10.0)]
+    stage = FeatureStage(spec.features, InMemoryFeatureStore())
+    served = (await stage.process(events, wall_ms=0)).served
+    assert served[1].features["amount_count_1h"].value == 0
+    assert served[1].features["amount_mean_1h"].status == "missing"
+    assert served[1].features["seconds_since_last"].status == "present"
+    assert served[0].features["seconds_since_last"].status == "missing"
+
+
+async def test_usual_and_distinct_values(spec: PipelineSpec) -> None:
+    countries = ["DE", "FR", "DE", "AT"]
+    events = [_event(i, T0 + i * MINUTE, country=c) for i, c in enumerate(countries)]
+    vectors = await _serve(spec.features, [*events, _event(9, T0 + 9 * MINUTE)])
+    assert vectors[-1]["usual_country"] == "DE"
+    assert vectors[-1]["countries"] == 3
+    assert vectors[2]["usual_country"] == "DE"  # a tie (DE, FR) goes to the first by name
+
+
+async def test_age_and_staleness_follow_the_views_timestamp(spec: PipelineSpec) -> None:
+    nine_days = 9 * 24 * 60 * MINUTE
+    stage = FeatureStage(spec.features, InMemoryFeatureStore())
+    served = (await stage.process([_event(0, T0), _event(1, T0 + nine_days)], 0)).served
+    feature = served[1].features["usual_country"]
+    assert (feature.status, feature.age_ms) == ("stale", nine_days)
+
+
+async def test_a_replayed_batch_changes_nothing(spec: PipelineSpec) -> None:
+    store = InMemoryFeatureStore()
+    stage = FeatureStage(spec.features, store)
+    events = [_event(i, T0 + i * MINUTE, 10.0 + i) for i in range(20)]
+    await stage.process(events, wall_ms=1)
+    before = {key: dict(fields) for key, fields in store.hashes.items()}
+    replay = await stage.process(events, wall_ms=2)
+    assert store.hashes == before
+    assert (replay.replayed, replay.writes) == (20, 0)
+
+
+async def test_late_events_are_counted_and_applied_or_skipped(spec: PipelineSpec) -> None:
+    # the second is 3 h behind the first, and lateness is 1 h
+    events = [_event(0, T0 + 3 * 60 * MINUTE), _event(1, T0), _event(2, T0 + 181 * MINUTE)]
+    applied = await FeatureStage(spec.features, InMemoryFeatureStore()).process(events, 0)
+    assert applied.late == 1
+    assert applied.served[2].features["amount_count_24h"].value == 2
+    skip = spec.features.model_copy(update={"late": "skip"})
+    skipped = await FeatureStage(skip, InMemoryFeatureStore()).process(events, 0)
+    assert skipped.late == 1
+    assert skipped.served[2].features["amount_count_24h"].value == 1
+
+
+async def test_a_write_from_a_stale_read_is_refused(spec: PipelineSpec) -> None:
+    store = InMemoryFeatureStore()
+    stage = FeatureStage(spec.features, store)
+    await stage.process([_event(0, T0)], 0)
+    stale = await store.load(sorted(store.hashes))
+    await stage.process([_event(1, T0 + MINUTE)], 0)  # someone else moved the mark
+    store_before = dict(store.hashes)
+
+    class Replaying(InMemoryFeatureStore):
+        async def load(self, keys: object) -> dict[str, dict[str, str]]:
+            return stale
+
+    zombie = Replaying()
+    zombie.hashes = store.hashes
+    with pytest.raises(OffsetConflict):
+        await FeatureStage(spec.features, zombie).process([_event(2, T0 + 2 * MINUTE)], 0)
+    assert store.hashes == store_before
+
+
+async def test_online_features_equal_a_plain_recomputation_out_of_order(
+    spec: PipelineSpec,
+) -> None:
+    scenario = generate(GeneratorConfig(events=12_000, seed=31))
+    events = events_from_truth(scenario.truth)
+    rng = random.Random(5)  # arrival up to 30 minutes off event time: out of order, not late
+    events.sort(key=lambda e: e.occurred_at + rng.randrange(30 * MINUTE))
+    events = [
+        FeatureEvent(e.entity, 0, offset, e.occurred_at, e.values)
+        for offset, e in enumerate(events)
+    ]
+    assert len(events) >= 10_000
+    stage = FeatureStage(spec.features, InMemoryFeatureStore())
+    served = []
+    for start in range(0, len(events), 500):
+        batch = await stage.process(events[start : start + 500], wall_ms=0)
+        assert batch.late == 0
+        served.extend(batch.served)
+    [view] = spec.features.views
+    expected = recompute(view, events)
+    wrong = [
+        (s.event.offset, name, want, s.features[name].value)
+        for s, vector in zip(served, expected, strict=True)
+        for name, want in vector.items()
+        if not same(want, s.features[name].value)
+    ]
+    assert wrong == []
+    assert sum(1 for s in served if s.features["amount_count_1h"].value >= 2) > 20
