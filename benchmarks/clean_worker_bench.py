@@ -35,7 +35,7 @@ from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
 
 REPO = Path(__file__).resolve().parents[1]
-RAW, SCHEMA = "shop.order.v1", "shop.OrderSubmitted"
+RAW, SCHEMA, CLEAN = "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1"
 PASSTHROUGH_SINK = "bench.passthrough"
 BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -104,6 +104,7 @@ def _worker_rate(
     """Starts a worker whose group begins at the backlog; rate from first to last record."""
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
     start_group_at(BOOTSTRAP, group, start)
+    start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, CLEAN))  # features: this run only
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     port = "6099"
     env = {

@@ -9,19 +9,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
-import redis.asyncio as aioredis
 from faust.types import EventT
 
 from streamproc.adapters.dlq import dead_letter, dlq_topic
 from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
-from streamproc.adapters.redis import RedisSeenStore
+from streamproc.adapters.redis import RedisFeatureStore, RedisSeenStore, redis_client
 from streamproc.adapters.registry import make_registry
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
 from streamproc.events import Envelope
+from streamproc.features import FeatureStage
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.pipeline import load_pipeline
-from streamproc.processor import CleanStage
+from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
 
@@ -35,8 +35,8 @@ def create_app(settings: Settings) -> faust.App:
     spec = load_pipeline(settings.pipeline)
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
-    redis_client = aioredis.Redis.from_url(settings.redis_url)
-    seen = RedisSeenStore(redis_client, f"{settings.redis_namespace}:{spec.name}")
+    redis = redis_client(settings.redis_url)
+    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{spec.name}")
     stage = CleanStage(spec, serde, seen, settings.pii_key.get_secret_value().encode())
     metrics = StageMetrics()
     sender = BatchSender(settings.kafka_bootstrap)
@@ -50,17 +50,16 @@ def create_app(settings: Settings) -> faust.App:
         web_host=settings.web_host,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.session_timeout_s / 10,
         topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
         topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
     )
-    raw = app.topic(
-        spec.source.topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
-    )
+    raw = _bytes_topic(app, spec.source.topic)
+    clean_topic = _bytes_topic(app, spec.sink.topic)
+    feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
+    feature_step = FeatureStep(spec, serde, FeatureStage(spec.features, feature_store))
 
     @app.agent(raw, name=f"clean_{spec.name}")
     async def clean(stream: Any) -> None:
@@ -76,6 +75,27 @@ def create_app(settings: Settings) -> faust.App:
                 )
             except Exception as exc:  # an agent that raises dies quietly: see _die
                 _die(exc)
+
+    if spec.features.views:
+
+        @app.agent(clean_topic, name=f"features_{spec.name}")
+        async def features(stream: Any) -> None:
+            # The clean topic is keyed by entity: one worker owns an entity's partition, so
+            # one writer updates its features; a zombie's write is refused (OffsetConflict).
+            async for events in stream.take_events(
+                settings.batch_size, within=settings.batch_within_s
+            ):
+                try:
+                    started = time.perf_counter()
+                    batch = [_envelope(event) for event in events]
+                    result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
+                    dead = [dead_letter(rejection) for rejection in result.rejections]
+                    await sender.send([*result.diverted, *dead])
+                    metrics.observe_features(
+                        spec.sink.topic, len(batch), result, time.perf_counter() - started
+                    )
+                except Exception as exc:
+                    _die(exc)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -93,7 +113,14 @@ def run_worker(settings: Settings) -> None:
     spec = load_pipeline(settings.pipeline)
     require_topics(
         KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s),
-        [spec.source.topic, spec.sink.topic, spec.duplicates.topic, dlq_topic(spec.source.topic)],
+        [
+            spec.source.topic,
+            spec.sink.topic,
+            spec.duplicates.topic,
+            dlq_topic(spec.source.topic),
+            dlq_topic(spec.sink.topic),
+            f"{spec.sink.topic}.late",
+        ],
     )
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:
         log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")
@@ -110,6 +137,18 @@ def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
             f"topics missing in Kafka: {', '.join(missing)}; "
             "create them with `streamproc topics apply` (declared in topics/*.yaml)"
         )
+
+
+def _bytes_topic(app: faust.App, name: str) -> Any:
+    """Values stay bytes: the processor decodes them (Faust's serializers are not used)."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
 
 
 def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from streamproc.adapters.kafka import KafkaAdmin, produce_all
+from streamproc.adapters.redis import RedisFeatureStore, redis_client
 from streamproc.adapters.registry import make_registry
 from streamproc.config import Settings, load_settings
 from streamproc.demo import DemoPlan, run_demo, summary_lines, truth_mismatches
 from streamproc.errors import ConfigError, InfraError
+from streamproc.features import FeatureClient, FeatureValue
 from streamproc.generator import GeneratorConfig, generate, producer_key, write_scenario
-from streamproc.pipeline import load_pipeline
+from streamproc.pipeline import Features, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
@@ -89,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     run_file.add_argument("--out", type=Path, required=True, help="folder for the output files")
     run_file.set_defaults(command=_run_file)
 
+    features = commands.add_parser("features", help="online features in Redis")
+    feature_commands = features.add_subparsers(required=True, metavar="ACTION")
+    get = feature_commands.add_parser("get", help="an entity's features, status and age")
+    get.add_argument("entities", nargs="+", metavar="ENTITY", help="entity keys")
+    get.add_argument(
+        "--at", type=int, default=None, help="event time (epoch ms); default: its newest event"
+    )
+    get.add_argument("--json", action="store_true", help="one JSON object per entity")
+    get.set_defaults(command=_features_get)
+
     schemas = commands.add_parser("schemas", help="Avro schemas in schemas/")
     schema_commands = schemas.add_subparsers(required=True, metavar="ACTION")
     check = schema_commands.add_parser(
@@ -147,6 +162,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     plan = DemoPlan(
         bootstrap=settings.kafka_bootstrap,
         raw_topic=topic,
+        clean_topic=spec.sink.topic,
         topics_dir=settings.topics_dir,
         work_dir=args.out,
         web_port=settings.web_port,
@@ -174,6 +190,36 @@ def _run_file(args: argparse.Namespace, settings: Settings) -> int:
     for path in summary.files:
         print(f"wrote {path}")
     return 0
+
+
+def _features_get(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_pipeline(settings.pipeline)
+    vectors = asyncio.run(_read_features(settings, spec.features, args.entities, args.at))
+    for entity, features in vectors.items():
+        if args.json:
+            print(
+                json.dumps(
+                    {"entity": entity, "features": {k: asdict(v) for k, v in features.items()}}
+                )
+            )
+            continue
+        print(entity)
+        for name, feature in features.items():
+            age = "" if feature.age_ms is None else f"{feature.age_ms / 1000:,.0f} s"
+            print(f"  {name:<28} {feature.value!s:>24}  {feature.status:<8} {age}")
+    return 0
+
+
+async def _read_features(
+    settings: Settings, features: Features, entities: list[str], at_ms: int | None
+) -> dict[str, dict[str, FeatureValue]]:
+    client = redis_client(settings.redis_url)
+    try:
+        store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
+        reader = FeatureClient(features, store)
+        return await reader.get_many(entities, int(time.time() * 1000), at_ms)
+    finally:
+        await client.aclose()
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -55,6 +55,16 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(
         0.05, gt=0, le=10, description="longest wait in seconds to fill a batch"
     )
+    commit_interval_s: float = Field(
+        2.8, gt=0, le=600, description="how often the worker commits its consumed offsets"
+    )
+    session_timeout_s: float = Field(
+        30,
+        ge=6,
+        le=300,
+        description="how long Kafka waits for a silent worker before "
+        "handing its partitions to another (a crashed worker's partitions wait this long)",
+    )
     web_host: str = Field("127.0.0.1", description="address of /metrics; 0.0.0.0 in containers")
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

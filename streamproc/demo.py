@@ -32,6 +32,7 @@ Encode = Callable[[dict[str, object]], bytes]
 class DemoPlan:
     bootstrap: str
     raw_topic: str
+    clean_topic: str
     topics_dir: Path
     work_dir: Path
     web_port: int
@@ -45,7 +46,8 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
     admin = KafkaAdmin(plan.bootstrap)
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     group = f"streamproc-demo-{int(time.time())}"
-    start_group_at(plan.bootstrap, group, end_offsets(plan.bootstrap, plan.raw_topic))
+    for topic in (plan.raw_topic, plan.clean_topic):  # this run's records only
+        start_group_at(plan.bootstrap, group, end_offsets(plan.bootstrap, topic))
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     log = plan.work_dir / "worker.log"
     env = {

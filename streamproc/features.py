@@ -8,16 +8,21 @@ store hold exactly the same bytes:
     m|<feature>|<value>              how often the entity had this value (most frequent)
     d|<feature>|<value>              "1": the value was seen (distinct), at most max_distinct
     o|<partition>                    the last input offset applied from that partition
+    e|<event id digest>              the event's time: applied already (kept for the longest
+                                     window), so an upstream replay is not counted twice
     t                                the newest event time applied (ms), the view's timestamp
     w                                wall-clock ms of the last write (for the TTL at read time)
 
 A batch is applied in input order; each event is served the features as they were just before
 it. An event at or below its partition's offset mark was applied already (a replay after a
-crash): it changes nothing, so applying a batch twice leaves the state byte-identical.
+crash): it changes nothing, so applying a batch twice leaves the state byte-identical. An
+event whose id was applied already at another offset (the clean stage re-sent it after its own
+crash: Kafka output without transactions is at-least-once) is counted once, too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +43,13 @@ class FeatureEvent:
     offset: int
     occurred_at: int
     values: Mapping[str, Any]
+    event_id: str = ""
+
+    @property
+    def digest(self) -> str:
+        """A short stand-in for the event id (or its position) in the entity's hash."""
+        identity = self.event_id or f"{self.partition}:{self.offset}"
+        return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,7 @@ class Served:
     features: dict[str, FeatureValue]
     late: bool = False
     replayed: bool = False  # applied before (a replay): served from the state after it
+    duplicate: bool = False  # the same event id applied before at another offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,7 @@ class _State:
     frequent: dict[str, dict[str, int]] = field(default_factory=dict)
     distinct: dict[str, set[str]] = field(default_factory=dict)
     marks: dict[int, int] = field(default_factory=dict)
+    applied: dict[str, int] = field(default_factory=dict)  # event digest → event time
     newest: int | None = None
     wall: int | None = None
 
@@ -108,6 +122,8 @@ class _State:
                 state.distinct.setdefault(feature, set()).add(value)
             elif kind == "o":
                 state.marks[int(rest)] = int(text)
+            elif kind == "e":
+                state.applied[rest] = int(text)
             elif kind == "t":
                 state.newest = int(text)
             elif kind == "w":
@@ -127,6 +143,8 @@ class _State:
                 out[f"d|{feature}|{value}"] = "1"
         for partition, offset in self.marks.items():
             out[f"o|{partition}"] = str(offset)
+        for digest, occurred_at in self.applied.items():
+            out[f"e|{digest}"] = str(occurred_at)
         if self.newest is not None:
             out["t"] = str(self.newest)
         if self.wall is not None:
@@ -140,9 +158,10 @@ class ViewComputer:
     def __init__(self, view: FeatureView, features: Features) -> None:
         self.view = view
         self._lateness_ms = duration_ms(features.lateness)
-        self._skip_late = features.late == "skip"
+        self._divert_late = features.late == "divert"
         self._ttl_ms = duration_ms(view.ttl)
         self._windows = {w: (duration_ms(w), duration_ms(b)) for w, b in view.windows.items()}
+        self._longest_ms = max(window_ms for window_ms, _ in self._windows.values())
         self._prefix = f"v{features.version}:{view.name}"
 
     def key(self, entity: str) -> str:
@@ -159,9 +178,11 @@ class ViewComputer:
             features = self.serve(state, event.occurred_at, event.values)
             return Served(event, features, replayed=True)
         features = self.serve(state, event.occurred_at, event.values)
-        late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
         state.marks[event.partition] = event.offset
-        if late and self._skip_late:
+        if event.digest in state.applied:
+            return Served(event, features, duplicate=True)
+        late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
+        if late and self._divert_late:
             return Served(event, features, late=True)
         self._update(state, event)
         return Served(event, features, late=late)
@@ -169,6 +190,10 @@ class ViewComputer:
     def _update(self, state: _State, event: FeatureEvent) -> None:
         t = event.occurred_at
         state.newest = t if state.newest is None else max(state.newest, t)
+        state.applied[event.digest] = t
+        forget = state.newest - self._lateness_ms - self._longest_ms
+        for digest in [d for d, at in state.applied.items() if at < forget]:
+            del state.applied[digest]
         for name, aggregate in self.view.aggregates.items():
             value = event.values.get(aggregate.field)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -202,12 +227,17 @@ class ViewComputer:
                     seen.add(str(value))
 
     def serve(
-        self, state: _State, at_ms: int, values: Mapping[str, Any] | None = None
+        self,
+        state: _State,
+        at_ms: int,
+        values: Mapping[str, Any] | None = None,
+        stale: bool | None = None,
     ) -> dict[str, FeatureValue]:
         """Features at event time `at_ms` from `state`; `values` (the event's own) feed the
-        ratios."""
+        ratios. Stale: the view's age past its TTL, unless the caller knows better."""
         age = None if state.newest is None else max(0, at_ms - state.newest)
-        stale = age is not None and age > self._ttl_ms
+        if stale is None:
+            stale = age is not None and age > self._ttl_ms
         out: dict[str, FeatureValue] = {}
 
         def put(name: str, value: Any) -> None:
@@ -281,6 +311,7 @@ class FeatureBatch:
     served: list[Served] = field(default_factory=list)
     late: int = 0
     replayed: int = 0
+    duplicates: int = 0
     writes: int = 0
 
 
@@ -304,14 +335,14 @@ class FeatureStage:
         stored = await self._store.load(sorted(keys))
         states = {key: _State.parse(fields) for key, fields in stored.items()}
         merged: list[dict[str, FeatureValue]] = [{} for _ in events]
-        flags: list[tuple[bool, bool]] = [(False, False)] * len(events)
+        flags: list[tuple[bool, bool, bool]] = [(False, False, False)] * len(events)
         for view in self._views:
             for index, event in enumerate(events):
                 key = view.key(event.entity)
                 state = states.setdefault(key, _State())
                 served = view.apply(state, event)
                 merged[index].update(served.features)
-                flags[index] = (served.late, served.replayed)
+                flags[index] = (served.late, served.replayed, served.duplicate)
         writes = []
         for view in self._views:
             for key in sorted({view.key(e.entity) for e in events}):
@@ -319,10 +350,11 @@ class FeatureStage:
                 if write is not None:
                     writes.append(write)
         await self._store.save(writes, wall_ms)
-        for event, features, (late, replayed) in zip(events, merged, flags, strict=True):
-            result.served.append(Served(event, features, late, replayed))
+        for event, features, (late, replayed, duplicate) in zip(events, merged, flags, strict=True):
+            result.served.append(Served(event, features, late, replayed, duplicate))
             result.late += late
             result.replayed += replayed
+            result.duplicates += duplicate
         result.writes = len(writes)
         return result
 
@@ -360,3 +392,35 @@ class InMemoryFeatureStore:
             fields.update(write.set)
             for name in write.delete:
                 fields.pop(name, None)
+
+
+class FeatureClient:
+    """The read path: an entity's current features, many entities in one round trip.
+
+    Windows are evaluated at `at_ms` (event time; default: each entity's newest event). The
+    TTL is enforced here, by the wall clock of the last write, not left to Redis' lazy expiry:
+    a view not written for longer than its TTL reads as stale.
+    """
+
+    def __init__(self, features: Features, store: FeatureStore) -> None:
+        self._views = [ViewComputer(view, features) for view in features.views]
+        self._store = store
+
+    async def get(
+        self, entity: str, wall_ms: int, at_ms: int | None = None
+    ) -> dict[str, FeatureValue]:
+        return (await self.get_many([entity], wall_ms, at_ms))[entity]
+
+    async def get_many(
+        self, entities: Sequence[str], wall_ms: int, at_ms: int | None = None
+    ) -> dict[str, dict[str, FeatureValue]]:
+        keys = sorted({view.key(entity) for view in self._views for entity in entities})
+        stored = await self._store.load(keys)
+        out: dict[str, dict[str, FeatureValue]] = {entity: {} for entity in entities}
+        for view in self._views:
+            for entity in entities:
+                state = _State.parse(stored.get(view.key(entity), {}))
+                at = at_ms if at_ms is not None else (state.newest or wall_ms)
+                stale = state.wall is not None and wall_ms - state.wall > view.ttl_ms
+                out[entity].update(view.serve(state, at, stale=stale))
+        return out

@@ -6,7 +6,7 @@ from collections import Counter as Counter_
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from streamproc.processor import CleanBatch
+from streamproc.processor import CleanBatch, FeatureStepBatch
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -55,6 +55,19 @@ class StageMetrics:
             ["source", "field"],
             registry=self.registry,
         )
+        self.feature_events = Counter(
+            "streamproc_feature_events",
+            "Clean events seen by the feature step, by outcome: applied, late (applied or "
+            "diverted per the pipeline), replayed (same offset applied before a crash), "
+            "duplicate (same event id at another offset), no_entity.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.feature_writes = Counter(
+            "streamproc_feature_writes",
+            "Entity hashes written (one guarded Lua call per batch writes them all).",
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "streamproc_batch_size",
             "Records per processed batch.",
@@ -84,6 +97,28 @@ class StageMetrics:
             self.quality_flags.labels(flag).inc(count)
         for (source, field), count in result.unit_switches.items():
             self.unit_switches.labels(source, field).inc(count)
+
+    def observe_features(
+        self, topic: str, size: int, result: FeatureStepBatch, seconds: float
+    ) -> None:
+        self.consumed.labels(topic).inc(size)
+        self.batch_size.labels(topic).observe(size)
+        self.batch_seconds.labels(topic).observe(seconds)
+        features = result.features
+        applied = len(features.served) - features.late - features.replayed - features.duplicates
+        for outcome, count in (
+            ("applied", applied),
+            ("late", features.late),
+            ("replayed", features.replayed),
+            ("duplicate", features.duplicates),
+            ("no_entity", result.without_entity),
+        ):
+            self.feature_events.labels(outcome).inc(count)
+        self.feature_writes.inc(features.writes)
+        if result.diverted:
+            self.produced.labels(result.diverted[0].topic).inc(len(result.diverted))
+        for reason, count in Counter_(r.reason for r in result.rejections).items():
+            self.dead_letters.labels(topic, reason).inc(count)
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""

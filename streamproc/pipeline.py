@@ -139,7 +139,7 @@ class Dedupe(_Frozen):
 
 
 AggregateOp = Literal["count", "sum", "mean", "min", "max", "stddev"]
-LatePolicy = Literal["apply", "skip"]
+LatePolicy = Literal["apply", "divert"]
 
 
 class Aggregate(_Frozen):

@@ -2,6 +2,8 @@
 
 Clean stage: decode → normalize → unit-switch check → dedupe (one store call per batch) →
 clean records, duplicate audit records and rejections, in input order.
+Feature step: decode clean events → features applied in order (one read, one guarded write per
+batch) → vectors served, too-late events diverted.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 from streamproc.dedupe import Claim, DedupeRules, SeenStore, Sighting, Verdict, fingerprint
 from streamproc.errors import EventRejected
 from streamproc.events import Envelope, OutRecord, Rejection
+from streamproc.features import FeatureBatch, FeatureEvent, FeatureStage
 from streamproc.normalize import Normalizer
 from streamproc.pipeline import PipelineSpec
 from streamproc.unitswitch import UnitSwitchDetector
@@ -153,3 +156,62 @@ class CleanStage:
             OutRecord(topic, envelope.key, value, tuple(envelope.headers), envelope.timestamp_ms)
         )
         result.duplicate_kinds[verdict.kind] += 1
+
+
+@dataclass(slots=True)
+class FeatureStepBatch:
+    """What one batch of clean events did to the features, and the records to send."""
+
+    features: FeatureBatch = field(default_factory=FeatureBatch)
+    diverted: list[OutRecord] = field(default_factory=list)  # too late: to the late topic
+    rejections: list[Rejection] = field(default_factory=list)
+    without_entity: int = 0
+
+
+class FeatureStep:
+    """Clean events → online features: decode, apply in order, divert the too-late ones."""
+
+    def __init__(self, spec: PipelineSpec, codec: Codec, stage: FeatureStage) -> None:
+        self.spec = spec
+        self._codec = codec
+        self._stage = stage
+        self._late_topic = f"{spec.sink.topic}.late"
+        self._divert = spec.features.late == "divert"
+
+    async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
+        """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
+        result = FeatureStepBatch()
+        events: list[tuple[Envelope, FeatureEvent]] = []
+        for envelope in batch:
+            try:
+                record = self._codec.decode(envelope.value, self.spec.sink.schema_name)
+            except EventRejected as exc:
+                result.rejections.append(Rejection(envelope, exc.reason, exc))
+                continue
+            entity = record.get("entity_key")
+            if not entity:  # nobody to keep features for (an anonymous till sale)
+                result.without_entity += 1
+                continue
+            event = FeatureEvent(
+                entity,
+                envelope.partition,
+                envelope.offset,
+                record["occurred_at"],
+                record,
+                record["event_id"],
+            )
+            events.append((envelope, event))
+        result.features = await self._stage.process([e for _, e in events], wall_ms)
+        if self._divert:
+            for (envelope, _), served in zip(events, result.features.served, strict=True):
+                if served.late and not (served.replayed or served.duplicate):
+                    result.diverted.append(
+                        OutRecord(
+                            self._late_topic,
+                            envelope.key,
+                            envelope.value,
+                            tuple(envelope.headers),
+                            envelope.timestamp_ms,
+                        )
+                    )
+        return result

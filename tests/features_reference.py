@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from streamproc.canonical import keyed_hash
 from streamproc.features import FeatureEvent
 from streamproc.generator import Truth
 from streamproc.pipeline import FeatureView, duration_ms
@@ -74,14 +75,15 @@ def _op(op: str, xs: list[float]) -> Any:
     }[op]
 
 
-def events_from_truth(truth: Sequence[Truth]) -> list[FeatureEvent]:
-    """The clean orders of a generated scenario as the feature stage sees them, by entity."""
+def events_from_truth(truth: Sequence[Truth], pii_key: bytes = b"") -> list[FeatureEvent]:
+    """The clean orders of a generated scenario as the feature stage sees them, by entity
+    (guests by the keyed hash of their e-mail, as the clean stage keys them)."""
     events = []
     for offset, order in enumerate(t for t in truth if t.kind == "order"):
         canonical = order.canonical or {}
-        entity = canonical.get("customer_id") or (
-            f"guest:{canonical['email_normalized']}" if canonical.get("email_normalized") else None
-        )
+        email = canonical.get("email_normalized")
+        guest = f"guest:{keyed_hash(pii_key, email)}" if email else None
+        entity = canonical.get("customer_id") or guest
         if entity is None:
             continue
         values = {
@@ -90,7 +92,11 @@ def events_from_truth(truth: Sequence[Truth]) -> list[FeatureEvent]:
             "country": canonical["country"],
             "payment_method": canonical["payment_method"],
         }
-        events.append(FeatureEvent(entity, 0, offset, canonical["occurred_at_ms"], values))
+        events.append(
+            FeatureEvent(
+                entity, 0, offset, canonical["occurred_at_ms"], values, canonical["event_id"]
+            )
+        )
     return events
 
 

@@ -45,6 +45,12 @@ return out
 """
 
 
+def redis_client(url: str) -> aioredis.Redis:
+    """A client from a redis:// or rediss:// (TLS) URL; ACL user and password go in the URL
+    (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required)."""
+    return aioredis.Redis.from_url(url)
+
+
 class RedisSeenStore:
     """Dedupe memory in Redis under `<namespace>:dd:`; keys expire (PX) by the rules' TTLs."""
 

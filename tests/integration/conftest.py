@@ -31,6 +31,7 @@ from tests.conftest import REPO
 HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
 RAW_ORDERS = "shop.order.v1"
+CLEAN_ORDERS = "shop.order.clean.v1"
 RUN_HEADER = "test.run"  # producers in tests mark their records, readers keep only theirs
 PII_KEY = "integration-test-pii-key"
 
@@ -140,12 +141,18 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-@pytest.fixture
-def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
-    """A `streamproc worker` in a new consumer group that starts at the raw topic's end."""
-    port = free_port()
+def new_group(stack: Stack) -> str:
+    """A consumer group that starts at the end of the raw and clean topics: this test only."""
     group = f"it-{uuid.uuid4().hex[:12]}"
-    start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, RAW_ORDERS))
+    for topic in (RAW_ORDERS, CLEAN_ORDERS):
+        start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, topic))
+    return group
+
+
+def start_worker(stack: Stack, group: str, folder: Path, **env_overrides: str) -> Worker:
+    """A `streamproc worker` of `group` (its Redis namespace too), serving /metrics."""
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "STREAMPROC_KAFKA_BOOTSTRAP": stack.bootstrap,
@@ -155,12 +162,13 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
         "STREAMPROC_PII_KEY": PII_KEY,
         "STREAMPROC_PIPELINE": str(REPO / "pipelines/shop_orders.yaml"),
         "STREAMPROC_WEB_PORT": str(port),
-        "STREAMPROC_DATA_DIR": str(tmp_path / "state"),
+        "STREAMPROC_DATA_DIR": str(folder / "state"),
         "STREAMPROC_SCHEMAS_DIR": str(REPO / "schemas"),
         "STREAMPROC_TOPICS_DIR": str(REPO / "topics"),
+        **env_overrides,
     }
-    log = tmp_path / "worker.log"
-    with log.open("wb") as out:
+    log = folder / "worker.log"
+    with log.open("ab") as out:
         process = subprocess.Popen(  # noqa: S603 - our own CLI
             [sys.executable, "-m", "streamproc.cli", "worker"], env=env, stdout=out, stderr=out
         )
@@ -171,17 +179,28 @@ def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
             pytest.fail(f"the worker exited with {process.returncode}:\n{running.log_tail()}")
         try:
             running.metrics()
-            break
+            return running
         except OSError:
             if time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"the worker did not serve /metrics in 60s:\n{running.log_tail()}")
             time.sleep(0.3)
-    yield running
-    process.terminate()
+
+
+def stop_worker(worker: Worker) -> None:
+    worker.process.terminate()
     try:
-        process.wait(timeout=30)
+        worker.process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        worker.process.kill()
+        worker.process.wait()
+
+
+@pytest.fixture
+def worker(stack: Stack, tmp_path: Path) -> Iterator[Worker]:
+    """A `streamproc worker` in a new consumer group that starts at the topics' ends."""
+    group = new_group(stack)
+    running = start_worker(stack, group, tmp_path)
+    yield running
+    stop_worker(running)
     delete_namespace(stack.redis_url, group)

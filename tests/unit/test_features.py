@@ -28,9 +28,8 @@ def spec() -> PipelineSpec:
 
 
 def _event(offset: int, at: int, amount: float | None = 10.0, **values: object) -> FeatureEvent:
-    return FeatureEvent(
-        "c1", 0, offset, at, {"amount_gross_eur": amount, "country": "DE", **values}
-    )
+    record = {"amount_gross_eur": amount, "country": "DE", **values}
+    return FeatureEvent("c1", 0, offset, at, record, f"e{offset}")
 
 
 async def _serve(features: Features, events: list[FeatureEvent]) -> list[dict[str, object]]:
@@ -98,16 +97,16 @@ async def test_a_replayed_batch_changes_nothing(spec: PipelineSpec) -> None:
     assert (replay.replayed, replay.writes) == (20, 0)
 
 
-async def test_late_events_are_counted_and_applied_or_skipped(spec: PipelineSpec) -> None:
+async def test_late_events_are_counted_and_applied_or_diverted(spec: PipelineSpec) -> None:
     # the second is 3 h behind the first, and lateness is 1 h
     events = [_event(0, T0 + 3 * 60 * MINUTE), _event(1, T0), _event(2, T0 + 181 * MINUTE)]
     applied = await FeatureStage(spec.features, InMemoryFeatureStore()).process(events, 0)
     assert applied.late == 1
     assert applied.served[2].features["amount_count_24h"].value == 2
-    skip = spec.features.model_copy(update={"late": "skip"})
-    skipped = await FeatureStage(skip, InMemoryFeatureStore()).process(events, 0)
-    assert skipped.late == 1
-    assert skipped.served[2].features["amount_count_24h"].value == 1
+    divert = spec.features.model_copy(update={"late": "divert"})
+    diverted = await FeatureStage(divert, InMemoryFeatureStore()).process(events, 0)
+    assert diverted.late == 1
+    assert diverted.served[2].features["amount_count_24h"].value == 1
 
 
 async def test_a_write_from_a_stale_read_is_refused(spec: PipelineSpec) -> None:
@@ -137,7 +136,7 @@ async def test_online_features_equal_a_plain_recomputation_out_of_order(
     rng = random.Random(5)  # arrival up to 30 minutes off event time: out of order, not late
     events.sort(key=lambda e: e.occurred_at + rng.randrange(30 * MINUTE))
     events = [
-        FeatureEvent(e.entity, 0, offset, e.occurred_at, e.values)
+        FeatureEvent(e.entity, 0, offset, e.occurred_at, e.values, e.event_id)
         for offset, e in enumerate(events)
     ]
     assert len(events) >= 10_000
@@ -157,3 +156,13 @@ async def test_online_features_equal_a_plain_recomputation_out_of_order(
     ]
     assert wrong == []
     assert sum(1 for s in served if s.features["amount_count_1h"].value >= 2) > 20
+
+
+async def test_the_same_event_again_at_another_offset_counts_once(spec: PipelineSpec) -> None:
+    # the clean stage re-sends its output after a crash: same event id, a new offset
+    first = _event(0, T0, 10.0)
+    again = FeatureEvent("c1", 0, 7, T0, first.values, first.event_id)
+    stage = FeatureStage(spec.features, InMemoryFeatureStore())
+    batch = await stage.process([first, again, _event(8, T0 + MINUTE)], 0)
+    assert batch.duplicates == 1
+    assert batch.served[2].features["amount_count_1h"].value == 1

@@ -1,0 +1,154 @@
+"""Online features through the real worker, broker and Redis, across a SIGKILL between the
+Redis write and the offset commit: the features equal a plain recomputation (nothing counted
+twice, nothing lost)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+
+from streamproc.adapters.kafka import end_offsets
+from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.features import FeatureClient
+from streamproc.generator import GeneratorConfig, generate, producer_key
+from streamproc.pipeline import load_pipeline
+from streamproc.serde import AvroSerde
+from tests.builders import ORDER_SUBMITTED
+from tests.conftest import REPO
+from tests.features_reference import events_from_truth, features_at, same
+from tests.integration.conftest import (
+    CLEAN_ORDERS,
+    PII_KEY,
+    RAW_ORDERS,
+    Stack,
+    Worker,
+    new_group,
+    start_worker,
+    stop_worker,
+)
+
+EVENTS = 3_000
+
+
+def _counter(worker: Worker, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    pattern = rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$"
+    match = re.search(pattern, worker.metrics(), re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def _wait(condition: object, what: str, worker: Worker, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
+        time.sleep(0.2)
+
+
+def _marks(stack: Stack, namespace: str) -> dict[int, int]:
+    """The highest offset each clean partition has in the features' offset marks."""
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    marks: dict[int, int] = {}
+    for key in client.scan_iter(f"{namespace}:*", count=10_000):
+        for field, value in client.hgetall(key).items():
+            if field.startswith("o|"):
+                partition = int(field[2:])
+                marks[partition] = max(marks.get(partition, -1), int(value))
+    client.close()
+    return marks
+
+
+def _committed(stack: Stack, group: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group})
+    try:
+        partitions = end_offsets(stack.bootstrap, CLEAN_ORDERS)
+        return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+    finally:
+        consumer.close()
+
+
+async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit(
+    stack: Stack, serde: AvroSerde, tmp_path: Path
+) -> None:
+    scenario = generate(GeneratorConfig(events=EVENTS, seed=41))
+    group = new_group(stack)
+    clean_start = {tp.partition: tp.offset for tp in end_offsets(stack.bootstrap, CLEAN_ORDERS)}
+    producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
+    for event in scenario.events:
+        producer.produce(
+            RAW_ORDERS, serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event), producer_key(event)
+        )
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    namespace = f"{group}:features"
+    try:
+        # commits far apart: the kill lands after Redis writes the features never committed
+        first = start_worker(
+            stack,
+            group,
+            tmp_path / "first",
+            STREAMPROC_COMMIT_INTERVAL_S="600",
+            STREAMPROC_SESSION_TIMEOUT_S="6",  # the restart need not wait long for the dead
+        )
+        _wait(
+            lambda: _counter(first, "streamproc_feature_events_total", outcome="applied") >= 800,
+            "features applied",
+            first,
+        )
+        first.process.kill()  # SIGKILL: no shutdown, no commit
+        first.process.wait()
+        marks, committed = _marks(stack, namespace), _committed(stack, group)
+        assert any(marks[p] >= committed[p] for p in marks), (marks, committed)
+
+        second = start_worker(stack, group, tmp_path / "second")
+        _wait(
+            lambda: (
+                _counter(second, "streamproc_records_consumed_total", topic=RAW_ORDERS) >= EVENTS
+            ),
+            "the raw topic replayed",
+            second,
+        )
+        time.sleep(1)  # the last clean records reach the broker
+        clean_total = sum(
+            tp.offset - clean_start[tp.partition]
+            for tp in end_offsets(stack.bootstrap, CLEAN_ORDERS)
+        )
+        _wait(
+            lambda: (
+                _counter(second, "streamproc_records_consumed_total", topic=CLEAN_ORDERS)
+                >= clean_total
+            ),
+            "the clean topic consumed",
+            second,
+        )
+        absorbed = _counter(
+            second, "streamproc_feature_events_total", outcome="replayed"
+        ) + _counter(second, "streamproc_feature_events_total", outcome="duplicate")
+        assert absorbed > 0, "the restart replayed nothing: the crash window was not exercised"
+        stop_worker(second)
+
+        [view] = load_pipeline(REPO / "pipelines/shop_orders.yaml").features.views
+        events = events_from_truth(scenario.truth, PII_KEY.encode())
+        by_entity: dict[str, list] = {}
+        for event in events:
+            by_entity.setdefault(event.entity, []).append(event)
+        at = max(e.occurred_at for e in events) + 1
+        client = redis_client(stack.redis_url)
+        spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+        reader = FeatureClient(spec.features, RedisFeatureStore(client, namespace))
+        online = await reader.get_many(sorted(by_entity), int(time.time() * 1000), at)
+        await client.aclose()
+        wrong = [
+            (entity, name, want, online[entity][name].value)
+            for entity, earlier in by_entity.items()
+            for name, want in features_at(view, earlier, at, {}).items()
+            if not same(want, online[entity][name].value)
+        ]
+        assert wrong == []
+    finally:
+        delete_namespace(stack.redis_url, group)
