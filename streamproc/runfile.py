@@ -1,14 +1,15 @@
-"""Edge: run a pipeline's clean stage on a file of events, no broker, in-memory stores.
+"""Edge: run a pipeline on a file of events, no broker, in-memory stores.
 
 The same processor code as the worker: each input record is encoded in the wire format,
-processed in batches, and the outputs are decoded back into JSON lines.
+cleaned in batches, the clean events go through the feature step, and the outputs are decoded
+back into JSON lines, with the feature vector served to each clean event.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.dedupe import InMemorySeenStore
 from streamproc.errors import ConfigError, DecodeError
 from streamproc.events import Envelope, OutRecord, Rejection
+from streamproc.features import FeatureStage, InMemoryFeatureStore, Served
 from streamproc.pipeline import PipelineSpec
-from streamproc.processor import CleanStage
+from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
 
 BATCH = 500
 CLEAN_FILE, DUPLICATES_FILE, DLQ_FILE = "clean.jsonl", "duplicates.jsonl", "dlq.jsonl"
+FEATURES_FILE = "features.jsonl"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,25 +63,31 @@ async def run_file(
 ) -> RunSummary:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
     stage = CleanStage(spec, serde, InMemorySeenStore(), pii_key)
+    features = FeatureStep(spec, serde, FeatureStage(spec.features, InMemoryFeatureStore()))
     out.mkdir(parents=True, exist_ok=True)
     with _Outputs(out, serde) as outputs:
         batch: dict[int, Any] = {}
         for offset, record in enumerate(read_events(source)):
             batch[offset] = record
             if len(batch) == BATCH:
-                await outputs.run(stage, spec, batch)
+                await outputs.run(stage, features, spec, batch)
                 batch = {}
         if batch:
-            await outputs.run(stage, spec, batch)
+            await outputs.run(stage, features, spec, batch)
     return outputs.summary()
 
 
 class _Outputs:
-    """The three output files and their counts."""
+    """The output files and their counts."""
 
     def __init__(self, out: Path, serde: AvroSerde) -> None:
         self._serde = serde
-        self._paths = (out / CLEAN_FILE, out / DUPLICATES_FILE, out / DLQ_FILE)
+        self._paths = (
+            out / CLEAN_FILE,
+            out / DUPLICATES_FILE,
+            out / DLQ_FILE,
+            out / FEATURES_FILE,
+        )
         self._files = [path.open("w", encoding="utf-8") for path in self._paths]
         self._read = self._clean = self._duplicates = self._rejected = 0
 
@@ -89,7 +98,9 @@ class _Outputs:
         for file in self._files:
             file.close()
 
-    async def run(self, stage: CleanStage, spec: PipelineSpec, records: dict[int, Any]) -> None:
+    async def run(
+        self, stage: CleanStage, features: FeatureStep, spec: PipelineSpec, records: dict[int, Any]
+    ) -> None:
         batch, unencodable = [], []
         for offset, record in records.items():
             try:
@@ -104,7 +115,15 @@ class _Outputs:
                     )
                 )
         result = await stage.process(batch)
-        clean, duplicates, dlq = self._files
+        clean, duplicates, dlq, served = self._files
+        if spec.features.views:
+            # the clean topic as the worker would read it: one partition, offsets in order
+            envelopes = [
+                Envelope(out.topic, 0, self._clean + i, out.key, out.value)
+                for i, out in enumerate(result.clean)
+            ]
+            step = await features.process(envelopes, wall_ms=0)
+            served.writelines(_served_line(s) for s in step.features.served)
         clean.writelines(self._json_line(record) for record in result.clean)
         duplicates.writelines(self._json_line(record) for record in result.duplicates)
         for rejection in sorted([*result.rejections, *unencodable], key=lambda r: r.source.offset):
@@ -120,6 +139,18 @@ class _Outputs:
 
     def _json_line(self, record: OutRecord) -> str:
         return json.dumps(self._serde.decode(record.value), ensure_ascii=False) + "\n"
+
+
+def _served_line(served: Served) -> str:
+    event = served.event
+    line = {
+        "event_id": event.event_id,
+        "entity_key": event.entity,
+        "occurred_at": event.occurred_at,
+        "late": served.late,
+        "features": {name: asdict(value) for name, value in served.features.items()},
+    }
+    return json.dumps(line, ensure_ascii=False) + "\n"
 
 
 def _envelope(spec: PipelineSpec, serde: AvroSerde, offset: int, record: Any) -> Envelope:

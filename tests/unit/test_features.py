@@ -4,10 +4,12 @@ generated traffic arriving out of order."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 
 from streamproc.features import (
+    FeatureClient,
     FeatureEvent,
     FeatureStage,
     InMemoryFeatureStore,
@@ -166,3 +168,44 @@ async def test_the_same_event_again_at_another_offset_counts_once(spec: Pipeline
     batch = await stage.process([first, again, _event(8, T0 + MINUTE)], 0)
     assert batch.duplicates == 1
     assert batch.served[2].features["amount_count_1h"].value == 1
+
+
+class CountingStore(InMemoryFeatureStore):
+    """Counts round trips: one load per get_many, whatever the number of entities."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = 0
+
+    async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        self.loads += 1
+        return await super().load(keys)
+
+
+async def test_the_read_path_reads_many_entities_in_one_round_trip(spec: PipelineSpec) -> None:
+    store = CountingStore()
+    events = [
+        FeatureEvent(f"c{i % 3}", 0, i, T0 + i * MINUTE, {"amount_gross_eur": 1.0 + i}, f"e{i}")
+        for i in range(9)
+    ]
+    await FeatureStage(spec.features, store).process(events, wall_ms=1_000)
+    store.loads = 0
+    reader = FeatureClient(spec.features, store)
+    vectors = await reader.get_many(["c0", "c1", "c2", "nobody"], wall_ms=2_000)
+    assert store.loads == 1
+    assert vectors["c0"]["amount_count_24h"].value == 3  # at its newest event, inclusive
+    assert vectors["c0"]["amount_count_24h"].age_ms == 0
+    assert vectors["nobody"]["amount_mean_24h"].status == "missing"
+    at_later = await reader.get("c0", wall_ms=2_000, at_ms=T0 + 26 * 60 * MINUTE)
+    assert at_later["amount_count_24h"].value == 0  # the window has moved past them
+
+
+async def test_the_ttl_is_enforced_at_read_time_by_the_last_write(spec: PipelineSpec) -> None:
+    store = InMemoryFeatureStore()
+    await FeatureStage(spec.features, store).process([_event(0, T0)], wall_ms=0)
+    reader = FeatureClient(spec.features, store)
+    eight_days = 8 * 24 * 60 * MINUTE
+    fresh = await reader.get("c1", wall_ms=eight_days)
+    stale = await reader.get("c1", wall_ms=eight_days + 1)
+    assert fresh["usual_country"].status == "present"
+    assert (stale["usual_country"].status, stale["usual_country"].value) == ("stale", "DE")

@@ -12,6 +12,7 @@ from streamproc.pipeline import load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
 from tests.conftest import REPO
+from tests.features_reference import events_from_truth, recompute, same
 
 
 async def test_avro_container_input_gives_what_json_lines_give(tmp_path: Path) -> None:
@@ -46,3 +47,24 @@ async def test_a_record_that_does_not_fit_the_schema_is_a_dead_letter(tmp_path: 
     assert dead["reason"] == "schema_mismatch"
     assert dead["record"] == broken
     assert summary.rejected == 1 + sum(t.kind == "invalid" for t in scenario.truth[1:])
+
+
+async def test_each_clean_event_gets_the_features_a_plain_recomputation_gives(
+    tmp_path: Path,
+) -> None:
+    scenario = generate(GeneratorConfig(events=3_000, seed=8))
+    source, _, _ = write_scenario(scenario, tmp_path / "orders.jsonl")
+    spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+    await run_file(spec, SchemaCatalog.load(REPO / "schemas"), b"k", source, tmp_path / "out")
+    served = [json.loads(line) for line in (tmp_path / "out/features.jsonl").open()]
+    events = events_from_truth(scenario.truth, b"k")
+    assert [s["event_id"] for s in served] == [e.event_id for e in events]
+    [view] = spec.features.views
+    expected = recompute(view, events)
+    wrong = [
+        (line["event_id"], name, want, line["features"][name]["value"])
+        for line, vector in zip(served, expected, strict=True)
+        for name, want in vector.items()
+        if not same(want, line["features"][name]["value"])
+    ]
+    assert wrong == []
