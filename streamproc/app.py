@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> faust.App:
     spec = load_pipeline(settings.pipeline)
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
-    redis = redis_client(settings.redis_url)
+    redis = redis_client(settings.redis_url, settings.redis_cluster)
     seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{spec.name}")
     stage = CleanStage(spec, serde, seen, settings.pii_key.get_secret_value().encode())
     metrics = StageMetrics()

@@ -213,7 +213,7 @@ def _features_get(args: argparse.Namespace, settings: Settings) -> int:
 async def _read_features(
     settings: Settings, features: Features, entities: list[str], at_ms: int | None
 ) -> dict[str, dict[str, FeatureValue]]:
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, settings.redis_cluster)
     try:
         store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
         reader = FeatureClient(features, store)

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         15.0, gt=0, le=300, description="seconds to wait for Kafka's answer to admin requests"
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    redis_cluster: bool = Field(
+        False, description="the URL names a node of a Redis Cluster (keys are hash-tagged)"
+    )
     schema_registry_url: str | None = Field(
         None, description="http(s):// URL of a Confluent-compatible registry; unset: embedded"
     )

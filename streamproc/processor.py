@@ -121,7 +121,8 @@ class CleanStage:
         sighting = Sighting(
             clean["event_id"], envelope.partition, envelope.offset, clean["occurred_at"]
         )
-        return Claim(sighting, fingerprint(clean, self.spec.dedupe.content_fields))
+        content = fingerprint(clean, self.spec.dedupe.content_fields)
+        return Claim(sighting, content, clean["entity_key"] or clean["event_id"])
 
     def _emit(
         self, envelope: Envelope, clean: dict[str, Any], verdict: Verdict, result: CleanBatch

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from streamproc.dedupe import Claim, DedupeRules, Sighting, Verdict
@@ -45,16 +47,37 @@ return out
 """
 
 
-def redis_client(url: str) -> aioredis.Redis:
+AnyRedis = aioredis.Redis | RedisCluster
+
+
+def redis_client(url: str, cluster: bool = False) -> AnyRedis:
     """A client from a redis:// or rediss:// (TLS) URL; ACL user and password go in the URL
-    (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required)."""
+    (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required).
+    With `cluster`, the URL names any node of a Redis Cluster."""
+    if cluster:
+        return RedisCluster.from_url(url)
     return aioredis.Redis.from_url(url)
 
 
-class RedisSeenStore:
-    """Dedupe memory in Redis under `<namespace>:dd:`; keys expire (PX) by the rules' TTLs."""
+def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
+    """Indexes of `keys` grouped by cluster slot, in order: a script may only touch one slot.
+    A single Redis takes them all at once."""
+    if not isinstance(client, RedisCluster):
+        return [list(range(len(keys)))]
+    groups: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(index)
+    return list(groups.values())
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+
+class RedisSeenStore:
+    """Dedupe memory in Redis under `<namespace>:dd:`; keys expire (PX) by the rules' TTLs.
+
+    A claim's keys carry its group (the entity) as a hash tag, so on a Redis Cluster they
+    share a slot; claims are sent one script call per slot (one call on a single Redis).
+    """
+
+    def __init__(self, client: AnyRedis, namespace: str) -> None:
         self._client = client
         self._prefix = f"{namespace}:dd"
         self._script = client.register_script(_CLAIM_SCRIPT)
@@ -62,18 +85,24 @@ class RedisSeenStore:
     async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
         if not claims:
             return []
-        keys: list[str] = []
-        args: list[str | int] = [rules.window_ms, rules.id_ttl_ms, rules.content_ttl_ms]
-        for claim in claims:
-            id_key = f"{self._prefix}:id:{claim.sighting.event_id}"
-            content = claim.fingerprint
-            keys += [id_key, f"{self._prefix}:fp:{content}" if content else id_key]
-            args += [claim.sighting.encode(), 1 if content else 0]
-        try:
-            replies = await self._script(keys=keys, args=args)
-        except RedisError as exc:
-            raise InfraError(f"Redis dedupe call failed: {exc}") from exc
-        return [_verdict(reply) for reply in replies]
+        tags = [f"{self._prefix}:{{{claim.group or claim.sighting.event_id}}}" for claim in claims]
+        verdicts: list[Verdict] = [Verdict()] * len(claims)
+        for group in _slot_groups(self._client, tags):
+            keys: list[str] = []
+            args: list[str | int] = [rules.window_ms, rules.id_ttl_ms, rules.content_ttl_ms]
+            for index in group:
+                claim, tag = claims[index], tags[index]
+                id_key = f"{tag}:id:{claim.sighting.event_id}"
+                content = claim.fingerprint
+                keys += [id_key, f"{tag}:fp:{content}" if content else id_key]
+                args += [claim.sighting.encode(), 1 if content else 0]
+            try:
+                replies = await self._script(keys=keys, args=args)
+            except RedisError as exc:
+                raise InfraError(f"Redis dedupe call failed: {exc}") from exc
+            for index, reply in zip(group, replies, strict=True):
+                verdicts[index] = _verdict(reply)
+        return verdicts
 
 
 def _verdict(reply: bytes | str) -> Verdict:
@@ -86,20 +115,28 @@ def _verdict(reply: bytes | str) -> Verdict:
     return Verdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
 
 
-def delete_namespace(url: str, namespace: str) -> int:
+def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
     """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
     in slices, so a Redis that serves others is never blocked for long."""
-    client = redis.Redis.from_url(url)
+    client: redis.Redis | redis.RedisCluster = (
+        redis.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+    )
     deleted = 0
+
+    def unlink(keys: list[bytes]) -> int:
+        if not cluster:
+            return int(client.unlink(*keys))
+        return sum(int(client.unlink(key)) for key in keys)  # keys of many slots
+
     try:
         keys: list[bytes] = []
         for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
             keys.append(key)
             if len(keys) == 1_000:
-                deleted += int(client.unlink(*keys))
+                deleted += unlink(keys)
                 keys.clear()
         if keys:
-            deleted += int(client.unlink(*keys))
+            deleted += unlink(keys)
     except RedisError as exc:
         raise InfraError(f"Redis at {url}: cannot delete {namespace}:*: {exc}") from exc
     finally:
@@ -141,7 +178,7 @@ _ABSENT = ""  # offsets are never empty
 class RedisFeatureStore:
     """Feature hashes under `namespace:`; one pipelined read and one script call per batch."""
 
-    def __init__(self, client: aioredis.Redis, namespace: str) -> None:
+    def __init__(self, client: AnyRedis, namespace: str) -> None:
         self._client = client
         self._namespace = namespace
         self._save = client.register_script(_SAVE_SCRIPT)
@@ -164,24 +201,30 @@ class RedisFeatureStore:
         }
 
     async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None:
-        if not writes:
-            return
-        args: list[str | int] = []
-        for write in writes:
-            args += [write.ttl_ms, len(write.expected)]
-            for name, value in write.expected.items():
-                args += [name, _ABSENT if value is None else value]
-            args.append(len(write.set))
-            for name, value in write.set.items():
-                args += [name, value]
-            args.append(len(write.delete))
-            args += write.delete
-        try:
-            await self._save(keys=[self._key(w.key) for w in writes], args=args)
-        except RedisError as exc:
-            if str(exc).startswith("CONFLICT"):
-                raise OffsetConflict(str(exc)) from exc
-            raise InfraError(f"Redis feature write failed: {exc}") from exc
+        """One script call (one per slot on a Redis Cluster: each entity's keys share one)."""
+        keys = [self._key(write.key) for write in writes]
+        for group in _slot_groups(self._client, keys) if writes else []:
+            args: list[str | int] = []
+            for index in group:
+                args += _write_args(writes[index])
+            try:
+                await self._save(keys=[keys[index] for index in group], args=args)
+            except RedisError as exc:
+                if str(exc).startswith("CONFLICT"):
+                    raise OffsetConflict(str(exc)) from exc
+                raise InfraError(f"Redis feature write failed: {exc}") from exc
+
+
+def _write_args(write: EntityWrite) -> list[str | int]:
+    args: list[str | int] = [write.ttl_ms, len(write.expected)]
+    for name, value in write.expected.items():
+        args += [name, _ABSENT if value is None else value]
+    args.append(len(write.set))
+    for name, value in write.set.items():
+        args += [name, value]
+    args.append(len(write.delete))
+    args += write.delete
+    return args
 
 
 def _text(value: bytes | str) -> str:

@@ -7,41 +7,30 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from streamproc.adapters.redis import RedisSeenStore
 from streamproc.dedupe import Claim, DedupeRules, InMemorySeenStore, SeenStore, Sighting
+from tests.contract.conftest import REDIS_KINDS, connect, drop
 
 RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)
 REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=REDIS_KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
     if request.param == "memory":
         yield InMemorySeenStore()
         return
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except RedisError as exc:
-        await client.aclose()
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
-        pytest.skip(f"Redis at {REDIS_URL} is not running (make up): {exc}")
+    client = await connect(request.param, request)
     namespace = f"test:{uuid.uuid4().hex}"
     yield RedisSeenStore(client, namespace)
-    keys = [key async for key in client.scan_iter(f"{namespace}:*", count=10_000)]
-    if keys:
-        await client.delete(*keys)
-    await client.aclose()
+    await drop(client, namespace)
 
 
 def claim(
     event_id: str, offset: int, at: int, content: str | None = "fp1", partition: int = 0
 ) -> Claim:
-    return Claim(Sighting(event_id, partition, offset, at), content)
+    return Claim(Sighting(event_id, partition, offset, at), content, "entity-1")
 
 
 async def test_first_sightings_are_not_duplicates(store: SeenStore) -> None:
