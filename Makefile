@@ -61,6 +61,7 @@ demo: install up ## the reference scenario end to end on the local stack, with a
 bench: install up ## benchmarks on the local stack (figures, not pass/fail)
 	$(BIN)/python -m benchmarks.serde_bench
 	$(BIN)/python -m benchmarks.clean_worker_bench
+	$(BIN)/python -m benchmarks.features_bench
 
 clean: ## remove the virtualenv and caches (not the stack: see reset)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

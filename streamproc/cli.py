@@ -7,8 +7,8 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from streamproc.adapters.kafka import KafkaAdmin, produce_all
@@ -18,7 +18,13 @@ from streamproc.config import Settings, load_settings
 from streamproc.demo import DemoPlan, run_demo, summary_lines, truth_mismatches
 from streamproc.errors import ConfigError, InfraError
 from streamproc.features import FeatureClient, FeatureValue
-from streamproc.generator import GeneratorConfig, generate, producer_key, write_scenario
+from streamproc.generator import (
+    GeneratorConfig,
+    Scenario,
+    generate,
+    producer_key,
+    write_scenario,
+)
 from streamproc.pipeline import Features, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
@@ -167,6 +173,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         work_dir=args.out,
         web_port=settings.web_port,
         redis_url=settings.redis_url,
+        features=spec.features,
+        show_entity=_busiest_customer(scenario),
     )
     metrics = run_demo(plan, scenario, lambda event: serde.encode(topic, schema, event))
     print("\n".join(summary_lines(metrics, topic)))
@@ -176,6 +184,15 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if not problems:
         print("every count matches the generator's ground truth")
     return EXIT_DRIFT if problems else 0
+
+
+def _busiest_customer(scenario: Scenario) -> str | None:
+    orders = Counter(
+        str(event["customer_id"])
+        for event, truth in zip(scenario.events, scenario.truth, strict=True)
+        if truth.kind == "order" and event.get("customer_id")
+    )
+    return orders.most_common(1)[0][0] if orders else None
 
 
 def _run_file(args: argparse.Namespace, settings: Settings) -> int:
@@ -197,11 +214,8 @@ def _features_get(args: argparse.Namespace, settings: Settings) -> int:
     vectors = asyncio.run(_read_features(settings, spec.features, args.entities, args.at))
     for entity, features in vectors.items():
         if args.json:
-            print(
-                json.dumps(
-                    {"entity": entity, "features": {k: asdict(v) for k, v in features.items()}}
-                )
-            )
+            as_dicts = {name: feature._asdict() for name, feature in features.items()}
+            print(json.dumps({"entity": entity, "features": as_dicts}))
             continue
         print(entity)
         for name, feature in features.items():

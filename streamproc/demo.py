@@ -7,6 +7,7 @@ and the worker's own metrics say what happened to them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,9 +21,11 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc.adapters.kafka import KafkaAdmin, end_offsets, produce_all, start_group_at
-from streamproc.adapters.redis import delete_namespace
+from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
 from streamproc.errors import InfraError
+from streamproc.features import FeatureClient
 from streamproc.generator import Scenario, producer_key
+from streamproc.pipeline import Features
 from streamproc.topology import load_topic_specs, plan_changes
 
 Encode = Callable[[dict[str, object]], bytes]
@@ -37,6 +40,8 @@ class DemoPlan:
     work_dir: Path
     web_port: int
     redis_url: str
+    features: Features
+    show_entity: str | None = None  # whose online features to print at the end
     timeout_s: float = 300.0
 
 
@@ -72,6 +77,8 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
         metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
         elapsed = time.monotonic() - started
         print(f"worker consumed all {sent} in {elapsed:.1f} s ({sent / elapsed:,.0f} events/s)")
+        if plan.show_entity and plan.features.views:
+            asyncio.run(_show_features(plan, plan.show_entity, f"{group}:features"))
         return metrics
     finally:
         worker.terminate()
@@ -85,7 +92,7 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
 def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:
     """What the operator would read off the dashboard."""
     lines = [f"consumed  {metrics.get(f'consumed|{raw_topic}', 0):>8.0f}"]
-    for name in ("produced", "duplicates", "dead_letters"):
+    for name in ("produced", "duplicates", "dead_letters", "features"):
         for key, value in sorted(metrics.items()):
             if key.startswith(f"{name}|"):
                 lines.append(f"{name:<13} {key.split('|', 1)[1]:<28} {value:>8.0f}")
@@ -117,6 +124,20 @@ def truth_mismatches(
     ]
 
 
+async def _show_features(plan: DemoPlan, entity: str, namespace: str) -> None:
+    """An entity's features as the read path serves them, at its newest order."""
+    client = redis_client(plan.redis_url)
+    try:
+        reader = FeatureClient(plan.features, RedisFeatureStore(client, namespace))
+        features = await reader.get(entity, wall_ms=int(time.time() * 1000))
+    finally:
+        await client.aclose()
+    print(f"online features of {entity} (streamproc features get {entity}):")
+    for name, feature in features.items():
+        value = f"{feature.value:.2f}" if isinstance(feature.value, float) else feature.value
+        print(f"  {name:<24} {value!s:>12}  {feature.status}")
+
+
 def _wait_until_serving(worker: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + 60
     while True:
@@ -139,7 +160,9 @@ def _wait_until_consumed(
         _check_alive(worker, log)
         metrics = _scrape(url)
         consumed = int(metrics.get(f"consumed|{plan.raw_topic}", 0))
-        if consumed >= expected:
+        clean_sent = metrics.get(f"produced|{plan.clean_topic}", 0)
+        features_done = metrics.get(f"consumed|{plan.clean_topic}", 0) >= clean_sent
+        if consumed >= expected and features_done:  # the feature step has caught up too
             return metrics
         if consumed // 5000 != shown // 5000:
             print(f"  … {consumed}/{expected} consumed")
@@ -161,6 +184,7 @@ _SERIES = {
     "streamproc_duplicates_total": ("duplicates", "kind"),
     "streamproc_dead_letters_total": ("dead_letters", "reason"),
     "streamproc_quality_flags_total": ("flags", "flag"),
+    "streamproc_feature_events_total": ("features", "outcome"),
 }
 
 

@@ -4,12 +4,13 @@
 State lives in one flat hash per (entity, view), field → text, so Redis and the in-memory
 store hold exactly the same bytes:
 
-    b|<aggregate>|<window>|<bucket>  "count|sum|sum of squares|min|max" of the bucket's values
+    b|<aggregate>|<window>|<bucket>  "count|sum|M2|min|max" of the bucket's values (M2: the
+                                     sum of squared deviations from their mean, Welford)
     m|<feature>|<value>              how often the entity had this value (most frequent)
     d|<feature>|<value>              "1": the value was seen (distinct), at most max_distinct
     o|<partition>                    the last input offset applied from that partition
-    e|<event id digest>              the event's time: applied already (kept for the longest
-                                     window), so an upstream replay is not counted twice
+    e|<event id digest>              the event's time: applied already (the entity's newest 16),
+                                     so an upstream replay is not counted twice
     t                                the newest event time applied (ms), the view's timestamp
     w                                wall-clock ms of the last write (for the TTL at read time)
 
@@ -26,12 +27,12 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from streamproc.pipeline import Features, FeatureView, duration_ms
 
 Status = Literal["present", "missing", "stale"]
-_OPS_NEEDING_VALUES = {"mean", "min", "max", "stddev"}
+_REMEMBERED_IDS = 16  # event ids kept per entity against upstream replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,7 @@ class FeatureEvent:
         return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureValue:
+class FeatureValue(NamedTuple):  # a tuple: ~30 of them per event, cheap to make
     value: Any
     status: Status
     age_ms: int | None  # since the view's newest event (event time), None when never updated
@@ -104,6 +104,7 @@ class _State:
     applied: dict[str, int] = field(default_factory=dict)  # event digest → event time
     newest: int | None = None
     wall: int | None = None
+    changed: set[str] = field(default_factory=set)  # fields to write (or delete if gone)
 
     @classmethod
     def parse(cls, fields: Mapping[str, str]) -> _State:
@@ -130,26 +131,36 @@ class _State:
                 state.wall = int(text)
         return state
 
-    def fields(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for (aggregate, window), buckets in self.buckets.items():
-            for bucket, stats in buckets.items():
-                out[f"b|{aggregate}|{window}|{bucket}"] = "|".join(repr(s) for s in stats)
-        for feature, counts in self.frequent.items():
-            for value, count in counts.items():
-                out[f"m|{feature}|{value}"] = str(count)
-        for feature, values in self.distinct.items():
-            for value in values:
-                out[f"d|{feature}|{value}"] = "1"
-        for partition, offset in self.marks.items():
-            out[f"o|{partition}"] = str(offset)
-        for digest, occurred_at in self.applied.items():
-            out[f"e|{digest}"] = str(occurred_at)
-        if self.newest is not None:
-            out["t"] = str(self.newest)
-        if self.wall is not None:
-            out["w"] = str(self.wall)
-        return out
+    def text(self, name: str) -> str | None:
+        """A field's stored text, None when the state no longer has it."""
+        kind, _, rest = name.partition("|")
+        if kind == "b":
+            aggregate, window, bucket = rest.split("|")
+            stats = self.buckets.get((aggregate, window), {}).get(int(bucket))
+            return None if stats is None else _pack(stats)
+        if kind == "m":
+            feature, _, value = rest.partition("|")
+            count = self.frequent.get(feature, {}).get(value)
+            return None if count is None else str(count)
+        if kind == "d":
+            feature, _, value = rest.partition("|")
+            return "1" if value in self.distinct.get(feature, ()) else None
+        if kind == "o":
+            offset = self.marks.get(int(rest))
+            return None if offset is None else str(offset)
+        if kind == "e":
+            occurred_at = self.applied.get(rest)
+            return None if occurred_at is None else str(occurred_at)
+        if kind == "t":
+            return None if self.newest is None else str(self.newest)
+        raise ValueError(f"unknown feature field {name!r}")
+
+
+def _pack(stats: list[float]) -> str:
+    """count|sum|squared deviations|min|max, short enough (≤ 64 bytes) for Redis to keep the hash
+    in its compact listpack encoding; sums keep 15 significant digits."""
+    count, total, squares, low, high = stats
+    return f"{count:.0f}|{total:.15g}|{squares:.15g}|{low!r}|{high!r}"
 
 
 class ViewComputer:
@@ -161,7 +172,6 @@ class ViewComputer:
         self._divert_late = features.late == "divert"
         self._ttl_ms = duration_ms(view.ttl)
         self._windows = {w: (duration_ms(w), duration_ms(b)) for w, b in view.windows.items()}
-        self._longest_ms = max(window_ms for window_ms, _ in self._windows.values())
         self._prefix = f"v{features.version}:{view.name}"
 
     def key(self, entity: str) -> str:
@@ -179,6 +189,7 @@ class ViewComputer:
             return Served(event, features, replayed=True)
         features = self.serve(state, event.occurred_at, event.values)
         state.marks[event.partition] = event.offset
+        state.changed.add(f"o|{event.partition}")
         if event.digest in state.applied:
             return Served(event, features, duplicate=True)
         late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
@@ -189,11 +200,18 @@ class ViewComputer:
 
     def _update(self, state: _State, event: FeatureEvent) -> None:
         t = event.occurred_at
+        changed = state.changed
         state.newest = t if state.newest is None else max(state.newest, t)
+        changed.add("t")
         state.applied[event.digest] = t
-        forget = state.newest - self._lateness_ms - self._longest_ms
-        for digest in [d for d, at in state.applied.items() if at < forget]:
-            del state.applied[digest]
+        changed.add(f"e|{event.digest}")
+        # An upstream replay re-sends what a crash left uncommitted: seconds of traffic, so
+        # the newest few ids per entity are enough (an entity's hash stays small).
+        if len(state.applied) > _REMEMBERED_IDS:
+            newest_first = sorted(state.applied.items(), key=lambda item: (-item[1], item[0]))
+            for digest, _ in newest_first[_REMEMBERED_IDS:]:
+                del state.applied[digest]
+                changed.add(f"e|{digest}")
         for name, aggregate in self.view.aggregates.items():
             value = event.values.get(aggregate.field)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -201,30 +219,35 @@ class ViewComputer:
             x = float(value)
             for window, (window_ms, bucket_ms) in self._windows.items():
                 buckets = state.buckets.setdefault((name, window), {})
+                changed.add(f"b|{name}|{window}|{t // bucket_ms}")
                 stats = buckets.get(t // bucket_ms)
                 if stats is None:
-                    buckets[t // bucket_ms] = [1.0, x, x * x, x, x]
-                else:
+                    buckets[t // bucket_ms] = [1.0, x, 0.0, x, x]
+                else:  # Welford: the spread stays exact where sums of squares would cancel
+                    mean_before = stats[1] / stats[0]
                     stats[0] += 1
                     stats[1] += x
-                    stats[2] += x * x
+                    stats[2] += (x - mean_before) * (x - stats[1] / stats[0])
                     stats[3] = min(stats[3], x)
                     stats[4] = max(stats[4], x)
                 # keep what a window ending at any time not yet too late can still need
                 oldest = (state.newest - self._lateness_ms) // bucket_ms - window_ms // bucket_ms
                 for bucket in [b for b in buckets if b <= oldest]:
                     del buckets[bucket]
+                    changed.add(f"b|{name}|{window}|{bucket}")
         for name, source in self.view.most_frequent.items():
             value = event.values.get(source)
             if value is not None:
                 counts = state.frequent.setdefault(name, {})
                 counts[str(value)] = counts.get(str(value), 0) + 1
+                changed.add(f"m|{name}|{value}")
         for name, source in self.view.distinct.items():
             value = event.values.get(source)
             if value is not None:
                 seen = state.distinct.setdefault(name, set())
-                if len(seen) < self.view.max_distinct:
+                if len(seen) < self.view.max_distinct and str(value) not in seen:
                     seen.add(str(value))
+                    changed.add(f"d|{name}|{value}")
 
     def serve(
         self,
@@ -270,19 +293,21 @@ class ViewComputer:
         return out
 
 
-def _combine(buckets: Mapping[int, list[float]], last: int, count: int) -> list[float] | None:
-    """count, sum, sum of squares, min, max over buckets (last - count, last]."""
+def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[float] | None:
+    """count, sum, M2, min, max over buckets (last - span, last]."""
     total: list[float] | None = None
     for bucket in sorted(buckets):  # few: only buckets that had events are stored
-        if not last - count < bucket <= last:
+        if not last - span < bucket <= last:
             continue
         stats = buckets[bucket]
         if total is None:
             total = list(stats)
-        else:
-            total[0] += stats[0]
+        else:  # Chan et al.: two groups' squared deviations, combined
+            merged = total[0] + stats[0]
+            delta = stats[1] / stats[0] - total[1] / total[0]
+            total[2] += stats[2] + delta * delta * total[0] * stats[0] / merged
+            total[0] = merged
             total[1] += stats[1]
-            total[2] += stats[2]
             total[3] = min(total[3], stats[3])
             total[4] = max(total[4], stats[4])
     return total
@@ -291,7 +316,7 @@ def _combine(buckets: Mapping[int, list[float]], last: int, count: int) -> list[
 def _op(op: str, stats: list[float] | None) -> float | int | None:
     if stats is None:
         return 0 if op == "count" else (0.0 if op == "sum" else None)
-    count, total, squares, low, high = stats
+    count, total, squares, low, high = stats  # squares: squared deviations from the mean
     if op == "count":
         return int(count)
     if op == "sum":
@@ -303,7 +328,7 @@ def _op(op: str, stats: list[float] | None) -> float | int | None:
         return low
     if op == "max":
         return high
-    return math.sqrt(max(0.0, squares / count - mean * mean))  # population stddev
+    return math.sqrt(max(0.0, squares / count))  # population stddev
 
 
 @dataclass(slots=True)
@@ -362,14 +387,20 @@ class FeatureStage:
 def _diff(
     key: str, before: Mapping[str, str], state: _State, ttl_ms: int, wall_ms: int
 ) -> EntityWrite | None:
-    after = state.fields()
-    after.pop("w", None)
-    changed = {name: text for name, text in after.items() if before.get(name) != text}
-    if not changed:
+    """Only the fields the batch touched; nothing at all for a replayed batch."""
+    changed: dict[str, str] = {}
+    removed: list[str] = []
+    for name in sorted(state.changed):
+        text = state.text(name)
+        if text is None:
+            if name in before:
+                removed.append(name)
+        elif before.get(name) != text:
+            changed[name] = text
+    if not changed and not removed:
         return None  # a replayed batch writes nothing: the hash stays byte-identical
     changed["w"] = str(wall_ms)
-    removed = sorted(name for name in before if name not in after and name != "w")
-    expected = {name: before.get(name) for name in after if name.startswith("o|")}
+    expected = {name: before.get(name) for name in state.changed if name.startswith("o|")}
     return EntityWrite(key, expected, changed, removed, ttl_ms)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def _served_line(served: Served) -> str:
         "entity_key": event.entity,
         "occurred_at": event.occurred_at,
         "late": served.late,
-        "features": {name: asdict(value) for name, value in served.features.items()},
+        "features": {name: value._asdict() for name, value in served.features.items()},
     }
     return json.dumps(line, ensure_ascii=False) + "\n"
 
