@@ -8,22 +8,20 @@ store hold exactly the same bytes:
                                      sum of squared deviations from their mean, Welford)
     m|<feature>|<value>              how often the entity had this value (most frequent)
     d|<feature>|<value>              "1": the value was seen (distinct), at most max_distinct
-    o|<partition>                    the last input offset applied from that partition
-    e|<event id digest>              the event's time: applied already (the entity's newest 16),
-                                     so an upstream replay is not counted twice
+    o|<partition>                    the last source offset applied from that partition
     t                                the newest event time applied (ms), the view's timestamp
     w                                wall-clock ms of the last write (for the TTL at read time)
 
 A batch is applied in input order; each event is served the features as they were just before
-it. An event at or below its partition's offset mark was applied already (a replay after a
-crash): it changes nothing, so applying a batch twice leaves the state byte-identical. An
-event whose id was applied already at another offset (the clean stage re-sent it after its own
-crash: Kafka output without transactions is at-least-once) is counted once, too.
+it. Offsets are the event's position in the source topic (the raw order the clean stage read,
+carried in a header), so an event at or below its partition's mark was applied already: a
+feature batch replayed after a crash, or an order the clean stage re-sent after its own crash
+(at a new clean offset: Kafka output without transactions is at-least-once), changes nothing,
+and applying a batch twice leaves the state byte-identical.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,12 +30,12 @@ from typing import Any, Literal, NamedTuple, Protocol
 from streamproc.pipeline import Features, FeatureView, duration_ms
 
 Status = Literal["present", "missing", "stale"]
-_REMEMBERED_IDS = 16  # event ids kept per entity against upstream replays
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureEvent:
-    """A clean event as the feature stage sees it, with where it was read."""
+    """A clean event as the feature stage sees it, with its position in the source topic
+    (per entity, positions only grow: a source partition is read and cleaned in order)."""
 
     entity: str
     partition: int
@@ -45,12 +43,6 @@ class FeatureEvent:
     occurred_at: int
     values: Mapping[str, Any]
     event_id: str = ""
-
-    @property
-    def digest(self) -> str:
-        """A short stand-in for the event id (or its position) in the entity's hash."""
-        identity = self.event_id or f"{self.partition}:{self.offset}"
-        return hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
 
 class FeatureValue(NamedTuple):  # a tuple: ~30 of them per event, cheap to make
@@ -67,7 +59,6 @@ class Served:
     features: dict[str, FeatureValue]
     late: bool = False
     replayed: bool = False  # applied before (a replay): served from the state after it
-    duplicate: bool = False  # the same event id applied before at another offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +92,6 @@ class _State:
     frequent: dict[str, dict[str, int]] = field(default_factory=dict)
     distinct: dict[str, set[str]] = field(default_factory=dict)
     marks: dict[int, int] = field(default_factory=dict)
-    applied: dict[str, int] = field(default_factory=dict)  # event digest → event time
     newest: int | None = None
     wall: int | None = None
     changed: set[str] = field(default_factory=set)  # fields to write (or delete if gone)
@@ -123,8 +113,6 @@ class _State:
                 state.distinct.setdefault(feature, set()).add(value)
             elif kind == "o":
                 state.marks[int(rest)] = int(text)
-            elif kind == "e":
-                state.applied[rest] = int(text)
             elif kind == "t":
                 state.newest = int(text)
             elif kind == "w":
@@ -148,9 +136,6 @@ class _State:
         if kind == "o":
             offset = self.marks.get(int(rest))
             return None if offset is None else str(offset)
-        if kind == "e":
-            occurred_at = self.applied.get(rest)
-            return None if occurred_at is None else str(occurred_at)
         if kind == "t":
             return None if self.newest is None else str(self.newest)
         raise ValueError(f"unknown feature field {name!r}")
@@ -190,8 +175,6 @@ class ViewComputer:
         features = self.serve(state, event.occurred_at, event.values)
         state.marks[event.partition] = event.offset
         state.changed.add(f"o|{event.partition}")
-        if event.digest in state.applied:
-            return Served(event, features, duplicate=True)
         late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
         if late and self._divert_late:
             return Served(event, features, late=True)
@@ -203,15 +186,6 @@ class ViewComputer:
         changed = state.changed
         state.newest = t if state.newest is None else max(state.newest, t)
         changed.add("t")
-        state.applied[event.digest] = t
-        changed.add(f"e|{event.digest}")
-        # An upstream replay re-sends what a crash left uncommitted: seconds of traffic, so
-        # the newest few ids per entity are enough (an entity's hash stays small).
-        if len(state.applied) > _REMEMBERED_IDS:
-            newest_first = sorted(state.applied.items(), key=lambda item: (-item[1], item[0]))
-            for digest, _ in newest_first[_REMEMBERED_IDS:]:
-                del state.applied[digest]
-                changed.add(f"e|{digest}")
         for name, aggregate in self.view.aggregates.items():
             value = event.values.get(aggregate.field)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -336,7 +310,6 @@ class FeatureBatch:
     served: list[Served] = field(default_factory=list)
     late: int = 0
     replayed: int = 0
-    duplicates: int = 0
     writes: int = 0
 
 
@@ -360,14 +333,14 @@ class FeatureStage:
         stored = await self._store.load(sorted(keys))
         states = {key: _State.parse(fields) for key, fields in stored.items()}
         merged: list[dict[str, FeatureValue]] = [{} for _ in events]
-        flags: list[tuple[bool, bool, bool]] = [(False, False, False)] * len(events)
+        flags: list[tuple[bool, bool]] = [(False, False)] * len(events)
         for view in self._views:
             for index, event in enumerate(events):
                 key = view.key(event.entity)
                 state = states.setdefault(key, _State())
                 served = view.apply(state, event)
                 merged[index].update(served.features)
-                flags[index] = (served.late, served.replayed, served.duplicate)
+                flags[index] = (served.late, served.replayed)
         writes = []
         for view in self._views:
             for key in sorted({view.key(e.entity) for e in events}):
@@ -375,11 +348,10 @@ class FeatureStage:
                 if write is not None:
                     writes.append(write)
         await self._store.save(writes, wall_ms)
-        for event, features, (late, replayed, duplicate) in zip(events, merged, flags, strict=True):
-            result.served.append(Served(event, features, late, replayed, duplicate))
+        for event, features, (late, replayed) in zip(events, merged, flags, strict=True):
+            result.served.append(Served(event, features, late, replayed))
             result.late += late
             result.replayed += replayed
-            result.duplicates += duplicate
         result.writes = len(writes)
         return result
 

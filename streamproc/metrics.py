@@ -58,8 +58,8 @@ class StageMetrics:
         self.feature_events = Counter(
             "streamproc_feature_events",
             "Clean events seen by the feature step, by outcome: applied, late (applied or "
-            "diverted per the pipeline), replayed (same offset applied before a crash), "
-            "duplicate (same event id at another offset), no_entity.",
+            "diverted per the pipeline), replayed (its source position was applied before: a "
+            "replay after a crash), no_entity.",
             ["outcome"],
             registry=self.registry,
         )
@@ -105,12 +105,11 @@ class StageMetrics:
         self.batch_size.labels(topic).observe(size)
         self.batch_seconds.labels(topic).observe(seconds)
         features = result.features
-        applied = len(features.served) - features.late - features.replayed - features.duplicates
+        applied = len(features.served) - features.late - features.replayed
         for outcome, count in (
             ("applied", applied),
             ("late", features.late),
             ("replayed", features.replayed),
-            ("duplicate", features.duplicates),
             ("no_entity", result.without_entity),
         ):
             self.feature_events.labels(outcome).inc(count)

@@ -22,6 +22,9 @@ from streamproc.pipeline import PipelineSpec
 from streamproc.unitswitch import UnitSwitchDetector
 
 INTERNAL_ERROR = "internal_error"
+# Where a clean event was read: "<partition>/<offset>" of the source topic. The feature step
+# guards on it, so an event the clean stage sends twice (a replay after its crash) counts once.
+SOURCE_HEADER = "streamproc.source"
 UNIT_SWITCH = "unit_switch_suspected"
 
 
@@ -131,10 +134,9 @@ class CleanStage:
             # Keyed by entity: an entity's orders stay in one partition for the feature stage.
             key = clean["entity_key"].encode() if clean["entity_key"] else envelope.key
             value = self._codec.encode(self.spec.sink.topic, self.spec.sink.schema_name, clean)
+            headers = (*envelope.headers, (SOURCE_HEADER, _position(envelope)))
             result.clean.append(
-                OutRecord(
-                    self.spec.sink.topic, key, value, tuple(envelope.headers), envelope.timestamp_ms
-                )
+                OutRecord(self.spec.sink.topic, key, value, headers, envelope.timestamp_ms)
             )
             result.flags.update(clean["quality_flags"])
             return
@@ -193,19 +195,15 @@ class FeatureStep:
             if not entity:  # nobody to keep features for (an anonymous till sale)
                 result.without_entity += 1
                 continue
+            partition, offset = _source_position(envelope)
             event = FeatureEvent(
-                entity,
-                envelope.partition,
-                envelope.offset,
-                record["occurred_at"],
-                record,
-                record["event_id"],
+                entity, partition, offset, record["occurred_at"], record, record["event_id"]
             )
             events.append((envelope, event))
         result.features = await self._stage.process([e for _, e in events], wall_ms)
         if self._divert:
             for (envelope, _), served in zip(events, result.features.served, strict=True):
-                if served.late and not (served.replayed or served.duplicate):
+                if served.late and not served.replayed:
                     result.diverted.append(
                         OutRecord(
                             self._late_topic,
@@ -216,3 +214,17 @@ class FeatureStep:
                         )
                     )
         return result
+
+
+def _position(envelope: Envelope) -> bytes:
+    return f"{envelope.partition}/{envelope.offset}".encode()
+
+
+def _source_position(envelope: Envelope) -> tuple[int, int]:
+    """The source position the clean stage stamped; a record without one (produced by
+    another writer) is placed by its own position, in partitions of its own."""
+    for name, value in envelope.headers:
+        if name == SOURCE_HEADER:
+            partition, _, offset = value.decode().partition("/")
+            return int(partition), int(offset)
+    return -1 - envelope.partition, envelope.offset

@@ -119,7 +119,7 @@ class _Outputs:
         if spec.features.views:
             # the clean topic as the worker would read it: one partition, offsets in order
             envelopes = [
-                Envelope(out.topic, 0, self._clean + i, out.key, out.value)
+                Envelope(out.topic, 0, self._clean + i, out.key, out.value, out.headers)
                 for i, out in enumerate(result.clean)
             ]
             step = await features.process(envelopes, wall_ms=0)

@@ -9,7 +9,7 @@ import pytest
 from streamproc.dedupe import InMemorySeenStore
 from streamproc.events import Envelope
 from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.processor import INTERNAL_ERROR, CleanStage
+from streamproc.processor import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
@@ -126,3 +126,13 @@ async def test_the_app_v5_unit_switch_per_configured_action(
         assert [d["session_duration_s"] for d in decoded] == pytest.approx(durations)
     assert [r.reason for r in result.rejections] == ["unit_switch_suspected"] * rejected
     assert result.unit_switches == {("app", "session_duration"): 20}
+
+
+async def test_clean_events_carry_their_source_position(
+    spec: PipelineSpec, serde: AvroSerde
+) -> None:
+    """The feature step guards on it: an order the stage sends twice counts once there."""
+    records = [order(customer_id="a"), order(customer_id="b")]
+    result = await _stage(spec, serde).process(_batch(serde, records, start=40))
+    positions = [dict(out.headers)[SOURCE_HEADER] for out in result.clean]
+    assert positions == [b"0/40", b"0/41"]
