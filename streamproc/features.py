@@ -23,6 +23,7 @@ and applying a batch twice leaves the state byte-identical.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
@@ -157,6 +158,18 @@ class ViewComputer:
         self._divert_late = features.late == "divert"
         self._ttl_ms = duration_ms(view.ttl)
         self._windows = {w: (duration_ms(w), duration_ms(b)) for w, b in view.windows.items()}
+        # (aggregate, window, buckets per window, bucket ms, [(op, feature name)]), made once
+        self._windowed = [
+            (
+                name,
+                window,
+                window_ms // bucket_ms,
+                bucket_ms,
+                [(op, f"{name}_{op}_{window}") for op in aggregate.ops],
+            )
+            for name, aggregate in view.aggregates.items()
+            for window, (window_ms, bucket_ms) in self._windows.items()
+        ]
         self._prefix = f"v{features.version}:{view.name}"
 
     def key(self, entity: str) -> str:
@@ -235,45 +248,35 @@ class ViewComputer:
         age = None if state.newest is None else max(0, at_ms - state.newest)
         if stale is None:
             stale = age is not None and age > self._ttl_ms
-        out: dict[str, FeatureValue] = {}
-
-        def put(name: str, value: Any) -> None:
-            status: Status = "missing" if value is None else ("stale" if stale else "present")
-            out[name] = FeatureValue(value, status, age)
-
-        for name, aggregate in self.view.aggregates.items():
-            for window, (window_ms, bucket_ms) in self._windows.items():
-                stats = _combine(
-                    state.buckets.get((name, window), {}),
-                    at_ms // bucket_ms,
-                    window_ms // bucket_ms,
-                )
-                for op in aggregate.ops:
-                    put(f"{name}_{op}_{window}", _op(op, stats))
-        since = None if state.newest is None else max(0, at_ms - state.newest) / 1000
-        put(self.view.since_last, since)
+        found: dict[str, Any] = {}
+        for aggregate, window, span, bucket_ms, names in self._windowed:
+            stats = _combine(state.buckets.get((aggregate, window), {}), at_ms // bucket_ms, span)
+            for op, name in names:
+                found[name] = _op(op, stats)
+        found[self.view.since_last] = None if age is None else age / 1000
         for name in self.view.most_frequent:
             counts = state.frequent.get(name)
-            put(name, min(counts, key=lambda v: (-counts[v], v)) if counts else None)
+            found[name] = min(counts, key=lambda v: (-counts[v], v)) if counts else None
         for name in self.view.distinct:
-            put(name, len(state.distinct.get(name, ())))
+            found[name] = len(state.distinct.get(name, ()))
         for name, (source, against) in self.view.ratios.items():
             numerator = (values or {}).get(source)
-            denominator = out[against].value
-            ratio = None
-            if isinstance(numerator, int | float) and denominator:
-                ratio = float(numerator) / denominator
-            put(name, ratio)
-        return out
+            denominator = found[against]
+            ok = isinstance(numerator, int | float) and denominator
+            found[name] = float(numerator) / denominator if ok else None  # type: ignore[arg-type]
+        known: Status = "stale" if stale else "present"
+        return {
+            name: FeatureValue(value, "missing" if value is None else known, age)
+            for name, value in found.items()
+        }
 
 
 def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[float] | None:
     """count, sum, M2, min, max over buckets (last - span, last]."""
     total: list[float] | None = None
-    for bucket in sorted(buckets):  # few: only buckets that had events are stored
+    for bucket, stats in buckets.items():  # few: only buckets that had events are stored
         if not last - span < bucket <= last:
             continue
-        stats = buckets[bucket]
         if total is None:
             total = list(stats)
         else:  # Chan et al.: two groups' squared deviations, combined
@@ -314,11 +317,18 @@ class FeatureBatch:
 
 
 class FeatureStage:
-    """All views of a pipeline over one batch: one load, one guarded save."""
+    """All views of a pipeline over one batch: one load, one guarded save.
 
-    def __init__(self, features: Features, store: FeatureStore) -> None:
+    Parsed states stay cached between batches (this worker is the entities' one writer), so
+    a batch loads only the entities it has not seen lately. The save's guard catches a stale
+    cache (another writer, or an expired key): the batch is then recomputed from Redis once.
+    """
+
+    def __init__(self, features: Features, store: FeatureStore, cache_size: int = 20_000) -> None:
         self._views = [ViewComputer(view, features) for view in features.views]
         self._store = store
+        self._cache: OrderedDict[str, _State] = OrderedDict()
+        self._cache_size = cache_size
 
     @property
     def views(self) -> list[ViewComputer]:
@@ -326,53 +336,89 @@ class FeatureStage:
 
     async def process(self, events: Sequence[FeatureEvent], wall_ms: int) -> FeatureBatch:
         """Served vectors in input order (one per event and view, views merged)."""
-        result = FeatureBatch()
         if not self._views or not events:
-            return result
-        keys = {view.key(e.entity) for view in self._views for e in events}
-        stored = await self._store.load(sorted(keys))
-        states = {key: _State.parse(fields) for key, fields in stored.items()}
-        merged: list[dict[str, FeatureValue]] = [{} for _ in events]
-        flags: list[tuple[bool, bool]] = [(False, False)] * len(events)
-        for view in self._views:
-            for index, event in enumerate(events):
-                key = view.key(event.entity)
-                state = states.setdefault(key, _State())
-                served = view.apply(state, event)
-                merged[index].update(served.features)
-                flags[index] = (served.late, served.replayed)
-        writes = []
-        for view in self._views:
-            for key in sorted({view.key(e.entity) for e in events}):
-                write = _diff(key, stored.get(key, {}), states[key], view.ttl_ms, wall_ms)
-                if write is not None:
-                    writes.append(write)
-        await self._store.save(writes, wall_ms)
+            return FeatureBatch()
+        try:
+            return await self._process(events, wall_ms, use_cache=True)
+        except OffsetConflict:
+            self._cache.clear()  # someone else wrote: trust only what Redis says now
+            return await self._process(events, wall_ms, use_cache=False)
+
+    async def _process(
+        self, events: Sequence[FeatureEvent], wall_ms: int, use_cache: bool
+    ) -> FeatureBatch:
+        keys = sorted({view.key(e.entity) for view in self._views for e in events})
+        states: dict[str, _State] = {}
+        if use_cache:
+            states = {key: self._cache[key] for key in keys if key in self._cache}
+        missing = [key for key in keys if key not in states]
+        if missing:
+            stored = await self._store.load(missing)
+            for key in missing:
+                states[key] = _State.parse(stored.get(key, {}))
+        marks_before = {key: dict(state.marks) for key, state in states.items()}
+        try:
+            merged, flags = self._apply(events, states)
+            writes = [
+                write
+                for view in self._views
+                for key in sorted({view.key(e.entity) for e in events})
+                if (write := _write(key, marks_before[key], states[key], view.ttl_ms, wall_ms))
+            ]
+            await self._store.save(writes, wall_ms)
+        except BaseException:
+            for key in keys:  # applied in memory, not in Redis: never keep them
+                self._cache.pop(key, None)
+            raise
+        self._remember(states)
+        result = FeatureBatch(writes=len(writes))
         for event, features, (late, replayed) in zip(events, merged, flags, strict=True):
             result.served.append(Served(event, features, late, replayed))
             result.late += late
             result.replayed += replayed
-        result.writes = len(writes)
         return result
 
+    def _apply(
+        self, events: Sequence[FeatureEvent], states: dict[str, _State]
+    ) -> tuple[list[dict[str, FeatureValue]], list[tuple[bool, bool]]]:
+        merged: list[dict[str, FeatureValue]] = [{} for _ in events]
+        flags: list[tuple[bool, bool]] = [(False, False)] * len(events)
+        for view in self._views:
+            for index, event in enumerate(events):
+                served = view.apply(states[view.key(event.entity)], event)
+                merged[index].update(served.features)
+                flags[index] = (served.late, served.replayed)
+        return merged, flags
 
-def _diff(
-    key: str, before: Mapping[str, str], state: _State, ttl_ms: int, wall_ms: int
+    def _remember(self, states: dict[str, _State]) -> None:
+        for key, state in states.items():
+            state.changed.clear()
+            self._cache[key] = state
+            self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+def _write(
+    key: str, marks_before: Mapping[int, int], state: _State, ttl_ms: int, wall_ms: int
 ) -> EntityWrite | None:
-    """Only the fields the batch touched; nothing at all for a replayed batch."""
+    """The fields the batch touched; nothing at all for a replayed batch."""
+    if not state.changed:
+        return None  # a replayed batch writes nothing: the hash stays byte-identical
     changed: dict[str, str] = {}
     removed: list[str] = []
     for name in sorted(state.changed):
         text = state.text(name)
         if text is None:
-            if name in before:
-                removed.append(name)
-        elif before.get(name) != text:
+            removed.append(name)
+        else:
             changed[name] = text
-    if not changed and not removed:
-        return None  # a replayed batch writes nothing: the hash stays byte-identical
     changed["w"] = str(wall_ms)
-    expected = {name: before.get(name) for name in state.changed if name.startswith("o|")}
+    expected: dict[str, str | None] = {}
+    for name in state.changed:
+        if name.startswith("o|"):
+            before = marks_before.get(int(name[2:]))
+            expected[name] = None if before is None else str(before)
     return EntityWrite(key, expected, changed, removed, ttl_ms)
 
 

@@ -208,3 +208,17 @@ async def test_the_ttl_is_enforced_at_read_time_by_the_last_write(spec: Pipeline
     stale = await reader.get("c1", wall_ms=eight_days + 1)
     assert fresh["usual_country"].status == "present"
     assert (stale["usual_country"].status, stale["usual_country"].value) == ("stale", "DE")
+
+
+async def test_a_stale_cache_is_caught_by_the_guard_and_the_batch_recomputed(
+    spec: PipelineSpec,
+) -> None:
+    """After a rebalance another worker wrote the entity; this one's cached state is old."""
+    store = InMemoryFeatureStore()
+    here, there = FeatureStage(spec.features, store), FeatureStage(spec.features, store)
+    await here.process([_event(i, T0 + i * MINUTE) for i in range(3)], 0)
+    await there.process([_event(i, T0 + i * MINUTE) for i in range(3, 6)], 0)
+    batch = await here.process([_event(6, T0 + 6 * MINUTE)], 0)
+    assert batch.served[0].features["amount_count_1h"].value == 6
+    replay = await there.process([_event(6, T0 + 6 * MINUTE)], 0)  # its cache is old too
+    assert (replay.replayed, replay.writes) == (1, 0)
