@@ -6,6 +6,7 @@ store hold exactly the same bytes:
 
     b|<aggregate>|<window>|<bucket>  "count|sum|M2|min|max" of the bucket's values (M2: the
                                      sum of squared deviations from their mean, Welford)
+    l|<feature>                      the value at the newest event (JSON)
     m|<feature>|<value>              how often the entity had this value (most frequent)
     d|<feature>|<value>              "1": the value was seen (distinct), at most max_distinct
     o|<partition>                    the last source offset applied from that partition
@@ -22,6 +23,7 @@ and applying a batch twice leaves the state byte-identical.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -90,6 +92,7 @@ class _State:
     """One entity's view, parsed."""
 
     buckets: dict[tuple[str, str], dict[int, list[float]]] = field(default_factory=dict)
+    last: dict[str, Any] = field(default_factory=dict)
     frequent: dict[str, dict[str, int]] = field(default_factory=dict)
     distinct: dict[str, set[str]] = field(default_factory=dict)
     marks: dict[int, int] = field(default_factory=dict)
@@ -106,6 +109,8 @@ class _State:
                 aggregate, window, bucket = rest.split("|")
                 stats = [float(part) for part in text.split("|")]
                 state.buckets.setdefault((aggregate, window), {})[int(bucket)] = stats
+            elif kind == "l":
+                state.last[rest] = json.loads(text)
             elif kind == "m":
                 feature, _, value = rest.partition("|")
                 state.frequent.setdefault(feature, {})[value] = int(text)
@@ -127,6 +132,8 @@ class _State:
             aggregate, window, bucket = rest.split("|")
             stats = self.buckets.get((aggregate, window), {}).get(int(bucket))
             return None if stats is None else _pack(stats)
+        if kind == "l":
+            return json.dumps(self.last[rest]) if rest in self.last else None
         if kind == "m":
             feature, _, value = rest.partition("|")
             count = self.frequent.get(feature, {}).get(value)
@@ -197,6 +204,10 @@ class ViewComputer:
     def _update(self, state: _State, event: FeatureEvent) -> None:
         t = event.occurred_at
         changed = state.changed
+        if state.newest is None or t >= state.newest:  # an older event does not change "last"
+            for name, source in self.view.last.items():
+                state.last[name] = event.values.get(source)
+                changed.add(f"l|{name}")
         state.newest = t if state.newest is None else max(state.newest, t)
         changed.add("t")
         for name, aggregate in self.view.aggregates.items():
@@ -254,6 +265,8 @@ class ViewComputer:
             for op, name in names:
                 found[name] = _op(op, stats)
         found[self.view.since_last] = None if age is None else age / 1000
+        for name in self.view.last:
+            found[name] = state.last.get(name)
         for name in self.view.most_frequent:
             counts = state.frequent.get(name)
             found[name] = min(counts, key=lambda v: (-counts[v], v)) if counts else None

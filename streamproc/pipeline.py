@@ -155,6 +155,7 @@ class FeatureView(_Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     windows: dict[str, str] = Field(min_length=1, description="window → bucket, e.g. 1h: 5m")
     aggregates: dict[str, Aggregate] = {}
+    last: dict[str, str] = {}  # feature name → clean field: its value at the newest event
     most_frequent: dict[str, str] = {}  # feature name → clean field
     distinct: dict[str, str] = {}  # feature name → clean field (exact up to max_distinct)
     ratios: dict[str, tuple[str, str]] = {}  # name → (clean field, feature it is held against)
@@ -172,6 +173,7 @@ class FeatureView(_Frozen):
         return [
             *windowed,
             self.since_last,
+            *self.last,
             *self.most_frequent,
             *self.distinct,
             *self.ratios,

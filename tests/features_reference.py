@@ -45,6 +45,10 @@ def features_at(
                 out[f"{name}_{op}_{window}"] = _op(op, xs)
     newest = max((e.occurred_at for e in earlier), default=None)
     out[view.since_last] = None if newest is None else max(0, at_ms - newest) / 1000
+    for name, source in view.last.items():
+        # the newest event's value; of equally new ones, the one that arrived last
+        latest = [e for e in earlier if e.occurred_at == newest]
+        out[name] = latest[-1].values.get(source) if latest else None
     for name, source in view.most_frequent.items():
         counts = Counter(str(e.values[source]) for e in earlier if e.values.get(source) is not None)
         out[name] = min(counts, key=lambda v: (-counts[v], v)) if counts else None
