@@ -1,10 +1,11 @@
-"""The clean stage alone, one worker process, real broker and Redis: events/s from a backlog.
+"""The worker, one process, real broker and Redis: events/s from a backlog, for the clean
+stage alone and for clean + features.
 
 Baselines in the same run, on the same bytes, one process each: a confluent-kafka
 consume→produce pass-through, and a plain Faust agent that forwards them in the same batches
 (benchmarks/faust_passthrough.py): the ceiling of any Faust worker. Needs the local stack
-(`make up`). Run with `make bench`; `--profile` also
-samples the worker with py-spy (if installed) and prints where its time went.
+(`make up`). Run with `make bench`; `--profile` also samples the clean + features worker
+with py-spy (if installed) and prints where its time went.
 
     python -m benchmarks.clean_worker_bench [--events N] [--profile]
 """
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,7 +41,7 @@ RAW, SCHEMA, CLEAN = "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v
 PASSTHROUGH_SINK = "bench.passthrough"
 BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
-CLEAN_WORKER = [sys.executable, "-m", "streamproc.cli", "worker"]
+WORKER = [sys.executable, "-m", "streamproc.cli", "worker"]
 FAUST_PASSTHROUGH = [sys.executable, "-m", "benchmarks.faust_passthrough", "worker"]
 Counted = Callable[[str], float]  # how many records a worker at this base URL has consumed
 
@@ -53,21 +55,42 @@ def main() -> None:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
     print(f"generating {args.events} scenario events …", flush=True)
     config = GeneratorConfig(events=args.events, seed=5, customers=max(2_000, args.events // 10))
-    events = generate(config).events
-    records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in events]
+    scenario = generate(config)
+    records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in scenario.events]
     start = end_offsets(BOOTSTRAP, RAW)
     produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
     kafka = _kafka_passthrough(start, len(records))
-    faust = _worker_rate(FAUST_PASSTHROUGH, _count_page, start, len(records), profile=False)
-    clean = _worker_rate(CLEAN_WORKER, _consumed, start, len(records), args.profile)
+    orders = sum(1 for t in scenario.truth if t.kind == "order")
+    raw_count, clean_count = _consumed(RAW), _consumed(CLEAN)
+    runs = [
+        ("Faust agent pass-through (baseline)", FAUST_PASSTHROUGH, _count_page, _count_page,
+         len(records), {}),
+        ("worker: clean stage only", WORKER, raw_count, raw_count, len(records),
+         {"STREAMPROC_PIPELINE": str(_without_features())}),
+        ("worker: clean + features (two agents)", WORKER, raw_count, clean_count, orders, {}),
+    ]  # fmt: skip
+    rates = [
+        _worker_rate(
+            command, start, first, last, expected, env, args.profile and i == 2, len(records)
+        )
+        for i, (_name, command, first, last, expected, env) in enumerate(runs)
+    ]
+    faust = rates[0]
     print(f"{len(records)} events from a backlog, one process each, broker and Redis on loopback")
     print(f"{'pipeline':<44} {'events/s':>10} {'× Kafka':>8} {'× Faust':>8}")
-    for name, rate in (
-        ("confluent-kafka consume→produce (baseline)", kafka),
-        ("Faust agent pass-through (baseline)", faust),
-        ("clean worker (Faust, Redis dedupe)", clean),
-    ):
+    rows = [("confluent-kafka consume→produce (baseline)", kafka)]
+    rows += [(name, rate) for (name, *_), rate in zip(runs, rates, strict=True)]
+    for name, rate in rows:
         print(f"{name:<44} {rate:>10,.0f} {rate / kafka:>8.3f} {rate / faust:>8.2f}")
+
+
+def _without_features() -> Path:
+    """The reference pipeline with its feature views taken out."""
+    declaration = yaml.safe_load((REPO / "pipelines/shop_orders.yaml").read_text())
+    declaration["features"] = {"views": []}
+    path = Path(tempfile.mkdtemp(prefix="streamproc-bench-")) / "clean_only.yaml"
+    path.write_text(yaml.safe_dump(declaration))
+    return path
 
 
 def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
@@ -99,9 +122,17 @@ def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
 
 
 def _worker_rate(
-    command: list[str], count: Counted, start: list[TopicPartition], expected: int, profile: bool
+    command: list[str],
+    start: list[TopicPartition],
+    first: Counted,
+    last: Counted,
+    expected: int,
+    env_overrides: dict[str, str],
+    profile: bool,
+    events: int,
 ) -> float:
-    """Starts a worker whose group begins at the backlog; rate from first to last record."""
+    """Starts a worker whose group begins at the backlog. Events/s from its first record
+    (`first` counts) until `last` counts `expected` (the end of the last stage)."""
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
     start_group_at(BOOTSTRAP, group, start)
     start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, CLEAN))  # features: this run only
@@ -114,6 +145,7 @@ def _worker_rate(
         "STREAMPROC_WEB_PORT": port,
         "STREAMPROC_DATA_DIR": str(work / "state"),
         "STREAMPROC_LOG_LEVEL": "warning",
+        **env_overrides,
     }
     spy = shutil.which(
         "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -124,15 +156,15 @@ def _worker_rate(
     worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        first_at, first_count = _wait_for(count, url, lambda n: n > 0, 120)
-        last_at, last_count = _wait_for(count, url, lambda n: n >= expected, 600)
+        first_at, first_count = _wait_for(first, url, lambda n: n > 0, 120)
+        last_at, _ = _wait_for(last, url, lambda n: n >= expected, 600)
     finally:
         worker.send_signal(2)  # SIGINT: py-spy writes its profile, the worker stops cleanly
         worker.wait(60)
         delete_namespace(REDIS_URL, group)
     if profile and spy:
         _print_profile(work / "profile.txt")
-    return (last_count - first_count) / (last_at - first_at)
+    return (events - first_count) / (last_at - first_at)
 
 
 def _wait_for(
@@ -160,12 +192,20 @@ def _count_page(url: str) -> float:
     return float(_get(f"{url}/count"))
 
 
-def _consumed(url: str) -> float:
-    for family in text_string_to_metric_families(_get(f"{url}/metrics")):
-        for sample in family.samples:
-            if sample.name == "streamproc_records_consumed_total":
-                return float(sample.value)
-    return 0.0
+def _consumed(topic: str) -> Counted:
+    """Counts what a streamproc worker has consumed from `topic`, from its metrics."""
+
+    def count(url: str) -> float:
+        for family in text_string_to_metric_families(_get(f"{url}/metrics")):
+            for sample in family.samples:
+                if (
+                    sample.name == "streamproc_records_consumed_total"
+                    and sample.labels.get("topic") == topic
+                ):
+                    return float(sample.value)
+        return 0.0
+
+    return count
 
 
 def _print_profile(path: Path) -> None:
