@@ -16,6 +16,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from streamproc.adapters.redis import AnyRedis, redis_client
+from tests.conftest import unavailable
 
 
 def _free_ports(count: int) -> list[int]:
@@ -39,17 +40,11 @@ def _free(port: int) -> bool:
         return True
 
 
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: the cluster contract must not skip)")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
-        _unavailable("redis-server is not installed (make up installs it)")
+        unavailable("redis-server is not installed (make up installs it)")
     assert server is not None and cli is not None
     folder = tmp_path_factory.mktemp("redis-cluster")
     ports = _free_ports(3)
@@ -75,7 +70,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             timeout=60,
         )
         if created.returncode != 0:
-            _unavailable(f"redis-cli --cluster create failed: {created.stdout[-500:]}")
+            unavailable(f"redis-cli --cluster create failed: {created.stdout[-500:]}")
         _wait_for_cluster_ok(cli, ports[0])
         yield f"redis://127.0.0.1:{ports[0]}/0"
     finally:
@@ -94,7 +89,7 @@ def _wait_for_ping(cli: str, ports: list[int]) -> None:
             != "PONG"
         ):
             if time.monotonic() > deadline:
-                _unavailable(f"a cluster node on port {port} did not start")
+                unavailable(f"a cluster node on port {port} did not start")
             time.sleep(0.1)
 
 
@@ -107,7 +102,7 @@ def _wait_for_cluster_ok(cli: str, port: int) -> None:
         ).stdout
     ):
         if time.monotonic() > deadline:
-            _unavailable("the Redis Cluster did not reach cluster_state:ok in 30 s")
+            unavailable("the Redis Cluster did not reach cluster_state:ok in 30 s")
         time.sleep(0.2)
 
 
@@ -125,7 +120,7 @@ async def connect(kind: str, request: pytest.FixtureRequest) -> AnyRedis:
         await client.ping()
     except RedisError as exc:
         await client.aclose()
-        _unavailable(f"Redis ({kind}) is not reachable: {exc}")
+        unavailable(f"Redis ({kind}) is not reachable: {exc}")
     return client
 
 

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.kafka import KafkaAdmin, end_offsets, start_group_at
 from streamproc.adapters.redis import delete_namespace
 from streamproc.topology import load_topic_specs, plan_changes
-from tests.conftest import REPO
+from tests.conftest import REPO, unavailable
 
 HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
@@ -63,12 +63,6 @@ def _redis_up(url: str) -> bool:
         return False
 
 
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (CI=true: integration tests must not skip)")
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     bootstrap = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -79,12 +73,12 @@ def stack() -> Iterator[Stack]:
             [BASH, str(REPO / "stack/stack.sh"), "up"], capture_output=True, text=True
         )
         if result.returncode != 0:
-            _unavailable(f"could not start the stack: {result.stderr.strip()[-2000:]}")
+            unavailable(f"could not start the stack: {result.stderr.strip()[-2000:]}")
         started_here = True
     if not _kafka_up(bootstrap):
-        _unavailable(f"Kafka is not reachable at {bootstrap}")
+        unavailable(f"Kafka is not reachable at {bootstrap}")
     if not _redis_up(redis_url):
-        _unavailable(f"Redis is not reachable at {redis_url}")
+        unavailable(f"Redis is not reachable at {redis_url}")
     specs = load_topic_specs(REPO / "topics")
     admin = KafkaAdmin(bootstrap)
     admin.apply(plan_changes(specs, admin.read_state(specs)))
