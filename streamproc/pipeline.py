@@ -231,6 +231,62 @@ class Features(_Frozen):
         return self
 
 
+# The River steps a model pipeline may name (streamproc.models builds them).
+MODEL_STEPS = frozenset(
+    {
+        "StandardScaler",
+        "MinMaxScaler",
+        "LogisticRegression",
+        "HoeffdingTreeClassifier",
+        "HoeffdingAdaptiveTreeClassifier",
+        "ARFClassifier",
+    }
+)
+
+
+class ModelInputs(_Frozen):
+    """What x is made of: clean fields and served features, by how they enter the model."""
+
+    numeric: list[str] = []
+    log: list[str] = []  # numbers entered as log(1 + max(0, v)): ratios, durations
+    boolean: list[str] = []
+    present: list[str] = []  # 1 when the field has a value (a customer id: not a guest)
+    categorical: list[str] = []  # one-hot
+    matches: dict[str, tuple[str, str]] = {}  # 1 when two values are equal
+
+
+class ModelSpec(_Frozen):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    pipeline: str = Field(
+        description='River steps joined by "|", e.g. StandardScaler | LogisticRegression'
+    )
+    params: dict[str, dict[str, Any]] = {}
+
+    @field_validator("pipeline")
+    @classmethod
+    def _known_steps(cls, value: str) -> str:
+        for step in (part.strip() for part in value.split("|")):
+            if step not in MODEL_STEPS:
+                raise ValueError(f"{step!r} is not a known step ({', '.join(sorted(MODEL_STEPS))})")
+        return value
+
+
+class Labels(_Frozen):
+    """Where the truth comes from, late: a topic of outcomes joined to predictions by key."""
+
+    topic: str
+    field: str = "is_fraud"
+    key: str = "event_id"
+    max_delay: str = "7d"
+
+
+class Models(_Frozen):
+    inputs: ModelInputs
+    labels: Labels
+    champion: ModelSpec
+    challengers: list[ModelSpec] = []
+
+
 class PipelineSpec(_Frozen):
     """A validated pipeline declaration."""
 
@@ -253,6 +309,7 @@ class PipelineSpec(_Frozen):
     unit_switch: UnitSwitch = UnitSwitch()
     dedupe: Dedupe = Dedupe()
     features: Features = Features()
+    models: Models | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineSpec:

@@ -1,0 +1,130 @@
+"""Core: online models declared in the pipeline: River pipelines built from a whitelist of
+steps, and the input vector x built from a clean event and the features served to it.
+
+No I/O: the worker, run-file and the trainer feed events and labels; this module predicts and
+learns.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from river import compose, forest, linear_model, optim, preprocessing, tree
+
+from streamproc.pipeline import ModelInputs, ModelSpec
+
+# The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
+# optimizers their parameters may name. A whitelist: a pipeline file must never be a way to
+# import arbitrary code.
+STEPS: dict[str, Any] = {
+    "StandardScaler": preprocessing.StandardScaler,
+    "MinMaxScaler": preprocessing.MinMaxScaler,
+    "LogisticRegression": linear_model.LogisticRegression,
+    "HoeffdingTreeClassifier": tree.HoeffdingTreeClassifier,
+    "HoeffdingAdaptiveTreeClassifier": tree.HoeffdingAdaptiveTreeClassifier,
+    "ARFClassifier": forest.ARFClassifier,
+}
+OPTIMIZERS: dict[str, Any] = {"SGD": optim.SGD, "Adam": optim.Adam, "AdaGrad": optim.AdaGrad}
+
+
+def build_pipeline(spec: ModelSpec) -> Any:
+    """The River pipeline a model spec declares, fresh (nothing learned)."""
+    steps = []
+    for name in (part.strip() for part in spec.pipeline.split("|")):
+        params = dict(spec.params.get(name, {}))
+        if "optimizer" in params:
+            params["optimizer"] = _optimizer(params["optimizer"])
+        steps.append(STEPS[name](**params))
+    return compose.Pipeline(*steps) if len(steps) > 1 else steps[0]
+
+
+def _optimizer(declared: Any) -> Any:
+    """{"SGD": {"lr": 0.05}} → optim.SGD(lr=0.05)."""
+    [(name, params)] = dict(declared).items()
+    return OPTIMIZERS[name](**(params or {}))
+
+
+def build_x(
+    inputs: ModelInputs, event: Mapping[str, Any], features: Mapping[str, Any]
+) -> dict[str, float]:
+    """The model's input from the clean event and its served features (values or FeatureValue
+    tuples). A missing number is left out, with a `<name>_missing` indicator, never a zero;
+    categories are one-hot; `matches` says whether two values are equal."""
+
+    def value(name: str) -> Any:
+        if name in features:
+            found = features[name]
+            return found[0] if isinstance(found, tuple) else found
+        return event.get(name)
+
+    x: dict[str, float] = {}
+    for names, scale in ((inputs.numeric, float), (inputs.log, _log1p)):
+        for name in names:
+            number = value(name)
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or math.isnan(number)
+            ):
+                x[f"{name}_missing"] = 1.0
+            else:
+                x[name] = scale(number)
+    for name in inputs.present:
+        x[f"{name}_present"] = 0.0 if value(name) in (None, "") else 1.0
+    for name in inputs.boolean:
+        flag = value(name)
+        if flag is None:
+            x[f"{name}_missing"] = 1.0
+        else:
+            x[name] = 1.0 if flag else 0.0
+    for name in inputs.categorical:
+        category = value(name)
+        x[f"{name}={category if category is not None else '∅'}"] = 1.0
+    for name, (left, right) in inputs.matches.items():
+        a, b = value(left), value(right)
+        if a is None or b is None:
+            x[f"{name}_missing"] = 1.0
+        else:
+            x[name] = 1.0 if a == b else 0.0
+    return x
+
+
+def _log1p(number: float) -> float:
+    return math.log1p(max(0.0, float(number)))
+
+
+def probability(model: Any, x: Mapping[str, float]) -> float:
+    """P(label is true); 0.5 before the model has learned anything."""
+    return float(model.predict_proba_one(dict(x)).get(True, 0.5))
+
+
+class DelayedLabels:
+    """Prequential learning with late labels: each event is scored before its label is known;
+    a label is learned once the stream's event time reaches the time it arrived, from the x
+    the event was served (no leakage: the model never sees a label before its time)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._due: list[tuple[int, str, bool]] = []  # (arrives at, event id, label): a heap
+        self._served: dict[str, dict[str, float]] = {}
+        self.learned = 0
+
+    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
+        heapq.heappush(self._due, (arrives_at_ms, event_id, label))
+
+    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> float:
+        self.advance(at_ms)
+        self._served[event_id] = dict(x)
+        return probability(self.model, x)
+
+    def advance(self, now_ms: int) -> None:
+        """Learn every label that has arrived by `now_ms` and whose event was scored."""
+        while self._due and self._due[0][0] <= now_ms:
+            _, event_id, label = heapq.heappop(self._due)
+            x = self._served.pop(event_id, None)
+            if x is not None:  # a label for an event never scored joins nothing
+                self.model.learn_one(x, label)
+                self.learned += 1

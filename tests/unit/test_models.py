@@ -1,0 +1,103 @@
+"""Models: pipelines from a whitelist, x from events and served features, late labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from streamproc.generator import GeneratorConfig, generate, roc_auc, write_scenario
+from streamproc.models import STEPS, DelayedLabels, build_pipeline, build_x
+from streamproc.pipeline import MODEL_STEPS, ModelInputs, ModelSpec, PipelineSpec, load_pipeline
+from streamproc.runfile import run_file
+from streamproc.schemas import SchemaCatalog
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def spec() -> PipelineSpec:
+    return load_pipeline(REPO / "pipelines/shop_orders.yaml")
+
+
+def test_the_declaration_and_the_builder_know_the_same_steps() -> None:
+    assert set(STEPS) == MODEL_STEPS
+
+
+def test_an_unknown_step_is_refused_at_load() -> None:
+    with pytest.raises(ValueError, match="'os.system' is not a known step"):
+        ModelSpec(name="bad", pipeline="StandardScaler | os.system")
+
+
+def test_declared_pipelines_are_built_with_their_parameters(spec: PipelineSpec) -> None:
+    assert spec.models is not None
+    champion = build_pipeline(spec.models.champion)
+    assert str(champion) == "StandardScaler | LogisticRegression"
+    assert champion["LogisticRegression"].optimizer.learning_rate == 0.02
+
+
+def test_x_has_no_silent_zeros_and_one_hot_categories() -> None:
+    inputs = ModelInputs(
+        numeric=["amount_count_1h"],
+        log=["session_duration_s"],
+        present=["customer_id"],
+        categorical=["source"],
+        matches={"country_is_usual": ("country", "usual_country")},
+    )
+    event = {"session_duration_s": None, "customer_id": "C1", "source": "web", "country": "DE"}
+    features = {"amount_count_1h": (2, "present", 0), "usual_country": ("DE", "present", 0)}
+    x = build_x(inputs, event, features)
+    assert x == {
+        "amount_count_1h": 2.0,
+        "session_duration_s_missing": 1.0,
+        "customer_id_present": 1.0,
+        "source=web": 1.0,
+        "country_is_usual": 1.0,
+    }
+
+
+def test_labels_are_learned_only_once_their_time_has_come(spec: PipelineSpec) -> None:
+    assert spec.models is not None
+    learner = DelayedLabels(build_pipeline(spec.models.champion))
+    learner.expect("a", True, arrives_at_ms=5_000)
+    learner.score("a", 1_000, {"v": 1.0})
+    learner.score("b", 4_999, {"v": 1.0})
+    assert learner.learned == 0
+    learner.score("c", 5_000, {"v": 1.0})
+    assert learner.learned == 1
+
+
+async def test_features_bring_the_champion_near_the_best_possible_auc(
+    spec: PipelineSpec, tmp_path: Path
+) -> None:
+    """Offline and prequential, labels delayed as the generator delays them: the champion with
+    the served features against the same model without them and the Bayes-optimal AUC."""
+    assert spec.models is not None
+    scenario = generate(GeneratorConfig(events=12_000, seed=13))
+    source, _, _ = write_scenario(scenario, tmp_path / "orders.jsonl")
+    catalog = SchemaCatalog.load(REPO / "schemas")
+    await run_file(spec, catalog, b"k", source, tmp_path / "out")
+    clean = [json.loads(line) for line in (tmp_path / "out/clean.jsonl").open()]
+    served = {
+        line["event_id"]: {name: f["value"] for name, f in line["features"].items()}
+        for line in map(json.loads, (tmp_path / "out/features.jsonl").open())
+    }
+    truth = {t.event_id: t for t in scenario.truth}
+    aucs = {}
+    for with_features in (True, False):
+        learner = DelayedLabels(build_pipeline(spec.models.champion))
+        for outcome in scenario.outcomes:
+            learner.expect(outcome["event_id"], outcome["is_fraud"], outcome["occurred_at"])
+        scores, labels, best = [], [], []
+        for record in clean:
+            features = served.get(record["event_id"], {}) if with_features else {}
+            x = build_x(spec.models.inputs, record, features)
+            scores.append(learner.score(record["event_id"], record["occurred_at"], x))
+            order = truth[record["event_id"]]
+            labels.append(bool(order.is_fraud))
+            best.append(order.fraud_probability or 0.0)
+        half = len(scores) // 2  # after a warm-up: the model starts knowing nothing
+        aucs[with_features] = roc_auc(scores[half:], labels[half:])
+        bayes = roc_auc(best[half:], labels[half:])
+    assert bayes - aucs[True] < 0.05, (aucs, bayes)
+    assert aucs[True] - aucs[False] > 0.02, (aucs, bayes)
