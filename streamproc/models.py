@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from river import compose, forest, linear_model, optim, preprocessing, tree
+from river import compose, forest, linear_model, metrics, optim, preprocessing, tree
 
 from streamproc.pipeline import ModelInputs, ModelSpec
 
@@ -106,10 +106,11 @@ class DelayedLabels:
     a label is learned once the stream's event time reaches the time it arrived, from the x
     the event was served (no leakage: the model never sees a label before its time)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, score: PrequentialScore | None = None) -> None:
         self.model = model
+        self.score_card = score or PrequentialScore()
         self._due: list[tuple[int, str, bool]] = []  # (arrives at, event id, label): a heap
-        self._served: dict[str, dict[str, float]] = {}
+        self._served: dict[str, tuple[dict[str, float], float]] = {}
         self.learned = 0
 
     def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
@@ -117,14 +118,42 @@ class DelayedLabels:
 
     def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> float:
         self.advance(at_ms)
-        self._served[event_id] = dict(x)
-        return probability(self.model, x)
+        p = probability(self.model, x)
+        self._served[event_id] = (dict(x), p)
+        return p
 
     def advance(self, now_ms: int) -> None:
         """Learn every label that has arrived by `now_ms` and whose event was scored."""
         while self._due and self._due[0][0] <= now_ms:
             _, event_id, label = heapq.heappop(self._due)
-            x = self._served.pop(event_id, None)
-            if x is not None:  # a label for an event never scored joins nothing
+            served = self._served.pop(event_id, None)
+            if served is not None:  # a label for an event never scored joins nothing
+                x, predicted = served
+                self.score_card.update(label, predicted)  # scored as it was served: no leak
                 self.model.learn_one(x, label)
                 self.learned += 1
+
+
+class PrequentialScore:
+    """A model's rolling quality on the labels it learns (test, then train): ROC AUC over the
+    last `window` labels, log loss and accuracy (threshold 0.5), as River computes them."""
+
+    def __init__(self, window: int = 5_000) -> None:
+        self._auc = metrics.RollingROCAUC(window_size=window)
+        self._log_loss = metrics.LogLoss()
+        self._accuracy = metrics.Accuracy()
+        self.labels = 0
+
+    def update(self, label: bool, probability_true: float) -> None:
+        self._auc.update(label, probability_true)
+        self._log_loss.update(label, {True: probability_true, False: 1 - probability_true})
+        self._accuracy.update(label, probability_true >= 0.5)
+        self.labels += 1
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "roc_auc": float(self._auc.get()),
+            "log_loss": float(self._log_loss.get()),
+            "accuracy": float(self._accuracy.get()),
+            "labels": float(self.labels),
+        }

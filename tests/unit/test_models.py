@@ -101,3 +101,16 @@ async def test_features_bring_the_champion_near_the_best_possible_auc(
         bayes = roc_auc(best[half:], labels[half:])
     assert bayes - aucs[True] < 0.05, (aucs, bayes)
     assert aucs[True] - aucs[False] > 0.02, (aucs, bayes)
+
+
+def test_the_score_card_counts_labels_as_they_were_served(spec: PipelineSpec) -> None:
+    assert spec.models is not None
+    learner = DelayedLabels(build_pipeline(spec.models.champion))
+    for i in range(200):
+        learner.expect(f"e{i}", i % 2 == 0, arrives_at_ms=i + 1)
+        learner.score(f"e{i}", i, {"v": 1.0 if i % 2 == 0 else -1.0})
+    learner.advance(10_000)
+    card = learner.score_card.snapshot()
+    assert card["labels"] == 200
+    assert card["roc_auc"] > 0.9  # a separable toy: learned fast
+    assert 0 < card["log_loss"] < 0.7
