@@ -7,9 +7,13 @@ learns.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import math
+import pickle
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from river import compose, forest, linear_model, metrics, optim, preprocessing, tree
@@ -157,3 +161,60 @@ class PrequentialScore:
             "accuracy": float(self._accuracy.get()),
             "labels": float(self.labels),
         }
+
+
+class SnapshotMismatch(Exception):
+    """A snapshot of a model declared differently: restoring it would mix two models."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A model as learned up to `label_offsets` (label partition → next offset to learn)."""
+
+    model_name: str
+    spec_hash: str
+    version: int
+    label_offsets: dict[int, int]
+    learned: int
+    taken_at_ms: int
+    model: Any
+
+
+def spec_hash(inputs: ModelInputs, spec: ModelSpec) -> str:
+    """What the model is: its pipeline, parameters and inputs. A change makes a new model."""
+    declared = {"inputs": inputs.model_dump(), "model": spec.model_dump()}
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dump_snapshot(snapshot: Snapshot) -> bytes:
+    """A JSON header line (readable without unpickling), then the pickled model. Snapshots
+    are read only from our own topic: pickle is trusted there and nowhere else."""
+    header = {
+        "model_name": snapshot.model_name,
+        "spec_hash": snapshot.spec_hash,
+        "version": snapshot.version,
+        "label_offsets": {str(p): o for p, o in snapshot.label_offsets.items()},
+        "learned": snapshot.learned,
+        "taken_at_ms": snapshot.taken_at_ms,
+    }
+    return json.dumps(header).encode() + b"\n" + pickle.dumps(snapshot.model)
+
+
+def load_snapshot(data: bytes, expected_hash: str) -> Snapshot:
+    head, _, body = data.partition(b"\n")
+    header = json.loads(head)
+    if header["spec_hash"] != expected_hash:
+        raise SnapshotMismatch(
+            f"snapshot of {header['model_name']} v{header['version']} has spec "
+            f"{header['spec_hash']}, the pipeline declares {expected_hash}: "
+            "train anew or restore its declaration"
+        )
+    return Snapshot(
+        model_name=header["model_name"],
+        spec_hash=header["spec_hash"],
+        version=header["version"],
+        label_offsets={int(p): o for p, o in header["label_offsets"].items()},
+        learned=header["learned"],
+        taken_at_ms=header["taken_at_ms"],
+        model=pickle.loads(body),  # noqa: S301 - our own snapshot topic, checked above
+    )
