@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, forest, linear_model, metrics, optim, preprocessing, tree
+from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
 
 from streamproc.pipeline import ModelInputs, ModelSpec
 
@@ -218,3 +218,19 @@ def load_snapshot(data: bytes, expected_hash: str) -> Snapshot:
         taken_at_ms=header["taken_at_ms"],
         model=pickle.loads(body),  # noqa: S301 - our own snapshot topic, checked above
     )
+
+
+class DriftWatch:
+    """ADWIN (River) over a stream of numbers, e.g. a model's absolute error per label or a
+    feature's values: says when the recent mean has moved away from the older one."""
+
+    def __init__(self, delta: float = 0.002) -> None:
+        self._adwin = drift.ADWIN(delta=delta)
+        self.detections = 0
+
+    def update(self, value: float) -> bool:
+        self._adwin.update(value)
+        if self._adwin.drift_detected:
+            self.detections += 1
+            return True
+        return False

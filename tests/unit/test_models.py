@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
+from river import datasets, evaluate
+from river import metrics as river_metrics
 
 from streamproc.generator import GeneratorConfig, generate, roc_auc, write_scenario
 from streamproc.models import (
     STEPS,
     DelayedLabels,
+    DriftWatch,
     Snapshot,
     SnapshotMismatch,
     build_pipeline,
@@ -148,3 +152,32 @@ def test_a_snapshot_of_a_differently_declared_model_is_refused(spec: PipelineSpe
     data = dump_snapshot(Snapshot(declared.name, digest, 1, {}, 0, 0, build_pipeline(declared)))
     with pytest.raises(SnapshotMismatch, match="train anew"):
         load_snapshot(data, spec_hash(spec.models.inputs, changed))
+
+
+def test_drift_is_seen_when_the_error_rate_moves_and_not_before() -> None:
+    rng = random.Random(1)
+    watch = DriftWatch()
+    steady = [watch.update(float(rng.random() < 0.1)) for _ in range(1_500)]
+    assert not any(steady)
+    shifted = [watch.update(float(rng.random() < 0.5)) for _ in range(500)]
+    assert any(shifted[:200])  # found within 200 labels of the change
+    assert watch.detections >= 1
+
+
+def test_immediate_labels_reproduce_rivers_progressive_validation() -> None:
+    """Score then learn, one label at a time: what river.evaluate.progressive_val_score does."""
+    dataset = list(datasets.Phishing())
+    declared = ModelSpec(name="phishing", pipeline="StandardScaler | LogisticRegression")
+    inputs = ModelInputs(numeric=sorted(dataset[0][0]))
+    theirs = evaluate.progressive_val_score(
+        dataset, build_pipeline(declared), river_metrics.ROCAUC()
+    ).get()
+    learner = DelayedLabels(build_pipeline(declared))
+    scores, labels = [], []
+    for t, (features, label) in enumerate(dataset):
+        scores.append(learner.score(str(t), t, build_x(inputs, {}, features)))
+        learner.expect(str(t), label, arrives_at_ms=t)  # known right after the score
+        labels.append(label)
+    learner.advance(len(dataset))
+    assert abs(roc_auc(scores, labels) - theirs) < 0.01
+    assert learner.learned == len(dataset)
