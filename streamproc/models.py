@@ -18,7 +18,7 @@ from typing import Any
 
 from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
 
-from streamproc.pipeline import ModelInputs, ModelSpec
+from streamproc.pipeline import ModelInputs, Models, ModelSpec
 
 # The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
 # optimizers their parameters may name. A whitelist: a pipeline file must never be a way to
@@ -105,6 +105,9 @@ def probability(model: Any, x: Mapping[str, float]) -> float:
     return float(model.predict_proba_one(dict(x)).get(True, 0.5))
 
 
+_EARLY_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, they are dropped
+
+
 class DelayedLabels:
     """Prequential learning with late labels: each event is scored before its label is known;
     a label is learned once the stream's event time reaches the time it arrived, from the x
@@ -115,7 +118,9 @@ class DelayedLabels:
         self.score_card = score or PrequentialScore()
         self._due: list[tuple[int, str, bool]] = []  # (arrives at, event id, label): a heap
         self._served: dict[str, tuple[dict[str, float], float]] = {}
+        self._early: dict[str, bool] = {}  # labels that came before their event was scored
         self.learned = 0
+        self.early_labels = 0
 
     def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
         heapq.heappush(self._due, (arrives_at_ms, event_id, label))
@@ -124,18 +129,25 @@ class DelayedLabels:
         self.advance(at_ms)
         p = probability(self.model, x)
         self._served[event_id] = (dict(x), p)
+        if event_id in self._early:  # its label was waiting: learn it now, after the score
+            self._learn(event_id, self._early.pop(event_id))
         return p
 
     def advance(self, now_ms: int) -> None:
         """Learn every label that has arrived by `now_ms` and whose event was scored."""
         while self._due and self._due[0][0] <= now_ms:
             _, event_id, label = heapq.heappop(self._due)
-            served = self._served.pop(event_id, None)
-            if served is not None:  # a label for an event never scored joins nothing
-                x, predicted = served
-                self.score_card.update(label, predicted)  # scored as it was served: no leak
-                self.model.learn_one(x, label)
-                self.learned += 1
+            if event_id in self._served:
+                self._learn(event_id, label)
+            elif len(self._early) < _EARLY_LABELS_KEPT:
+                self._early[event_id] = label
+                self.early_labels += 1
+
+    def _learn(self, event_id: str, label: bool) -> None:
+        x, predicted = self._served.pop(event_id)
+        self.score_card.update(label, predicted)  # scored as it was served: no leak
+        self.model.learn_one(x, label)
+        self.learned += 1
 
 
 class PrequentialScore:
@@ -234,3 +246,58 @@ class DriftWatch:
             self.detections += 1
             return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A challenger became champion."""
+
+    after_labels: int
+    retired: str
+    promoted: str
+    retired_auc: float
+    promoted_auc: float
+
+
+class ModelSet:
+    """The champion and its challengers, scored side by side on every event (the challengers
+    in shadow: only the champion's score is served) and learning the same labels."""
+
+    def __init__(self, models: Models) -> None:
+        self._rule = models.promotion
+        window = models.promotion.window
+        self.learners = {
+            spec.name: DelayedLabels(build_pipeline(spec), PrequentialScore(window))
+            for spec in (models.champion, *models.challengers)
+        }
+        self.champion = models.champion.name
+        self.promotions: list[Promotion] = []
+
+    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
+        for learner in self.learners.values():
+            learner.expect(event_id, label, arrives_at_ms)
+
+    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> dict[str, float]:
+        """Every model's score; the champion's is the one to serve."""
+        scores = {
+            name: learner.score(event_id, at_ms, x) for name, learner in self.learners.items()
+        }
+        self._consider_promotion()
+        return scores
+
+    def _consider_promotion(self) -> None:
+        champion = self.learners[self.champion].score_card
+        if champion.labels < self._rule.window:
+            return
+        best, best_auc = self.champion, champion.snapshot()["roc_auc"]
+        for name, learner in self.learners.items():
+            card = learner.score_card
+            auc = card.snapshot()["roc_auc"]
+            if name != self.champion and card.labels >= self._rule.window and auc > best_auc:
+                best, best_auc = name, auc
+        champion_auc = champion.snapshot()["roc_auc"]
+        if best != self.champion and best_auc - champion_auc >= self._rule.margin:
+            self.promotions.append(
+                Promotion(champion.labels, self.champion, best, champion_auc, best_auc)
+            )
+            self.champion = best

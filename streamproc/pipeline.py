@@ -280,11 +280,27 @@ class Labels(_Frozen):
     max_delay: str = "7d"
 
 
+class PromotionRule(_Frozen):
+    """A challenger replaces the champion when its rolling ROC AUC over the last `window`
+    labels beats the champion's by `margin` (both scored on the same labels)."""
+
+    margin: float = Field(0.01, ge=0, le=1)
+    window: int = Field(2_000, ge=50)
+
+
 class Models(_Frozen):
     inputs: ModelInputs
     labels: Labels
     champion: ModelSpec
     challengers: list[ModelSpec] = []
+    promotion: PromotionRule = PromotionRule()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Models:
+        names = [self.champion.name, *(c.name for c in self.challengers)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
 
 
 class PipelineSpec(_Frozen):

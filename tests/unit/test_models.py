@@ -15,6 +15,7 @@ from streamproc.models import (
     STEPS,
     DelayedLabels,
     DriftWatch,
+    ModelSet,
     Snapshot,
     SnapshotMismatch,
     build_pipeline,
@@ -23,7 +24,16 @@ from streamproc.models import (
     load_snapshot,
     spec_hash,
 )
-from streamproc.pipeline import MODEL_STEPS, ModelInputs, ModelSpec, PipelineSpec, load_pipeline
+from streamproc.pipeline import (
+    MODEL_STEPS,
+    Labels,
+    ModelInputs,
+    Models,
+    ModelSpec,
+    PipelineSpec,
+    PromotionRule,
+    load_pipeline,
+)
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
 from tests.conftest import REPO
@@ -181,3 +191,49 @@ def test_immediate_labels_reproduce_rivers_progressive_validation() -> None:
     learner.advance(len(dataset))
     assert abs(roc_auc(scores, labels) - theirs) < 0.01
     assert learner.learned == len(dataset)
+
+
+def _models(margin: float) -> Models:
+    """A champion that cannot learn (learning rate 0) and a challenger that can."""
+    frozen = {"LogisticRegression": {"optimizer": {"SGD": {"lr": 0.0}}}}
+    return Models(
+        inputs=ModelInputs(numeric=["v"]),
+        labels=Labels(topic="t"),
+        champion=ModelSpec(name="stuck", pipeline="LogisticRegression", params=frozen),
+        challengers=[ModelSpec(name="learner", pipeline="StandardScaler | LogisticRegression")],
+        promotion=PromotionRule(margin=margin, window=100),
+    )
+
+
+def _feed(models: ModelSet, labels: int) -> None:
+    rng = random.Random(3)
+    for t in range(labels):
+        label = rng.random() < 0.5
+        models.expect(str(t), label, arrives_at_ms=t)
+        models.score(str(t), t, {"v": (1.0 if label else -1.0) + rng.gauss(0, 0.5)})
+
+
+def test_a_challenger_that_beats_the_champion_by_the_margin_is_promoted() -> None:
+    models = ModelSet(_models(margin=0.05))
+    _feed(models, 400)
+    assert models.champion == "learner"
+    [promotion] = models.promotions
+    assert (promotion.retired, promotion.promoted) == ("stuck", "learner")
+    assert promotion.promoted_auc - promotion.retired_auc >= 0.05
+
+
+def test_no_promotion_below_the_margin() -> None:
+    models = ModelSet(_models(margin=1.0))  # nobody beats anyone by a whole AUC
+    _feed(models, 400)
+    assert (models.champion, models.promotions) == ("stuck", [])
+
+
+def test_a_label_that_comes_before_its_event_waits_for_it(spec: PipelineSpec) -> None:
+    assert spec.models is not None
+    learner = DelayedLabels(build_pipeline(spec.models.champion))
+    learner.expect("late-event", True, arrives_at_ms=1_000)
+    learner.advance(2_000)  # the label is here; its order is not (yet)
+    assert (learner.early_labels, learner.learned) == (1, 0)
+    learner.score("late-event", 2_500, {"v": 1.0})
+    assert learner.learned == 1
+    assert learner.score_card.labels == 1
