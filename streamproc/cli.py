@@ -28,6 +28,7 @@ from streamproc.generator import (
 from streamproc.pipeline import Features, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
+from streamproc.scorefile import score_file
 from streamproc.serde import AvroSerde, SchemaRegistry
 from streamproc.topology import Plan, load_topic_specs, plan_changes
 
@@ -98,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         "--in", dest="source", type=Path, required=True, help="JSON lines or .avro"
     )
     run_file.add_argument("--out", type=Path, required=True, help="folder for the output files")
+    run_file.add_argument(
+        "--labels",
+        type=Path,
+        default=None,
+        help="outcomes (JSON lines): also score with the pipeline's models, learning them",
+    )
     run_file.set_defaults(command=_run_file)
 
     features = commands.add_parser("features", help="online features in Redis")
@@ -206,6 +213,17 @@ def _run_file(args: argparse.Namespace, settings: Settings) -> int:
     )
     for path in summary.files:
         print(f"wrote {path}")
+    if args.labels is not None:
+        if spec.models is None:
+            raise ConfigError(f"--labels: {args.pipeline or settings.pipeline} declares no models")
+        report = score_file(spec.models, args.out, args.labels)
+        for name, card in report["models"].items():
+            champion = " (champion)" if name == report["champion"] else ""
+            print(
+                f"model {name}{champion}: rolling ROC AUC {card['roc_auc']:.4f}, "
+                f"log loss {card['log_loss']:.4f}, {card['learned']} labels learned"
+            )
+        print(f"wrote {args.out / 'predictions.jsonl'} and {args.out / 'models.json'}")
     return 0
 
 

@@ -1,0 +1,75 @@
+"""Edge: score a run-file output with the pipeline's models, learning from a labels file as
+the labels would arrive (prequential, in event time), without a broker.
+
+Reads clean.jsonl and features.jsonl from a run-file output folder; writes predictions.jsonl
+(every model's score per clean order, the champion's first) and models.json (each model's
+rolling ROC AUC, log loss, accuracy, labels learned, and the promotions).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from streamproc.errors import ConfigError
+from streamproc.models import ModelSet, build_x
+from streamproc.pipeline import Models
+
+PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"
+
+
+def score_file(models: Models, folder: Path, labels: Path) -> dict[str, Any]:
+    """The models' report (also written to models.json)."""
+    model_set = ModelSet(models)
+    key, field = models.labels.key, models.labels.field
+    for number, outcome in enumerate(_lines(labels), 1):
+        try:
+            model_set.expect(str(outcome[key]), bool(outcome[field]), int(outcome["occurred_at"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{labels}:{number}: a label needs {key}, {field} and occurred_at ({exc})"
+            ) from exc
+    served = {
+        line["event_id"]: {name: value["value"] for name, value in line["features"].items()}
+        for line in _lines(folder / "features.jsonl")
+    }
+    with (folder / PREDICTIONS_FILE).open("w", encoding="utf-8") as out:
+        for order in _lines(folder / "clean.jsonl"):
+            x = build_x(models.inputs, order, served.get(order["event_id"], {}))
+            scores = model_set.score(order["event_id"], order["occurred_at"], x)
+            prediction = {
+                "event_id": order["event_id"],
+                "entity_key": order["entity_key"],
+                "occurred_at": order["occurred_at"],
+                "model_name": model_set.champion,
+                "fraud_probability": scores[model_set.champion],
+                "scores": scores,
+            }
+            out.write(json.dumps(prediction) + "\n")
+    report = {
+        "champion": model_set.champion,
+        "promotions": [asdict(p) for p in model_set.promotions],
+        "models": {
+            name: {
+                **learner.score_card.snapshot(),
+                "learned": learner.learned,
+                "early_labels": learner.early_labels,
+            }
+            for name, learner in model_set.learners.items()
+        },
+    }
+    (folder / MODELS_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from exc
