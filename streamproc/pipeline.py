@@ -291,6 +291,9 @@ class PromotionRule(_Frozen):
 class Models(_Frozen):
     inputs: ModelInputs
     labels: Labels
+    predictions: TopicRef = TopicRef.model_validate(
+        {"topic": "shop.order_prediction.v1", "schema": "shop.OrderPrediction"}
+    )
     champion: ModelSpec
     challengers: list[ModelSpec] = []
     promotion: PromotionRule = PromotionRule()

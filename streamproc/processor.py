@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from streamproc.dedupe import Claim, DedupeRules, SeenStore, Sighting, Verdict, fingerprint
 from streamproc.errors import EventRejected
 from streamproc.events import Envelope, OutRecord, Rejection
-from streamproc.features import FeatureBatch, FeatureEvent, FeatureStage
+from streamproc.features import FeatureBatch, FeatureEvent, FeatureStage, FeatureValue
 from streamproc.normalize import Normalizer
 from streamproc.pipeline import PipelineSpec
 from streamproc.unitswitch import UnitSwitchDetector
@@ -228,3 +228,35 @@ def _source_position(envelope: Envelope) -> tuple[int, int]:
             partition, _, offset = value.decode().partition("/")
             return int(partition), int(offset)
     return -1 - envelope.partition, envelope.offset
+
+
+def prediction(
+    event: FeatureEvent,
+    features: Mapping[str, FeatureValue],
+    probability: float,
+    model: tuple[str, int],
+    raw_timestamp_ms: int | None,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The prediction record (shop.OrderPrediction) for one scored clean order."""
+    statuses = {feature.status for feature in features.values()}
+    ages = [feature.age_ms for feature in features.values() if feature.age_ms is not None]
+    if not features or not ages:
+        status = "missing"  # nothing known about the entity before this order
+    elif "stale" in statuses:
+        status = "stale"
+    else:
+        status = "fresh"
+    name, version = model
+    return {
+        "event_id": event.event_id,
+        "entity_key": event.entity or None,
+        "fraud_probability": probability,
+        "model_name": name,
+        "model_version": version,
+        "occurred_at": event.occurred_at,
+        "predicted_at": now_ms,
+        "feature_freshness_ms": max(ages) if ages else None,
+        "feature_status": status,
+        "latency_ms": max(0, now_ms - raw_timestamp_ms) if raw_timestamp_ms else 0,
+    }
