@@ -34,3 +34,10 @@ class ConfigError(StreamprocError):
 
 class InfraError(StreamprocError):
     """Kafka, Redis or the schema registry is unreachable past the retry budget."""
+
+
+def invalid_yaml(path: object, error: Exception) -> ConfigError:
+    """A declaration file that is not YAML: its path, and the line when the parser knows it."""
+    mark = getattr(error, "problem_mark", None)
+    where = f":{mark.line + 1}" if mark is not None else ""
+    return ConfigError(f"{path}{where}: not valid YAML: {error}")

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, invalid_yaml
 
 TimeFormat = Literal["epoch_s", "epoch_ms", "epoch_us", "local"]
 DurationUnit = Literal["us", "ms", "s", "min", "h"]
@@ -361,13 +361,14 @@ def load_pipeline(path: Path) -> PipelineSpec:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pipeline declaration: {exc.strerror}") from exc
+    loader = yaml.SafeLoader(text)  # one parse: the nodes give lines, the document values
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        node = loader.get_single_node()
+        raw = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+        raise invalid_yaml(path, exc) from exc
+    finally:
+        loader.dispose()
     try:
         return PipelineSpec.model_validate(raw)
     except ValidationError as exc:

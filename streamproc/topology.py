@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, invalid_yaml
 
 CleanupPolicy = Literal["delete", "compact", "compact,delete"]
 _NAME = r"^[A-Za-z0-9._-]{1,249}$"
@@ -128,9 +128,7 @@ def _parse(path: Path) -> TopicDeclaration:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {exc}") from exc
+        raise invalid_yaml(path, exc) from exc
     try:
         return TopicDeclaration.model_validate(raw)
     except ValidationError as exc:
