@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
@@ -21,7 +21,7 @@ from streamproc.events import Envelope
 from streamproc.features import FeatureStage
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.pipeline import load_pipeline
-from streamproc.processor import CleanStage, FeatureStep
+from streamproc.processor import CleanStage, FeatureStep, late_topic
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
 
@@ -61,41 +61,37 @@ def create_app(settings: Settings) -> faust.App:
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     feature_step = FeatureStep(spec, serde, FeatureStage(spec.features, feature_store))
 
-    @app.agent(raw, name=f"clean_{spec.name}")
-    async def clean(stream: Any) -> None:
+    async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             try:
-                started = time.perf_counter()
-                batch = [_envelope(event) for event in events]
-                result = await stage.process(batch)
-                dead = [dead_letter(rejection) for rejection in result.rejections]
-                await sender.send([*result.outputs, *dead])
-                metrics.observe_batch(
-                    spec.source.topic, len(batch), result, time.perf_counter() - started
-                )
+                await handle([_envelope(event) for event in events])
             except Exception as exc:  # an agent that raises dies quietly: see _die
                 _die(exc)
 
-    if spec.features.views:
+    async def clean_batch(batch: list[Envelope]) -> None:
+        started = time.perf_counter()
+        result = await stage.process(batch)
+        dead = [dead_letter(rejection) for rejection in result.rejections]
+        await sender.send([*result.outputs, *dead])
+        metrics.observe_batch(spec.source.topic, len(batch), result, time.perf_counter() - started)
 
+    async def feature_batch(batch: list[Envelope]) -> None:
+        started = time.perf_counter()
+        result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
+        dead = [dead_letter(rejection) for rejection in result.rejections]
+        await sender.send([*result.diverted, *dead])
+        metrics.observe_features(spec.sink.topic, len(batch), result, time.perf_counter() - started)
+
+    @app.agent(raw, name=f"clean_{spec.name}")
+    async def clean(stream: Any) -> None:
+        await each_batch(stream, clean_batch)
+
+    if spec.features.views:
+        # The clean topic is keyed by entity: one worker owns an entity's partition, so one
+        # writer updates its features; a zombie's write is refused (OffsetConflict).
         @app.agent(clean_topic, name=f"features_{spec.name}")
         async def features(stream: Any) -> None:
-            # The clean topic is keyed by entity: one worker owns an entity's partition, so
-            # one writer updates its features; a zombie's write is refused (OffsetConflict).
-            async for events in stream.take_events(
-                settings.batch_size, within=settings.batch_within_s
-            ):
-                try:
-                    started = time.perf_counter()
-                    batch = [_envelope(event) for event in events]
-                    result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
-                    dead = [dead_letter(rejection) for rejection in result.rejections]
-                    await sender.send([*result.diverted, *dead])
-                    metrics.observe_features(
-                        spec.sink.topic, len(batch), result, time.perf_counter() - started
-                    )
-                except Exception as exc:
-                    _die(exc)
+            await each_batch(stream, feature_batch)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -119,7 +115,7 @@ def run_worker(settings: Settings) -> None:
             spec.duplicates.topic,
             dlq_topic(spec.source.topic),
             dlq_topic(spec.sink.topic),
-            f"{spec.sink.topic}.late",
+            late_topic(spec.sink.topic),
         ],
     )
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:

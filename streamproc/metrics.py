@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter as Counter_
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from streamproc.events import OutRecord, Rejection
 from streamproc.processor import CleanBatch, FeatureStepBatch
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
@@ -84,13 +86,7 @@ class StageMetrics:
         )
 
     def observe_batch(self, topic: str, size: int, result: CleanBatch, seconds: float) -> None:
-        self.consumed.labels(topic).inc(size)
-        self.batch_size.labels(topic).observe(size)
-        self.batch_seconds.labels(topic).observe(seconds)
-        for sink, count in Counter_(output.topic for output in result.outputs).items():
-            self.produced.labels(sink).inc(count)
-        for reason, count in Counter_(r.reason for r in result.rejections).items():
-            self.dead_letters.labels(topic, reason).inc(count)
+        self._observe(topic, size, seconds, result.outputs, result.rejections)
         for kind, count in result.duplicate_kinds.items():
             self.duplicates.labels(kind).inc(count)
         for flag, count in result.flags.items():
@@ -101,9 +97,7 @@ class StageMetrics:
     def observe_features(
         self, topic: str, size: int, result: FeatureStepBatch, seconds: float
     ) -> None:
-        self.consumed.labels(topic).inc(size)
-        self.batch_size.labels(topic).observe(size)
-        self.batch_seconds.labels(topic).observe(seconds)
+        self._observe(topic, size, seconds, result.diverted, result.rejections)
         features = result.features
         applied = len(features.served) - features.late - features.replayed
         for outcome, count in (
@@ -114,9 +108,22 @@ class StageMetrics:
         ):
             self.feature_events.labels(outcome).inc(count)
         self.feature_writes.inc(features.writes)
-        if result.diverted:
-            self.produced.labels(result.diverted[0].topic).inc(len(result.diverted))
-        for reason, count in Counter_(r.reason for r in result.rejections).items():
+
+    def _observe(
+        self,
+        topic: str,
+        size: int,
+        seconds: float,
+        outputs: Sequence[OutRecord],
+        rejections: Sequence[Rejection],
+    ) -> None:
+        """What every batch of every step counts: its size, time, outputs and dead letters."""
+        self.consumed.labels(topic).inc(size)
+        self.batch_size.labels(topic).observe(size)
+        self.batch_seconds.labels(topic).observe(seconds)
+        for sink, count in Counter_(output.topic for output in outputs).items():
+            self.produced.labels(sink).inc(count)
+        for reason, count in Counter_(r.reason for r in rejections).items():
             self.dead_letters.labels(topic, reason).inc(count)
 
     def exposition(self) -> bytes:

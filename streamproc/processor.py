@@ -178,7 +178,7 @@ class FeatureStep:
         self.spec = spec
         self._codec = codec
         self._stage = stage
-        self._late_topic = f"{spec.sink.topic}.late"
+        self._late_topic = late_topic(spec.sink.topic)
         self._divert = spec.features.late == "divert"
 
     async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
@@ -214,6 +214,11 @@ class FeatureStep:
                         )
                     )
         return result
+
+
+def late_topic(clean_topic: str) -> str:
+    """Where the feature step diverts clean events too late for the online features."""
+    return f"{clean_topic}.late"
 
 
 def _position(envelope: Envelope) -> bytes:
