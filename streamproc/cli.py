@@ -11,21 +11,26 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from streamproc.adapters.kafka import KafkaAdmin, produce_all
+from streamproc.adapters.kafka import KafkaAdmin
 from streamproc.adapters.redis import RedisFeatureStore, redis_client
 from streamproc.adapters.registry import make_registry
 from streamproc.config import Settings, load_settings
-from streamproc.demo import DemoPlan, run_demo, summary_lines, truth_mismatches
+from streamproc.demo import (
+    DemoPlan,
+    produce_scenario,
+    run_demo,
+    summary_lines,
+    truth_mismatches,
+)
 from streamproc.errors import ConfigError, InfraError
 from streamproc.features import FeatureClient, FeatureValue
 from streamproc.generator import (
     GeneratorConfig,
     Scenario,
     generate,
-    producer_key,
     write_scenario,
 )
-from streamproc.pipeline import Features, load_pipeline
+from streamproc.pipeline import Features, PipelineSpec, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
 from streamproc.scorefile import score_file
@@ -152,14 +157,10 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
     print(f"best achievable ROC AUC (true probabilities): {scenario.bayes_auc:.4f}")
     if args.to_kafka:
         spec = load_pipeline(settings.pipeline)
-        catalog = SchemaCatalog.load(settings.schemas_dir)
-        serde = AvroSerde(catalog, _registry(settings, catalog))
-        topic, schema = spec.source.topic, spec.source.schema_name
-        records = (
-            (producer_key(event), serde.encode(topic, schema, event), None)
-            for event in scenario.events
+        topic = spec.source.topic
+        sent = produce_scenario(
+            settings.kafka_bootstrap, topic, scenario, _raw_encoder(settings, spec)
         )
-        sent = produce_all(settings.kafka_bootstrap, topic, records)
         print(f"produced {sent} records to {topic}")
     return 0
 
@@ -169,9 +170,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     scenario = generate(GeneratorConfig(events=args.events, seed=args.seed))
     for path in write_scenario(scenario, args.out / "orders.jsonl"):
         print(f"wrote {path}")
-    catalog = SchemaCatalog.load(settings.schemas_dir)
-    serde = AvroSerde(catalog, _registry(settings, catalog))
-    topic, schema = spec.source.topic, spec.source.schema_name
+    topic = spec.source.topic
     plan = DemoPlan(
         bootstrap=settings.kafka_bootstrap,
         raw_topic=topic,
@@ -183,7 +182,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         features=spec.features,
         show_entity=_busiest_customer(scenario),
     )
-    metrics = run_demo(plan, scenario, lambda event: serde.encode(topic, schema, event))
+    metrics = run_demo(plan, scenario, _raw_encoder(settings, spec))
     print("\n".join(summary_lines(metrics, topic)))
     problems = truth_mismatches(metrics, scenario, spec.sink.topic)
     for problem in problems:
@@ -191,6 +190,14 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     if not problems:
         print("every count matches the generator's ground truth")
     return EXIT_DRIFT if problems else 0
+
+
+def _raw_encoder(settings: Settings, spec: PipelineSpec) -> Callable[[dict[str, object]], bytes]:
+    """Encodes a raw record as a producer would: wire format, the source topic's schema."""
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    serde = AvroSerde(catalog, _registry(settings, catalog))
+    topic, schema = spec.source.topic, spec.source.schema_name
+    return lambda event: serde.encode(topic, schema, event)
 
 
 def _busiest_customer(scenario: Scenario) -> str | None:

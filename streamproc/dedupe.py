@@ -43,7 +43,7 @@ class Claim:
 
     sighting: Sighting
     fingerprint: str | None
-    group: str = ""  # what its keys are stored by (the entity): one Redis Cluster slot
+    group: str  # what its keys are stored by (the entity, else the event id): one cluster slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,12 @@ class DemoPlan:
     timeout_s: float = 300.0
 
 
+def produce_scenario(bootstrap: str, topic: str, scenario: Scenario, encode: Encode) -> int:
+    """The scenario's raw records, keyed as the shop's producers key them; acked count."""
+    records = ((producer_key(event), encode(event), None) for event in scenario.events)
+    return produce_all(bootstrap, topic, records)
+
+
 def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str, float]:
     """Runs the worker on the scenario until it has consumed every record; its metrics."""
     specs = load_topic_specs(plan.topics_dir)
@@ -70,9 +76,8 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
         )
     try:
         _wait_until_serving(worker, metrics_url, log)
-        records = ((producer_key(e), encode(e), None) for e in scenario.events)
         started = time.monotonic()
-        sent = produce_all(plan.bootstrap, plan.raw_topic, records)
+        sent = produce_scenario(plan.bootstrap, plan.raw_topic, scenario, encode)
         print(f"produced {sent} orders to {plan.raw_topic} in {time.monotonic() - started:.1f} s")
         metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
         elapsed = time.monotonic() - started

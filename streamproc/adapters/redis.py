@@ -85,7 +85,7 @@ class RedisSeenStore:
     async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
         if not claims:
             return []
-        tags = [f"{self._prefix}:{{{claim.group or claim.sighting.event_id}}}" for claim in claims]
+        tags = [f"{self._prefix}:{{{claim.group}}}" for claim in claims]
         verdicts: list[Verdict] = [Verdict()] * len(claims)
         for group in _slot_groups(self._client, tags):
             keys: list[str] = []

@@ -6,6 +6,7 @@ With CI=true a stack that cannot be reached fails the session instead of skippin
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -120,6 +121,13 @@ def free_port() -> int:
         return port
 
 
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """One sample of a Prometheus text exposition, 0 when absent."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", exposition, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
 @dataclass(frozen=True)
 class Worker:
     process: subprocess.Popen[bytes]
@@ -130,6 +138,9 @@ class Worker:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:  # noqa: S310
             text: str = response.read().decode()
             return text
+
+    def counter(self, name: str, **labels: str) -> float:
+        return metric(self.metrics(), name, **labels)
 
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])

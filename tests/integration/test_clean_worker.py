@@ -4,7 +4,6 @@ dead-lettered, with every count in the metrics."""
 from __future__ import annotations
 
 import os
-import re
 import socket
 import struct
 import subprocess
@@ -21,7 +20,7 @@ from streamproc.adapters import dlq
 from streamproc.adapters.kafka import end_offsets
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order
-from tests.integration.conftest import RUN_HEADER, Stack, Worker, read_run
+from tests.integration.conftest import RUN_HEADER, Stack, Worker, metric, read_run
 
 RAW = "shop.order.v1"
 CLEAN = "shop.order.clean.v1"
@@ -54,12 +53,6 @@ def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
         (outcome, "schema_mismatch"),
         (good + b"\x00\x00", "schema_mismatch"),
     ]
-
-
-def _counter(metrics: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", metrics, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def _orders(run: str) -> list[dict[str, Any]]:
@@ -157,11 +150,11 @@ def _check_metrics(metrics: str, bad: list[tuple[bytes, str]]) -> None:
     """The worker's group started at the raw topic's end: it saw this run's records only."""
     for reason in {reason for _value, reason in bad}:
         count = sum(1 for _value, r in bad if r == reason)
-        assert _counter(metrics, "streamproc_dead_letters_total", reason=reason, topic=RAW) == count
-    assert _counter(metrics, "streamproc_records_produced_total", topic=CLEAN) == EVENTS
-    assert _counter(metrics, "streamproc_duplicates_total", kind="retry") == 3
-    assert _counter(metrics, "streamproc_duplicates_total", kind="resubmission") == 2
-    consumed = _counter(metrics, "streamproc_records_consumed_total", topic=RAW)
+        assert metric(metrics, "streamproc_dead_letters_total", reason=reason, topic=RAW) == count
+    assert metric(metrics, "streamproc_records_produced_total", topic=CLEAN) == EVENTS
+    assert metric(metrics, "streamproc_duplicates_total", kind="retry") == 3
+    assert metric(metrics, "streamproc_duplicates_total", kind="resubmission") == 2
+    consumed = metric(metrics, "streamproc_records_consumed_total", topic=RAW)
     assert consumed == EVENTS + 5 + len(bad)
 
 

@@ -4,7 +4,6 @@ twice, nothing lost)."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -33,13 +32,6 @@ from tests.integration.conftest import (
 )
 
 EVENTS = 3_000
-
-
-def _counter(worker: Worker, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    pattern = rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$"
-    match = re.search(pattern, worker.metrics(), re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def _wait(condition: object, what: str, worker: Worker, timeout_s: float = 120) -> None:
@@ -96,7 +88,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
             STREAMPROC_SESSION_TIMEOUT_S="6",  # the restart need not wait long for the dead
         )
         _wait(
-            lambda: _counter(first, "streamproc_feature_events_total", outcome="applied") >= 800,
+            lambda: first.counter("streamproc_feature_events_total", outcome="applied") >= 800,
             "features applied",
             first,
         )
@@ -109,9 +101,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
 
         second = start_worker(stack, group, tmp_path / "second")
         _wait(
-            lambda: (
-                _counter(second, "streamproc_records_consumed_total", topic=RAW_ORDERS) >= EVENTS
-            ),
+            lambda: second.counter("streamproc_records_consumed_total", topic=RAW_ORDERS) >= EVENTS,
             "the raw topic replayed",
             second,
         )
@@ -122,13 +112,13 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
         )
         _wait(
             lambda: (
-                _counter(second, "streamproc_records_consumed_total", topic=CLEAN_ORDERS)
+                second.counter("streamproc_records_consumed_total", topic=CLEAN_ORDERS)
                 >= clean_total
             ),
             "the clean topic consumed",
             second,
         )
-        absorbed = _counter(second, "streamproc_feature_events_total", outcome="replayed")
+        absorbed = second.counter("streamproc_feature_events_total", outcome="replayed")
         assert absorbed > 0, "the restart replayed nothing: the crash window was not exercised"
         stop_worker(second)
 
