@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -13,14 +14,23 @@ from faust.types import EventT
 
 from streamproc.adapters.dlq import dead_letter, dlq_topic
 from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
-from streamproc.adapters.redis import RedisFeatureStore, RedisSeenStore, redis_client
+from streamproc.adapters.redis import (
+    RedisFeatureStore,
+    RedisLease,
+    RedisSeenStore,
+    RedisServedLog,
+    redis_client,
+)
 from streamproc.adapters.registry import make_registry
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.events import Envelope
+from streamproc.events import Envelope, OutRecord
 from streamproc.features import FeatureStage
+from streamproc.lifecycle import MODEL_EVENTS_TOPIC, SNAPSHOTS_TOPIC, SnapshotFollower, TrainerLoop
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.pipeline import load_pipeline
+from streamproc.predict import PredictStep
 from streamproc.processor import CleanStage, FeatureStep, late_topic
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
@@ -60,6 +70,8 @@ def create_app(settings: Settings) -> faust.App:
     clean_topic = _bytes_topic(app, spec.sink.topic)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     feature_step = FeatureStep(spec, serde, FeatureStage(spec.features, feature_store))
+    predict_step = PredictStep(spec.models, serde) if spec.models else None
+    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{spec.name}")
 
     async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
@@ -78,20 +90,63 @@ def create_app(settings: Settings) -> faust.App:
     async def feature_batch(batch: list[Envelope]) -> None:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
+        predictions: list[OutRecord] = []
+        if predict_step is not None and spec.models is not None:
+            scored = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
+            ttl_ms = spec.models.labels.max_delay_ms
+            await served_log.log(scored.served, ttl_ms, scored.watermark_ms)
+            predictions = scored.predictions
+            result.rejections.extend(scored.rejections)
         dead = [dead_letter(rejection) for rejection in result.rejections]
-        await sender.send([*result.diverted, *dead])
-        metrics.observe_features(spec.sink.topic, len(batch), result, time.perf_counter() - started)
+        await sender.send([*result.diverted, *predictions, *dead])
+        seconds = time.perf_counter() - started
+        metrics.observe_features(spec.sink.topic, len(batch), result, predictions, seconds)
 
     @app.agent(raw, name=f"clean_{spec.name}")
     async def clean(stream: Any) -> None:
         await each_batch(stream, clean_batch)
 
-    if spec.features.views:
+    if spec.features.views or predict_step is not None:
         # The clean topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
         @app.agent(clean_topic, name=f"features_{spec.name}")
         async def features(stream: Any) -> None:
             await each_batch(stream, feature_batch)
+
+    if predict_step is not None:
+        # Snapshots and the champion are per deployment (consumer group) and pipeline.
+        scope = f"{settings.app_id}/{spec.name}"
+        snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+        follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
+        trainer = TrainerLoop(
+            scope,
+            predict_step,
+            serde,
+            settings.kafka_bootstrap,
+            settings.app_id,
+            served_log,
+            RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
+            follower,
+            metrics,
+            lease_ms=int(settings.trainer_lease_s * 1000),
+            batch_size=settings.batch_size,
+        )
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def follow_snapshots() -> None:
+            try:
+                await follower.follow(settings.follow_interval_s)
+            except Exception as exc:
+                _die(exc)
+
+        if settings.trainer:
+
+            @app.task  # type: ignore[untyped-decorator]
+            async def train() -> None:
+                try:
+                    await trainer.run()
+                except Exception as exc:
+                    _die(exc)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -116,6 +171,17 @@ def run_worker(settings: Settings) -> None:
             dlq_topic(spec.source.topic),
             dlq_topic(spec.sink.topic),
             late_topic(spec.sink.topic),
+            *(
+                [
+                    spec.models.labels.topic,
+                    dlq_topic(spec.models.labels.topic),
+                    spec.models.predictions.topic,
+                    SNAPSHOTS_TOPIC,
+                    MODEL_EVENTS_TOPIC,
+                ]
+                if spec.models
+                else []
+            ),
         ],
     )
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:
@@ -133,6 +199,10 @@ def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
             f"topics missing in Kafka: {', '.join(missing)}; "
             "create them with `streamproc topics apply` (declared in topics/*.yaml)"
         )
+
+
+def _worker_id(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
 
 
 def _bytes_topic(app: faust.App, name: str) -> Any:

@@ -68,6 +68,20 @@ class Settings(BaseSettings):
         description="how long Kafka waits for a silent worker before "
         "handing its partitions to another (a crashed worker's partitions wait this long)",
     )
+    trainer: bool = Field(
+        True,
+        description="whether this worker may be the pipeline's trainer (one holds the lease; "
+        "false: it only serves predictions)",
+    )
+    worker_id: str = Field(
+        "", description="this worker's name for the trainer lease; empty: host name and web port"
+    )
+    trainer_lease_s: float = Field(
+        15, ge=1, le=600, description="how long a silent trainer keeps the lease"
+    )
+    follow_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often a worker looks for a newer model snapshot"
+    )
     web_host: str = Field("127.0.0.1", description="address of /metrics; 0.0.0.0 in containers")
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
     log_level: Literal["debug", "info", "warning", "error"] = "info"

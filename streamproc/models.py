@@ -11,14 +11,13 @@ import hashlib
 import heapq
 import json
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
 
-from streamproc.pipeline import ModelInputs, Models, ModelSpec
+from streamproc.pipeline import ModelInputs, Models, ModelSpec, PromotionRule
 
 # The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
 # optimizers their parameters may name. A whitelist: a pipeline file must never be a way to
@@ -176,60 +175,13 @@ class PrequentialScore:
 
 
 class SnapshotMismatch(Exception):
-    """A snapshot of a model declared differently: restoring it would mix two models."""
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A model as learned up to `label_offsets` (label partition → next offset to learn)."""
-
-    model_name: str
-    spec_hash: str
-    version: int
-    label_offsets: dict[int, int]
-    learned: int
-    taken_at_ms: int
-    model: Any
+    """A snapshot of models declared differently: restoring them would mix two models."""
 
 
 def spec_hash(inputs: ModelInputs, spec: ModelSpec) -> str:
-    """What the model is: its pipeline, parameters and inputs. A change makes a new model."""
+    """What a model is: its pipeline, parameters and inputs. A change makes a new model."""
     declared = {"inputs": inputs.model_dump(), "model": spec.model_dump()}
     return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def dump_snapshot(snapshot: Snapshot) -> bytes:
-    """A JSON header line (readable without unpickling), then the pickled model. Snapshots
-    are read only from our own topic: pickle is trusted there and nowhere else."""
-    header = {
-        "model_name": snapshot.model_name,
-        "spec_hash": snapshot.spec_hash,
-        "version": snapshot.version,
-        "label_offsets": {str(p): o for p, o in snapshot.label_offsets.items()},
-        "learned": snapshot.learned,
-        "taken_at_ms": snapshot.taken_at_ms,
-    }
-    return json.dumps(header).encode() + b"\n" + pickle.dumps(snapshot.model)
-
-
-def load_snapshot(data: bytes, expected_hash: str) -> Snapshot:
-    head, _, body = data.partition(b"\n")
-    header = json.loads(head)
-    if header["spec_hash"] != expected_hash:
-        raise SnapshotMismatch(
-            f"snapshot of {header['model_name']} v{header['version']} has spec "
-            f"{header['spec_hash']}, the pipeline declares {expected_hash}: "
-            "train anew or restore its declaration"
-        )
-    return Snapshot(
-        model_name=header["model_name"],
-        spec_hash=header["spec_hash"],
-        version=header["version"],
-        label_offsets={int(p): o for p, o in header["label_offsets"].items()},
-        learned=header["learned"],
-        taken_at_ms=header["taken_at_ms"],
-        model=pickle.loads(body),  # noqa: S301 - our own snapshot topic, checked above
-    )
 
 
 class DriftWatch:
@@ -286,18 +238,27 @@ class ModelSet:
         return scores
 
     def _consider_promotion(self) -> None:
-        champion = self.learners[self.champion].score_card
-        if champion.labels < self._rule.window:
-            return
-        best, best_auc = self.champion, champion.snapshot()["roc_auc"]
-        for name, learner in self.learners.items():
-            card = learner.score_card
-            auc = card.snapshot()["roc_auc"]
-            if name != self.champion and card.labels >= self._rule.window and auc > best_auc:
-                best, best_auc = name, auc
-        champion_auc = champion.snapshot()["roc_auc"]
-        if best != self.champion and best_auc - champion_auc >= self._rule.margin:
-            self.promotions.append(
-                Promotion(champion.labels, self.champion, best, champion_auc, best_auc)
-            )
-            self.champion = best
+        cards = {name: learner.score_card for name, learner in self.learners.items()}
+        promotion = better_champion(self._rule, self.champion, cards)
+        if promotion is not None:
+            self.promotions.append(promotion)
+            self.champion = promotion.promoted
+
+
+def better_champion(
+    rule: PromotionRule, champion: str, cards: Mapping[str, PrequentialScore]
+) -> Promotion | None:
+    """The challenger whose rolling ROC AUC beats the champion's by the rule's margin, both
+    over at least `window` labels; None when the champion stays."""
+    current = cards[champion]
+    if current.labels < rule.window:
+        return None
+    champion_auc = current.snapshot()["roc_auc"]
+    best, best_auc = champion, champion_auc
+    for name, card in cards.items():
+        auc = card.snapshot()["roc_auc"]
+        if name != champion and card.labels >= rule.window and auc > best_auc:
+            best, best_auc = name, auc
+    if best == champion or best_auc - champion_auc < rule.margin:
+        return None
+    return Promotion(current.labels, champion, best, champion_auc, best_auc)

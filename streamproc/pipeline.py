@@ -272,12 +272,60 @@ class ModelSpec(_Frozen):
 
 
 class Labels(_Frozen):
-    """Where the truth comes from, late: a topic of outcomes joined to predictions by key."""
+    """Where the truth comes from, late: a topic of outcomes joined to predictions by key.
+
+    `max_delay` is how long the x served to an event is kept for its label; `hold` is how
+    long (in event time) a label whose event has not been scored yet waits for it."""
 
     topic: str
+    schema_name: str = Field("shop.OrderOutcome", alias="schema")
     field: str = "is_fraud"
     key: str = "event_id"
+    time_field: str = "occurred_at"
     max_delay: str = "7d"
+    hold: str = "1h"
+
+    @field_validator("max_delay", "hold")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError("expected a duration like 30m, 24h or 7d")
+        return value
+
+    @property
+    def max_delay_ms(self) -> int:
+        return duration_ms(self.max_delay)
+
+    @property
+    def hold_ms(self) -> int:
+        return duration_ms(self.hold)
+
+
+class Snapshots(_Frozen):
+    """How often the trainer publishes its models (whichever comes first)."""
+
+    every_labels: int = Field(1_000, ge=1)
+    every: str = "30s"
+
+    @field_validator("every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError("expected a duration like 10s or 5m")
+        return value
+
+    @property
+    def every_ms(self) -> int:
+        return duration_ms(self.every)
+
+
+class Drift(_Frozen):
+    """ADWIN on each model's error stream and on these inputs' values; on a detection,
+    `reset_challengers` starts the challengers anew (the champion keeps serving)."""
+
+    features: list[str] = []
+    delta: float = Field(0.002, gt=0, lt=1)
+    action: Literal["none", "reset_challengers"] = "none"
 
 
 class PromotionRule(_Frozen):
@@ -297,6 +345,8 @@ class Models(_Frozen):
     champion: ModelSpec
     challengers: list[ModelSpec] = []
     promotion: PromotionRule = PromotionRule()
+    snapshots: Snapshots = Snapshots()
+    drift: Drift = Drift()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Models:

@@ -161,11 +161,21 @@ class CleanStage:
         result.duplicate_kinds[verdict.kind] += 1
 
 
+@dataclass(frozen=True, slots=True)
+class ServedOrder:
+    """A clean order and the features served to it (none for an order without entity)."""
+
+    envelope: Envelope
+    record: Mapping[str, Any]
+    features: Mapping[str, FeatureValue]
+
+
 @dataclass(slots=True)
 class FeatureStepBatch:
     """What one batch of clean events did to the features, and the records to send."""
 
     features: FeatureBatch = field(default_factory=FeatureBatch)
+    orders: list[ServedOrder] = field(default_factory=list)  # every decoded one, in order
     diverted: list[OutRecord] = field(default_factory=list)  # too late: to the late topic
     rejections: list[Rejection] = field(default_factory=list)
     without_entity: int = 0
@@ -184,7 +194,7 @@ class FeatureStep:
     async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
         """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
         result = FeatureStepBatch()
-        events: list[tuple[Envelope, FeatureEvent]] = []
+        decoded: list[tuple[Envelope, dict[str, Any], FeatureEvent | None]] = []
         for envelope in batch:
             try:
                 record = self._codec.decode(envelope.value, self.spec.sink.schema_name)
@@ -194,25 +204,37 @@ class FeatureStep:
             entity = record.get("entity_key")
             if not entity:  # nobody to keep features for (an anonymous till sale)
                 result.without_entity += 1
+                decoded.append((envelope, record, None))
                 continue
             partition, offset = _source_position(envelope)
-            event = FeatureEvent(
-                entity, partition, offset, record["occurred_at"], record, record["event_id"]
+            decoded.append(
+                (
+                    envelope,
+                    record,
+                    FeatureEvent(
+                        entity, partition, offset, record["occurred_at"], record, record["event_id"]
+                    ),
+                )
             )
-            events.append((envelope, event))
-        result.features = await self._stage.process([e for _, e in events], wall_ms)
-        if self._divert:
-            for (envelope, _), served in zip(events, result.features.served, strict=True):
-                if served.late and not served.replayed:
-                    result.diverted.append(
-                        OutRecord(
-                            self._late_topic,
-                            envelope.key,
-                            envelope.value,
-                            tuple(envelope.headers),
-                            envelope.timestamp_ms,
-                        )
+        events = [event for _, _, event in decoded if event is not None]
+        result.features = await self._stage.process(events, wall_ms)
+        served = iter(result.features.served)
+        for envelope, record, known in decoded:
+            if known is None:
+                result.orders.append(ServedOrder(envelope, record, {}))
+                continue
+            vector = next(served, None)
+            result.orders.append(ServedOrder(envelope, record, vector.features if vector else {}))
+            if self._divert and vector and vector.late and not vector.replayed:
+                result.diverted.append(
+                    OutRecord(
+                        self._late_topic,
+                        envelope.key,
+                        envelope.value,
+                        tuple(envelope.headers),
+                        envelope.timestamp_ms,
                     )
+                )
         return result
 
 
@@ -233,35 +255,3 @@ def _source_position(envelope: Envelope) -> tuple[int, int]:
             partition, _, offset = value.decode().partition("/")
             return int(partition), int(offset)
     return -1 - envelope.partition, envelope.offset
-
-
-def prediction(
-    event: FeatureEvent,
-    features: Mapping[str, FeatureValue],
-    probability: float,
-    model: tuple[str, int],
-    raw_timestamp_ms: int | None,
-    now_ms: int,
-) -> dict[str, Any]:
-    """The prediction record (shop.OrderPrediction) for one scored clean order."""
-    statuses = {feature.status for feature in features.values()}
-    ages = [feature.age_ms for feature in features.values() if feature.age_ms is not None]
-    if not features or not ages:
-        status = "missing"  # nothing known about the entity before this order
-    elif "stale" in statuses:
-        status = "stale"
-    else:
-        status = "fresh"
-    name, version = model
-    return {
-        "event_id": event.event_id,
-        "entity_key": event.entity or None,
-        "fraud_probability": probability,
-        "model_name": name,
-        "model_version": version,
-        "occurred_at": event.occurred_at,
-        "predicted_at": now_ms,
-        "feature_freshness_ms": max(ages) if ages else None,
-        "feature_status": status,
-        "latency_ms": max(0, now_ms - raw_timestamp_ms) if raw_timestamp_ms else 0,
-    }

@@ -5,9 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -19,7 +27,7 @@ from confluent_kafka.admin import (
 )
 
 from streamproc.errors import InfraError
-from streamproc.events import OutRecord
+from streamproc.events import Envelope, Headers, OutRecord
 from streamproc.topology import Plan, TopicSpec, TopicState
 
 
@@ -136,7 +144,7 @@ class KafkaAdmin:
         return results
 
 
-def _producer(bootstrap: str, **overrides: Any) -> Producer:
+def make_producer(bootstrap: str, **overrides: Any) -> Producer:
     """Idempotent (acks from all in-sync replicas, no duplicates or reordering on retry); the
     murmur2 partitioner puts a key where Java clients and aiokafka put it."""
     config = {
@@ -153,7 +161,9 @@ def produce_all(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
 ) -> int:
     """Send (key, value, timestamp ms) records and wait for every ack; returns the count."""
-    producer = _producer(bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
+    producer = make_producer(
+        bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}
+    )
     failures: list[str] = []
 
     def on_delivery(error: Any, _message: Any) -> None:
@@ -186,7 +196,7 @@ class BatchSender:
     """
 
     def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0) -> None:
-        self._producer = _producer(bootstrap)
+        self._producer = make_producer(bootstrap)
         self._ack_timeout_s = ack_timeout_s
 
     async def send(self, records: Sequence[OutRecord]) -> None:
@@ -239,3 +249,58 @@ def start_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) ->
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+class PartitionReader:
+    """Reads every partition of a topic from given offsets; it never commits: the reader
+    keeps its positions itself (the trainer's are in its snapshots). A partition without a
+    given offset starts where `group` has committed one (a new deployment can be started
+    at the end of the topic), else at the beginning."""
+
+    def __init__(self, bootstrap: str, topic: str, start: dict[int, int], group: str) -> None:
+        self._topic = topic
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+        try:
+            partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            committed = self._consumer.committed(
+                [TopicPartition(topic, p) for p in sorted(partitions)], timeout=15
+            )
+        except KafkaException as exc:
+            raise InfraError(f"{topic}: no metadata or offsets: {exc}") from exc
+        self._consumer.assign(
+            [
+                TopicPartition(
+                    topic,
+                    c.partition,
+                    start.get(c.partition, c.offset if c.offset >= 0 else OFFSET_BEGINNING),
+                )
+                for c in committed
+            ]
+        )
+
+    def read(self, max_records: int, timeout_s: float) -> list[Envelope]:
+        envelopes = []
+        for message in self._consumer.consume(max_records, timeout=timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise InfraError(f"{self._topic}: {error}")
+            kind, stamp = message.timestamp()
+            envelopes.append(
+                Envelope(
+                    self._topic,
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.key(),
+                    message.value(),
+                    cast(Headers, tuple(message.headers() or ())),
+                    stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                )
+            )
+        return envelopes
+
+    def close(self) -> None:
+        self._consumer.close()

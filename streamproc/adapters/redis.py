@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from streamproc.dedupe import Claim, DedupeRules, Sighting, Verdict
 from streamproc.errors import InfraError
 from streamproc.features import EntityWrite, OffsetConflict
+from streamproc.training import ServedX
 
 # Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
 # (id key, content key); ARGV: window, id ttl, content ttl, then per claim its sighting
@@ -229,3 +230,90 @@ def _write_args(write: EntityWrite) -> list[str | int]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisServedLog:
+    """The x each event was served, under `namespace:x:<event id>` for the label join; kept
+    for the labels' maximum delay. The first x logged for an event stays (SET NX): a replay
+    never replaces what the model was asked about. The watermark (the newest event time
+    scored) only grows (ZADD GT), so the trainer never learns a label from the future."""
+
+    def __init__(self, client: AnyRedis, namespace: str) -> None:
+        self._client = client
+        self._prefix = f"{namespace}:x"
+        self._watermark = f"{namespace}:watermark"
+
+    async def log(
+        self, served: Sequence[tuple[str, ServedX]], ttl_ms: int, watermark_ms: int | None
+    ) -> None:
+        """One pipelined round trip for the batch."""
+        if not served and watermark_ms is None:
+            return
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event_id, x in served:
+                    pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
+                if watermark_ms is not None:
+                    pipe.zadd(self._watermark, {"scored": watermark_ms}, gt=True)
+                await pipe.execute()
+        except RedisError as exc:
+            raise InfraError(f"Redis served-x write failed: {exc}") from exc
+
+    async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
+        if not event_ids:
+            return {}
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for event_id in event_ids:
+                    pipe.get(f"{self._prefix}:{event_id}")
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise InfraError(f"Redis served-x read failed: {exc}") from exc
+        return {
+            event_id: ServedX.load(reply)
+            for event_id, reply in zip(event_ids, replies, strict=True)
+            if reply is not None
+        }
+
+    async def watermark(self) -> int | None:
+        try:
+            score = await self._client.zscore(self._watermark, "scored")
+        except RedisError as exc:
+            raise InfraError(f"Redis watermark read failed: {exc}") from exc
+        return None if score is None else int(score)
+
+
+# Take or keep the trainer's lease. KEYS: lease, epoch counter; ARGV: holder, ttl ms.
+# A new holder gets a new epoch (its snapshots outrank any zombie's); the same holder coming
+# back (a restarted worker with the same id) keeps its own.
+_LEASE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  local epoch = redis.call('INCR', KEYS[2])
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. epoch, 'PX', ARGV[2])
+  return epoch
+end
+local holder, epoch = string.match(current, '^(.*)|(%d+)$')
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(epoch)
+end
+return 0
+"""
+
+
+class RedisLease:
+    """One trainer per pipeline: whoever holds the lease learns; others only serve."""
+
+    def __init__(self, client: AnyRedis, namespace: str, name: str, holder: str) -> None:
+        tag = f"{namespace}:lease:{{{name}}}"  # both keys in one cluster slot
+        self._keys = [tag, f"{tag}:epoch"]
+        self._holder = holder
+        self._script = client.register_script(_LEASE_SCRIPT)
+
+    async def hold(self, ttl_ms: int) -> int:
+        """The epoch held (taken or renewed), 0 when another holder has it."""
+        try:
+            return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
+        except RedisError as exc:
+            raise InfraError(f"Redis lease call failed: {exc}") from exc

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from streamproc.features import FeatureEvent, FeatureValue
-from streamproc.processor import prediction
+from streamproc.features import FeatureValue
+from streamproc.predict import prediction
 from streamproc.serde import AvroSerde
 
 
 def test_a_prediction_record_fits_its_schema_and_says_how_fresh_its_features_were(
     serde: AvroSerde,
 ) -> None:
-    event = FeatureEvent("C1", 0, 7, 1_774_746_000_000, {}, "e-1")
+    order = {"event_id": "e-1", "entity_key": "C1", "occurred_at": 1_774_746_000_000}
     fresh = {"amount_count_1h": FeatureValue(2, "present", 60_000)}
     stale = {**fresh, "usual_country": FeatureValue("DE", "stale", 9 * 86_400_000)}
     unknown = {"amount_mean_1h": FeatureValue(None, "missing", None)}
     records = [
-        prediction(event, served, 0.25, ("logreg", 3), 1_774_746_000_500, 1_774_746_000_512)
+        prediction(order, served, 0.25, ("logreg", 3), 1_774_746_000_500, 1_774_746_000_512)
         for served in (fresh, stale, unknown)
     ]
     assert [r["feature_status"] for r in records] == ["fresh", "stale", "missing"]

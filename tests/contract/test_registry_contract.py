@@ -67,4 +67,5 @@ def test_embedded_ids_are_a_stable_contract(catalog: SchemaCatalog) -> None:
         "shop.OrderOutcome": 1460603677,
         "shop.OrderPrediction": 134866159,
         "shop.OrderSubmitted": 1080878407,
+        "streamproc.ModelEvent": 1085373751,  # new in this release
     }

@@ -33,6 +33,7 @@ HERE = Path(__file__).parent
 BASH = shutil.which("bash") or "bash"
 RAW_ORDERS = "shop.order.v1"
 CLEAN_ORDERS = "shop.order.clean.v1"
+OUTCOMES = "shop.order_outcome.v1"
 RUN_HEADER = "test.run"  # producers in tests mark their records, readers keep only theirs
 PII_KEY = "integration-test-pii-key"
 
@@ -147,9 +148,10 @@ class Worker:
 
 
 def new_group(stack: Stack) -> str:
-    """A consumer group that starts at the end of the raw and clean topics: this test only."""
+    """A consumer group that starts at the end of the raw, clean and label topics: this test
+    only."""
     group = f"it-{uuid.uuid4().hex[:12]}"
-    for topic in (RAW_ORDERS, CLEAN_ORDERS):
+    for topic in (RAW_ORDERS, CLEAN_ORDERS, OUTCOMES):
         start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, topic))
     return group
 

@@ -16,13 +16,8 @@ from streamproc.models import (
     DelayedLabels,
     DriftWatch,
     ModelSet,
-    Snapshot,
-    SnapshotMismatch,
     build_pipeline,
     build_x,
-    dump_snapshot,
-    load_snapshot,
-    spec_hash,
 )
 from streamproc.pipeline import (
     MODEL_STEPS,
@@ -138,30 +133,6 @@ def test_the_score_card_counts_labels_as_they_were_served(spec: PipelineSpec) ->
     assert card["labels"] == 200
     assert card["roc_auc"] > 0.9  # a separable toy: learned fast
     assert 0 < card["log_loss"] < 0.7
-
-
-def test_a_snapshot_restores_the_same_model_and_its_label_offsets(spec: PipelineSpec) -> None:
-    assert spec.models is not None
-    declared = spec.models.champion
-    model = build_pipeline(declared)
-    for i in range(50):
-        model.learn_one({"v": float(i % 7)}, i % 3 == 0)
-    digest = spec_hash(spec.models.inputs, declared)
-    snapshot = Snapshot(declared.name, digest, 4, {0: 120, 3: 7}, 50, 1_000, model)
-    restored = load_snapshot(dump_snapshot(snapshot), digest)
-    assert (restored.version, restored.label_offsets, restored.learned) == (4, {0: 120, 3: 7}, 50)
-    assert restored.model.predict_proba_one({"v": 3.0}) == model.predict_proba_one({"v": 3.0})
-
-
-def test_a_snapshot_of_a_differently_declared_model_is_refused(spec: PipelineSpec) -> None:
-    assert spec.models is not None
-    declared = spec.models.champion
-    digest = spec_hash(spec.models.inputs, declared)
-    changed = declared.model_copy(update={"params": {"LogisticRegression": {"l2": 0.1}}})
-    assert spec_hash(spec.models.inputs, changed) != digest
-    data = dump_snapshot(Snapshot(declared.name, digest, 1, {}, 0, 0, build_pipeline(declared)))
-    with pytest.raises(SnapshotMismatch, match="train anew"):
-        load_snapshot(data, spec_hash(spec.models.inputs, changed))
 
 
 def test_drift_is_seen_when_the_error_rate_moves_and_not_before() -> None:

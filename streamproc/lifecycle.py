@@ -1,0 +1,310 @@
+"""Edge: the models' lifecycle in a worker: the one trainer (lease, restore, labels, learn,
+snapshots, promotions, drift events) and the snapshot follower that hot-swaps what is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streamproc.adapters.dlq import dead_letter
+from streamproc.adapters.kafka import BatchSender, PartitionReader
+from streamproc.adapters.redis import RedisLease, RedisServedLog
+from streamproc.adapters.snapshots import SnapshotTopic
+from streamproc.errors import EventRejected
+from streamproc.events import Envelope, OutRecord, Rejection
+from streamproc.metrics import StageMetrics
+from streamproc.models import SnapshotMismatch
+from streamproc.predict import PredictStep, ServingModels
+from streamproc.processor import Codec
+from streamproc.training import (
+    Label,
+    Trainer,
+    TrainingReport,
+    dump_state,
+    load_state,
+    read_header,
+)
+
+log = logging.getLogger(__name__)
+
+SNAPSHOTS_TOPIC = "streamproc.model_snapshots.v1"
+MODEL_EVENTS_TOPIC = "streamproc.model_events.v1"
+MODEL_EVENT_SCHEMA = "streamproc.ModelEvent"
+
+
+def models_key(pipeline: str) -> str:
+    return f"{pipeline}/models"
+
+
+def champion_key(pipeline: str) -> str:
+    return f"{pipeline}/champion"
+
+
+@dataclass(frozen=True, slots=True)
+class ChampionChoice:
+    """Who serves, published on the snapshot topic by the trainer (promotion) or an operator
+    (`streamproc model promote|rollback|auto`). Pinned: the rule promotes no one."""
+
+    champion: str
+    pinned: bool
+    by: str
+    at_ms: int
+    previous: list[str] = field(default_factory=list)  # earlier champions, newest first
+
+    def dump(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def load(cls, data: bytes) -> ChampionChoice:
+        return cls(**json.loads(data))
+
+    def succeeded_by(self, champion: str, pinned: bool, by: str) -> ChampionChoice:
+        previous = [self.champion, *self.previous][:20] if champion != self.champion else []
+        return ChampionChoice(
+            champion, pinned, by, int(time.time() * 1000), previous or self.previous
+        )
+
+
+def latest(records: Sequence[tuple[str, bytes]], pipeline: str) -> dict[str, bytes]:
+    """The newest state (highest epoch, then version) and champion choice in `records`; a
+    zombie trainer's late snapshot loses to its successor's by epoch."""
+    found: dict[str, bytes] = {}
+    rank = (-1, -1)
+    for key, value in records:
+        if key == models_key(pipeline):
+            header = read_header(value)
+            if (header["epoch"], header["version"]) >= rank:
+                rank, found[key] = (header["epoch"], header["version"]), value
+        elif key == champion_key(pipeline):
+            found[key] = value
+    return found
+
+
+class SnapshotFollower:
+    """Keeps a worker's PredictStep on the newest snapshot and champion choice."""
+
+    def __init__(
+        self, pipeline: str, topic: SnapshotTopic, step: PredictStep, metrics: StageMetrics
+    ) -> None:
+        self._pipeline = pipeline
+        self._topic = topic
+        self._step = step
+        self._metrics = metrics
+        self.choice: ChampionChoice | None = None
+
+    async def follow(self, interval_s: float) -> None:
+        while True:
+            await self.poll()
+            await asyncio.sleep(interval_s)
+
+    async def poll(self) -> None:
+        found = latest(await asyncio.to_thread(self._topic.read_new), self._pipeline)
+        serving = self._step.serving
+        if (data := found.get(champion_key(self._pipeline))) is not None:
+            self.choice = ChampionChoice.load(data)
+        if (data := found.get(models_key(self._pipeline))) is not None:
+            header = read_header(data)
+            if (header["epoch"], header["version"]) > (serving.epoch, serving.version):
+                serving = await asyncio.to_thread(self._serving, data, header)
+        if self.choice is not None and self.choice.champion in serving.models:
+            serving = ServingModels(
+                serving.version, self.choice.champion, serving.models, serving.epoch
+            )
+        if serving is not self._step.serving:
+            self._step.serving = serving
+            self._metrics.serving_version.set(serving.version)
+            for name in serving.models:
+                self._metrics.serving.labels(name).set(name == serving.champion)
+
+    def _serving(self, data: bytes, header: dict[str, Any]) -> ServingModels:
+        try:
+            state, _ = load_state(data, self._step.declared)
+        except SnapshotMismatch:
+            return self._step.serving  # the trainer will publish models of this declaration
+        return ServingModels(header["version"], state.champion, state.models, header["epoch"])
+
+
+class TrainerLoop:
+    """The pipeline's one trainer, in whichever worker holds the lease."""
+
+    def __init__(
+        self,
+        pipeline: str,
+        step: PredictStep,
+        codec: Codec,
+        bootstrap: str,
+        group: str,
+        served: RedisServedLog,
+        lease: RedisLease,
+        follower: SnapshotFollower,
+        metrics: StageMetrics,
+        lease_ms: int = 15_000,
+        batch_size: int = 500,
+    ) -> None:
+        self._pipeline = pipeline
+        self._declared = step.declared
+        self._codec = codec
+        self._bootstrap = bootstrap
+        self._group = group
+        self._served = served
+        self._lease = lease
+        self._follower = follower
+        self._metrics = metrics
+        self._lease_ms = lease_ms
+        self._batch_size = batch_size
+        self._sender = BatchSender(bootstrap)
+        self._snapshots = SnapshotTopic(bootstrap, SNAPSHOTS_TOPIC)
+
+    async def run(self) -> None:
+        while True:
+            epoch = await self._lease.hold(self._lease_ms)
+            if epoch:
+                log.info("trainer of %s: lease taken (epoch %d)", self._pipeline, epoch)
+                await self._train(epoch)
+            await asyncio.sleep(self._lease_ms / 3000)
+
+    async def _train(self, epoch: int) -> None:
+        trainer = await self._restore()
+        labels = self._declared.labels
+        reader = await asyncio.to_thread(
+            PartitionReader,
+            self._bootstrap,
+            labels.topic,
+            trainer.label_offsets(),
+            self._group,
+        )
+        rule = self._declared.snapshots
+        since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000
+        try:
+            while await self._lease.hold(self._lease_ms) == epoch:
+                self._apply_choice(trainer)
+                envelopes = await asyncio.to_thread(reader.read, self._batch_size, 0.2)
+                fresh, dead = self._decode(envelopes)
+                trainer.accept(fresh)
+                report = await self._learn(trainer)
+                since_snapshot += report.learned + report.unjoined + len(dead)
+                await self._publish(trainer, report, dead)
+                if since_snapshot >= rule.every_labels or (
+                    since_snapshot and time.monotonic() >= snapshot_due
+                ):
+                    await self._snapshot(trainer, epoch)
+                    since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000
+            log.warning(
+                "trainer of %s: lease lost (epoch %d): stops learning", self._pipeline, epoch
+            )
+        finally:
+            reader.close()
+
+    async def _restore(self) -> Trainer:
+        found = latest(await asyncio.to_thread(self._snapshots.read_new), self._pipeline)
+        data = found.get(models_key(self._pipeline))
+        if data is None:
+            log.info("trainer of %s: no snapshot, models start untrained", self._pipeline)
+            return Trainer(self._declared)
+        try:
+            state, restarted = await asyncio.to_thread(load_state, data, self._declared)
+        except SnapshotMismatch as exc:
+            log.warning("trainer of %s: %s; models start untrained", self._pipeline, exc)
+            return Trainer(self._declared)
+        log.info(
+            "trainer of %s: restored v%d (%d labels learned, offsets %s)%s",
+            self._pipeline,
+            state.version,
+            state.learned,
+            state.label_offsets,
+            f"; declared anew: {', '.join(restarted)}" if restarted else "",
+        )
+        return Trainer(self._declared, state)
+
+    def _apply_choice(self, trainer: Trainer) -> None:
+        choice = self._follower.choice
+        if choice is not None and (choice.champion, choice.pinned) != (
+            trainer.state.champion,
+            trainer.state.pinned,
+        ):
+            trainer.set_champion(choice.champion, choice.pinned)
+
+    def _decode(self, envelopes: Sequence[Envelope]) -> tuple[list[Label], list[Rejection]]:
+        labels, dead = [], []
+        spec = self._declared.labels
+        for envelope in envelopes:
+            try:
+                record = self._codec.decode(envelope.value, spec.schema_name)
+                labels.append(
+                    Label(
+                        str(record[spec.key]),
+                        bool(record[spec.field]),
+                        int(record[spec.time_field]),
+                        envelope.partition,
+                        envelope.offset,
+                    )
+                )
+            except EventRejected as exc:
+                dead.append(Rejection(envelope, exc.reason, exc))
+            except (KeyError, TypeError, ValueError) as exc:
+                dead.append(Rejection(envelope, "bad_label", exc))
+        return labels, dead
+
+    async def _learn(self, trainer: Trainer) -> TrainingReport:
+        watermark = await self._served.watermark()
+        if watermark is None:  # nothing scored yet: no label is due
+            return TrainingReport()
+        due = trainer.due(watermark)
+        served = await self._served.fetch([label.event_id for label in due])
+        return await asyncio.to_thread(trainer.learn, due, served, watermark)
+
+    async def _publish(
+        self, trainer: Trainer, report: TrainingReport, dead: list[Rejection]
+    ) -> None:
+        self._metrics.observe_training(report, trainer.scores())
+        self._metrics.labels.labels("dead_letter").inc(len(dead))
+        events = [self._event("drift", d.stream, asdict(d), d.at_ms) for d in report.drift] + [
+            self._event("promotion", p.promoted, asdict(p), int(time.time() * 1000))
+            for p in report.promotions
+        ]
+        await self._sender.send([*(dead_letter(r) for r in dead), *events])
+        for promotion in report.promotions:
+            log.warning("trainer of %s: promoted %s", self._pipeline, promotion)
+            choice = self._follower.choice or ChampionChoice(
+                promotion.retired, False, "declared", 0
+            )
+            new = choice.succeeded_by(promotion.promoted, False, "promotion rule")
+            await asyncio.to_thread(
+                self._snapshots.publish, champion_key(self._pipeline), new.dump()
+            )
+            self._follower.choice = new
+
+    def _event(self, kind: str, subject: str, detail: dict[str, Any], at_ms: int) -> OutRecord:
+        record = {
+            "kind": kind,
+            "pipeline": self._pipeline,
+            "subject": subject,
+            "detail": json.dumps(detail),
+            "occurred_at": at_ms,
+        }
+        value = self._codec.encode(MODEL_EVENTS_TOPIC, MODEL_EVENT_SCHEMA, record)
+        return OutRecord(MODEL_EVENTS_TOPIC, self._pipeline.encode(), value)
+
+    async def _snapshot(self, trainer: Trainer, epoch: int) -> None:
+        started = time.perf_counter()
+        trainer.state.version += 1
+        trainer.state.label_offsets = trainer.label_offsets()
+        data = await asyncio.to_thread(
+            dump_state, trainer.state, self._pipeline, epoch, int(time.time() * 1000)
+        )
+        await asyncio.to_thread(self._snapshots.publish, models_key(self._pipeline), data)
+        self._metrics.snapshots.inc()
+        self._metrics.snapshot_bytes.set(len(data))
+        log.info(
+            "trainer of %s: snapshot v%d, %d bytes, %.0f ms",
+            self._pipeline,
+            trainer.state.version,
+            len(data),
+            (time.perf_counter() - started) * 1000,
+        )

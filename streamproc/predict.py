@@ -1,0 +1,113 @@
+"""Core: the predict step: each clean order's x from the features it was served, every model's
+score (the champion's is served, the challengers' are kept in shadow), the prediction record,
+and the served x to log for the label join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamproc.events import OutRecord, Rejection
+from streamproc.features import FeatureValue
+from streamproc.models import build_pipeline, build_x, probability
+from streamproc.pipeline import Models
+from streamproc.processor import INTERNAL_ERROR, Codec, ServedOrder
+from streamproc.training import ServedX
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModels:
+    """The models an inference worker scores with: a snapshot's, swapped whole."""
+
+    version: int
+    champion: str
+    models: Mapping[str, Any]
+    epoch: int = 0
+
+    @classmethod
+    def untrained(cls, declared: Models) -> ServingModels:
+        """Before the first snapshot: every score is 0.5, version 0."""
+        specs = (declared.champion, *declared.challengers)
+        return cls(0, declared.champion.name, {s.name: build_pipeline(s) for s in specs})
+
+
+@dataclass(slots=True)
+class PredictBatch:
+    predictions: list[OutRecord] = field(default_factory=list)
+    served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id → x to log
+    rejections: list[Rejection] = field(default_factory=list)
+    watermark_ms: int | None = None  # the newest event time scored
+
+
+class PredictStep:
+    """Scores clean orders with the current ServingModels; `serving` is replaced whole when
+    a newer snapshot arrives (hot swap), never changed in place."""
+
+    def __init__(self, declared: Models, codec: Codec) -> None:
+        self.declared = declared
+        self.serving = ServingModels.untrained(declared)
+        self._codec = codec
+
+    def process(self, batch: Sequence[ServedOrder], now_ms: int) -> PredictBatch:
+        """Never raises for a bad event: it becomes a rejection."""
+        result = PredictBatch()
+        serving = self.serving  # one version for the whole batch
+        topic, schema = self.declared.predictions.topic, self.declared.predictions.schema_name
+        for item in batch:
+            try:
+                x = build_x(self.declared.inputs, item.record, item.features)
+                scores = {name: probability(m, x) for name, m in serving.models.items()}
+                record = prediction(
+                    item.record,
+                    item.features,
+                    scores[serving.champion],
+                    (serving.champion, serving.version),
+                    item.envelope.timestamp_ms,
+                    now_ms,
+                )
+                value = self._codec.encode(topic, schema, record)
+            except Exception as exc:  # a bug must cost one event, never the partition
+                result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc))
+                continue
+            occurred_at = int(item.record["occurred_at"])
+            result.predictions.append(
+                OutRecord(topic, item.envelope.key, value, (), item.envelope.timestamp_ms)
+            )
+            served = ServedX(x, scores, occurred_at, serving.version)
+            result.served.append((str(item.record["event_id"]), served))
+            result.watermark_ms = max(result.watermark_ms or occurred_at, occurred_at)
+        return result
+
+
+def prediction(
+    order: Mapping[str, Any],
+    features: Mapping[str, FeatureValue],
+    probability_true: float,
+    model: tuple[str, int],
+    raw_timestamp_ms: int | None,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The prediction record (shop.OrderPrediction) for one scored clean order."""
+    statuses = {feature.status for feature in features.values()}
+    ages = [feature.age_ms for feature in features.values() if feature.age_ms is not None]
+    if not features or not ages:
+        status = "missing"  # nothing known about the entity before this order
+    elif "stale" in statuses:
+        status = "stale"
+    else:
+        status = "fresh"
+    name, version = model
+    return {
+        "event_id": order["event_id"],
+        "entity_key": order.get("entity_key") or None,
+        "fraud_probability": probability_true,
+        "model_name": name,
+        "model_version": version,
+        "occurred_at": order["occurred_at"],
+        "predicted_at": now_ms,
+        "feature_freshness_ms": max(ages) if ages else None,
+        "feature_status": status,
+        "latency_ms": max(0, now_ms - raw_timestamp_ms) if raw_timestamp_ms else 0,
+    }

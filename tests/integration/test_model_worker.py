@@ -1,0 +1,171 @@
+"""Online learning through the real worker, broker and Redis: predictions for every clean
+order, labels learned as event time reaches them, and a SIGKILL of the trainer's worker from
+which the model is restored without learning any label twice."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from streamproc.adapters.kafka import end_offsets, produce_all
+from streamproc.adapters.redis import delete_namespace
+from streamproc.demo import produce_scenario
+from streamproc.generator import GeneratorConfig, generate
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, latest, models_key
+from streamproc.serde import AvroSerde
+from streamproc.training import read_header
+from tests.builders import ORDER_SUBMITTED
+from tests.conftest import REPO
+from tests.integration.conftest import (
+    OUTCOMES,
+    RAW_ORDERS,
+    Stack,
+    Worker,
+    new_group,
+    start_worker,
+    stop_worker,
+)
+
+PREDICTIONS = "shop.order_prediction.v1"
+EVENTS = 4_000
+
+
+def _pipeline(folder: Path) -> Path:
+    """The shop pipeline with snapshots every 150 labels: several before the kill."""
+    declared = yaml.safe_load((REPO / "pipelines/shop_orders.yaml").read_text())
+    declared["models"]["snapshots"] = {"every_labels": 150, "every": "2s"}
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(declared))
+    return path
+
+
+def _wait(condition: Any, what: str, worker: Worker, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if worker.process.poll() is not None:
+            pytest.fail(f"the worker exited while waiting for {what}:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
+        time.sleep(0.3)
+
+
+def _snapshot_header(stack: Stack, scope: str) -> dict[str, Any] | None:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "group.id": "it-snapshots",
+            "enable.auto.commit": False,
+        }
+    )
+    end = end_offsets(stack.bootstrap, SNAPSHOTS_TOPIC)
+    consumer.assign([TopicPartition(SNAPSHOTS_TOPIC, tp.partition, 0) for tp in end])
+    records: list[tuple[str, bytes]] = []
+    try:
+        while any(consumer.position([tp])[0].offset < tp.offset for tp in end):
+            for message in consumer.consume(500, timeout=1):
+                if message.error() is None and message.key() is not None:
+                    records.append((message.key().decode(), message.value()))
+    finally:
+        consumer.close()
+    found = latest(records, scope).get(models_key(scope))
+    return read_header(found) if found else None
+
+
+def _predictions(
+    stack: Stack, start: list[TopicPartition], ids: set[str], serde: AvroSerde, timeout_s: float
+) -> list[dict[str, Any]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "group.id": "it-predictions",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign(start)
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while seen < ids and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                record = serde.decode(message.value(), "shop.OrderPrediction")
+                if record["event_id"] in ids:
+                    found.append(record)
+                    seen.add(record["event_id"])
+    finally:
+        consumer.close()
+    return found
+
+
+def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
+    stack: Stack, serde: AvroSerde, tmp_path: Path
+) -> None:
+    scenario = generate(GeneratorConfig(events=EVENTS, seed=43))
+    group = new_group(stack)
+    scope = f"{group}/shop_orders"
+    predictions_start = end_offsets(stack.bootstrap, PREDICTIONS)
+    env = {"STREAMPROC_PIPELINE": str(_pipeline(tmp_path)), "STREAMPROC_WORKER_ID": "it-trainer"}
+    worker = start_worker(stack, group, tmp_path / "first", **env)
+    try:
+        produce_scenario(
+            stack.bootstrap,
+            RAW_ORDERS,
+            scenario,
+            lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event),
+        )
+        produce_all(
+            stack.bootstrap,
+            OUTCOMES,
+            (
+                (o["event_id"].encode(), serde.encode(OUTCOMES, "shop.OrderOutcome", o), None)
+                for o in scenario.outcomes
+            ),
+        )
+        _wait(
+            lambda: (
+                (header := _snapshot_header(stack, scope)) is not None and header["learned"] >= 600
+            ),
+            "a snapshot with 600 labels learned",
+            worker,
+        )
+        worker.process.kill()  # SIGKILL: no goodbye, no last snapshot
+        worker.process.wait()
+        at_kill = _snapshot_header(stack, scope)
+        assert at_kill is not None
+
+        worker = start_worker(stack, group, tmp_path / "second", **env)
+        orders = {t.event_id for t in scenario.truth if t.kind == "order"}
+        predicted = _predictions(stack, predictions_start, orders, serde, timeout_s=180)
+        scored = {p["event_id"]: p for p in predicted}
+        clean = set(scored)
+        assert len(clean) >= 0.95 * len(orders)
+        # Every label whose order was scored and whose time the stream reached, learned once.
+        watermark = max(p["occurred_at"] for p in predicted)
+        expected = sum(
+            1 for o in scenario.outcomes if o["event_id"] in clean and o["occurred_at"] <= watermark
+        )
+        _wait(
+            lambda: (
+                (header := _snapshot_header(stack, scope)) is not None
+                and header["learned"] >= expected
+            ),
+            f"a snapshot with all {expected} due labels learned",
+            worker,
+        )
+        final = _snapshot_header(stack, scope)
+        assert final is not None
+        assert final["learned"] == expected  # more would be a label learned twice
+        assert final["version"] > at_kill["version"]
+        assert final["epoch"] >= at_kill["epoch"]  # a new epoch once the lease had expired
+        assert "restored v" in worker.log.read_text()
+        # Predictions resumed, with the newer models.
+        assert max(p["model_version"] for p in predicted) >= at_kill["version"]
+        assert final["scores"]["logreg"]["roc_auc"] > 0.58  # learned (untrained: 0.5)
+    finally:
+        stop_worker(worker)
+        delete_namespace(stack.redis_url, group)

@@ -1,0 +1,170 @@
+"""The trainer: labels learned in event time, once each, from the served x; its snapshots."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from streamproc.models import SnapshotMismatch
+from streamproc.pipeline import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
+from streamproc.training import (
+    Label,
+    ServedX,
+    Trainer,
+    dump_state,
+    load_state,
+    read_header,
+)
+
+LOGREG = ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression")
+TREE = ModelSpec(name="tree", pipeline="HoeffdingTreeClassifier")
+
+
+def _models(**changes: object) -> Models:
+    declared = Models(
+        inputs=ModelInputs(numeric=["v"]),
+        labels=Labels(topic="labels", hold="10m"),
+        champion=LOGREG,
+        challengers=[TREE],
+        promotion=PromotionRule(window=50, margin=0.05),
+    )
+    return declared.model_copy(update=changes)
+
+
+def _stream(n: int, seed: int = 3) -> tuple[list[Label], dict[str, ServedX]]:
+    """Events one minute apart; each label known an hour after its event, on 3 partitions."""
+    rng = random.Random(seed)
+    labels, served = [], {}
+    offsets = [0, 0, 0]
+    for i in range(n):
+        fraud = rng.random() < 0.3
+        value = rng.gauss(2.0 if fraud else 0.0, 1.0)
+        served[f"e{i}"] = ServedX({"v": value}, {}, i * 60_000, 0)  # scored as they learn
+        partition = i % 3
+        labels.append(Label(f"e{i}", fraud, i * 60_000 + 3_600_000, partition, offsets[partition]))
+        offsets[partition] += 1
+    return labels, served
+
+
+def _run(trainer: Trainer, labels: list[Label], served: dict[str, ServedX], until: int) -> int:
+    trainer.accept(labels)
+    due = trainer.due(until)
+    return trainer.learn(
+        due, {e: served[e] for e in (d.event_id for d in due) if e in served}, until
+    ).learned
+
+
+def test_a_label_is_learned_only_once_the_scored_stream_reaches_its_time() -> None:
+    labels, served = _stream(100)
+    trainer = Trainer(_models())
+    trainer.accept(labels)
+    assert trainer.due(labels[0].occurred_at - 1) == []
+    due = trainer.due(labels[9].occurred_at)
+    assert [label.event_id for label in due] == [f"e{i}" for i in range(10)]
+    report = trainer.learn(due, served, labels[9].occurred_at)
+    assert report.learned == 10
+    assert report.join_delays_ms == [3_600_000] * 10
+    assert trainer.waiting == 90
+    # per partition, the next label to learn: exact, so a restore learns each label once
+    assert trainer.label_offsets() == {0: 4, 1: 3, 2: 3}
+
+
+def test_a_label_before_its_event_waits_then_is_learned_or_given_up() -> None:
+    trainer = Trainer(_models())
+    early = Label("late-order", True, 1_000, 0, 0)
+    lost = Label("never-scored", False, 1_000, 0, 1)
+    trainer.accept([early, lost])
+    first = trainer.learn(trainer.due(1_000), {}, 1_000)
+    assert (first.learned, first.held, first.unjoined) == (0, 2, 0)
+    assert trainer.label_offsets() == {0: 2}  # held labels live in the state, not the offsets
+    x = ServedX({"v": 1.0}, {}, 900, 0)
+    second = trainer.learn(trainer.due(2_000), {"late-order": x}, 2_000)
+    assert (second.learned, second.held, second.unjoined) == (1, 0, 0)
+    third = trainer.learn(trainer.due(1_000 + 600_001), {}, 1_000 + 600_001)
+    assert (third.learned, third.unjoined) == (0, 1)
+    assert trainer.state.held == {}
+
+
+def test_a_restore_from_any_snapshot_learns_what_an_uninterrupted_trainer_learns() -> None:
+    labels, served = _stream(600)
+    declared = _models()
+    straight = Trainer(declared)
+    _run(straight, labels, served, until=10**12)
+
+    crashed = Trainer(declared)
+    _run(crashed, labels[:250], served, until=labels[200].occurred_at)
+    data = dump_state(crashed.state, "shop", epoch=1, taken_at_ms=0)
+    _run(crashed, labels[250:400], served, until=labels[380].occurred_at)  # lost in the crash
+    state, restarted = load_state(data, declared)
+    assert restarted == []
+    restored = Trainer(declared, state)
+    offsets = restored.label_offsets()
+    replay = [label for label in labels if label.offset >= offsets.get(label.partition, 0)]
+    _run(restored, replay, served, until=10**12)
+
+    assert restored.state.learned == straight.state.learned == 600
+    probe = {"v": 1.3}
+    for name in ("logreg", "tree"):
+        assert restored.state.models[name].predict_proba_one(probe) == straight.state.models[
+            name
+        ].predict_proba_one(probe)
+        assert restored.scores()[name] == straight.scores()[name]
+
+
+def test_a_snapshot_header_is_readable_without_unpickling() -> None:
+    labels, served = _stream(60)
+    trainer = Trainer(_models())
+    _run(trainer, labels, served, until=10**12)
+    trainer.state.version = 7
+    header = read_header(dump_state(trainer.state, "shop", epoch=2, taken_at_ms=5))
+    assert (header["epoch"], header["version"], header["learned"]) == (2, 7, 60)
+    assert header["label_offsets"] == {"0": 20, "1": 20, "2": 20}
+    assert set(header["scores"]) == {"logreg", "tree"}
+
+
+def test_a_changed_declaration_restarts_only_the_models_it_changed() -> None:
+    labels, served = _stream(60)
+    trainer = Trainer(_models())
+    _run(trainer, labels, served, until=10**12)
+    data = dump_state(trainer.state, "shop", epoch=1, taken_at_ms=0)
+    retuned = TREE.model_copy(update={"params": {"HoeffdingTreeClassifier": {"grace_period": 50}}})
+    state, restarted = load_state(data, _models(challengers=[retuned]))
+    assert restarted == ["tree"]
+    assert state.cards["tree"].labels == 0 and state.cards["logreg"].labels == 60
+    with pytest.raises(SnapshotMismatch):
+        load_state(data, _models(inputs=ModelInputs(numeric=["w"])))
+
+
+def test_a_better_challenger_is_promoted_unless_an_operator_pinned_the_champion() -> None:
+    labels, served = _stream(400)
+    pinned = Trainer(_models(champion=TREE, challengers=[LOGREG]))
+    pinned.set_champion("tree", pinned=True)
+    assert _run(pinned, labels, served, until=10**12) == 400
+    assert pinned.state.champion == "tree"
+
+    free = Trainer(_models(champion=TREE, challengers=[LOGREG]))
+    promotions = []
+    for start in range(0, 400, 50):  # the rule is applied after each batch
+        free.accept(labels[start : start + 50])
+        promotions += free.learn(free.due(10**12), served, 10**12).promotions
+    assert [(p.retired, p.promoted) for p in promotions] == [("tree", "logreg")]
+    assert promotions[0].promoted_auc - promotions[0].retired_auc >= 0.05
+    assert free.state.champion == "logreg"
+
+
+def test_drift_on_an_input_is_reported_and_can_reset_the_challengers() -> None:
+    declared = _models(drift=Drift(features=["v"], action="reset_challengers"))
+    trainer = Trainer(declared)
+    rng = random.Random(5)
+    labels, served = [], {}
+    for i in range(3_000):
+        shifted = i >= 1_500
+        served[f"e{i}"] = ServedX({"v": rng.gauss(5.0 if shifted else 0.0, 1.0)}, {}, i, 0)
+        labels.append(Label(f"e{i}", rng.random() < 0.3, i, 0, i))
+    trainer.accept(labels)
+    report = trainer.learn(trainer.due(10**12), served, 10**12)
+    detected = [d for d in report.drift if d.kind == "feature"]
+    assert detected and all(d.stream == "v" for d in detected)
+    assert 1_500 <= detected[0].labels < 1_700  # seen soon after the shift, not before
+    assert trainer.state.cards["tree"].labels < 1_500  # the challenger started anew
