@@ -27,7 +27,13 @@ from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
 from streamproc.events import Envelope, OutRecord
 from streamproc.features import FeatureStage
-from streamproc.lifecycle import MODEL_EVENTS_TOPIC, SNAPSHOTS_TOPIC, SnapshotFollower, TrainerLoop
+from streamproc.lifecycle import (
+    MODEL_EVENTS_TOPIC,
+    SNAPSHOTS_TOPIC,
+    SnapshotFollower,
+    TrainerLoop,
+    model_scope,
+)
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.pipeline import load_pipeline
 from streamproc.predict import PredictStep
@@ -114,8 +120,7 @@ def create_app(settings: Settings) -> faust.App:
             await each_batch(stream, feature_batch)
 
     if predict_step is not None:
-        # Snapshots and the champion are per deployment (consumer group) and pipeline.
-        scope = f"{settings.app_id}/{spec.name}"
+        scope = model_scope(settings.app_id, spec.name)
         snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
         follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
         trainer = TrainerLoop(

@@ -1,4 +1,5 @@
-"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file, demo."""
+"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file, demo, features,
+model."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from streamproc.adapters.kafka import KafkaAdmin
 from streamproc.adapters.redis import RedisFeatureStore, redis_client
 from streamproc.adapters.registry import make_registry
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import Settings, load_settings
 from streamproc.demo import (
     DemoPlan,
@@ -30,6 +33,8 @@ from streamproc.generator import (
     generate,
     write_scenario,
 )
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, model_scope
+from streamproc.modelctl import ModelControl, report_lines
 from streamproc.pipeline import Features, PipelineSpec, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
@@ -121,6 +126,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     get.add_argument("--json", action="store_true", help="one JSON object per entity")
     get.set_defaults(command=_features_get)
+
+    model = commands.add_parser("model", help="the deployment's models (STREAMPROC_APP_ID)")
+    model_commands = model.add_subparsers(required=True, metavar="ACTION")
+    listing = model_commands.add_parser(
+        "list", help="newest snapshot: versions, labels learned, quality, champion"
+    )
+    listing.add_argument("--json", action="store_true", help="the snapshot header as JSON")
+    listing.set_defaults(command=_model_list)
+    promote = model_commands.add_parser(
+        "promote", help="serve this model from now on (pinned: the promotion rule waits)"
+    )
+    promote.add_argument("name", help="a model declared in the pipeline")
+    promote.set_defaults(command=_model_choice, action="promote")
+    rollback = model_commands.add_parser("rollback", help="serve the previous champion, pinned")
+    rollback.set_defaults(command=_model_choice, action="rollback")
+    release = model_commands.add_parser(
+        "auto", help="let the promotion rule choose the champion again"
+    )
+    release.set_defaults(command=_model_choice, action="auto")
 
     schemas = commands.add_parser("schemas", help="Avro schemas in schemas/")
     schema_commands = schemas.add_subparsers(required=True, metavar="ACTION")
@@ -259,6 +283,37 @@ async def _read_features(
         return await reader.get_many(entities, int(time.time() * 1000), at_ms)
     finally:
         await client.aclose()
+
+
+def _model_control(settings: Settings) -> ModelControl:
+    spec = load_pipeline(settings.pipeline)
+    if spec.models is None:
+        raise ConfigError(f"{settings.pipeline}: the pipeline declares no models")
+    topic = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC, settings.kafka_timeout_s)
+    return ModelControl(topic, model_scope(settings.app_id, spec.name), spec.models)
+
+
+def _model_list(args: argparse.Namespace, settings: Settings) -> int:
+    report = _model_control(settings).report()
+    if args.json:
+        choice = None if report.choice is None else asdict(report.choice)
+        print(json.dumps({"scope": report.scope, "snapshot": report.snapshot, "choice": choice}))
+    else:
+        print("\n".join(report_lines(report)))
+    return 0
+
+
+def _model_choice(args: argparse.Namespace, settings: Settings) -> int:
+    control = _model_control(settings)
+    if args.action == "promote":
+        choice = control.promote(args.name)
+    elif args.action == "rollback":
+        choice = control.rollback()
+    else:
+        choice = control.release()
+    pinned = "pinned" if choice.pinned else "the promotion rule may replace it"
+    print(f"champion: {choice.champion} ({pinned}); workers switch within a few seconds")
+    return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:

@@ -38,6 +38,12 @@ MODEL_EVENTS_TOPIC = "streamproc.model_events.v1"
 MODEL_EVENT_SCHEMA = "streamproc.ModelEvent"
 
 
+def model_scope(app_id: str, pipeline: str) -> str:
+    """Snapshots, the champion and the trainer lease belong to a deployment (its consumer
+    group) and a pipeline: a demo and production never share models."""
+    return f"{app_id}/{pipeline}"
+
+
 def models_key(pipeline: str) -> str:
     return f"{pipeline}/models"
 

@@ -4,6 +4,10 @@ which the model is restored without learning any label twice."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,6 +170,47 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
         # Predictions resumed, with the newer models.
         assert max(p["model_version"] for p in predicted) >= at_kill["version"]
         assert final["scores"]["logreg"]["roc_auc"] > 0.58  # learned (untrained: 0.5)
+    finally:
+        stop_worker(worker)
+        delete_namespace(stack.redis_url, group)
+
+
+def _cli(group: str, *args: str) -> str:
+    env = {**os.environ, "STREAMPROC_APP_ID": group}
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "streamproc.cli", "model", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_an_operator_promotes_and_rolls_back_and_the_worker_serves_the_choice(
+    stack: Stack, serde: AvroSerde, tmp_path: Path
+) -> None:
+    group = new_group(stack)
+    start = end_offsets(stack.bootstrap, PREDICTIONS)
+    worker = start_worker(stack, group, tmp_path, STREAMPROC_FOLLOW_INTERVAL_S="0.2")
+    try:
+        served_by = []
+        for seed, action in ((51, ("promote", "hat")), (52, ("rollback",)), (53, None)):
+            scenario = generate(GeneratorConfig(events=300, seed=seed))
+            encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
+            produce_scenario(stack.bootstrap, RAW_ORDERS, scenario, encode)
+            orders = {t.event_id for t in scenario.truth if t.kind == "order"}
+            predicted = _predictions(stack, start, orders, serde, timeout_s=120)
+            assert {p["event_id"] for p in predicted} == orders
+            served_by.append({p["model_name"] for p in predicted})
+            if action is not None:
+                _cli(group, *action)
+                time.sleep(1.5)  # the worker follows the snapshot topic every 0.2 s
+        assert served_by == [{"logreg"}, {"hat"}, {"logreg"}]
+        listed = json.loads(_cli(group, "list", "--json"))
+        assert listed["choice"]["champion"] == "logreg" and listed["choice"]["pinned"]
+        assert worker.counter("streamproc_model_serving", model="logreg") == 1.0
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
