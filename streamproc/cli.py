@@ -99,6 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=_positive_int, default=20_000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--out", type=Path, default=Path("data/demo"), help="folder for its files")
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=1_000.0,
+        help="records per second to produce, like a live shop (0: all at once, a backlog)",
+    )
     demo.set_defaults(command=_demo)
 
     run_file = commands.add_parser(
@@ -205,10 +211,15 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         redis_url=settings.redis_url,
         features=spec.features,
         show_entity=_busiest_customer(scenario),
+        labels_topic=spec.models.labels.topic if spec.models else None,
+        per_second=args.rate or None,
     )
-    metrics = run_demo(plan, scenario, _raw_encoder(settings, spec))
+    metrics = run_demo(plan, scenario, _raw_encoder(settings, spec), _label_encoder(settings, spec))
     print("\n".join(summary_lines(metrics, topic)))
-    problems = truth_mismatches(metrics, scenario, spec.sink.topic)
+    if spec.models:
+        print(f"the generator's Bayes-optimal ROC AUC: {scenario.bayes_auc:.4f}")
+    predictions = spec.models.predictions.topic if spec.models else None
+    problems = truth_mismatches(metrics, scenario, spec.sink.topic, predictions)
     for problem in problems:
         print(f"MISMATCH {problem}", file=sys.stderr)
     if not problems:
@@ -218,10 +229,20 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _raw_encoder(settings: Settings, spec: PipelineSpec) -> Callable[[dict[str, object]], bytes]:
     """Encodes a raw record as a producer would: wire format, the source topic's schema."""
+    return _encoder(settings, spec.source.topic, spec.source.schema_name)
+
+
+def _label_encoder(
+    settings: Settings, spec: PipelineSpec
+) -> Callable[[dict[str, object]], bytes] | None:
+    labels = spec.models.labels if spec.models else None
+    return _encoder(settings, labels.topic, labels.schema_name) if labels else None
+
+
+def _encoder(settings: Settings, topic: str, schema: str) -> Callable[[dict[str, object]], bytes]:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
-    topic, schema = spec.source.topic, spec.source.schema_name
-    return lambda event: serde.encode(topic, schema, event)
+    return lambda record: serde.encode(topic, schema, record)
 
 
 def _busiest_customer(scenario: Scenario) -> str | None:

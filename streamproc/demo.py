@@ -14,13 +14,19 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.adapters.kafka import KafkaAdmin, end_offsets, produce_all, start_group_at
+from streamproc.adapters.kafka import (
+    KafkaAdmin,
+    end_offsets,
+    produce_all,
+    produce_records,
+    start_group_at,
+)
 from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
 from streamproc.errors import InfraError
 from streamproc.features import FeatureClient
@@ -42,6 +48,8 @@ class DemoPlan:
     redis_url: str
     features: Features
     show_entity: str | None = None  # whose online features to print at the end
+    labels_topic: str | None = None  # with models: the labels are produced too, interleaved
+    per_second: float | None = None  # production rate; None: all at once (a backlog)
     timeout_s: float = 300.0
 
 
@@ -51,13 +59,43 @@ def produce_scenario(bootstrap: str, topic: str, scenario: Scenario, encode: Enc
     return produce_all(bootstrap, topic, records)
 
 
-def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str, float]:
-    """Runs the worker on the scenario until it has consumed every record; its metrics."""
+def produce_live(
+    bootstrap: str,
+    orders: tuple[str, Encode],
+    labels: tuple[str, Encode],
+    scenario: Scenario,
+    per_second: float | None,
+) -> int:
+    """Orders and labels as a live shop sends them: each label once the orders have reached
+    its time, at `per_second` records (None: as fast as the broker takes them)."""
+    (order_topic, encode_order), (label_topic, encode_label) = orders, labels
+
+    def records() -> Iterator[tuple[str, bytes | None, bytes, None]]:
+        pending = iter(scenario.outcomes)  # sorted by the time each label becomes known
+        label = next(pending, None)
+        now = 0
+        for event, truth in zip(scenario.events, scenario.truth, strict=True):
+            if truth.canonical is not None:
+                now = max(now, truth.canonical["occurred_at_ms"])
+            while label is not None and label["occurred_at"] <= now:
+                yield label_topic, label["event_id"].encode(), encode_label(label), None
+                label = next(pending, None)
+            yield order_topic, producer_key(event), encode_order(event), None
+
+    return produce_records(bootstrap, records(), per_second)
+
+
+def run_demo(
+    plan: DemoPlan, scenario: Scenario, encode: Encode, encode_label: Encode | None = None
+) -> Mapping[str, float]:
+    """Runs the worker on the scenario until it has consumed every record (and learned the
+    labels that are due); its metrics."""
     specs = load_topic_specs(plan.topics_dir)
     admin = KafkaAdmin(plan.bootstrap)
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     group = f"streamproc-demo-{int(time.time())}"
-    for topic in (plan.raw_topic, plan.clean_topic):  # this run's records only
+    topics = [plan.raw_topic, plan.clean_topic, *([plan.labels_topic] if plan.labels_topic else [])]
+    for topic in topics:  # this run's records only
         start_group_at(plan.bootstrap, group, end_offsets(plan.bootstrap, topic))
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     log = plan.work_dir / "worker.log"
@@ -77,9 +115,20 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
     try:
         _wait_until_serving(worker, metrics_url, log)
         started = time.monotonic()
-        sent = produce_scenario(plan.bootstrap, plan.raw_topic, scenario, encode)
-        print(f"produced {sent} orders to {plan.raw_topic} in {time.monotonic() - started:.1f} s")
+        if plan.labels_topic and encode_label is not None:
+            orders, labels = (plan.raw_topic, encode), (plan.labels_topic, encode_label)
+            produce_live(plan.bootstrap, orders, labels, scenario, plan.per_second)
+            sent = len(scenario.events)
+            print(
+                f"produced {sent} orders and {len(scenario.outcomes)} labels (interleaved in "
+                f"event time) in {time.monotonic() - started:.1f} s"
+            )
+        else:
+            sent = produce_scenario(plan.bootstrap, plan.raw_topic, scenario, encode)
+            print(f"produced {sent} orders in {time.monotonic() - started:.1f} s")
         metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
+        if plan.labels_topic:
+            metrics = _wait_until_learned(worker, metrics_url, log)
         elapsed = time.monotonic() - started
         print(f"worker consumed all {sent} in {elapsed:.1f} s ({sent / elapsed:,.0f} events/s)")
         if plan.show_entity and plan.features.views:
@@ -97,7 +146,7 @@ def run_demo(plan: DemoPlan, scenario: Scenario, encode: Encode) -> Mapping[str,
 def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:
     """What the operator would read off the dashboard."""
     lines = [f"consumed  {metrics.get(f'consumed|{raw_topic}', 0):>8.0f}"]
-    for name in ("produced", "duplicates", "dead_letters", "features"):
+    for name in ("produced", "duplicates", "dead_letters", "features", "labels"):
         for key, value in sorted(metrics.items()):
             if key.startswith(f"{name}|"):
                 lines.append(f"{name:<13} {key.split('|', 1)[1]:<28} {value:>8.0f}")
@@ -106,16 +155,24 @@ def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:
         reverse=True,
     )
     lines.extend(f"flag          {flag:<28} {value:>8.0f}" for value, flag in flags)
+    models = sorted({key.split("|")[1] for key in metrics if key.startswith("quality|")})
+    for model in models:
+        auc, loss = metrics[f"quality|{model}|roc_auc"], metrics[f"quality|{model}|log_loss"]
+        lines.append(f"model         {model:<28} ROC AUC {auc:.4f}, log loss {loss:.4f}")
     return lines
 
 
 def truth_mismatches(
-    metrics: Mapping[str, float], scenario: Scenario, clean_topic: str
+    metrics: Mapping[str, float],
+    scenario: Scenario,
+    clean_topic: str,
+    predictions_topic: str | None = None,
 ) -> list[str]:
     """Where the worker's counts differ from what the ground truth says they must be."""
     kinds = Counter(t.kind for t in scenario.truth)
     expected = {
         f"produced|{clean_topic}": kinds["order"],
+        **({f"produced|{predictions_topic}": kinds["order"]} if predictions_topic else {}),
         "duplicates|retry": kinds["retry"],
         "duplicates|resubmission": kinds["resubmission"],
         "dead letters (all reasons)": kinds["invalid"],
@@ -177,6 +234,23 @@ def _wait_until_consumed(
         time.sleep(0.5)
 
 
+def _wait_until_learned(
+    worker: subprocess.Popen[bytes], url: str, log: Path, quiet_s: float = 4.0
+) -> dict[str, float]:
+    """Until the trainer has taken no label for `quiet_s` (the due ones are learned)."""
+    deadline = time.monotonic() + 120
+    last, quiet_since = -1.0, time.monotonic()
+    while True:
+        _check_alive(worker, log)
+        metrics = _scrape(url)
+        taken = sum(v for k, v in metrics.items() if k.startswith("labels|"))
+        if taken != last:
+            last, quiet_since = taken, time.monotonic()
+        if time.monotonic() - quiet_since >= quiet_s or time.monotonic() > deadline:
+            return metrics
+        time.sleep(0.5)
+
+
 def _check_alive(worker: subprocess.Popen[bytes], log: Path) -> None:
     if worker.poll() is not None:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
@@ -190,6 +264,8 @@ _SERIES = {
     "streamproc_dead_letters_total": ("dead_letters", "reason"),
     "streamproc_quality_flags_total": ("flags", "flag"),
     "streamproc_feature_events_total": ("features", "outcome"),
+    "streamproc_labels_total": ("labels", "outcome"),
+    "streamproc_model_quality": ("quality", "model", "metric"),
 }
 
 
@@ -202,6 +278,6 @@ def _scrape(url: str) -> dict[str, float]:
         for sample in family.samples:
             series = _SERIES.get(sample.name)
             if series is not None:
-                name, label = series
-                values[f"{name}|{sample.labels[label]}"] = sample.value
+                name, *labels = series
+                values["|".join([name, *(sample.labels[label] for label in labels)])] = sample.value
     return values

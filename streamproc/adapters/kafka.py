@@ -161,6 +161,16 @@ def produce_all(
     bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
 ) -> int:
     """Send (key, value, timestamp ms) records and wait for every ack; returns the count."""
+    return produce_records(bootstrap, ((topic, *record) for record in records))
+
+
+def produce_records(
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes, int | None]],
+    per_second: float | None = None,
+) -> int:
+    """Send (topic, key, value, timestamp ms) records, at most `per_second` (None: as fast
+    as the broker takes them), and wait for every ack; returns the count."""
     producer = make_producer(
         bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}
     )
@@ -170,8 +180,8 @@ def produce_all(
         if error is not None:
             failures.append(str(error))
 
-    sent = 0
-    for key, value, timestamp_ms in records:
+    sent, started = 0, time.monotonic()
+    for topic, key, value, timestamp_ms in records:
         while True:
             try:
                 producer.produce(
@@ -182,8 +192,10 @@ def produce_all(
                 producer.poll(0.1)
         sent += 1
         producer.poll(0)
+        if per_second and (ahead := sent / per_second - (time.monotonic() - started)) > 0.01:
+            time.sleep(ahead)
     if producer.flush(60) or failures:
-        raise InfraError(f"{len(failures)} records not delivered to {topic}: {failures[:3]}")
+        raise InfraError(f"{len(failures)} records not delivered: {failures[:3]}")
     return sent
 
 
