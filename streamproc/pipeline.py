@@ -353,6 +353,13 @@ class Models(_Frozen):
         names = [self.champion.name, *(c.name for c in self.challengers)]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")
+        numbers = {*self.inputs.numeric, *self.inputs.log, *self.inputs.boolean}
+        for name in self.drift.features:
+            if name not in numbers:
+                raise ValueError(
+                    f"drift.features: {name!r} is not a numeric, log or boolean input "
+                    f"({', '.join(sorted(numbers))})"
+                )
         return self
 
 

@@ -168,3 +168,9 @@ def test_drift_on_an_input_is_reported_and_can_reset_the_challengers() -> None:
     assert detected and all(d.stream == "v" for d in detected)
     assert 1_500 <= detected[0].labels < 1_700  # seen soon after the shift, not before
     assert trainer.state.cards["tree"].labels < 1_500  # the challenger started anew
+
+
+def test_drift_may_watch_only_inputs_that_are_numbers() -> None:
+    declared = {**_models().model_dump(by_alias=True), "drift": {"features": ["country"]}}
+    with pytest.raises(ValueError, match="drift.features: 'country' is not a numeric"):
+        Models.model_validate(declared)
