@@ -62,6 +62,7 @@ bench: install up ## benchmarks on the local stack (figures, not pass/fail)
 	$(BIN)/python -m benchmarks.serde_bench
 	$(BIN)/python -m benchmarks.clean_worker_bench
 	$(BIN)/python -m benchmarks.features_bench
+	$(BIN)/python -m benchmarks.models_bench
 
 clean: ## remove the virtualenv and caches (not the stack: see reset)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

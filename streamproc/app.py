@@ -78,6 +78,9 @@ def create_app(settings: Settings) -> faust.App:
     feature_step = FeatureStep(spec, serde, FeatureStage(spec.features, feature_store))
     predict_step = PredictStep(spec.models, serde) if spec.models else None
     served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{spec.name}")
+    scope = model_scope(settings.app_id, spec.name)
+    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+    follower = SnapshotFollower(scope, snapshots, predict_step, metrics) if predict_step else None
 
     async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
@@ -97,10 +100,13 @@ def create_app(settings: Settings) -> faust.App:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
         predictions: list[OutRecord] = []
-        if predict_step is not None and spec.models is not None:
+        if predict_step is not None and follower is not None and spec.models is not None:
+            await follower.ready.wait()  # a restarted worker scores with its restored models
             scored = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
             ttl_ms = spec.models.labels.max_delay_ms
-            await served_log.log(scored.served, ttl_ms, scored.watermark_ms)
+            await served_log.log(
+                scored.served, ttl_ms, scored.newest_ms, wall_ms=int(time.time() * 1000)
+            )
             predictions = scored.predictions
             result.rejections.extend(scored.rejections)
         dead = [dead_letter(rejection) for rejection in result.rejections]
@@ -119,10 +125,7 @@ def create_app(settings: Settings) -> faust.App:
         async def features(stream: Any) -> None:
             await each_batch(stream, feature_batch)
 
-    if predict_step is not None:
-        scope = model_scope(settings.app_id, spec.name)
-        snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
-        follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
+    if predict_step is not None and follower is not None:
         trainer = TrainerLoop(
             scope,
             predict_step,

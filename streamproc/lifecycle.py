@@ -103,10 +103,12 @@ class SnapshotFollower:
         self._step = step
         self._metrics = metrics
         self.choice: ChampionChoice | None = None
+        self.ready = asyncio.Event()  # set once the topic has been read to its end
 
     async def follow(self, interval_s: float) -> None:
         while True:
             await self.poll()
+            self.ready.set()
             await asyncio.sleep(interval_s)
 
     async def poll(self) -> None:
@@ -258,7 +260,7 @@ class TrainerLoop:
         return labels, dead
 
     async def _learn(self, trainer: Trainer) -> TrainingReport:
-        watermark = await self._served.watermark()
+        watermark = await self._served.watermark(int(time.time() * 1000))
         if watermark is None:  # nothing scored yet: no label is due
             return TrainingReport()
         due = trainer.due(watermark)

@@ -38,7 +38,9 @@ class PredictBatch:
     predictions: list[OutRecord] = field(default_factory=list)
     served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id → x to log
     rejections: list[Rejection] = field(default_factory=list)
-    watermark_ms: int | None = None  # the newest event time scored
+    # The newest event time scored, per clean-topic partition: the trainer's watermark is the
+    # slowest active partition's, so a partition read late never has its labels given up.
+    newest_ms: dict[int, int] = field(default_factory=dict)
 
 
 class PredictStep:
@@ -77,7 +79,8 @@ class PredictStep:
             )
             served = ServedX(x, scores, occurred_at, serving.version)
             result.served.append((str(item.record["event_id"]), served))
-            result.watermark_ms = max(result.watermark_ms or occurred_at, occurred_at)
+            partition = item.envelope.partition
+            result.newest_ms[partition] = max(result.newest_ms.get(partition, 0), occurred_at)
         return result
 
 

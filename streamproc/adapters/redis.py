@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import redis
 import redis.asyncio as aioredis
@@ -235,26 +235,39 @@ def _text(value: bytes | str) -> str:
 class RedisServedLog:
     """The x each event was served, under `namespace:x:<event id>` for the label join; kept
     for the labels' maximum delay. The first x logged for an event stays (SET NX): a replay
-    never replaces what the model was asked about. The watermark (the newest event time
-    scored) only grows (ZADD GT), so the trainer never learns a label from the future."""
+    never replaces what the model was asked about.
 
-    def __init__(self, client: AnyRedis, namespace: str) -> None:
+    The watermark: per clean-topic partition, the newest event time scored (ZADD GT: it only
+    grows) and when it last moved (wall clock). The trainer's watermark is the slowest
+    partition's among those that moved within `idle_ms`, so a partition read late (a backlog,
+    a replay) holds labels back instead of having them given up; an idle one does not stall
+    learning."""
+
+    def __init__(self, client: AnyRedis, namespace: str, idle_ms: int = 60_000) -> None:
         self._client = client
         self._prefix = f"{namespace}:x"
-        self._watermark = f"{namespace}:watermark"
+        self._marks = f"{namespace}:watermark"
+        self._moved = f"{namespace}:watermark:moved"
+        self._idle_ms = idle_ms
 
     async def log(
-        self, served: Sequence[tuple[str, ServedX]], ttl_ms: int, watermark_ms: int | None
+        self,
+        served: Sequence[tuple[str, ServedX]],
+        ttl_ms: int,
+        newest_ms: Mapping[int, int],
+        wall_ms: int,
     ) -> None:
         """One pipelined round trip for the batch."""
-        if not served and watermark_ms is None:
+        if not served and not newest_ms:
             return
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for event_id, x in served:
                     pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
-                if watermark_ms is not None:
-                    pipe.zadd(self._watermark, {"scored": watermark_ms}, gt=True)
+                if newest_ms:
+                    marks = {str(p): t for p, t in newest_ms.items()}
+                    pipe.zadd(self._marks, marks, gt=True)
+                    pipe.zadd(self._moved, {p: wall_ms for p in marks})
                 await pipe.execute()
         except RedisError as exc:
             raise InfraError(f"Redis served-x write failed: {exc}") from exc
@@ -275,12 +288,20 @@ class RedisServedLog:
             if reply is not None
         }
 
-    async def watermark(self) -> int | None:
+    async def watermark(self, wall_ms: int) -> int | None:
+        """None until something was scored."""
         try:
-            score = await self._client.zscore(self._watermark, "scored")
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zrange(self._marks, 0, -1, withscores=True)
+                pipe.zrange(self._moved, 0, -1, withscores=True)
+                marks, moved = await pipe.execute()
         except RedisError as exc:
             raise InfraError(f"Redis watermark read failed: {exc}") from exc
-        return None if score is None else int(score)
+        if not marks:
+            return None
+        active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
+        times = [int(t) for member, t in marks if member in active] or [int(marks[-1][1])]
+        return min(times)
 
 
 # Take or keep the trainer's lease. KEYS: lease, epoch counter; ARGV: holder, ttl ms.

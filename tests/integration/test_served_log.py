@@ -1,0 +1,31 @@
+"""The served-x log and the trainer's watermark on the real Redis."""
+
+from __future__ import annotations
+
+import uuid
+
+from streamproc.adapters.redis import RedisServedLog, delete_namespace, redis_client
+from streamproc.training import ServedX
+from tests.integration.conftest import Stack
+
+
+async def test_the_first_x_stays_and_the_slowest_active_partition_sets_the_watermark(
+    stack: Stack,
+) -> None:
+    namespace = f"it-served-{uuid.uuid4().hex[:8]}"
+    client = redis_client(stack.redis_url)
+    log = RedisServedLog(client, namespace, idle_ms=60_000)
+    try:
+        assert await log.watermark(wall_ms=0) is None
+        first, replayed = ServedX({"a": 1.0}, {"m": 0.2}, 100, 3), ServedX({"a": 9.0}, {}, 100, 4)
+        await log.log([("e1", first)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000)
+        await log.log([("e1", replayed)], 60_000, {0: 4_000}, wall_ms=2_000)  # a replay
+        assert await log.fetch(["e1", "nobody"]) == {"e1": first}
+        assert await log.watermark(wall_ms=2_000) == 2_000  # partition 1 is behind
+        await log.log([], 60_000, {1: 7_000}, wall_ms=3_000)
+        assert await log.watermark(wall_ms=3_000) == 5_000  # now partition 0 is
+        # partition 0 idle for more than a minute: it no longer holds learning back
+        assert await log.watermark(wall_ms=2_000 + 60_001) == 7_000
+    finally:
+        await client.aclose()
+        delete_namespace(stack.redis_url, namespace)
