@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from streamproc.errors import ConfigError
 from streamproc.pipeline import (
@@ -53,6 +53,16 @@ class TabularModels(_Frozen):
     promotion: PromotionRule = PromotionRule()
     snapshots: Snapshots = Snapshots()
     drift: Drift = Drift()
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _auto_or_lists(cls, value: Any) -> Any:
+        if isinstance(value, str) and value != "auto":  # one clear message, not one per branch
+            raise ValueError(
+                f"{value!r}: expected auto, or lists under numeric, log, boolean, present, "
+                "categorical and matches"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> TabularModels:
