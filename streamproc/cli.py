@@ -1,10 +1,11 @@
-"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file, demo, features,
-model."""
+"""CLI: the `streamproc` command: worker, topics, schemas, generate, run-file, dataset, demo,
+features, model."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -12,12 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.adapters.kafka import KafkaAdmin, produce_all
 from streamproc.adapters.redis import RedisFeatureStore, redis_client
 from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import Settings, load_settings
+from streamproc.datasets import DATASETS, keyed, stream, write_stream
 from streamproc.demo import (
     DemoPlan,
     produce_scenario,
@@ -36,10 +39,11 @@ from streamproc.generator import (
 from streamproc.lifecycle import SNAPSHOTS_TOPIC, model_scope
 from streamproc.modelctl import ModelControl, report_lines
 from streamproc.pipeline import Features, PipelineSpec, load_pipeline
-from streamproc.runfile import run_file
+from streamproc.runfile import run_file, run_tabular_file
 from streamproc.schemas import SchemaCatalog
-from streamproc.scorefile import score_file
+from streamproc.scorefile import RecordShape, score_file
 from streamproc.serde import AvroSerde, SchemaRegistry
+from streamproc.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.topology import Plan, load_topic_specs, plan_changes
 
 EXIT_DRIFT = 1
@@ -122,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         help="outcomes (JSON lines): also score with the pipeline's models, learning them",
     )
     run_file.set_defaults(command=_run_file)
+    _add_dataset_parser(commands)
 
     features = commands.add_parser("features", help="online features in Redis")
     feature_commands = features.add_subparsers(required=True, metavar="ACTION")
@@ -255,6 +260,8 @@ def _busiest_customer(scenario: Scenario) -> str | None:
 
 
 def _run_file(args: argparse.Namespace, settings: Settings) -> int:
+    if isinstance(load_declaration(args.pipeline or settings.pipeline), TabularSpec):
+        return _run_tabular_file(args, settings)
     spec = load_pipeline(args.pipeline or settings.pipeline)
     catalog = SchemaCatalog.load(settings.schemas_dir)
     key = settings.pii_key.get_secret_value().encode()
@@ -269,13 +276,73 @@ def _run_file(args: argparse.Namespace, settings: Settings) -> int:
         if spec.models is None:
             raise ConfigError(f"--labels: {args.pipeline or settings.pipeline} declares no models")
         report = score_file(spec.models, args.out, args.labels)
-        for name, card in report["models"].items():
-            champion = " (champion)" if name == report["champion"] else ""
-            print(
-                f"model {name}{champion}: rolling ROC AUC {card['roc_auc']:.4f}, "
-                f"log loss {card['log_loss']:.4f}, {card['learned']} labels learned"
-            )
-        print(f"wrote {args.out / 'predictions.jsonl'} and {args.out / 'models.json'}")
+        _print_models(report, args.out)
+    return 0
+
+
+def _print_models(report: dict[str, Any], out: Path) -> None:
+    for name, card in report["models"].items():
+        champion = " (champion)" if name == report["champion"] else ""
+        print(
+            f"model {name}{champion}: rolling ROC AUC {card['roc_auc']:.4f}, "
+            f"log loss {card['log_loss']:.4f}, {card['learned']} labels learned"
+        )
+    print(f"wrote {out / 'predictions.jsonl'} and {out / 'models.json'}")
+
+
+def _run_tabular_file(args: argparse.Namespace, settings: Settings) -> int:
+    """run-file for kind: tabular: records as they are, features if declared, models."""
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    path = args.pipeline or settings.pipeline
+    spec, models = load_tabular(path, lambda name: catalog.latest(name).definition)
+    summary = asyncio.run(run_tabular_file(spec, catalog, args.source, args.out))
+    print(
+        f"read {summary.read}: {summary.clean} fit {spec.source.schema_name}, "
+        f"{summary.rejected} rejected"
+    )
+    for written in summary.files:
+        print(f"wrote {written}")
+    if args.labels is not None:
+        if models is None:
+            raise ConfigError(f"--labels: {path} declares no models")
+        shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
+        _print_models(score_file(models, args.out, args.labels, shape), args.out)
+    return 0
+
+
+def _add_dataset_parser(commands: Any) -> None:
+    dataset = commands.add_parser(
+        "dataset", help="stream a dataset bundled with River as events and immediate labels"
+    )
+    dataset.add_argument("name", choices=sorted(DATASETS))
+    dataset.add_argument(
+        "--out", type=Path, required=True, help="events file (JSON lines); labels beside it"
+    )
+    dataset.add_argument(
+        "--to-kafka", action="store_true", help="also produce the events and labels (Avro)"
+    )
+    dataset.add_argument(
+        "--pipeline", type=Path, default=None, help="default: pipelines/<name>.yaml"
+    )
+    dataset.set_defaults(command=_dataset)
+
+
+def _dataset(args: argparse.Namespace, settings: Settings) -> int:
+    rows = stream(args.name)
+    for path in write_stream(rows, args.out):
+        print(f"wrote {path}")
+    if not args.to_kafka:
+        return 0
+    path = args.pipeline or settings.pipeline.parent / DATASETS[args.name].pipeline
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    spec, models = load_tabular(path, lambda name: catalog.latest(name).definition)
+    if models is None:
+        raise ConfigError(f"{path}: declares no models, so no labels topic to produce to")
+    serde = AvroSerde(catalog, _registry(settings, catalog))
+    for ref, records in ((spec.source, rows.events), (models.labels, rows.labels)):
+        topic, schema = ref.topic, ref.schema_name
+        encoded = keyed(records, functools.partial(serde.encode, topic, schema))
+        print(f"produced {produce_all(settings.kafka_bootstrap, topic, encoded)} to {topic}")
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -364,8 +364,9 @@ class Models(_Frozen):
 
 
 class PipelineSpec(_Frozen):
-    """A validated pipeline declaration."""
+    """A validated pipeline declaration (the shop kind: raw orders cleaned, deduped, keyed)."""
 
+    kind: Literal["shop"] = "shop"  # kind: tabular is streamproc.tabular.TabularSpec
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     source: TopicRef
     sink: TopicRef
@@ -413,7 +414,23 @@ def duration_ms(text: str) -> int:
 
 
 def load_pipeline(path: Path) -> PipelineSpec:
-    """Load and validate; errors name the file, the line and the field path."""
+    """Load and validate a shop pipeline; errors name the file, the line and the field path.
+    A tabular declaration is refused here (streamproc.tabular.load_declaration takes both)."""
+    node, raw = read_declaration(path)
+    if isinstance(raw, dict) and raw.get("kind", "shop") != "shop":
+        line = line_of(node, ("kind",))
+        raise ConfigError(
+            f"{path}:{line}: kind: {raw['kind']}: this command runs shop pipelines only; "
+            "run-file runs a tabular one, the worker does not yet"
+        )
+    return validate_declaration(PipelineSpec, path, node, raw)
+
+
+Declared = TypeVar("Declared", bound=BaseModel)
+
+
+def read_declaration(path: Path) -> tuple[Any, Any]:
+    """The YAML document's root node (for line numbers) and its values, from one parse."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -426,21 +443,31 @@ def load_pipeline(path: Path) -> PipelineSpec:
         raise invalid_yaml(path, exc) from exc
     finally:
         loader.dispose()
+    return node, raw
+
+
+def validate_declaration(model: type[Declared], path: Path, node: Any, raw: Any) -> Declared:
     try:
-        return PipelineSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            f"{path}:{_line_of(node, err['loc'])}: {_dotted(err['loc'])}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        raise ConfigError("invalid pipeline declaration:\n  " + "\n  ".join(problems)) from exc
+        raise declaration_error(
+            path, node, [(err["loc"], err["msg"]) for err in exc.errors()]
+        ) from exc
+
+
+def declaration_error(
+    path: Path, node: Any, problems: list[tuple[tuple[int | str, ...], str]]
+) -> ConfigError:
+    """One error listing every problem as file:line: field.path: what is wrong."""
+    lines = [f"{path}:{line_of(node, loc)}: {_dotted(loc)}: {msg}" for loc, msg in problems]
+    return ConfigError("invalid pipeline declaration:\n  " + "\n  ".join(lines))
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def _line_of(node: Any, loc: tuple[int | str, ...]) -> int:
+def line_of(node: Any, loc: tuple[int | str, ...]) -> int:
     """The 1-based line of the deepest YAML node on the error's path."""
     line = 1 if node is None else node.start_mark.line + 1
     for part in loc:

@@ -20,11 +20,12 @@ from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.dedupe import InMemorySeenStore
 from streamproc.errors import ConfigError, DecodeError
 from streamproc.events import Envelope, OutRecord, Rejection
-from streamproc.features import FeatureStage, InMemoryFeatureStore, Served
+from streamproc.features import FeatureEvent, FeatureStage, InMemoryFeatureStore, Served
 from streamproc.pipeline import PipelineSpec
 from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
+from streamproc.tabular import TabularSpec
 
 BATCH = 500
 CLEAN_FILE, DUPLICATES_FILE, DLQ_FILE = "clean.jsonl", "duplicates.jsonl", "dlq.jsonl"
@@ -153,7 +154,9 @@ def _served_line(served: Served) -> str:
     return json.dumps(line, ensure_ascii=False) + "\n"
 
 
-def _envelope(spec: PipelineSpec, serde: AvroSerde, offset: int, record: Any) -> Envelope:
+def _envelope(
+    spec: PipelineSpec | TabularSpec, serde: AvroSerde, offset: int, record: Any
+) -> Envelope:
     """The record as a producer would send it: wire format, in partition 0 at its line."""
     value = serde.encode(spec.source.topic, spec.source.schema_name, record)
     return Envelope(spec.source.topic, 0, offset, None, value, (), None)
@@ -163,3 +166,61 @@ def _dead_letter(rejection: Rejection, record: Any) -> dict[str, Any]:
     """What the worker would send to the DLQ: its headers (KIP-1034 and ours), and the record."""
     headers = {name: value.decode() for name, value in dead_letter(rejection).headers}
     return {"reason": headers[REASON], "headers": headers, "record": record}
+
+
+async def run_tabular_file(
+    spec: TabularSpec, catalog: SchemaCatalog, source: Path, out: Path
+) -> RunSummary:
+    """A tabular pipeline on a file: each record through the wire format as a producer would
+    send it (one that does not fit the source schema is a dead letter), into clean.jsonl as
+    decoded (no cleaning stage), and the features served to its entity into features.jsonl."""
+    serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
+    stage = FeatureStage(spec.features, InMemoryFeatureStore())
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / CLEAN_FILE, out / DLQ_FILE, out / FEATURES_FILE)
+    clean, dlq, served = (path.open("w", encoding="utf-8") for path in paths)
+    read = rejected = 0
+    with clean, dlq, served:
+        batch: list[tuple[int, dict[str, Any]]] = []
+        for offset, record in enumerate(read_events(source)):
+            read += 1
+            try:
+                batch.append((offset, serde.decode(_envelope(spec, serde, offset, record).value)))
+            except (ValueError, TypeError, AttributeError, KeyError, DecodeError) as exc:
+                error = DecodeError(
+                    "schema_mismatch", f"does not fit {spec.source.schema_name}: {exc}"
+                )
+                where = Envelope(spec.source.topic, 0, offset, None, None)
+                dead = _dead_letter(Rejection(where, error.reason, error), record)
+                dlq.write(json.dumps(dead, ensure_ascii=False, default=str) + "\n")
+                rejected += 1
+                continue
+            if len(batch) == BATCH:
+                served.writelines(await _serve_tabular(spec, stage, batch))
+                clean.writelines(json.dumps(r, ensure_ascii=False) + "\n" for _, r in batch)
+                batch = []
+        served.writelines(await _serve_tabular(spec, stage, batch))
+        clean.writelines(json.dumps(r, ensure_ascii=False) + "\n" for _, r in batch)
+    return RunSummary(read, read - rejected, 0, rejected, paths)
+
+
+async def _serve_tabular(
+    spec: TabularSpec, stage: FeatureStage, batch: list[tuple[int, dict[str, Any]]]
+) -> list[str]:
+    """features.jsonl lines for the batch's records that have an entity (with views only)."""
+    if not spec.features.views or spec.entity_key is None or spec.time is None:
+        return []
+    events = [
+        FeatureEvent(
+            str(record[spec.entity_key]),
+            0,
+            offset,
+            int(record[spec.time]),
+            record,
+            str(record[spec.event_id]),
+        )
+        for offset, record in batch
+        if record.get(spec.entity_key) not in (None, "")
+    ]
+    result = await stage.process(events, wall_ms=0)
+    return [_served_line(vector) for vector in result.served]

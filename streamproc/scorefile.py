@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +21,49 @@ from streamproc.pipeline import Models
 PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"
 
 
-def score_file(models: Models, folder: Path, labels: Path) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RecordShape:
+    """Which fields of a clean.jsonl record identify, time and key it (the shop's clean order
+    by default), and what the served probability is called in predictions.jsonl. Without a
+    time field, records go by their order and each label is learned right after its record."""
+
+    event_id: str = "event_id"
+    time: str | None = "occurred_at"
+    entity: str | None = "entity_key"
+    probability: str = "fraud_probability"
+
+
+def score_file(
+    models: Models, folder: Path, labels: Path, shape: RecordShape = RecordShape()
+) -> dict[str, Any]:
     """The models' report (also written to models.json)."""
     model_set = ModelSet(models)
-    key, field = models.labels.key, models.labels.field
+    key, field, at = models.labels.key, models.labels.field, models.labels.time_field
     for number, outcome in enumerate(_lines(labels), 1):
         try:
-            model_set.expect(str(outcome[key]), bool(outcome[field]), int(outcome["occurred_at"]))
+            # in event order, a label "arrives" before any record: learned once it is scored
+            arrives = int(outcome[at]) if shape.time is not None else -1
+            model_set.expect(str(outcome[key]), bool(outcome[field]), arrives)
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{labels}:{number}: a label needs {key}, {field} and occurred_at ({exc})"
+                f"{labels}:{number}: a label needs {key}, {field} and {at} ({exc})"
             ) from exc
     served = {
         line["event_id"]: {name: value["value"] for name, value in line["features"].items()}
         for line in _lines(folder / "features.jsonl")
     }
     with (folder / PREDICTIONS_FILE).open("w", encoding="utf-8") as out:
-        for order in _lines(folder / "clean.jsonl"):
-            x = build_x(models.inputs, order, served.get(order["event_id"], {}))
-            scores = model_set.score(order["event_id"], order["occurred_at"], x)
+        for position, record in enumerate(_lines(folder / "clean.jsonl")):
+            event_id = str(record[shape.event_id])
+            at_ms = int(record[shape.time]) if shape.time is not None else position
+            x = build_x(models.inputs, record, served.get(event_id, {}))
+            scores = model_set.score(event_id, at_ms, x)
             prediction = {
-                "event_id": order["event_id"],
-                "entity_key": order["entity_key"],
-                "occurred_at": order["occurred_at"],
+                "event_id": event_id,
+                "entity_key": record.get(shape.entity) if shape.entity else None,
+                "occurred_at": at_ms,
                 "model_name": model_set.champion,
-                "fraud_probability": scores[model_set.champion],
+                shape.probability: scores[model_set.champion],
                 "scores": scores,
             }
             out.write(json.dumps(prediction) + "\n")

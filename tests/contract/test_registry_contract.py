@@ -62,10 +62,13 @@ def test_embedded_ids_are_a_stable_contract(catalog: SchemaCatalog) -> None:
     # fails, the derivation changed and every record already in Kafka becomes unreadable.
     ids = {schema.name: schema.fingerprint_id for schema in catalog}
     assert ids == {
+        "river.Phishing": 1907620851,  # the tabular pipeline over River's Phishing dataset
+        "river.PhishingLabel": 580525567,
         "shop.OrderClean": 102863873,
         "shop.OrderDuplicate": 1166290954,
         "shop.OrderOutcome": 1460603677,
         "shop.OrderPrediction": 134866159,
         "shop.OrderSubmitted": 1080878407,
         "streamproc.ModelEvent": 1085373751,  # new in this release
+        "streamproc.Prediction": 905505493,  # a tabular pipeline's predictions
     }
