@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
@@ -35,25 +36,99 @@ from streamproc.lifecycle import (
     model_scope,
 )
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
-from streamproc.pipeline import load_pipeline
+from streamproc.pipeline import Features, Models, PipelineSpec
 from streamproc.predict import PredictStep
-from streamproc.processor import CleanStage, FeatureStep, late_topic
+from streamproc.processor import CLEAN_ORDER, CleanStage, FeatureStep, RecordShape, late_topic
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
+from streamproc.tabular import TabularSpec, load_declaration, load_tabular
 
 log = logging.getLogger(__name__)
 
 EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredStream:
+    """What the feature-and-predict agent reads: the shop's clean orders, or a tabular
+    pipeline's source records as they are; and the topics the worker needs."""
+
+    name: str
+    topic: str
+    schema_name: str
+    shape: RecordShape
+    late_topic: str | None
+    features: Features
+    models: Models | None
+    topics: tuple[str, ...]
+
+
+def scored_stream(
+    settings: Settings, catalog: SchemaCatalog
+) -> tuple[ScoredStream, PipelineSpec | None]:
+    """The declaration's scored stream, and the shop spec when there is a clean stage."""
+    declared = load_declaration(settings.pipeline)
+    if isinstance(declared, TabularSpec):
+        spec, models = load_tabular(settings.pipeline, lambda n: catalog.latest(n).definition)
+        if spec.time is None:
+            raise ConfigError(
+                f"{settings.pipeline}: time: the worker needs an event-time field (epoch ms) "
+                "to learn delayed labels in order; name one, or use run-file"
+            )
+        shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
+        source_topics = (spec.source.topic, dlq_topic(spec.source.topic))
+        stream = ScoredStream(
+            spec.name,
+            spec.source.topic,
+            spec.source.schema_name,
+            shape,
+            None,
+            spec.features,
+            models,
+            (*source_topics, *_model_topics(models)),
+        )
+        return stream, None
+    late = late_topic(declared.sink.topic) if declared.features.late == "divert" else None
+    topics = (
+        declared.source.topic,
+        declared.sink.topic,
+        declared.duplicates.topic,
+        dlq_topic(declared.source.topic),
+        dlq_topic(declared.sink.topic),
+        late_topic(declared.sink.topic),
+    )
+    stream = ScoredStream(
+        declared.name,
+        declared.sink.topic,
+        declared.sink.schema_name,
+        CLEAN_ORDER,
+        late,
+        declared.features,
+        declared.models,
+        (*topics, *_model_topics(declared.models)),
+    )
+    return stream, declared
+
+
+def _model_topics(models: Models | None) -> tuple[str, ...]:
+    if models is None:
+        return ()
+    labels = models.labels.topic
+    return (
+        labels,
+        dlq_topic(labels),
+        models.predictions.topic,
+        SNAPSHOTS_TOPIC,
+        MODEL_EVENTS_TOPIC,
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app wired from `settings`; nothing connects until a worker starts it."""
-    spec = load_pipeline(settings.pipeline)
     catalog = SchemaCatalog.load(settings.schemas_dir)
+    scored, shop = scored_stream(settings, catalog)
     serde = AvroSerde(catalog, _registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
-    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{spec.name}")
-    stage = CleanStage(spec, serde, seen, settings.pii_key.get_secret_value().encode())
     metrics = StageMetrics()
     sender = BatchSender(settings.kafka_bootstrap)
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
@@ -72,13 +147,18 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
         topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
     )
-    raw = _bytes_topic(app, spec.source.topic)
-    clean_topic = _bytes_topic(app, spec.sink.topic)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
-    feature_step = FeatureStep(spec, serde, FeatureStage(spec.features, feature_store))
-    predict_step = PredictStep(spec.models, serde) if spec.models else None
-    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{spec.name}")
-    scope = model_scope(settings.app_id, spec.name)
+    feature_step = FeatureStep(
+        serde,
+        FeatureStage(scored.features, feature_store),
+        scored.schema_name,
+        scored.shape,
+        scored.late_topic,
+    )
+    models = scored.models
+    predict_step = PredictStep(models, serde, scored.shape) if models else None
+    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
+    scope = model_scope(settings.app_id, scored.name)
     snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
     follower = SnapshotFollower(scope, snapshots, predict_step, metrics) if predict_step else None
 
@@ -89,39 +169,46 @@ def create_app(settings: Settings) -> faust.App:
             except Exception as exc:  # an agent that raises dies quietly: see _die
                 _die(exc)
 
-    async def clean_batch(batch: list[Envelope]) -> None:
-        started = time.perf_counter()
-        result = await stage.process(batch)
-        dead = [dead_letter(rejection) for rejection in result.rejections]
-        await sender.send([*result.outputs, *dead])
-        metrics.observe_batch(spec.source.topic, len(batch), result, time.perf_counter() - started)
-
     async def feature_batch(batch: list[Envelope]) -> None:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
         predictions: list[OutRecord] = []
-        if predict_step is not None and follower is not None and spec.models is not None:
+        if predict_step is not None and follower is not None and models is not None:
             await follower.ready.wait()  # a restarted worker scores with its restored models
-            scored = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
-            ttl_ms = spec.models.labels.max_delay_ms
+            predicted = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
             await served_log.log(
-                scored.served, ttl_ms, scored.newest_ms, wall_ms=int(time.time() * 1000)
+                predicted.served,
+                models.labels.max_delay_ms,
+                predicted.newest_ms,
+                wall_ms=int(time.time() * 1000),
             )
-            predictions = scored.predictions
-            result.rejections.extend(scored.rejections)
+            predictions = predicted.predictions
+            result.rejections.extend(predicted.rejections)
         dead = [dead_letter(rejection) for rejection in result.rejections]
         await sender.send([*result.diverted, *predictions, *dead])
         seconds = time.perf_counter() - started
-        metrics.observe_features(spec.sink.topic, len(batch), result, predictions, seconds)
+        metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
 
-    @app.agent(raw, name=f"clean_{spec.name}")
-    async def clean(stream: Any) -> None:
-        await each_batch(stream, clean_batch)
+    if shop is not None:
+        seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
+        stage = CleanStage(shop, serde, seen, settings.pii_key.get_secret_value().encode())
 
-    if spec.features.views or predict_step is not None:
-        # The clean topic is keyed by entity: one worker owns an entity's partition, so one
+        async def clean_batch(batch: list[Envelope]) -> None:
+            started = time.perf_counter()
+            result = await stage.process(batch)
+            dead = [dead_letter(rejection) for rejection in result.rejections]
+            await sender.send([*result.outputs, *dead])
+            seconds = time.perf_counter() - started
+            metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
+
+        @app.agent(_bytes_topic(app, shop.source.topic), name=f"clean_{shop.name}")
+        async def clean(stream: Any) -> None:
+            await each_batch(stream, clean_batch)
+
+    if scored.features.views or predict_step is not None:
+        # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
-        @app.agent(clean_topic, name=f"features_{spec.name}")
+        @app.agent(_bytes_topic(app, scored.topic), name=f"features_{scored.name}")
         async def features(stream: Any) -> None:
             await each_batch(stream, feature_batch)
 
@@ -169,28 +256,9 @@ def run_worker(settings: Settings) -> None:
     Faust may not create topics (they come from topics/*.yaml), so the worker first checks
     that its topics exist and says how to create them, instead of waiting for them silently.
     """
-    spec = load_pipeline(settings.pipeline)
+    scored, _ = scored_stream(settings, SchemaCatalog.load(settings.schemas_dir))
     require_topics(
-        KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s),
-        [
-            spec.source.topic,
-            spec.sink.topic,
-            spec.duplicates.topic,
-            dlq_topic(spec.source.topic),
-            dlq_topic(spec.sink.topic),
-            late_topic(spec.sink.topic),
-            *(
-                [
-                    spec.models.labels.topic,
-                    dlq_topic(spec.models.labels.topic),
-                    spec.models.predictions.topic,
-                    SNAPSHOTS_TOPIC,
-                    MODEL_EVENTS_TOPIC,
-                ]
-                if spec.models
-                else []
-            ),
-        ],
+        KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s), scored.topics
     )
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:
         log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")

@@ -39,9 +39,10 @@ from streamproc.generator import (
 from streamproc.lifecycle import SNAPSHOTS_TOPIC, model_scope
 from streamproc.modelctl import ModelControl, report_lines
 from streamproc.pipeline import Features, PipelineSpec, load_pipeline
+from streamproc.processor import RecordShape
 from streamproc.runfile import run_file, run_tabular_file
 from streamproc.schemas import SchemaCatalog
-from streamproc.scorefile import RecordShape, score_file
+from streamproc.scorefile import score_file
 from streamproc.serde import AvroSerde, SchemaRegistry
 from streamproc.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.topology import Plan, load_topic_specs, plan_changes

@@ -75,7 +75,8 @@ def write_stream(rows: DatasetStream, out: Path) -> tuple[Path, Path]:
 def keyed(
     records: Iterable[dict[str, Any]], encode: Callable[[dict[str, Any]], bytes]
 ) -> Iterator[tuple[bytes | None, bytes, int | None]]:
-    """(key, value, timestamp) to produce: keyed by event id (a row has no entity), stamped
-    with its event time, so the label and its event land in the same partition number."""
+    """(key, value, timestamp) to produce: keyed by event id (a row has no entity). The Kafka
+    timestamp is left to the broker (the send time): event time is in the record, and a
+    2025 timestamp would put the records past the topic's retention at once."""
     for record in records:
-        yield str(record["event_id"]).encode(), encode(record), int(record["occurred_at"])
+        yield str(record["event_id"]).encode(), encode(record), None

@@ -13,7 +13,7 @@ from streamproc.events import OutRecord, Rejection
 from streamproc.features import FeatureValue
 from streamproc.models import build_pipeline, build_x, probability
 from streamproc.pipeline import Models
-from streamproc.processor import INTERNAL_ERROR, Codec, ServedOrder
+from streamproc.processor import CLEAN_ORDER, INTERNAL_ERROR, Codec, RecordShape, ServedOrder
 from streamproc.training import ServedX
 
 
@@ -47,10 +47,11 @@ class PredictStep:
     """Scores clean orders with the current ServingModels; `serving` is replaced whole when
     a newer snapshot arrives (hot swap), never changed in place."""
 
-    def __init__(self, declared: Models, codec: Codec) -> None:
+    def __init__(self, declared: Models, codec: Codec, shape: RecordShape = CLEAN_ORDER) -> None:
         self.declared = declared
         self.serving = ServingModels.untrained(declared)
         self._codec = codec
+        self._shape = shape
 
     def process(self, batch: Sequence[ServedOrder], now_ms: int) -> PredictBatch:
         """Never raises for a bad event: it becomes a rejection."""
@@ -62,6 +63,7 @@ class PredictStep:
                 x = build_x(self.declared.inputs, item.record, item.features)
                 scores = {name: probability(m, x) for name, m in serving.models.items()}
                 record = prediction(
+                    self._shape,
                     item.record,
                     item.features,
                     scores[serving.champion],
@@ -73,42 +75,45 @@ class PredictStep:
             except Exception as exc:  # a bug must cost one event, never the partition
                 result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc))
                 continue
-            occurred_at = int(item.record["occurred_at"])
+            occurred_at = int(record["occurred_at"])
             result.predictions.append(
                 OutRecord(topic, item.envelope.key, value, (), item.envelope.timestamp_ms)
             )
             served = ServedX(x, scores, occurred_at, serving.version)
-            result.served.append((str(item.record["event_id"]), served))
+            result.served.append((record["event_id"], served))
             partition = item.envelope.partition
             result.newest_ms[partition] = max(result.newest_ms.get(partition, 0), occurred_at)
         return result
 
 
 def prediction(
-    order: Mapping[str, Any],
+    shape: RecordShape,
+    scored: Mapping[str, Any],
     features: Mapping[str, FeatureValue],
     probability_true: float,
     model: tuple[str, int],
     raw_timestamp_ms: int | None,
     now_ms: int,
 ) -> dict[str, Any]:
-    """The prediction record (shop.OrderPrediction) for one scored clean order."""
+    """The prediction record (shop.OrderPrediction, or streamproc.Prediction for a tabular
+    pipeline: `shape` names the fields) for one scored record."""
     statuses = {feature.status for feature in features.values()}
     ages = [feature.age_ms for feature in features.values() if feature.age_ms is not None]
     if not features or not ages:
-        status = "missing"  # nothing known about the entity before this order
+        status = "missing"  # nothing known about the entity before this record
     elif "stale" in statuses:
         status = "stale"
     else:
         status = "fresh"
     name, version = model
+    entity = scored.get(shape.entity) if shape.entity else None
     return {
-        "event_id": order["event_id"],
-        "entity_key": order.get("entity_key") or None,
-        "fraud_probability": probability_true,
+        "event_id": str(scored[shape.event_id]),
+        "entity_key": None if entity in (None, "") else str(entity),
+        shape.probability: probability_true,
         "model_name": name,
         "model_version": version,
-        "occurred_at": order["occurred_at"],
+        "occurred_at": int(scored[shape.time or ""]),
         "predicted_at": now_ms,
         "feature_freshness_ms": max(ages) if ages else None,
         "feature_status": status,

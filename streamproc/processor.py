@@ -181,15 +181,44 @@ class FeatureStepBatch:
     without_entity: int = 0
 
 
-class FeatureStep:
-    """Clean events → online features: decode, apply in order, divert the too-late ones."""
+@dataclass(frozen=True, slots=True)
+class RecordShape:
+    """Which fields of a scored record identify, time and key it (the shop's clean order by
+    default; a tabular pipeline names its own), and what the served probability is called.
+    Without a time field, records go by their order (files only: the worker needs a time)."""
 
-    def __init__(self, spec: PipelineSpec, codec: Codec, stage: FeatureStage) -> None:
-        self.spec = spec
+    event_id: str = "event_id"
+    time: str | None = "occurred_at"
+    entity: str | None = "entity_key"
+    probability: str = "fraud_probability"
+
+
+CLEAN_ORDER = RecordShape()  # the shop pipeline's clean order
+
+
+class FeatureStep:
+    """Records → online features: decode, apply in order, divert the too-late ones (when a
+    late topic is given)."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        stage: FeatureStage,
+        schema_name: str,
+        shape: RecordShape = CLEAN_ORDER,
+        late_topic: str | None = None,
+    ) -> None:
         self._codec = codec
         self._stage = stage
-        self._late_topic = late_topic(spec.sink.topic)
-        self._divert = spec.features.late == "divert"
+        self._schema_name = schema_name
+        self._shape = shape
+        self._late_topic = late_topic
+
+    @classmethod
+    def of_clean_orders(cls, spec: PipelineSpec, codec: Codec, stage: FeatureStage) -> FeatureStep:
+        """The shop pipeline's step on its clean topic."""
+        late = late_topic(spec.sink.topic) if spec.features.late == "divert" else None
+        return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, late)
 
     async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
         """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
@@ -197,11 +226,12 @@ class FeatureStep:
         decoded: list[tuple[Envelope, dict[str, Any], FeatureEvent | None]] = []
         for envelope in batch:
             try:
-                record = self._codec.decode(envelope.value, self.spec.sink.schema_name)
+                record = self._codec.decode(envelope.value, self._schema_name)
             except EventRejected as exc:
                 result.rejections.append(Rejection(envelope, exc.reason, exc))
                 continue
-            entity = record.get("entity_key")
+            shape = self._shape
+            entity = record.get(shape.entity) if shape.entity else None
             if not entity:  # nobody to keep features for (an anonymous till sale)
                 result.without_entity += 1
                 decoded.append((envelope, record, None))
@@ -212,7 +242,12 @@ class FeatureStep:
                     envelope,
                     record,
                     FeatureEvent(
-                        entity, partition, offset, record["occurred_at"], record, record["event_id"]
+                        str(entity),
+                        partition,
+                        offset,
+                        int(record[shape.time or ""]),
+                        record,
+                        str(record[shape.event_id]),
                     ),
                 )
             )
@@ -225,7 +260,7 @@ class FeatureStep:
                 continue
             vector = next(served, None)
             result.orders.append(ServedOrder(envelope, record, vector.features if vector else {}))
-            if self._divert and vector and vector.late and not vector.replayed:
+            if self._late_topic and vector and vector.late and not vector.replayed:
                 result.diverted.append(
                     OutRecord(
                         self._late_topic,

@@ -64,7 +64,9 @@ async def run_file(
 ) -> RunSummary:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
     stage = CleanStage(spec, serde, InMemorySeenStore(), pii_key)
-    features = FeatureStep(spec, serde, FeatureStage(spec.features, InMemoryFeatureStore()))
+    features = FeatureStep.of_clean_orders(
+        spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
+    )
     out.mkdir(parents=True, exist_ok=True)
     with _Outputs(out, serde) as outputs:
         batch: dict[int, Any] = {}

@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from streamproc.errors import ConfigError
 from streamproc.models import ModelSet, build_x
 from streamproc.pipeline import Models
+from streamproc.processor import CLEAN_ORDER, RecordShape
 
 PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordShape:
-    """Which fields of a clean.jsonl record identify, time and key it (the shop's clean order
-    by default), and what the served probability is called in predictions.jsonl. Without a
-    time field, records go by their order and each label is learned right after its record."""
-
-    event_id: str = "event_id"
-    time: str | None = "occurred_at"
-    entity: str | None = "entity_key"
-    probability: str = "fraud_probability"
-
-
 def score_file(
-    models: Models, folder: Path, labels: Path, shape: RecordShape = RecordShape()
+    models: Models, folder: Path, labels: Path, shape: RecordShape = CLEAN_ORDER
 ) -> dict[str, Any]:
     """The models' report (also written to models.json)."""
     model_set = ModelSet(models)

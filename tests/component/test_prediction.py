@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streamproc.features import FeatureValue
 from streamproc.predict import prediction
+from streamproc.processor import CLEAN_ORDER
 from streamproc.serde import AvroSerde
 
 
@@ -15,7 +16,9 @@ def test_a_prediction_record_fits_its_schema_and_says_how_fresh_its_features_wer
     stale = {**fresh, "usual_country": FeatureValue("DE", "stale", 9 * 86_400_000)}
     unknown = {"amount_mean_1h": FeatureValue(None, "missing", None)}
     records = [
-        prediction(order, served, 0.25, ("logreg", 3), 1_774_746_000_500, 1_774_746_000_512)
+        prediction(
+            CLEAN_ORDER, order, served, 0.25, ("logreg", 3), 1_774_746_000_500, 1_774_746_000_512
+        )
         for served in (fresh, stale, unknown)
     ]
     assert [r["feature_status"] for r in records] == ["fresh", "stale", "missing"]

@@ -11,9 +11,10 @@ import pytest
 
 from streamproc.errors import ConfigError
 from streamproc.pipeline import PipelineSpec, load_pipeline
+from streamproc.processor import RecordShape
 from streamproc.runfile import run_tabular_file
 from streamproc.schemas import SchemaCatalog
-from streamproc.scorefile import RecordShape, score_file
+from streamproc.scorefile import score_file
 from streamproc.tabular import (
     TabularSpec,
     auto_inputs,
