@@ -79,7 +79,9 @@ class PredictStep:
             result.predictions.append(
                 OutRecord(topic, item.envelope.key, value, (), item.envelope.timestamp_ms)
             )
-            served = ServedX(x, scores, occurred_at, serving.version)
+            age = record["feature_freshness_ms"]
+            as_of = None if age is None else occurred_at - age
+            served = ServedX(x, scores, occurred_at, serving.version, as_of)
             result.served.append((record["event_id"], served))
             partition = item.envelope.partition
             result.newest_ms[partition] = max(result.newest_ms.get(partition, 0), occurred_at)

@@ -48,17 +48,18 @@ class ServedX:
     scores: dict[str, float]
     occurred_at: int
     version: int
+    # event time of the oldest feature state served (its view's newest event then); None
+    # when the entity had no features yet: what a point-in-time audit checks x against
+    features_as_of: int | None = None
 
     def dump(self) -> bytes:
-        return json.dumps(
-            {"x": self.x, "s": self.scores, "t": self.occurred_at, "v": self.version},
-            separators=(",", ":"),
-        ).encode()
+        fields = {"x": self.x, "s": self.scores, "t": self.occurred_at, "v": self.version}
+        return json.dumps({**fields, "f": self.features_as_of}, separators=(",", ":")).encode()
 
     @classmethod
     def load(cls, data: bytes) -> ServedX:
         fields = json.loads(data)
-        return cls(fields["x"], fields["s"], fields["t"], fields["v"])
+        return cls(fields["x"], fields["s"], fields["t"], fields["v"], fields.get("f"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,10 @@ async def test_the_first_x_stays_and_the_slowest_active_partition_sets_the_water
     log = RedisServedLog(client, namespace, idle_ms=60_000)
     try:
         assert await log.watermark(wall_ms=0) is None
-        first, replayed = ServedX({"a": 1.0}, {"m": 0.2}, 100, 3), ServedX({"a": 9.0}, {}, 100, 4)
+        first, replayed = (
+            ServedX({"a": 1.0}, {"m": 0.2}, 100, 3, 40),
+            ServedX({"a": 9.0}, {}, 100, 4),
+        )
         await log.log([("e1", first)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000)
         await log.log([("e1", replayed)], 60_000, {0: 4_000}, wall_ms=2_000)  # a replay
         assert await log.fetch(["e1", "nobody"]) == {"e1": first}

@@ -1,0 +1,54 @@
+"""The predict step: every order scored by every model, the champion's score served, the
+served x kept for the label join, a bad record costing only itself."""
+
+from __future__ import annotations
+
+from streamproc.events import Envelope
+from streamproc.features import FeatureValue
+from streamproc.pipeline import load_pipeline
+from streamproc.predict import PredictStep, ServingModels
+from streamproc.processor import ServedOrder
+from streamproc.serde import AvroSerde
+from tests.conftest import REPO
+
+PIPELINE = REPO / "pipelines/shop_orders.yaml"
+
+
+def _order(event_id: str, partition: int, at: int, **fields: object) -> ServedOrder:
+    record = {
+        "event_id": event_id,
+        "entity_key": "C1",
+        "occurred_at": at,
+        "amount_gross_eur": 42.0,
+        "source": "web",
+        "payment_method": "card",
+        "customer_id": "C1",
+        **fields,
+    }
+    features = {"amount_count_1h": FeatureValue(3, "present", 60_000)}
+    envelope = Envelope("shop.order.clean.v1", partition, 0, b"C1", b"", (), at + 5)
+    return ServedOrder(envelope, record, features)
+
+
+def test_every_order_is_scored_and_its_served_x_kept(serde: AvroSerde) -> None:
+    declared = load_pipeline(PIPELINE).models
+    assert declared is not None
+    step = PredictStep(declared, serde)
+    learned = step.serving.models["logreg"]
+    learned.learn_one({"amount_count_1h": 3.0}, True)  # any learning: scores differ from 0.5
+    step.serving = ServingModels(7, "hat", step.serving.models)  # an operator promoted hat
+
+    batch = [_order("e1", 0, 1_000), _order("e2", 1, 3_000), _order("e3", 0, 2_000)]
+    batch.append(_order("bad", 1, 4_000, occurred_at="not a time"))
+    result = step.process(batch, now_ms=10_000)
+
+    assert [(r.source.partition, r.reason) for r in result.rejections] == [(1, "internal_error")]
+    records = [serde.decode(p.value, "shop.OrderPrediction") for p in result.predictions]
+    assert [r["event_id"] for r in records] == ["e1", "e2", "e3"]
+    assert {(r["model_name"], r["model_version"]) for r in records} == {("hat", 7)}
+    served = dict(result.served)
+    assert set(served["e1"].scores) == {"logreg", "hat"}  # the shadow's score is kept too
+    assert records[0]["fraud_probability"] == served["e1"].scores["hat"]
+    assert served["e1"].scores["logreg"] != 0.5
+    assert served["e1"].features_as_of == 1_000 - 60_000
+    assert result.newest_ms == {0: 2_000, 1: 3_000}  # per partition, the bad record aside
