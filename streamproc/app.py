@@ -36,7 +36,8 @@ from streamproc.lifecycle import (
     model_scope,
 )
 from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
-from streamproc.pipeline import Features, Models, PipelineSpec
+from streamproc.modelspec import Models
+from streamproc.pipeline import Features, PipelineSpec
 from streamproc.predict import PredictStep
 from streamproc.processor import CLEAN_ORDER, CleanStage, FeatureStep, RecordShape, late_topic
 from streamproc.schemas import SchemaCatalog

@@ -30,7 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from streamproc.pipeline import Features, FeatureView, duration_ms
+from streamproc.declared import duration_ms
+from streamproc.pipeline import Features, FeatureView
 
 Status = Literal["present", "missing", "stale"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.errors import ConfigError
 from streamproc.lifecycle import ChampionChoice, champion_key, latest, models_key
-from streamproc.pipeline import Models
+from streamproc.modelspec import Models
 from streamproc.training import read_header
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
 
-from streamproc.pipeline import ModelInputs, Models, ModelSpec, PromotionRule
+from streamproc.modelspec import ModelInputs, Models, ModelSpec, PromotionRule
 
 # The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
 # optimizers their parameters may name. A whitelist: a pipeline file must never be a way to

@@ -8,29 +8,20 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from streamproc.declared import Duration, Frozen, TopicRef, duration_ms
 from streamproc.errors import ConfigError, invalid_yaml
+from streamproc.modelspec import Models
 
 TimeFormat = Literal["epoch_s", "epoch_ms", "epoch_us", "local"]
 DurationUnit = Literal["us", "ms", "s", "min", "h"]
 PiiTreatment = Literal["hash", "drop", "keep"]
 UnitSwitchAction = Literal["convert", "quarantine", "flag"]
 _ALPHA2 = re.compile(r"^[A-Z]{2}$")
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_MS_PER = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TopicRef(_Frozen):
-    topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
-    schema_name: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*$")
-
-
-class SourceHabits(_Frozen):
+class SourceHabits(Frozen):
     """How one source writes its events: the units and conventions to convert from."""
 
     time_format: TimeFormat
@@ -52,7 +43,7 @@ class SourceHabits(_Frozen):
         return self
 
 
-class FieldNames(_Frozen):
+class FieldNames(Frozen):
     """Which raw field holds what (the raw schema's names)."""
 
     event_id: str = "event_id"
@@ -73,14 +64,14 @@ class FieldNames(_Frozen):
     payment_method: str = "payment_method"
 
 
-class EntityKeyPart(_Frozen):
+class EntityKeyPart(Frozen):
     """One candidate for the entity key: a raw field, and a prefix that says which it was."""
 
     field: str
     prefix: str = ""
 
 
-class Money(_Frozen):
+class Money(Frozen):
     rates_to_eur: dict[str, float]
     tax_rates: dict[str, float]
 
@@ -103,7 +94,7 @@ class Money(_Frozen):
         return value
 
 
-class UnitSwitch(_Frozen):
+class UnitSwitch(Frozen):
     """Undeclared unit changes of numeric fields, found by their magnitude per version."""
 
     fields: list[str] = ["session_duration"]
@@ -112,18 +103,11 @@ class UnitSwitch(_Frozen):
     tolerance_decades: float = Field(0.5, gt=0, lt=1.5)
 
 
-class Dedupe(_Frozen):
+class Dedupe(Frozen):
     content_fields: list[str] = ["entity_key", "amount_gross_eur", "items"]
-    window: str = "10m"
-    exact_ttl: str = "7d"
-    content_ttl: str = "1h"
-
-    @field_validator("window", "exact_ttl", "content_ttl")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError("expected a duration like 500ms, 30s, 10m, 24h or 7d")
-        return value
+    window: Duration = "10m"
+    exact_ttl: Duration = "7d"
+    content_ttl: Duration = "1h"
 
     @property
     def window_ms(self) -> int:
@@ -142,14 +126,14 @@ AggregateOp = Literal["count", "sum", "mean", "min", "max", "stddev"]
 LatePolicy = Literal["apply", "divert"]
 
 
-class Aggregate(_Frozen):
+class Aggregate(Frozen):
     """Windowed statistics of one numeric field of the clean event."""
 
     field: str
     ops: list[AggregateOp] = Field(min_length=1)
 
 
-class FeatureView(_Frozen):
+class FeatureView(Frozen):
     """One Redis hash per entity: its features share a timestamp and a TTL."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -161,7 +145,7 @@ class FeatureView(_Frozen):
     ratios: dict[str, tuple[str, str]] = {}  # name → (clean field, feature it is held against)
     since_last: str = "seconds_since_last"  # seconds since the entity's newest event
     max_distinct: int = Field(64, ge=1, le=10_000)
-    ttl: str = "8d"
+    ttl: Duration = "8d"
 
     def feature_names(self) -> list[str]:
         windowed = [
@@ -183,17 +167,12 @@ class FeatureView(_Frozen):
     @classmethod
     def _buckets_divide_windows(cls, value: dict[str, str]) -> dict[str, str]:
         for window, bucket in value.items():
-            if not (_DURATION.match(window) and _DURATION.match(bucket)):
-                raise ValueError(f"{window}: {bucket}: expected durations like 24h: 1h")
-            if duration_ms(window) % duration_ms(bucket) or duration_ms(bucket) <= 0:
+            try:
+                window_ms, bucket_ms = duration_ms(window), duration_ms(bucket)
+            except ValueError:
+                raise ValueError(f"{window}: {bucket}: expected durations like 24h: 1h") from None
+            if bucket_ms <= 0 or window_ms % bucket_ms:
                 raise ValueError(f"{window}: {bucket}: the bucket must divide the window")
-        return value
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError("expected a duration like 8d")
         return value
 
     @model_validator(mode="after")
@@ -205,20 +184,13 @@ class FeatureView(_Frozen):
         return self
 
 
-class Features(_Frozen):
+class Features(Frozen):
     """Online features per entity, in Redis (or in memory for run-file)."""
 
     version: int = Field(1, ge=1, description="a new version builds beside the live one")
-    lateness: str = "1h"
+    lateness: Duration = "1h"
     late: LatePolicy = "apply"
     views: list[FeatureView] = []
-
-    @field_validator("lateness")
-    @classmethod
-    def _lateness(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError("expected a duration like 1h")
-        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> Features:
@@ -231,139 +203,7 @@ class Features(_Frozen):
         return self
 
 
-# The River steps a model pipeline may name (streamproc.models builds them).
-MODEL_STEPS = frozenset(
-    {
-        "StandardScaler",
-        "MinMaxScaler",
-        "LogisticRegression",
-        "HoeffdingTreeClassifier",
-        "HoeffdingAdaptiveTreeClassifier",
-        "ARFClassifier",
-    }
-)
-
-
-class ModelInputs(_Frozen):
-    """What x is made of: clean fields and served features, by how they enter the model."""
-
-    numeric: list[str] = []
-    log: list[str] = []  # numbers entered as log(1 + max(0, v)): ratios, durations
-    boolean: list[str] = []
-    present: list[str] = []  # 1 when the field has a value (a customer id: not a guest)
-    categorical: list[str] = []  # one-hot
-    matches: dict[str, tuple[str, str]] = {}  # 1 when two values are equal
-
-
-class ModelSpec(_Frozen):
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    pipeline: str = Field(
-        description='River steps joined by "|", e.g. StandardScaler | LogisticRegression'
-    )
-    params: dict[str, dict[str, Any]] = {}
-
-    @field_validator("pipeline")
-    @classmethod
-    def _known_steps(cls, value: str) -> str:
-        for step in (part.strip() for part in value.split("|")):
-            if step not in MODEL_STEPS:
-                raise ValueError(f"{step!r} is not a known step ({', '.join(sorted(MODEL_STEPS))})")
-        return value
-
-
-class Labels(_Frozen):
-    """Where the truth comes from, late: a topic of outcomes joined to predictions by key.
-
-    `max_delay` is how long the x served to an event is kept for its label; `hold` is how
-    long (in event time) a label whose event has not been scored yet waits for it."""
-
-    topic: str
-    schema_name: str = Field("shop.OrderOutcome", alias="schema")
-    field: str = "is_fraud"
-    key: str = "event_id"
-    time_field: str = "occurred_at"
-    max_delay: str = "7d"
-    hold: str = "1h"
-
-    @field_validator("max_delay", "hold")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError("expected a duration like 30m, 24h or 7d")
-        return value
-
-    @property
-    def max_delay_ms(self) -> int:
-        return duration_ms(self.max_delay)
-
-    @property
-    def hold_ms(self) -> int:
-        return duration_ms(self.hold)
-
-
-class Snapshots(_Frozen):
-    """How often the trainer publishes its models (whichever comes first)."""
-
-    every_labels: int = Field(1_000, ge=1)
-    every: str = "30s"
-
-    @field_validator("every")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        if not _DURATION.match(value):
-            raise ValueError("expected a duration like 10s or 5m")
-        return value
-
-    @property
-    def every_ms(self) -> int:
-        return duration_ms(self.every)
-
-
-class Drift(_Frozen):
-    """ADWIN on each model's error stream and on these inputs' values; on a detection,
-    `reset_challengers` starts the challengers anew (the champion keeps serving)."""
-
-    features: list[str] = []
-    delta: float = Field(0.002, gt=0, lt=1)
-    action: Literal["none", "reset_challengers"] = "none"
-
-
-class PromotionRule(_Frozen):
-    """A challenger replaces the champion when its rolling ROC AUC over the last `window`
-    labels beats the champion's by `margin` (both scored on the same labels)."""
-
-    margin: float = Field(0.01, ge=0, le=1)
-    window: int = Field(2_000, ge=50)
-
-
-class Models(_Frozen):
-    inputs: ModelInputs
-    labels: Labels
-    predictions: TopicRef = TopicRef.model_validate(
-        {"topic": "shop.order_prediction.v1", "schema": "shop.OrderPrediction"}
-    )
-    champion: ModelSpec
-    challengers: list[ModelSpec] = []
-    promotion: PromotionRule = PromotionRule()
-    snapshots: Snapshots = Snapshots()
-    drift: Drift = Drift()
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Models:
-        names = [self.champion.name, *(c.name for c in self.challengers)]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique, got {names}")
-        numbers = {*self.inputs.numeric, *self.inputs.log, *self.inputs.boolean}
-        for name in self.drift.features:
-            if name not in numbers:
-                raise ValueError(
-                    f"drift.features: {name!r} is not a numeric, log or boolean input "
-                    f"({', '.join(sorted(numbers))})"
-                )
-        return self
-
-
-class PipelineSpec(_Frozen):
+class PipelineSpec(Frozen):
     """A validated pipeline declaration (the shop kind: raw orders cleaned, deduped, keyed)."""
 
     kind: Literal["shop"] = "shop"  # kind: tabular is streamproc.tabular.TabularSpec
@@ -404,13 +244,6 @@ class PipelineSpec(_Frozen):
                     f"entity_key: {part.field!r} is not a raw field ({', '.join(sorted(known))})"
                 )
         return self
-
-
-def duration_ms(text: str) -> int:
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r}")
-    return int(match[1]) * _MS_PER[match[2]]
 
 
 def load_pipeline(path: Path) -> PipelineSpec:

@@ -12,7 +12,7 @@ from typing import Any
 from streamproc.events import OutRecord, Rejection
 from streamproc.features import FeatureValue
 from streamproc.models import build_pipeline, build_x, probability
-from streamproc.pipeline import Models
+from streamproc.modelspec import Models
 from streamproc.processor import CLEAN_ORDER, INTERNAL_ERROR, Codec, RecordShape, ServedOrder
 from streamproc.training import ServedX
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from streamproc.errors import ConfigError
 from streamproc.models import ModelSet, build_x
-from streamproc.pipeline import Models
+from streamproc.modelspec import Models
 from streamproc.processor import CLEAN_ORDER, RecordShape
 
 PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"

@@ -12,20 +12,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from streamproc.declared import Frozen, TopicRef
 from streamproc.errors import ConfigError
-from streamproc.pipeline import (
+from streamproc.modelspec import (
     Drift,
-    Features,
     Labels,
     ModelInputs,
     Models,
     ModelSpec,
-    PipelineSpec,
     PromotionRule,
     Snapshots,
-    TopicRef,
+)
+from streamproc.pipeline import (
+    Features,
+    PipelineSpec,
     declaration_error,
     read_declaration,
     validate_declaration,
@@ -36,11 +38,7 @@ Problem = tuple[tuple[int | str, ...], str]  # (field path in the YAML, what is 
 _NUMERIC = frozenset({"int", "long", "float", "double"})
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TabularModels(_Frozen):
+class TabularModels(Frozen):
     """The models of a tabular pipeline: as `models:` of the shop kind, but `inputs` may be
     `auto` and the predictions topic must be named (there is no shop default to fall back on).
     `resolve` turns it into the Models the scorer and the trainer take."""
@@ -84,7 +82,7 @@ class TabularModels(_Frozen):
         )
 
 
-class TabularSpec(_Frozen):
+class TabularSpec(Frozen):
     """A validated tabular pipeline declaration."""
 
     kind: Literal["tabular"]

@@ -23,7 +23,7 @@ from streamproc.models import (
     probability,
     spec_hash,
 )
-from streamproc.pipeline import Models, ModelSpec
+from streamproc.modelspec import Models, ModelSpec
 
 _HELD_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, the oldest give up
 

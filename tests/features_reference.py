@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamproc.canonical import keyed_hash
+from streamproc.declared import duration_ms
 from streamproc.features import FeatureEvent
 from streamproc.generator import Truth
-from streamproc.pipeline import FeatureView, duration_ms
+from streamproc.pipeline import FeatureView
 
 
 def recompute(view: FeatureView, events: Sequence[FeatureEvent]) -> list[dict[str, Any]]:

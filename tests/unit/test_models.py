@@ -19,16 +19,8 @@ from streamproc.models import (
     build_pipeline,
     build_x,
 )
-from streamproc.pipeline import (
-    MODEL_STEPS,
-    Labels,
-    ModelInputs,
-    Models,
-    ModelSpec,
-    PipelineSpec,
-    PromotionRule,
-    load_pipeline,
-)
+from streamproc.modelspec import MODEL_STEPS, Labels, ModelInputs, Models, ModelSpec, PromotionRule
+from streamproc.pipeline import PipelineSpec, load_pipeline
 from streamproc.runfile import run_file
 from streamproc.schemas import SchemaCatalog
 from tests.conftest import REPO

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from streamproc.models import SnapshotMismatch
-from streamproc.pipeline import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
+from streamproc.modelspec import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.training import (
     Label,
     ServedX,
