@@ -223,7 +223,10 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     metrics = run_demo(plan, scenario, _raw_encoder(settings, spec), _label_encoder(settings, spec))
     print("\n".join(summary_lines(metrics, topic)))
     if spec.models:
-        print(f"the generator's Bayes-optimal ROC AUC: {scenario.bayes_auc:.4f}")
+        print(
+            f"the generator's Bayes-optimal ROC AUC over all orders: {scenario.bayes_auc:.4f} "
+            "(on the same orders as the served scores: python -m benchmarks.model_acceptance)"
+        )
     predictions = spec.models.predictions.topic if spec.models else None
     problems = truth_mismatches(metrics, scenario, spec.sink.topic, predictions)
     for problem in problems:

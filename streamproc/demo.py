@@ -158,7 +158,7 @@ def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:
     models = sorted({key.split("|")[1] for key in metrics if key.startswith("quality|")})
     for model in models:
         auc, loss = metrics[f"quality|{model}|roc_auc"], metrics[f"quality|{model}|log_loss"]
-        lines.append(f"model         {model:<28} ROC AUC {auc:.4f}, log loss {loss:.4f}")
+        lines.append(f"model         {model:<28} rolling ROC AUC {auc:.4f}, log loss {loss:.4f}")
     return lines
 
 
