@@ -59,18 +59,18 @@ def main() -> None:
     records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in scenario.events]
     start = end_offsets(BOOTSTRAP, RAW)
     produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
-    kafka = _kafka_passthrough(start, len(records))
+    kafka = kafka_passthrough(start, len(records))
     orders = sum(1 for t in scenario.truth if t.kind == "order")
     raw_count, clean_count = _consumed(RAW), _consumed(CLEAN)
     runs = [
-        ("Faust agent pass-through (baseline)", FAUST_PASSTHROUGH, _count_page, _count_page,
+        ("Faust agent pass-through (baseline)", FAUST_PASSTHROUGH, count_page, count_page,
          len(records), {}),
         ("worker: clean stage only", WORKER, raw_count, raw_count, len(records),
          {"STREAMPROC_PIPELINE": str(_without_features())}),
         ("worker: clean + features (two agents)", WORKER, raw_count, clean_count, orders, {}),
     ]  # fmt: skip
     rates = [
-        _worker_rate(
+        worker_rate(
             command, start, first, last, expected, env, args.profile and i == 2, len(records)
         )
         for i, (_name, command, first, last, expected, env) in enumerate(runs)
@@ -93,7 +93,7 @@ def _without_features() -> Path:
     return path
 
 
-def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
+def kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
     """The same bytes through the plainest consume→produce loop there is: the ceiling."""
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
     if PASSTHROUGH_SINK not in admin.list_topics(timeout=10).topics:
@@ -121,7 +121,7 @@ def _kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
     return expected / elapsed
 
 
-def _worker_rate(
+def worker_rate(
     command: list[str],
     start: list[TopicPartition],
     first: Counted,
@@ -188,7 +188,7 @@ def _get(url: str) -> str:
         return text
 
 
-def _count_page(url: str) -> float:
+def count_page(url: str) -> float:
     return float(_get(f"{url}/count"))
 
 

@@ -1,0 +1,463 @@
+"""The full pipeline (clean, features, predict, learn) on the real broker and Redis, against
+baselines measured in the same run on the same bytes; writes BENCHMARKS.md and
+bench/results/<UTC time>.json.
+
+- backlog: the scenario's orders and labels are produced (pre-encoded) before anyone reads;
+  events/s of a confluent-kafka consume→produce loop, a plain Faust agent, and the worker
+  with one process and with two (one consumer group);
+- live: one worker at 25%, 50% and 75% of its backlog rate; latency from the producer's send
+  (the raw record's timestamp, which the prediction keeps) to the prediction consumed;
+- the worker's RSS over each run, and a soak at 50% (`--soak-minutes`) for flatness;
+- Redis memory per entity; with `--profile`, µs per event per stage from py-spy.
+
+    python -m benchmarks.pipeline_bench [--events N] [--live-seconds S] [--soak-minutes M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from benchmarks.clean_worker_bench import (
+    BOOTSTRAP,
+    FAUST_PASSTHROUGH,
+    RAW,
+    REDIS_URL,
+    REPO,
+    WORKER,
+    count_page,
+    kafka_passthrough,
+    worker_rate,
+)
+from streamproc.adapters.kafka import (
+    end_offsets,
+    make_producer,
+    produce_records,
+    start_group_at,
+)
+from streamproc.adapters.redis import delete_namespace
+from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.generator import HOUR_MS, GeneratorConfig, Scenario, generate, producer_key
+from streamproc.schemas import SchemaCatalog
+from streamproc.serde import AvroSerde
+
+CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
+PREDICTIONS = "shop.order_prediction.v1"
+Record = tuple[str, bytes | None, bytes, None]
+STAGES = {  # a py-spy frame that names the stage → the stage (first match, innermost first)
+    "EpollSelector.select": "idle: event loop waiting",
+    "concurrent/futures/thread.py:81": "idle: thread pool waiting",
+    "PartitionReader.read": "idle: trainer polling labels",
+    "SnapshotTopic.read_new": "idle: polling snapshots",
+    "_bootstrap": "start-up: imports",
+    "CleanStage.process": "clean",
+    "FeatureStage.process": "features",
+    "PredictStep.process": "predict",
+    "Trainer.learn": "learn",
+    "dump_state": "snapshots",
+    "BatchSender.send": "send (librdkafka, acks)",
+    "RedisServedLog": "served-x log (Redis)",
+}
+
+
+@dataclass
+class Workers:
+    processes: list[subprocess.Popen[bytes]]
+    urls: list[str]
+    group: str
+    profile: Path | None = None  # py-spy's output, when the first worker runs under it
+    rss_mb: list[float] = field(default_factory=list)  # sum over processes, sampled
+
+    def produced(self, topic: str) -> float:
+        return sum(_metric(url, "streamproc_records_produced_total", topic) for url in self.urls)
+
+    def consumed(self, topic: str) -> float:
+        return sum(_metric(url, "streamproc_records_consumed_total", topic) for url in self.urls)
+
+    def sample_rss(self) -> None:
+        self.rss_mb.append(sum(_rss_mb(p.pid) for p in self.processes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=40_000, help="backlog size")
+    parser.add_argument("--live-seconds", type=float, default=20.0)
+    parser.add_argument("--soak-minutes", type=float, default=0.0, help="0: no soak")
+    parser.add_argument("--profile", action="store_true", help="py-spy the one-worker run")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results")
+    args = parser.parse_args()
+    catalog = SchemaCatalog.load(REPO / "schemas")
+    serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
+    print(f"generating {args.events} backlog events …", flush=True)
+    backlog = generate(GeneratorConfig(events=args.events, seed=5, customers=args.events // 10))
+    raw_start = end_offsets(BOOTSTRAP, RAW)
+    label_start = end_offsets(BOOTSTRAP, LABELS)
+    records = _interleaved(backlog, serde)
+    produce_records(BOOTSTRAP, records)
+    raw_count = len(backlog.events)
+    orders = sum(1 for t in backlog.truth if t.kind == "order")
+    results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
+    results["kafka_passthrough_events_per_s"] = kafka_passthrough(raw_start, raw_count)
+    results["faust_passthrough_events_per_s"] = worker_rate(
+        FAUST_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
+    )
+    for n in (1, 2):
+        backlog_start = {RAW: raw_start, LABELS: label_start}
+        rate, rss, memory, profile = _backlog_run(n, backlog_start, raw_count, orders, args.profile)
+        key = "full_pipeline_events_per_s" if n == 1 else "full_pipeline_two_workers_events_per_s"
+        results[key] = rate
+        results[f"rss_mb_{n}_worker{'s' if n > 1 else ''}"] = rss
+        if n == 1:
+            results["redis_bytes_per_entity"] = memory
+            results["stage_us_per_event"] = profile
+        print(f"full pipeline, {n} worker(s): {rate:,.0f} events/s", flush=True)
+    full = results["full_pipeline_events_per_s"]
+    results["live"] = _live(full, args.live_seconds, args.soak_minutes, serde)
+    results["e2e_p99_ms_at_50pct"] = results["live"]["50%"]["p99_ms"]
+    results["ratio_to_faust"] = full / results["faust_passthrough_events_per_s"]
+    results["ratio_to_kafka"] = full / results["kafka_passthrough_events_per_s"]
+    _write(results, args.out)
+
+
+def _interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
+    """Orders in arrival order, each label once the orders have reached its time."""
+    outcomes = iter(scenario.outcomes)
+    label = next(outcomes, None)
+    now, records = 0, []
+    for event, truth in zip(scenario.events, scenario.truth, strict=True):
+        if truth.canonical is not None:
+            now = max(now, truth.canonical["occurred_at_ms"])
+        while label is not None and label["occurred_at"] <= now:
+            value = serde.encode(LABELS, "shop.OrderOutcome", label)
+            records.append((LABELS, label["event_id"].encode(), value, None))
+            label = next(outcomes, None)
+        value = serde.encode(RAW, "shop.OrderSubmitted", event)
+        records.append((RAW, producer_key(event), value, None))
+    return records
+
+
+def _start(n: int, backlog: dict[str, list[TopicPartition]], profile: bool) -> Workers:
+    """`n` workers of a new group, reading from `backlog` offsets where given, else from the
+    topics' ends (this run's records only)."""
+    group = f"bench-full-{uuid.uuid4().hex[:8]}"
+    for topic in (CLEAN, LABELS, RAW):
+        start_group_at(BOOTSTRAP, group, backlog.get(topic) or end_offsets(BOOTSTRAP, topic))
+    work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
+    processes, urls = [], []
+    for i in range(n):
+        port = str(6099 + i)
+        env = {
+            **os.environ,
+            "STREAMPROC_APP_ID": group,
+            "STREAMPROC_REDIS_NAMESPACE": group,
+            "STREAMPROC_WEB_PORT": port,
+            "STREAMPROC_WORKER_ID": f"bench-{i}",
+            "STREAMPROC_DATA_DIR": str(work / f"state{i}"),
+            "STREAMPROC_LOG_LEVEL": "warning",
+        }
+        command = WORKER
+        if profile:
+            spy = str(Path(sys.executable).parent / "py-spy")
+            command = [spy, "record", "-o", str(work / "profile.txt"), "-f", "raw", "--", *WORKER]
+        log = (work / f"worker{i}.log").open("wb")
+        processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))  # noqa: S603
+        urls.append(f"http://127.0.0.1:{port}")
+    workers = Workers(processes, urls, group, work / "profile.txt" if profile else None)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            workers.consumed(RAW)
+            return workers
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"workers did not start; logs in {work}") from None
+            time.sleep(0.3)
+
+
+def _stop(workers: Workers) -> None:
+    for process in workers.processes:
+        process.send_signal(2)  # SIGINT: a clean stop; py-spy writes its profile
+    for process in workers.processes:
+        process.wait(60)
+    delete_namespace(REDIS_URL, workers.group)
+
+
+def _backlog_run(
+    n: int, backlog: dict[str, list[TopicPartition]], raw_count: int, orders: int, profile: bool
+) -> tuple[float, dict[str, float], dict[str, float], dict[str, float]]:
+    """events/s from the first raw record read to the last prediction sent."""
+    workers = _start(n, backlog, profile and n == 1)
+    try:
+        while workers.consumed(RAW) == 0:
+            time.sleep(0.05)
+        started = time.perf_counter()
+        while workers.produced(PREDICTIONS) < orders:
+            if time.perf_counter() - started > 1_800:
+                raise SystemExit(f"{n} worker(s): not done in 30 minutes")
+            workers.sample_rss()
+            time.sleep(0.25)
+        elapsed = time.perf_counter() - started
+        memory = _redis_memory(workers.group)
+    finally:
+        _stop(workers)
+    stages = _stage_costs(workers.profile, raw_count) if workers.profile else {}
+    rss = {
+        "first_mb": workers.rss_mb[0],
+        "max_mb": max(workers.rss_mb),
+        "last_mb": workers.rss_mb[-1],
+    }
+    return raw_count / elapsed, rss, memory, stages
+
+
+def _live(
+    full_rate: float, seconds: float, soak_minutes: float, serde: AvroSerde
+) -> dict[str, Any]:
+    """Latency at fixed shares of the backlog rate, one worker, then an optional soak."""
+    phases = [("25%", 0.25, seconds), ("50%", 0.5, seconds), ("75%", 0.75, seconds)]
+    if soak_minutes:
+        phases.append(("soak at 50%", 0.5, soak_minutes * 60))
+    needed = sum(int(full_rate * share * length) + 1000 for _, share, length in phases)
+    print(f"generating {needed} live events …", flush=True)
+    start_ms = GeneratorConfig().start_ms + 48 * HOUR_MS  # after the backlog's event time
+    live = generate(
+        GeneratorConfig(events=needed, seed=6, start_ms=start_ms, duration_ms=36 * HOUR_MS)
+    )
+    records = iter(_interleaved(live, serde))
+    workers = _start(1, {}, False)
+    report: dict[str, Any] = {}
+    try:
+        for name, share, length in phases:
+            rate = full_rate * share
+            latencies, rss = _measure(workers, records, rate, length)
+            ordered = sorted(latencies)
+            report[name] = {
+                "events_per_s": rate,
+                "predictions": len(ordered),
+                **{f"p{p}_ms": _pct(ordered, p) for p in (50, 95, 99)},
+                "max_ms": ordered[-1] if ordered else None,
+                "rss_mb": rss,
+            }
+            print(f"live {name}: {report[name]}", flush=True)
+    finally:
+        _stop(workers)
+    return report
+
+
+def _measure(
+    workers: Workers, records: Any, rate: float, seconds: float
+) -> tuple[list[float], dict[str, float]]:
+    """Produce raw events at `rate`/s (labels beside them) for `seconds`; the latencies of the
+    predictions that arrive meanwhile and until the worker has caught up."""
+    consumer = Consumer(
+        {"bootstrap.servers": BOOTSTRAP, "group.id": "bench-latency", "enable.auto.commit": False}
+    )
+    consumer.assign(end_offsets(BOOTSTRAP, PREDICTIONS))
+    latencies: list[float] = []
+    producing = threading.Event()
+    producing.set()
+
+    def consume() -> None:
+        quiet_since = time.monotonic()
+        while producing.is_set() or time.monotonic() - quiet_since < 3:
+            for message in consumer.consume(500, timeout=0.2):
+                quiet_since = time.monotonic()
+                latencies.append(time.time() * 1000 - message.timestamp()[1])
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    producer = make_producer(BOOTSTRAP)  # one, connected: its set-up is not in the latency
+    started, raw = time.monotonic(), 0
+    while (elapsed := time.monotonic() - started) < seconds:
+        topic, key, value, _ = next(records)
+        producer.produce(topic, value, key)  # the timestamp is set now: the send time
+        producer.poll(0)
+        raw += topic == RAW
+        if (ahead := raw / rate - elapsed) > 0.002:
+            time.sleep(ahead)
+        if raw % max(1, int(rate)) == 0:
+            workers.sample_rss()
+    producer.flush(30)
+    producing.clear()
+    reader.join()
+    consumer.close()
+    rss = {
+        "first_mb": workers.rss_mb[0],
+        "last_mb": workers.rss_mb[-1],
+        "max_mb": max(workers.rss_mb),
+    }
+    return latencies, rss
+
+
+def _stage_costs(profile: Path, events: int) -> dict[str, float]:
+    """µs per event per stage: py-spy samples (100 per second of a thread) whose stack passes
+    through the stage, over the events of the run. py-spy counts threads blocked in C (epoll,
+    a thread pool's queue, librdkafka polls) as busy: those are listed as idle."""
+    samples: dict[str, int] = {}
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        stage = next(
+            (STAGES[key] for frame in reversed(frames) for key in STAGES if key in frame),
+            "Faust, aiokafka, event loop",
+        )
+        samples[stage] = samples.get(stage, 0) + int(count)
+    return {stage: count / 100 / events * 1e6 for stage, count in sorted(samples.items())}
+
+
+def _redis_memory(namespace: str) -> dict[str, float]:
+    """MEMORY USAGE of the entities' feature hashes (one per entity and view)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        sizes = [
+            int(client.memory_usage(key) or 0)
+            for key in client.scan_iter(match=f"{namespace}:features:*", count=10_000)
+        ]
+    finally:
+        client.close()
+    return {
+        "keys": len(sizes),
+        "mean_bytes": statistics.fmean(sizes),
+        "p99_bytes": _pct(sorted(sizes), 99),
+    }
+
+
+def _metric(url: str, name: str, topic: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:  # noqa: S310
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{topic="{topic}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _rss_mb(pid: int) -> float:
+    """The process's resident memory (its children too: py-spy runs the worker as one)."""
+    total = 0.0
+    for candidate in [pid, *_children(pid)]:
+        try:
+            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _pct(ordered: list[float] | list[int], percent: int) -> float | None:
+    if not ordered:
+        return None
+    return float(ordered[min(len(ordered) - 1, int(len(ordered) * percent / 100))])
+
+
+def _write(results: dict[str, Any], out: Path) -> None:
+    now = datetime.now(UTC)
+    machine = {
+        "date": now.isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka": os.environ.get("KAFKA_VERSION", "3.9.2"),
+        "redis": _redis_version(),
+    }
+    results = {"machine": machine, **results}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    (REPO / "BENCHMARKS.md").write_text(_markdown(results, path.relative_to(REPO)))
+    print(f"wrote {path} and BENCHMARKS.md")
+
+
+def _redis_version() -> str:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        return str(client.info("server")["redis_version"])
+    finally:
+        client.close()
+
+
+def _markdown(results: dict[str, Any], source: Path) -> str:
+    machine, live = results["machine"], results["live"]
+    kafka, faust = (
+        results["kafka_passthrough_events_per_s"],
+        results["faust_passthrough_events_per_s"],
+    )
+    rows = [
+        ("confluent-kafka consume→produce", kafka),
+        ("Faust agent pass-through", faust),
+        ("full pipeline, 1 worker", results["full_pipeline_events_per_s"]),
+        ("full pipeline, 2 workers", results["full_pipeline_two_workers_events_per_s"]),
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (`python -m benchmarks.pipeline_bench`) on {machine['date']}: "
+        f"{machine['cpus']} CPUs shared with the broker and Redis, {machine['platform']}, "
+        f"Python {machine['python']}, Kafka {machine['kafka']}, Redis {machine['redis']}. "
+        f"Raw figures: `{source}`.",
+        "",
+        f"Backlog of {results['events']:,} orders and {results['labels']:,} labels, produced "
+        "before the readers start; the full pipeline is clean, features, predict and learn.",
+        "",
+        "| pipeline | events/s | × Kafka pass-through | × Faust pass-through |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {rate:,.0f} | {rate / kafka:.3f} | {rate / faust:.2f} |"
+            for name, rate in rows
+        ),
+        "",
+        "Live, one worker, latency from the producer's send to the prediction consumed:",
+        "",
+        "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, phase in live.items():
+        rss = phase["rss_mb"]
+        cells = [
+            f"{phase[k]:,.0f}" if phase[k] is not None else "–"
+            for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")
+        ]
+        lines.append(
+            f"| {name} | {phase['events_per_s']:,.0f} | {phase['predictions']:,} | "
+            + " | ".join(cells)
+            + f" | {rss['first_mb']:.0f} → {rss['last_mb']:.0f} |"
+        )
+    memory, rss = results["redis_bytes_per_entity"], results["rss_mb_1_worker"]
+    lines += [
+        "",
+        f"Redis: {memory['keys']:,} feature hashes, MEMORY USAGE mean "
+        f"{memory['mean_bytes']:,.0f} B, p99 {memory['p99_bytes']:,.0f} B. Worker RSS in the "
+        f"backlog run (1 worker): {rss['first_mb']:.0f} → {rss['last_mb']:.0f} MB.",
+    ]
+    if results["stage_us_per_event"]:
+        lines += ["", "Cost per event per stage (py-spy, busy samples over the backlog run):", ""]
+        lines += [f"- {stage}: {us:,.0f} µs" for stage, us in results["stage_us_per_event"].items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
