@@ -52,8 +52,10 @@ async def passthrough(stream: Any) -> None:
         if os.environ.get("BENCH_NO_SEND"):
             forwarded += len(events)
             continue
-        pending = [
-            await app.producer.send(SINK, e.message.key, e.message.value, None, None, None)
+        pending = [  # the source record's timestamp is kept (as the worker keeps it)
+            await app.producer.send(
+                SINK, e.message.key, e.message.value, None, e.message.timestamp, None
+            )
             for e in events
         ]
         await asyncio.gather(*pending)

@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, TopicPartition
 from benchmarks.clean_worker_bench import (
     BOOTSTRAP,
     FAUST_PASSTHROUGH,
+    PASSTHROUGH_SINK,
     RAW,
     REDIS_URL,
     REPO,
@@ -60,6 +61,7 @@ from streamproc.serde import AvroSerde
 
 CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
 PREDICTIONS = "shop.order_prediction.v1"
+PASSTHROUGH = PASSTHROUGH_SINK
 Record = tuple[str, bytes | None, bytes, None]
 STAGES = {  # a py-spy frame that names the stage → the stage (first match, innermost first)
     "EpollSelector.select": "idle: event loop waiting",
@@ -131,6 +133,9 @@ def main() -> None:
     full = results["full_pipeline_events_per_s"]
     results["live"] = _live(full, args.live_seconds, args.soak_minutes, serde)
     results["e2e_p99_ms_at_50pct"] = results["live"]["50%"]["p99_ms"]
+    results["faust_passthrough_p99_ms_at_50pct"] = results["live"]["Faust pass-through at 50%"][
+        "p99_ms"
+    ]
     results["ratio_to_faust"] = full / results["faust_passthrough_events_per_s"]
     results["ratio_to_kafka"] = full / results["kafka_passthrough_events_per_s"]
     _write(results, args.out)
@@ -234,41 +239,81 @@ def _live(
     if soak_minutes:
         phases.append(("soak at 50%", 0.5, soak_minutes * 60))
     needed = sum(int(full_rate * share * length) + 1000 for _, share, length in phases)
+    needed += int(full_rate * 0.5 * seconds) + 1000  # the pass-through's share
     print(f"generating {needed} live events …", flush=True)
     start_ms = GeneratorConfig().start_ms + 48 * HOUR_MS  # after the backlog's event time
     live = generate(
         GeneratorConfig(events=needed, seed=6, start_ms=start_ms, duration_ms=36 * HOUR_MS)
     )
     records = iter(_interleaved(live, serde))
-    workers = _start(1, {}, False)
     report: dict[str, Any] = {}
+    passthrough = _start_passthrough()
+    try:  # the same kind of load through a plain Faust agent: one hop, no work
+        latencies, rss = _measure(passthrough, records, full_rate * 0.5, seconds, PASSTHROUGH)
+        report["Faust pass-through at 50%"] = _latency(full_rate * 0.5, latencies, rss)
+    finally:
+        for process in passthrough.processes:
+            process.terminate()
+            process.wait(60)
+    workers = _start(1, {}, False)
     try:
         for name, share, length in phases:
             rate = full_rate * share
-            latencies, rss = _measure(workers, records, rate, length)
-            ordered = sorted(latencies)
-            report[name] = {
-                "events_per_s": rate,
-                "predictions": len(ordered),
-                **{f"p{p}_ms": _pct(ordered, p) for p in (50, 95, 99)},
-                "max_ms": ordered[-1] if ordered else None,
-                "rss_mb": rss,
-            }
+            latencies, rss = _measure(workers, records, rate, length, PREDICTIONS)
+            report[name] = _latency(rate, latencies, rss)
             print(f"live {name}: {report[name]}", flush=True)
     finally:
         _stop(workers)
     return report
 
 
+def _latency(rate: float, latencies: list[float], rss: dict[str, float]) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    return {
+        "events_per_s": rate,
+        "predictions": len(ordered),
+        **{f"p{p}_ms": _pct(ordered, p) for p in (50, 95, 99)},
+        "max_ms": ordered[-1] if ordered else None,
+        "rss_mb": rss,
+    }
+
+
+def _start_passthrough() -> Workers:
+    group = f"bench-pass-{uuid.uuid4().hex[:8]}"
+    start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, RAW))
+    work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
+    env = {
+        **os.environ,
+        "STREAMPROC_APP_ID": group,
+        "STREAMPROC_WEB_PORT": "6098",
+        "STREAMPROC_DATA_DIR": str(work / "state"),
+    }
+    log = (work / "passthrough.log").open("wb")
+    command = [*FAUST_PASSTHROUGH, "-l", "warn"]
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
+    workers = Workers([process], ["http://127.0.0.1:6098"], group)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            count_page(workers.urls[0])
+            time.sleep(5)  # its partitions assigned
+            return workers
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the Faust pass-through did not start; see {work}") from None
+            time.sleep(0.3)
+
+
 def _measure(
-    workers: Workers, records: Any, rate: float, seconds: float
+    workers: Workers, records: Any, rate: float, seconds: float, sink: str
 ) -> tuple[list[float], dict[str, float]]:
     """Produce raw events at `rate`/s (labels beside them) for `seconds`; the latencies of the
-    predictions that arrive meanwhile and until the worker has caught up."""
+    records that arrive on `sink` meanwhile and until the worker has caught up (the sink
+    keeps the raw record's timestamp: the producer's send time)."""
     consumer = Consumer(
         {"bootstrap.servers": BOOTSTRAP, "group.id": "bench-latency", "enable.auto.commit": False}
     )
-    consumer.assign(end_offsets(BOOTSTRAP, PREDICTIONS))
+    consumer.assign(end_offsets(BOOTSTRAP, sink))
     latencies: list[float] = []
     producing = threading.Event()
     producing.set()
