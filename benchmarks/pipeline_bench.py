@@ -223,12 +223,7 @@ def _backlog_run(
     finally:
         _stop(workers)
     stages = _stage_costs(workers.profile, raw_count) if workers.profile else {}
-    rss = {
-        "first_mb": workers.rss_mb[0],
-        "max_mb": max(workers.rss_mb),
-        "last_mb": workers.rss_mb[-1],
-    }
-    return raw_count / elapsed, rss, memory, stages
+    return raw_count / elapsed, _rss(workers), memory, stages
 
 
 def _live(
@@ -265,6 +260,20 @@ def _live(
     finally:
         _stop(workers)
     return report
+
+
+def _rss(workers: Workers, since: int = 0) -> dict[str, float]:
+    """First, last and highest RSS from sample `since` on, and the medians of the first and
+    last tenth of the samples (flat: within ±10% of each other)."""
+    samples = workers.rss_mb[since:]
+    tenth = max(1, len(samples) // 10)
+    return {
+        "first_mb": samples[0],
+        "last_mb": samples[-1],
+        "max_mb": max(samples),
+        "first_tenth_median_mb": statistics.median(samples[:tenth]),
+        "last_tenth_median_mb": statistics.median(samples[-tenth:]),
+    }
 
 
 def _latency(rate: float, latencies: list[float], rss: dict[str, float]) -> dict[str, Any]:
@@ -327,6 +336,8 @@ def _measure(
 
     reader = threading.Thread(target=consume)
     reader.start()
+    since = len(workers.rss_mb)
+    workers.sample_rss()
     producer = make_producer(BOOTSTRAP)  # one, connected: its set-up is not in the latency
     started, raw = time.monotonic(), 0
     while (elapsed := time.monotonic() - started) < seconds:
@@ -342,12 +353,7 @@ def _measure(
     producing.clear()
     reader.join()
     consumer.close()
-    rss = {
-        "first_mb": workers.rss_mb[0],
-        "last_mb": workers.rss_mb[-1],
-        "max_mb": max(workers.rss_mb),
-    }
-    return latencies, rss
+    return latencies, _rss(workers, since)
 
 
 def _stage_costs(profile: Path, events: int) -> dict[str, float]:
@@ -477,7 +483,7 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         "",
         "Live, one worker, latency from the producer's send to the prediction consumed:",
         "",
-        "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB |",
+        "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB ¹ |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, phase in live.items():
@@ -489,10 +495,12 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         lines.append(
             f"| {name} | {phase['events_per_s']:,.0f} | {phase['predictions']:,} | "
             + " | ".join(cells)
-            + f" | {rss['first_mb']:.0f} → {rss['last_mb']:.0f} |"
+            + f" | {rss['first_tenth_median_mb']:.0f} → {rss['last_tenth_median_mb']:.0f} |"
         )
     memory, rss = results["redis_bytes_per_entity"], results["rss_mb_1_worker"]
     lines += [
+        "",
+        "¹ the worker's RSS, median of the first tenth of the samples → of the last tenth.",
         "",
         f"Redis: {memory['keys']:,} feature hashes, MEMORY USAGE mean "
         f"{memory['mean_bytes']:,.0f} B, p99 {memory['p99_bytes']:,.0f} B. Worker RSS in the "
