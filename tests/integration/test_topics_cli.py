@@ -15,6 +15,9 @@ from tests.integration.conftest import Stack
 def _apply(monkeypatch: pytest.MonkeyPatch, stack: Stack, topics_dir: Path) -> int:
     monkeypatch.setenv("STREAMPROC_KAFKA_BOOTSTRAP", stack.bootstrap)
     monkeypatch.setenv("STREAMPROC_TOPICS_DIR", str(topics_dir))
+    # New partitions get leaders within seconds, but a 2-core CI box running the broker under
+    # the whole suite once took more than the default 15 s: this test is about idempotence.
+    monkeypatch.setenv("STREAMPROC_KAFKA_TIMEOUT_S", "60")
     return cli.main(["topics", "apply"])
 
 
