@@ -439,7 +439,8 @@ def _write(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(results, indent=2) + "\n")
-    (REPO / "BENCHMARKS.md").write_text(_markdown(results, path.relative_to(REPO)))
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    (REPO / "BENCHMARKS.md").write_text(_markdown(results, shown))
     print(f"wrote {path} and BENCHMARKS.md")
 
 

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import functools
 import json
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -157,6 +158,14 @@ def _parser() -> argparse.ArgumentParser:
         "auto", help="let the promotion rule choose the champion again"
     )
     release.set_defaults(command=_model_choice, action="auto")
+
+    bench = commands.add_parser(
+        "bench",
+        help="the full-pipeline benchmark on the running stack (from a clone: writes "
+        "BENCHMARKS.md); options after it go to benchmarks/pipeline_bench.py",
+    )
+    bench.add_argument("options", nargs=argparse.REMAINDER)
+    bench.set_defaults(command=_bench)
 
     schemas = commands.add_parser("schemas", help="Avro schemas in schemas/")
     schema_commands = schemas.add_subparsers(required=True, metavar="ACTION")
@@ -406,6 +415,14 @@ def _model_choice(args: argparse.Namespace, settings: Settings) -> int:
     pinned = "pinned" if choice.pinned else "the promotion rule may replace it"
     print(f"champion: {choice.champion} ({pinned}); workers switch within a few seconds")
     return 0
+
+
+def _bench(args: argparse.Namespace, settings: Settings) -> int:
+    """The benchmarks live beside the package in a clone, not in the installed package."""
+    if not Path("benchmarks/pipeline_bench.py").is_file():
+        raise ConfigError("streamproc bench runs from a clone of the repository (its root)")
+    command = [sys.executable, "-m", "benchmarks.pipeline_bench", *args.options]
+    return subprocess.run(command, check=False).returncode  # noqa: S603 - our own module
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
