@@ -58,6 +58,7 @@ def main() -> None:
         redis_url=settings.redis_url,
         features=spec.features,
         labels_topic=labels.topic,
+        pipeline=spec.name,
         per_second=args.rate or None,
     )
     run_demo(

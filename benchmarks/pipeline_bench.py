@@ -55,13 +55,17 @@ from streamproc.adapters.kafka import (
 )
 from streamproc.adapters.redis import delete_namespace
 from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.generator import HOUR_MS, GeneratorConfig, Scenario, generate, producer_key
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
+from streamproc.pipeline import load_pipeline
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
 
 CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
 PREDICTIONS = "shop.order_prediction.v1"
 PASSTHROUGH = PASSTHROUGH_SINK
+SHOP_PIPELINE = "pipelines/shop_orders.yaml"
 Record = tuple[str, bytes | None, bytes, None]
 STAGES = {  # a py-spy frame that names the stage → the stage (first match, innermost first)
     "EpollSelector.select": "idle: event loop waiting",
@@ -202,6 +206,8 @@ def _stop(workers: Workers) -> None:
     for process in workers.processes:
         process.wait(60)
     delete_namespace(REDIS_URL, workers.group)
+    pipeline = load_pipeline(Path(os.environ.get("STREAMPROC_PIPELINE", REPO / SHOP_PIPELINE)))
+    forget_models(SnapshotTopic(BOOTSTRAP, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
 
 
 def _backlog_run(

@@ -227,6 +227,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         features=spec.features,
         show_entity=_busiest_customer(scenario),
         labels_topic=spec.models.labels.topic if spec.models else None,
+        pipeline=spec.name,
         per_second=args.rate or None,
     )
     metrics = run_demo(plan, scenario, _raw_encoder(settings, spec), _label_encoder(settings, spec))

@@ -28,9 +28,11 @@ from streamproc.adapters.kafka import (
     start_group_at,
 )
 from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.errors import InfraError
 from streamproc.features import FeatureClient
 from streamproc.generator import Scenario, producer_key
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
 from streamproc.pipeline import Features
 from streamproc.topology import load_topic_specs, plan_changes
 
@@ -49,6 +51,7 @@ class DemoPlan:
     features: Features
     show_entity: str | None = None  # whose online features to print at the end
     labels_topic: str | None = None  # with models: the labels are produced too, interleaved
+    pipeline: str = "shop_orders"  # its name: the demo's models are <group>/<pipeline>
     per_second: float | None = None  # production rate; None: all at once (a backlog)
     timeout_s: float = 300.0
 
@@ -141,6 +144,10 @@ def run_demo(
         except subprocess.TimeoutExpired:
             worker.kill()
         delete_namespace(plan.redis_url, group)  # a demo leaves no dedupe keys behind
+        if plan.labels_topic:  # nor models on the snapshot topic
+            forget_models(
+                SnapshotTopic(plan.bootstrap, SNAPSHOTS_TOPIC), f"{group}/{plan.pipeline}"
+            )
 
 
 def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:

@@ -77,19 +77,23 @@ class ChampionChoice:
         )
 
 
-def latest(records: Sequence[tuple[str, bytes]], pipeline: str) -> dict[str, bytes]:
-    """The newest state (highest epoch, then version) and champion choice in `records`; a
-    zombie trainer's late snapshot loses to its successor's by epoch."""
-    found: dict[str, bytes] = {}
-    rank = (-1, -1)
-    for key, value in records:
-        if key == models_key(pipeline):
-            header = read_header(value)
-            if (header["epoch"], header["version"]) >= rank:
-                rank, found[key] = (header["epoch"], header["version"]), value
-        elif key == champion_key(pipeline):
-            found[key] = value
-    return found
+def forget_models(topic: SnapshotTopic, scope: str) -> None:
+    """Tombstones for a finished deployment's models (a demo, a test, a benchmark), so
+    compaction keeps the topic to the deployments that still run."""
+    topic.forget([models_key(scope), champion_key(scope)])
+
+
+def read_latest(topic: SnapshotTopic, scope: str) -> dict[str, bytes]:
+    """The newest state (highest epoch, then version) and champion choice of `scope` written
+    since the topic was last read; a zombie trainer's late snapshot loses by epoch."""
+    return topic.read_new(f"{scope}/", _newer_state)
+
+
+def _newer_state(key: str, kept: bytes, newer: bytes) -> bool:
+    if not key.endswith("/models"):  # a champion choice: the last one wins
+        return True
+    old, new = read_header(kept), read_header(newer)
+    return (new["epoch"], new["version"]) >= (old["epoch"], old["version"])
 
 
 class SnapshotFollower:
@@ -112,7 +116,7 @@ class SnapshotFollower:
             await asyncio.sleep(interval_s)
 
     async def poll(self) -> None:
-        found = latest(await asyncio.to_thread(self._topic.read_new), self._pipeline)
+        found = await asyncio.to_thread(read_latest, self._topic, self._pipeline)
         serving = self._step.serving
         if (data := found.get(champion_key(self._pipeline))) is not None:
             self.choice = ChampionChoice.load(data)
@@ -210,7 +214,7 @@ class TrainerLoop:
             reader.close()
 
     async def _restore(self) -> Trainer:
-        found = latest(await asyncio.to_thread(self._snapshots.read_new), self._pipeline)
+        found = await asyncio.to_thread(read_latest, self._snapshots, self._pipeline)
         data = found.get(models_key(self._pipeline))
         if data is None:
             log.info("trainer of %s: no snapshot, models start untrained", self._pipeline)

@@ -10,7 +10,7 @@ from typing import Any
 
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.errors import ConfigError
-from streamproc.lifecycle import ChampionChoice, champion_key, latest, models_key
+from streamproc.lifecycle import ChampionChoice, champion_key, models_key, read_latest
 from streamproc.modelspec import Models
 from streamproc.training import read_header
 
@@ -37,7 +37,7 @@ class ModelControl:
         self._declared = declared
 
     def report(self) -> ModelReport:
-        found = latest(self._topic.read_new(), self._scope)
+        found = read_latest(self._topic, self._scope)
         snapshot = found.get(models_key(self._scope))
         choice = found.get(champion_key(self._scope))
         return ModelReport(

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamproc.adapters.kafka import make_producer
 from streamproc.errors import InfraError
+
+Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
+
+
+def _last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
+    return True
 
 
 class SnapshotTopic:
@@ -39,8 +46,10 @@ class SnapshotTopic:
         if self._producer.flush(self._timeout_s) or failures:
             raise InfraError(f"snapshot {key} not acked by {self.topic}: {failures[:1]}")
 
-    def read_new(self) -> list[tuple[str, bytes]]:
-        """Every record written since the last call (the whole topic on the first), in order."""
+    def read_new(self, prefix: str, keep: Keep = _last_wins) -> dict[str, bytes]:
+        """Per key under `prefix`, the record `keep` prefers among those written since the
+        last call (the whole topic on the first). Other deployments' records are skipped as
+        they are read, so memory holds one record per key of ours."""
         consumer = self._consumer or self._open()
         ends = {
             p: consumer.get_watermark_offsets(
@@ -48,7 +57,7 @@ class SnapshotTopic:
             )[1]
             for p in self._positions
         }
-        records: list[tuple[str, bytes]] = []
+        found: dict[str, bytes] = {}
         deadline = time.monotonic() + self._timeout_s
         while any(self._positions[p] < end for p, end in ends.items()):
             if time.monotonic() > deadline:
@@ -60,9 +69,21 @@ class SnapshotTopic:
                         continue
                     raise InfraError(f"{self.topic}: {error}")
                 self._positions[message.partition()] = message.offset() + 1
-                if message.key() is not None and message.value() is not None:
-                    records.append((message.key().decode(), message.value()))
-        return records
+                key, value = message.key(), message.value()
+                if key is None or value is None or not key.startswith(prefix.encode()):
+                    continue
+                name = key.decode()
+                if name not in found or keep(name, found[name], value):
+                    found[name] = value
+        return found
+
+    def forget(self, keys: list[str]) -> None:
+        """Tombstones: compaction drops these keys (a finished demo's or test's models)."""
+        if self._producer is None:
+            self._producer = make_producer(self._bootstrap, **{"message.max.bytes": 16_777_216})
+        for key in keys:
+            self._producer.produce(self.topic, None, key.encode())
+        self._producer.flush(self._timeout_s)
 
     def _open(self) -> Any:
         consumer = Consumer(

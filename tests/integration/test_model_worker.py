@@ -19,9 +19,10 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamproc.adapters.kafka import end_offsets, produce_all
 from streamproc.adapters.redis import delete_namespace
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.demo import produce_scenario
 from streamproc.generator import GeneratorConfig, generate
-from streamproc.lifecycle import SNAPSHOTS_TOPIC, latest, models_key
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models, models_key, read_latest
 from streamproc.serde import AvroSerde
 from streamproc.training import read_header
 from tests.builders import ORDER_SUBMITTED
@@ -59,26 +60,23 @@ def _wait(condition: Any, what: str, worker: Worker, timeout_s: float = 180) -> 
         time.sleep(0.3)
 
 
-def _snapshot_header(stack: Stack, scope: str) -> dict[str, Any] | None:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": stack.bootstrap,
-            "group.id": "it-snapshots",
-            "enable.auto.commit": False,
-        }
-    )
-    end = end_offsets(stack.bootstrap, SNAPSHOTS_TOPIC)
-    consumer.assign([TopicPartition(SNAPSHOTS_TOPIC, tp.partition, 0) for tp in end])
-    records: list[tuple[str, bytes]] = []
-    try:
-        while any(consumer.position([tp])[0].offset < tp.offset for tp in end):
-            for message in consumer.consume(500, timeout=1):
-                if message.error() is None and message.key() is not None:
-                    records.append((message.key().decode(), message.value()))
-    finally:
-        consumer.close()
-    found = latest(records, scope).get(models_key(scope))
-    return read_header(found) if found else None
+class Snapshots:
+    """The newest snapshot header of a deployment, read incrementally from the topic."""
+
+    def __init__(self, stack: Stack, scope: str) -> None:
+        self._topic = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
+        self._scope = scope
+        self._newest: dict[str, Any] | None = None
+
+    def header(self) -> dict[str, Any] | None:
+        found = read_latest(self._topic, self._scope).get(models_key(self._scope))
+        if found is not None:
+            self._newest = read_header(found)
+        return self._newest
+
+    def close(self) -> None:
+        forget_models(self._topic, self._scope)
+        self._topic.close()
 
 
 def _predictions(
@@ -112,7 +110,7 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
 ) -> None:
     scenario = generate(GeneratorConfig(events=EVENTS, seed=43))
     group = new_group(stack)
-    scope = f"{group}/shop_orders"
+    snapshots = Snapshots(stack, f"{group}/shop_orders")
     predictions_start = end_offsets(stack.bootstrap, PREDICTIONS)
     env = {"STREAMPROC_PIPELINE": str(_pipeline(tmp_path)), "STREAMPROC_WORKER_ID": "it-trainer"}
     half = len(scenario.events) // 2
@@ -133,15 +131,13 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
             ),
         )
         _wait(
-            lambda: (
-                (header := _snapshot_header(stack, scope)) is not None and header["learned"] >= 300
-            ),
+            lambda: (header := snapshots.header()) is not None and header["learned"] >= 300,
             "a snapshot with 300 labels learned",
             worker,
         )
         worker.process.kill()  # SIGKILL: no goodbye, no last snapshot
         worker.process.wait()
-        at_kill = _snapshot_header(stack, scope)
+        at_kill = snapshots.header()
         assert at_kill is not None
 
         worker = start_worker(stack, group, tmp_path / "second", **env)
@@ -157,14 +153,11 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
             1 for o in scenario.outcomes if o["event_id"] in clean and o["occurred_at"] <= watermark
         )
         _wait(
-            lambda: (
-                (header := _snapshot_header(stack, scope)) is not None
-                and header["learned"] >= expected
-            ),
+            lambda: (header := snapshots.header()) is not None and header["learned"] >= expected,
             f"a snapshot with all {expected} due labels learned",
             worker,
         )
-        final = _snapshot_header(stack, scope)
+        final = snapshots.header()
         assert final is not None
         assert final["learned"] == expected  # more would be a label learned twice
         assert final["version"] > at_kill["version"]
@@ -178,6 +171,7 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
+        snapshots.close()
 
 
 def _cli(group: str, *args: str) -> str:
@@ -219,3 +213,4 @@ def test_an_operator_promotes_and_rolls_back_and_the_worker_serves_the_choice(
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
+        forget_models(SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC), f"{group}/shop_orders")

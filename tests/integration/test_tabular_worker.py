@@ -14,7 +14,9 @@ from confluent_kafka import Consumer
 
 from streamproc.adapters.kafka import end_offsets, produce_records, start_group_at
 from streamproc.adapters.redis import delete_namespace
+from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.datasets import keyed, stream
+from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
 from streamproc.serde import AvroSerde
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, new_group, start_worker, stop_worker
@@ -80,3 +82,4 @@ def test_the_phishing_pipeline_runs_in_the_worker_from_its_yaml(
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
+        forget_models(SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC), f"{group}/phishing")
