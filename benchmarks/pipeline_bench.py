@@ -16,6 +16,7 @@ bench/results/<UTC time>.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -56,7 +57,8 @@ from streamproc.adapters.kafka import (
 from streamproc.adapters.redis import delete_namespace
 from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.adapters.snapshots import SnapshotTopic
-from streamproc.generator import HOUR_MS, GeneratorConfig, Scenario, generate, producer_key
+from streamproc.demo import live_records
+from streamproc.generator import HOUR_MS, GeneratorConfig, Scenario, generate
 from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
 from streamproc.pipeline import load_pipeline
 from streamproc.schemas import SchemaCatalog
@@ -146,20 +148,10 @@ def main() -> None:
 
 
 def _interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
-    """Orders in arrival order, each label once the orders have reached its time."""
-    outcomes = iter(scenario.outcomes)
-    label = next(outcomes, None)
-    now, records = 0, []
-    for event, truth in zip(scenario.events, scenario.truth, strict=True):
-        if truth.canonical is not None:
-            now = max(now, truth.canonical["occurred_at_ms"])
-        while label is not None and label["occurred_at"] <= now:
-            value = serde.encode(LABELS, "shop.OrderOutcome", label)
-            records.append((LABELS, label["event_id"].encode(), value, None))
-            label = next(outcomes, None)
-        value = serde.encode(RAW, "shop.OrderSubmitted", event)
-        records.append((RAW, producer_key(event), value, None))
-    return records
+    """Pre-encoded, as the demo sends them: each label once the orders have reached its time."""
+    orders = (RAW, functools.partial(serde.encode, RAW, "shop.OrderSubmitted"))
+    labels = (LABELS, functools.partial(serde.encode, LABELS, "shop.OrderOutcome"))
+    return list(live_records(orders, labels, scenario))
 
 
 def _start(n: int, backlog: dict[str, list[TopicPartition]], profile: bool) -> Workers:

@@ -39,7 +39,14 @@ from streamproc.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.modelspec import Models
 from streamproc.pipeline import Features, PipelineSpec
 from streamproc.predict import PredictStep
-from streamproc.processor import CLEAN_ORDER, CleanStage, FeatureStep, RecordShape, late_topic
+from streamproc.processor import (
+    CLEAN_ORDER,
+    CleanStage,
+    FeatureStep,
+    RecordShape,
+    divert_topic,
+    late_topic,
+)
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
 from streamproc.tabular import TabularSpec, load_declaration, load_tabular
@@ -89,7 +96,6 @@ def scored_stream(
             (*source_topics, *_model_topics(models)),
         )
         return stream, None
-    late = late_topic(declared.sink.topic) if declared.features.late == "divert" else None
     topics = (
         declared.source.topic,
         declared.sink.topic,
@@ -103,7 +109,7 @@ def scored_stream(
         declared.sink.topic,
         declared.sink.schema_name,
         CLEAN_ORDER,
-        late,
+        divert_topic(declared),
         declared.features,
         declared.models,
         (*topics, *_model_topics(declared.models)),

@@ -62,30 +62,22 @@ def produce_scenario(bootstrap: str, topic: str, scenario: Scenario, encode: Enc
     return produce_all(bootstrap, topic, records)
 
 
-def produce_live(
-    bootstrap: str,
-    orders: tuple[str, Encode],
-    labels: tuple[str, Encode],
-    scenario: Scenario,
-    per_second: float | None,
-) -> int:
-    """Orders and labels as a live shop sends them: each label once the orders have reached
-    its time, at `per_second` records (None: as fast as the broker takes them)."""
+def live_records(
+    orders: tuple[str, Encode], labels: tuple[str, Encode], scenario: Scenario
+) -> Iterator[tuple[str, bytes | None, bytes, None]]:
+    """Orders and labels as a live shop sends them: the orders in arrival order, each label
+    once the orders have reached its time; (topic, key, value, timestamp) to produce."""
     (order_topic, encode_order), (label_topic, encode_label) = orders, labels
-
-    def records() -> Iterator[tuple[str, bytes | None, bytes, None]]:
-        pending = iter(scenario.outcomes)  # sorted by the time each label becomes known
-        label = next(pending, None)
-        now = 0
-        for event, truth in zip(scenario.events, scenario.truth, strict=True):
-            if truth.canonical is not None:
-                now = max(now, truth.canonical["occurred_at_ms"])
-            while label is not None and label["occurred_at"] <= now:
-                yield label_topic, label["event_id"].encode(), encode_label(label), None
-                label = next(pending, None)
-            yield order_topic, producer_key(event), encode_order(event), None
-
-    return produce_records(bootstrap, records(), per_second)
+    pending = iter(scenario.outcomes)  # sorted by the time each label becomes known
+    label = next(pending, None)
+    now = 0
+    for event, truth in zip(scenario.events, scenario.truth, strict=True):
+        if truth.canonical is not None:
+            now = max(now, truth.canonical["occurred_at_ms"])
+        while label is not None and label["occurred_at"] <= now:
+            yield label_topic, label["event_id"].encode(), encode_label(label), None
+            label = next(pending, None)
+        yield order_topic, producer_key(event), encode_order(event), None
 
 
 def run_demo(
@@ -120,7 +112,7 @@ def run_demo(
         started = time.monotonic()
         if plan.labels_topic and encode_label is not None:
             orders, labels = (plan.raw_topic, encode), (plan.labels_topic, encode_label)
-            produce_live(plan.bootstrap, orders, labels, scenario, plan.per_second)
+            produce_records(plan.bootstrap, live_records(orders, labels, scenario), plan.per_second)
             sent = len(scenario.events)
             print(
                 f"produced {sent} orders and {len(scenario.outcomes)} labels (interleaved in "

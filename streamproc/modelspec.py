@@ -114,9 +114,7 @@ class Models(Frozen):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Models:
-        names = [self.champion.name, *(c.name for c in self.challengers)]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique, got {names}")
+        require_unique_names(self.champion, self.challengers)
         numbers = {*self.inputs.numeric, *self.inputs.log, *self.inputs.boolean}
         for name in self.drift.features:
             if name not in numbers:
@@ -125,3 +123,10 @@ class Models(Frozen):
                     f"({', '.join(sorted(numbers))})"
                 )
         return self
+
+
+def require_unique_names(champion: ModelSpec, challengers: list[ModelSpec]) -> None:
+    """Scores, snapshots and the champion choice go by model name: two alike would clash."""
+    names = [champion.name, *(c.name for c in challengers)]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")

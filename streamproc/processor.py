@@ -217,8 +217,7 @@ class FeatureStep:
     @classmethod
     def of_clean_orders(cls, spec: PipelineSpec, codec: Codec, stage: FeatureStage) -> FeatureStep:
         """The shop pipeline's step on its clean topic."""
-        late = late_topic(spec.sink.topic) if spec.features.late == "divert" else None
-        return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, late)
+        return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, divert_topic(spec))
 
     async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
         """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
@@ -271,6 +270,11 @@ class FeatureStep:
                     )
                 )
         return result
+
+
+def divert_topic(spec: PipelineSpec) -> str | None:
+    """Where the feature step sends clean orders too late for the features, if anywhere."""
+    return late_topic(spec.sink.topic) if spec.features.late == "divert" else None
 
 
 def late_topic(clean_topic: str) -> str:

@@ -24,6 +24,7 @@ from streamproc.modelspec import (
     ModelSpec,
     PromotionRule,
     Snapshots,
+    require_unique_names,
 )
 from streamproc.pipeline import (
     Features,
@@ -64,9 +65,7 @@ class TabularModels(Frozen):
 
     @model_validator(mode="after")
     def _unique_names(self) -> TabularModels:
-        names = [self.champion.name, *(c.name for c in self.challengers)]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique, got {names}")
+        require_unique_names(self.champion, self.challengers)
         return self
 
     def resolve(self, inputs: ModelInputs) -> Models:
