@@ -60,6 +60,7 @@ demo: install up ## the reference scenario end to end on the local stack, with a
 
 bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes BENCHMARKS.md
 	$(BIN)/python -m benchmarks.pipeline_bench
+	$(BIN)/python -m benchmarks.hotpath_bench
 	$(BIN)/python -m benchmarks.serde_bench
 	$(BIN)/python -m benchmarks.clean_worker_bench
 	$(BIN)/python -m benchmarks.features_bench
