@@ -29,6 +29,17 @@ def _tuning() -> dict[str, Any]:
     return tuning
 
 
+if os.environ.get("BENCH_FETCH_WAIT_MS"):  # Faust hard-codes aiokafka's 1,500 ms
+    import aiokafka
+
+    _init = aiokafka.AIOKafkaConsumer.__init__
+
+    def _init_with_wait(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["fetch_max_wait_ms"] = int(os.environ["BENCH_FETCH_WAIT_MS"])
+        _init(self, *args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer.__init__ = _init_with_wait  # type: ignore[method-assign]
+
 app = faust.App(
     os.environ["STREAMPROC_APP_ID"],
     broker=f"kafka://{os.environ.get('STREAMPROC_KAFKA_BOOTSTRAP', '127.0.0.1:9092')}",

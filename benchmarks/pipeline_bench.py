@@ -85,6 +85,13 @@ STAGES = {  # a py-spy frame that names the stage → the stage (first match, in
 }
 
 
+BACKLOG_RUNS = (  # results key, inference workers, trainer in a process of its own
+    ("full_pipeline_events_per_s", 1, False),
+    ("full_pipeline_two_workers_events_per_s", 2, False),
+    ("full_pipeline_trainer_apart_events_per_s", 1, True),
+)
+
+
 @dataclass
 class Workers:
     processes: list[subprocess.Popen[bytes]]
@@ -126,16 +133,18 @@ def main() -> None:
     results["faust_passthrough_events_per_s"] = worker_rate(
         FAUST_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
     )
-    for n in (1, 2):
+    for key, n, trainer_apart in BACKLOG_RUNS:
         backlog_start = {RAW: raw_start, LABELS: label_start}
-        rate, rss, memory, profile = _backlog_run(n, backlog_start, raw_count, orders, args.profile)
-        key = "full_pipeline_events_per_s" if n == 1 else "full_pipeline_two_workers_events_per_s"
+        profile = args.profile and key == "full_pipeline_events_per_s"
+        rate, rss, memory, stages = _backlog_run(
+            n, trainer_apart, backlog_start, raw_count, orders, profile
+        )
         results[key] = rate
-        results[f"rss_mb_{n}_worker{'s' if n > 1 else ''}"] = rss
-        if n == 1:
+        results[key.replace("events_per_s", "rss_mb")] = rss
+        if key == "full_pipeline_events_per_s":
             results["redis_bytes_per_entity"] = memory
-            results["stage_us_per_event"] = profile
-        print(f"full pipeline, {n} worker(s): {rate:,.0f} events/s", flush=True)
+            results["stage_us_per_event"] = stages
+        print(f"{key}: {rate:,.0f} events/s", flush=True)
     full = results["full_pipeline_events_per_s"]
     results["live"] = _live(full, args.live_seconds, args.soak_minutes, serde)
     results["e2e_p99_ms_at_50pct"] = results["live"]["50%"]["p99_ms"]
@@ -154,15 +163,21 @@ def _interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
     return list(live_records(orders, labels, scenario))
 
 
-def _start(n: int, backlog: dict[str, list[TopicPartition]], profile: bool) -> Workers:
+def _start(
+    n: int, backlog: dict[str, list[TopicPartition]], profile: bool, trainer_apart: bool = False
+) -> Workers:
     """`n` workers of a new group, reading from `backlog` offsets where given, else from the
-    topics' ends (this run's records only)."""
+    topics' ends (this run's records only); with `trainer_apart`, they only serve and one more
+    process only trains (STREAMPROC_TRAINER=false, STREAMPROC_INFERENCE=false)."""
     group = f"bench-full-{uuid.uuid4().hex[:8]}"
     for topic in (CLEAN, LABELS, RAW):
         start_group_at(BOOTSTRAP, group, backlog.get(topic) or end_offsets(BOOTSTRAP, topic))
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     processes, urls = [], []
-    for i in range(n):
+    roles = [{"STREAMPROC_TRAINER": "false"} if trainer_apart else {}] * n
+    if trainer_apart:
+        roles.append({"STREAMPROC_INFERENCE": "false"})
+    for i, role in enumerate(roles):
         port = str(6099 + i)
         env = {
             **os.environ,
@@ -172,9 +187,10 @@ def _start(n: int, backlog: dict[str, list[TopicPartition]], profile: bool) -> W
             "STREAMPROC_WORKER_ID": f"bench-{i}",
             "STREAMPROC_DATA_DIR": str(work / f"state{i}"),
             "STREAMPROC_LOG_LEVEL": "warning",
+            **role,
         }
         command = WORKER
-        if profile:
+        if profile and i == 0:
             spy = str(Path(sys.executable).parent / "py-spy")
             command = [spy, "record", "-o", str(work / "profile.txt"), "-f", "raw", "--", *WORKER]
         log = (work / f"worker{i}.log").open("wb")
@@ -203,10 +219,15 @@ def _stop(workers: Workers) -> None:
 
 
 def _backlog_run(
-    n: int, backlog: dict[str, list[TopicPartition]], raw_count: int, orders: int, profile: bool
+    n: int,
+    trainer_apart: bool,
+    backlog: dict[str, list[TopicPartition]],
+    raw_count: int,
+    orders: int,
+    profile: bool,
 ) -> tuple[float, dict[str, float], dict[str, float], dict[str, float]]:
     """events/s from the first raw record read to the last prediction sent."""
-    workers = _start(n, backlog, profile and n == 1)
+    workers = _start(n, backlog, profile, trainer_apart)
     try:
         while workers.consumed(RAW) == 0:
             time.sleep(0.05)
@@ -461,6 +482,10 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         ("Faust agent pass-through", faust),
         ("full pipeline, 1 worker", results["full_pipeline_events_per_s"]),
         ("full pipeline, 2 workers", results["full_pipeline_two_workers_events_per_s"]),
+        (
+            "full pipeline, 1 worker + a trainer process ²",
+            results["full_pipeline_trainer_apart_events_per_s"],
+        ),
     ]
     lines = [
         "# Benchmarks",
@@ -480,6 +505,9 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
             for name, rate in rows
         ),
         "",
+        "² the worker only serves (`STREAMPROC_TRAINER=false`); a second process only trains "
+        "(`STREAMPROC_INFERENCE=false`).",
+        "",
         "Live, one worker, latency from the producer's send to the prediction consumed:",
         "",
         "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB ¹ |",
@@ -496,7 +524,7 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
             + " | ".join(cells)
             + f" | {rss['first_tenth_median_mb']:.0f} → {rss['last_tenth_median_mb']:.0f} |"
         )
-    memory, rss = results["redis_bytes_per_entity"], results["rss_mb_1_worker"]
+    memory, rss = results["redis_bytes_per_entity"], results["full_pipeline_rss_mb"]
     lines += [
         "",
         "¹ the worker's RSS, median of the first tenth of the samples → of the last tenth.",

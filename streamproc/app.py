@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -14,6 +15,7 @@ from typing import Any, NoReturn
 import faust
 import mode.loop
 from faust.types import EventT
+from prometheus_client import start_http_server
 
 from streamproc.adapters.dlq import dead_letter, dlq_topic
 from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
@@ -165,11 +167,7 @@ def create_app(settings: Settings) -> faust.App:
         scored.late_topic,
     )
     models = scored.models
-    predict_step = PredictStep(models, serde, scored.shape) if models else None
-    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
-    scope = model_scope(settings.app_id, scored.name)
-    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
-    follower = SnapshotFollower(scope, snapshots, predict_step, metrics) if predict_step else None
+    learning = _learning(settings, scored, serde, redis, metrics)
 
     async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
@@ -182,8 +180,10 @@ def create_app(settings: Settings) -> faust.App:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
         predictions: list[OutRecord] = []
-        if predict_step is not None and follower is not None and models is not None:
-            await follower.ready.wait()  # a restarted worker scores with its restored models
+        if learning is not None and models is not None:
+            predict_step, served_log = learning.predict_step, learning.served_log
+            # a restarted worker scores with its restored models
+            await learning.follower.ready.wait()
             predicted = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
             await served_log.log(
                 predicted.served,
@@ -198,7 +198,7 @@ def create_app(settings: Settings) -> faust.App:
         seconds = time.perf_counter() - started
         metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
 
-    if shop is not None:
+    if shop is not None and settings.inference:
         seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
         stage = CleanStage(shop, serde, seen, settings.pii_key.get_secret_value().encode())
 
@@ -214,32 +214,19 @@ def create_app(settings: Settings) -> faust.App:
         async def clean(stream: Any) -> None:
             await each_batch(stream, clean_batch)
 
-    if scored.features.views or predict_step is not None:
+    if settings.inference and (scored.features.views or learning is not None):
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
         @app.agent(_bytes_topic(app, scored.topic), name=f"features_{scored.name}")
         async def features(stream: Any) -> None:
             await each_batch(stream, feature_batch)
 
-    if predict_step is not None and follower is not None:
-        trainer = TrainerLoop(
-            scope,
-            predict_step,
-            serde,
-            settings.kafka_bootstrap,
-            settings.app_id,
-            served_log,
-            RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
-            follower,
-            metrics,
-            lease_ms=int(settings.trainer_lease_s * 1000),
-            batch_size=settings.batch_size,
-        )
+    if learning is not None:
 
         @app.task  # type: ignore[untyped-decorator]
         async def follow_snapshots() -> None:
             try:
-                await follower.follow(settings.follow_interval_s)
+                await learning.follower.follow(settings.follow_interval_s)
             except Exception as exc:
                 _die(exc)
 
@@ -248,7 +235,7 @@ def create_app(settings: Settings) -> faust.App:
             @app.task  # type: ignore[untyped-decorator]
             async def train() -> None:
                 try:
-                    await trainer.run()
+                    await learning.trainer.run()
                 except Exception as exc:
                     _die(exc)
 
@@ -257,6 +244,81 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(metrics.exposition(), content_type=EXPOSITION_CONTENT_TYPE)
 
     return app
+
+
+@dataclass(frozen=True, slots=True)
+class Learning:
+    """What a pipeline with models runs besides its agents: scoring with the served models,
+    following the snapshot topic, and the trainer (when this process may train)."""
+
+    predict_step: PredictStep
+    served_log: RedisServedLog
+    follower: SnapshotFollower
+    trainer: TrainerLoop
+    metrics: StageMetrics
+
+
+def _learning(
+    settings: Settings,
+    scored: ScoredStream,
+    serde: AvroSerde,
+    redis: Any,
+    metrics: StageMetrics,
+) -> Learning | None:
+    if scored.models is None:
+        return None
+    predict_step = PredictStep(scored.models, serde, scored.shape)
+    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
+    scope = model_scope(settings.app_id, scored.name)
+    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+    follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
+    trainer = TrainerLoop(
+        scope,
+        predict_step,
+        serde,
+        settings.kafka_bootstrap,
+        settings.app_id,
+        served_log,
+        RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
+        follower,
+        metrics,
+        lease_ms=int(settings.trainer_lease_s * 1000),
+        batch_size=settings.batch_size,
+    )
+    return Learning(predict_step, served_log, follower, trainer, metrics)
+
+
+def run_trainer(settings: Settings) -> None:
+    """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
+    snapshot follower, /metrics on the web port, no Faust agents and no consumer group."""
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    scored, _ = scored_stream(settings, catalog)
+    serde = AvroSerde(catalog, _registry(settings, catalog))
+    redis = redis_client(settings.redis_url, settings.redis_cluster)
+    learning = _learning(settings, scored, serde, redis, StageMetrics())
+    if learning is None:
+        raise ConfigError(
+            f"{settings.pipeline}: models: STREAMPROC_INFERENCE=false runs only a trainer, and "
+            "this pipeline declares no models"
+        )
+    start_http_server(settings.web_port, settings.web_host, registry=learning.metrics.registry)
+    log.info("trainer-only process for %s; /metrics on port %d", scored.name, settings.web_port)
+    mode.loop.use("uvloop")
+    tune_gc()
+    asyncio.run(_train_alone(learning, settings.follow_interval_s))
+
+
+async def _train_alone(learning: Learning, follow_interval_s: float) -> None:
+    tasks = [
+        asyncio.create_task(learning.follower.follow(follow_interval_s)),
+        asyncio.create_task(learning.trainer.run()),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the loops run until stopped: one that ends has failed
+    except Exception as exc:
+        _die(exc)
 
 
 def run_worker(settings: Settings) -> None:
@@ -269,6 +331,9 @@ def run_worker(settings: Settings) -> None:
     require_topics(
         KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s), scored.topics
     )
+    if not settings.inference:
+        run_trainer(settings)
+        return
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:
         log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")
     mode.loop.use("uvloop")  # libuv's loop: cheaper per callback than asyncio's own

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
@@ -73,6 +73,11 @@ class Settings(BaseSettings):
         description="whether this worker may be the pipeline's trainer (one holds the lease; "
         "false: it only serves predictions)",
     )
+    inference: bool = Field(
+        True,
+        description="whether this worker consumes the pipeline's topics and serves predictions "
+        "(false, with STREAMPROC_TRAINER=true: a process that only trains)",
+    )
     worker_id: str = Field(
         "", description="this worker's name for the trainer lease; empty: host name and web port"
     )
@@ -110,6 +115,15 @@ class Settings(BaseSettings):
             raise ValueError("expected an http:// or https:// URL, or leave it unset")
         return value
 
+    @model_validator(mode="after")
+    def _check_role(self) -> Settings:
+        if not (self.inference or self.trainer):
+            raise ValueError(
+                "STREAMPROC_INFERENCE and STREAMPROC_TRAINER are both false: the worker would do "
+                "nothing; set one of them to true"
+            )
+        return self
+
 
 def load_settings() -> Settings:
     """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
@@ -119,6 +133,9 @@ def load_settings() -> Settings:
         lines = []
         for problem in exc.errors():
             field = ".".join(str(part) for part in problem["loc"])
+            if not field:  # a rule across variables names them in its message
+                lines.append(problem["msg"].removeprefix("Value error, "))
+                continue
             variable = f"{ENV_PREFIX}{field.upper()}"
             info = Settings.model_fields.get(field)
             allowed = f" (expected: {info.description})" if info and info.description else ""

@@ -214,3 +214,54 @@ def test_an_operator_promotes_and_rolls_back_and_the_worker_serves_the_choice(
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
         forget_models(SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC), f"{group}/shop_orders")
+
+
+def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
+    stack: Stack, serde: AvroSerde, tmp_path: Path
+) -> None:
+    """STREAMPROC_INFERENCE=false: the process consumes nothing and learns; the worker with
+    STREAMPROC_TRAINER=false scores every order and swaps in the trainer's snapshots."""
+    scenario = generate(GeneratorConfig(events=1_500, seed=47))
+    group = new_group(stack)
+    snapshots = Snapshots(stack, f"{group}/shop_orders")
+    start = end_offsets(stack.bootstrap, PREDICTIONS)
+    pipeline = str(_pipeline(tmp_path))
+    common = {"STREAMPROC_PIPELINE": pipeline, "STREAMPROC_FOLLOW_INTERVAL_S": "0.2"}
+    inference = start_worker(
+        stack, group, tmp_path / "inference", STREAMPROC_TRAINER="false", **common
+    )
+    trainer = start_worker(
+        stack, group, tmp_path / "trainer", STREAMPROC_INFERENCE="false", **common
+    )
+    try:
+        encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
+        produce_scenario(stack.bootstrap, RAW_ORDERS, scenario, encode)
+        labels = [
+            (o["event_id"].encode(), serde.encode(OUTCOMES, "shop.OrderOutcome", o), None)
+            for o in scenario.outcomes
+        ]
+        produce_all(stack.bootstrap, OUTCOMES, labels)
+        _wait(
+            lambda: (header := snapshots.header()) is not None and header["learned"] >= 300,
+            "a snapshot with 300 labels learned",
+            trainer,
+        )
+        orders = {t.event_id for t in scenario.truth if t.kind == "order"}
+        predicted = _predictions(stack, start, orders, serde, timeout_s=120)
+        assert {p["event_id"] for p in predicted} == orders
+        consumed = "streamproc_records_consumed_total"
+        assert inference.counter(consumed, topic=RAW_ORDERS) >= len(scenario.events)
+        assert trainer.counter(consumed, topic=RAW_ORDERS) == 0
+        assert trainer.counter("streamproc_labels_total", outcome="learned") >= 300
+        assert inference.counter("streamproc_labels_total", outcome="learned") == 0
+
+        more = generate(GeneratorConfig(events=300, seed=48))  # scored after the swap
+        produce_scenario(stack.bootstrap, RAW_ORDERS, more, encode)
+        later = {t.event_id for t in more.truth if t.kind == "order"}
+        rescored = _predictions(stack, start, later, serde, timeout_s=120)
+        assert rescored and min(p["model_version"] for p in rescored) > 0
+    finally:
+        stop_worker(inference)
+        stop_worker(trainer)
+        delete_namespace(stack.redis_url, group)
+        snapshots.close()

@@ -47,6 +47,16 @@ def test_a_bad_value_names_the_variable_and_the_rule(
     assert expected in str(caught.value)
 
 
+def test_a_worker_that_would_do_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMPROC_INFERENCE", "false")
+    assert load_settings().trainer  # a trainer-only process
+    monkeypatch.setenv("STREAMPROC_TRAINER", "false")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "STREAMPROC_INFERENCE and STREAMPROC_TRAINER are both false" in str(caught.value)
+    assert "set one of them to true" in str(caught.value)
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
