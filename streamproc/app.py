@@ -161,7 +161,7 @@ def create_app(settings: Settings) -> faust.App:
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     feature_step = FeatureStep(
         serde,
-        FeatureStage(scored.features, feature_store),
+        FeatureStage(scored.features, feature_store, settings.feature_cache_entities),
         scored.schema_name,
         scored.shape,
         scored.late_topic,

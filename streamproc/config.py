@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         description="how long Kafka waits for a silent worker before "
         "handing its partitions to another (a crashed worker's partitions wait this long)",
     )
+    feature_cache_entities: int = Field(
+        20_000,
+        ge=0,
+        le=10_000_000,
+        description="entities whose parsed feature state a worker keeps between batches "
+        "(~5 KB each with the reference pipeline); 0: read every batch's entities from Redis",
+    )
     trainer: bool = Field(
         True,
         description="whether this worker may be the pipeline's trainer (one holds the lease; "

@@ -210,6 +210,20 @@ async def test_the_ttl_is_enforced_at_read_time_by_the_last_write(spec: Pipeline
     assert (stale["usual_country"].status, stale["usual_country"].value) == ("stale", "DE")
 
 
+@pytest.mark.parametrize(("cache_size", "loads"), [(20_000, 1), (0, 3)])
+async def test_without_a_cache_every_batch_reads_its_entities_and_serves_the_same(
+    spec: PipelineSpec, cache_size: int, loads: int
+) -> None:
+    store = CountingStore()
+    stage = FeatureStage(spec.features, store, cache_size)
+    counts = []
+    for start in (0, 2, 4):
+        batch = await stage.process([_event(i, T0 + i * MINUTE) for i in (start, start + 1)], 0)
+        counts += [s.features["amount_count_1h"].value for s in batch.served]
+    assert counts == [0, 1, 2, 3, 4, 5]
+    assert store.loads == loads
+
+
 async def test_a_stale_cache_is_caught_by_the_guard_and_the_batch_recomputed(
     spec: PipelineSpec,
 ) -> None:
