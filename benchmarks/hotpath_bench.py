@@ -14,9 +14,7 @@ import asyncio
 import cProfile
 import pstats
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from streamproc.adapters.registry import EmbeddedRegistry
 from streamproc.app import tune_gc
@@ -96,13 +94,6 @@ def _decode_baseline(serde: AvroSerde, batches: list[list[Envelope]]) -> float:
     return time.perf_counter() - started
 
 
-def _best(runs: int, measure: Callable[[], Any]) -> Any:
-    def seconds(result: Any) -> float:
-        return result if isinstance(result, float) else float(result.total())
-
-    return min((measure() for _ in range(runs)), key=seconds)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -120,8 +111,9 @@ def main() -> None:
         profiler.runcall(asyncio.run, _run(spec, serde, batches))
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
-    decode = _best(args.repeat, lambda: _decode_baseline(serde, batches))
-    stages = _best(args.repeat, lambda: asyncio.run(_run(spec, serde, batches)))
+    decode = min(_decode_baseline(serde, batches) for _ in range(args.repeat))
+    passes = (asyncio.run(_run(spec, serde, batches)) for _ in range(args.repeat))
+    stages = min(passes, key=Stages.total)
     print(f"{count} raw events, batches of {BATCH}, best of {args.repeat}; µs per raw event")
     print(f"{'fastavro decode (baseline)':<28} {decode / count * 1e6:8.1f}")
     for name in ("clean", "features", "predict", "served_x"):

@@ -166,7 +166,6 @@ def create_app(settings: Settings) -> faust.App:
         scored.shape,
         scored.late_topic,
     )
-    models = scored.models
     learning = _learning(settings, scored, serde, redis, metrics)
 
     async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
@@ -180,14 +179,14 @@ def create_app(settings: Settings) -> faust.App:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
         predictions: list[OutRecord] = []
-        if learning is not None and models is not None:
+        if learning is not None:
             predict_step, served_log = learning.predict_step, learning.served_log
             # a restarted worker scores with its restored models
             await learning.follower.ready.wait()
             predicted = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
             await served_log.log(
                 predicted.served,
-                models.labels.max_delay_ms,
+                predict_step.declared.labels.max_delay_ms,
                 predicted.newest_ms,
                 wall_ms=int(time.time() * 1000),
             )
@@ -198,7 +197,7 @@ def create_app(settings: Settings) -> faust.App:
         seconds = time.perf_counter() - started
         metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
 
-    if shop is not None and settings.inference:
+    if shop is not None:
         seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
         stage = CleanStage(shop, serde, seen, settings.pii_key.get_secret_value().encode())
 
@@ -214,7 +213,7 @@ def create_app(settings: Settings) -> faust.App:
         async def clean(stream: Any) -> None:
             await each_batch(stream, clean_batch)
 
-    if settings.inference and (scored.features.views or learning is not None):
+    if scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
         @app.agent(_bytes_topic(app, scored.topic), name=f"features_{scored.name}")
@@ -255,7 +254,6 @@ class Learning:
     served_log: RedisServedLog
     follower: SnapshotFollower
     trainer: TrainerLoop
-    metrics: StageMetrics
 
 
 def _learning(
@@ -285,23 +283,22 @@ def _learning(
         lease_ms=int(settings.trainer_lease_s * 1000),
         batch_size=settings.batch_size,
     )
-    return Learning(predict_step, served_log, follower, trainer, metrics)
+    return Learning(predict_step, served_log, follower, trainer)
 
 
-def run_trainer(settings: Settings) -> None:
+def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream) -> None:
     """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
     snapshot follower, /metrics on the web port, no Faust agents and no consumer group."""
-    catalog = SchemaCatalog.load(settings.schemas_dir)
-    scored, _ = scored_stream(settings, catalog)
     serde = AvroSerde(catalog, _registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
-    learning = _learning(settings, scored, serde, redis, StageMetrics())
+    metrics = StageMetrics()
+    learning = _learning(settings, scored, serde, redis, metrics)
     if learning is None:
         raise ConfigError(
             f"{settings.pipeline}: models: STREAMPROC_INFERENCE=false runs only a trainer, and "
             "this pipeline declares no models"
         )
-    start_http_server(settings.web_port, settings.web_host, registry=learning.metrics.registry)
+    start_http_server(settings.web_port, settings.web_host, registry=metrics.registry)
     log.info("trainer-only process for %s; /metrics on port %d", scored.name, settings.web_port)
     mode.loop.use("uvloop")
     tune_gc()
@@ -327,12 +324,13 @@ def run_worker(settings: Settings) -> None:
     Faust may not create topics (they come from topics/*.yaml), so the worker first checks
     that its topics exist and says how to create them, instead of waiting for them silently.
     """
-    scored, _ = scored_stream(settings, SchemaCatalog.load(settings.schemas_dir))
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    scored, _ = scored_stream(settings, catalog)
     require_topics(
         KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s), scored.topics
     )
     if not settings.inference:
-        run_trainer(settings)
+        run_trainer(settings, catalog, scored)
         return
     if settings.pii_key.get_secret_value() == DEV_PII_KEY:
         log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")

@@ -260,37 +260,29 @@ class ViewComputer:
         age = None if state.newest is None else max(0, at_ms - state.newest)
         if stale is None:
             stale = age is not None and age > self._ttl_ms
-        known: Status = "stale" if stale else "present"
-        missing = _value(None, "missing", age)
-        served: dict[str, FeatureValue] = {}
+        found: dict[str, Any] = {}
         for aggregate, window, span, bucket_ms, names in self._windowed:
             stats = _combine(state.buckets.get((aggregate, window), {}), at_ms // bucket_ms, span)
             for op, name in names:
-                found = _op(op, stats)
-                served[name] = missing if found is None else _value(found, known, age)
-        since = None if age is None else age / 1000
-        served[self.view.since_last] = missing if since is None else _value(since, known, age)
+                found[name] = _op(op, stats)
+        found[self.view.since_last] = None if age is None else age / 1000
         for name in self.view.last:
-            found = state.last.get(name)
-            served[name] = missing if found is None else _value(found, known, age)
+            found[name] = state.last.get(name)
         for name in self.view.most_frequent:
             counts = state.frequent.get(name)
-            usual = min(counts, key=lambda v: (-counts[v], v)) if counts else None
-            served[name] = missing if usual is None else _value(usual, known, age)
+            found[name] = min(counts, key=lambda v: (-counts[v], v)) if counts else None
         for name in self.view.distinct:
-            served[name] = _value(len(state.distinct.get(name, ())), known, age)
+            found[name] = len(state.distinct.get(name, ()))
         for name, (source, against) in self.view.ratios.items():
             numerator = (values or {}).get(source)
-            denominator = served[against].value
+            denominator = found[against]
             ok = isinstance(numerator, int | float) and denominator
-            ratio = float(numerator) / denominator if ok else None  # type: ignore[arg-type]
-            served[name] = missing if ratio is None else _value(ratio, known, age)
-        return served
-
-
-def _value(value: Any, status: Status, age_ms: int | None) -> FeatureValue:
-    """FeatureValue(value, status, age_ms) without the Python-level __new__ (~30 per event)."""
-    return tuple.__new__(FeatureValue, (value, status, age_ms))
+            found[name] = float(numerator) / denominator if ok else None  # type: ignore[arg-type]
+        known: Status = "stale" if stale else "present"
+        return {
+            name: FeatureValue(value, "missing" if value is None else known, age)
+            for name, value in found.items()
+        }
 
 
 def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[float] | None:
