@@ -115,6 +115,13 @@ def read_run(
     return found
 
 
+def recent_timestamp_ms() -> int:
+    """A record timestamp an hour ago, with odd milliseconds. Topics delete by record time: the
+    broker's retention check (30 s after start, then every 5 minutes) removes records stamped
+    further back than retention.ms, even ones produced a second ago."""
+    return (int(time.time()) - 3_600) * 1_000 + 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,7 +10,7 @@ import pytest
 from streamproc.adapters.kafka import BatchSender, end_offsets
 from streamproc.errors import InfraError
 from streamproc.events import OutRecord
-from tests.integration.conftest import RUN_HEADER, Stack, read_run
+from tests.integration.conftest import RUN_HEADER, Stack, read_run, recent_timestamp_ms
 
 TOPIC = "shop.order.duplicates.v1"  # any declared topic: the records carry a run header
 
@@ -18,8 +18,9 @@ TOPIC = "shop.order.duplicates.v1"  # any declared topic: the records carry a ru
 async def test_a_batch_arrives_whole_with_keys_headers_and_timestamps(stack: Stack) -> None:
     run = uuid.uuid4().hex.encode()
     start = end_offsets(stack.bootstrap, TOPIC)
+    stamped = recent_timestamp_ms()
     records = [
-        OutRecord(TOPIC, f"k{i % 7}".encode(), f"v{i}".encode(), ((RUN_HEADER, run),), 1_000 + i)
+        OutRecord(TOPIC, f"k{i % 7}".encode(), f"v{i}".encode(), ((RUN_HEADER, run),), stamped + i)
         for i in range(300)
     ]
     await BatchSender(stack.bootstrap).send(records)

@@ -20,7 +20,14 @@ from streamproc.adapters import dlq
 from streamproc.adapters.kafka import end_offsets
 from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order
-from tests.integration.conftest import RUN_HEADER, Stack, Worker, metric, read_run
+from tests.integration.conftest import (
+    RUN_HEADER,
+    Stack,
+    Worker,
+    metric,
+    read_run,
+    recent_timestamp_ms,
+)
 
 RAW = "shop.order.v1"
 CLEAN = "shop.order.clean.v1"
@@ -29,7 +36,6 @@ DLQ = "shop.order.v1.dlq"
 CLEAN_ORDER = "shop.OrderClean"
 EVENTS = 1_000
 KEYS = 37
-EVENT_TIME_MS = 1_774_746_000_001  # odd milliseconds: float seconds must not round them away
 
 
 def _corrupted(serde: AvroSerde) -> list[tuple[bytes, str]]:
@@ -79,10 +85,11 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     def send(key: bytes, value: bytes, timestamp: int = 0) -> None:
         producer.produce(RAW, key=key, value=value, headers=headers, timestamp=timestamp)
 
+    event_time_ms = recent_timestamp_ms()  # odd milliseconds: float seconds must not round them
     orders = _orders(run)
     for sequence, record in enumerate(orders):
         value = serde.encode(RAW, ORDER_SUBMITTED, record)
-        send(record["customer_id"].encode(), value, EVENT_TIME_MS + sequence)
+        send(record["customer_id"].encode(), value, event_time_ms + sequence)
     retries = orders[:3]  # the same id again
     resubmissions = [{**o, "event_id": f"{o['event_id']}-again"} for o in orders[3:5]]
     for record in [*retries, *resubmissions]:
@@ -102,7 +109,7 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     assert sorted(r["event_id"] for r in received) == sorted(o["event_id"] for o in orders)
     for record in received:
         assert record["amount_net_eur"] == pytest.approx(record["amount_gross_eur"] / 1.19)
-    assert [m.timestamp()[1] for m in clean] == [EVENT_TIME_MS + r["items"] - 1 for r in received]
+    assert [m.timestamp()[1] for m in clean] == [event_time_ms + r["items"] - 1 for r in received]
     by_key: dict[bytes, list[int]] = defaultdict(list)
     for message, record in zip(clean, received, strict=True):
         assert message.key() == record["entity_key"].encode()
