@@ -13,10 +13,13 @@ from typing import Any
 
 import faust
 
+from streamproc.config import Settings
+
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")
-BATCH = int(os.environ.get("STREAMPROC_BATCH_SIZE", "500"))
-WITHIN_S = float(os.environ.get("STREAMPROC_BATCH_WITHIN_S", "0.05"))
+_WORKER = Settings.model_fields  # the worker's batching, so the two compare like for like
+BATCH = int(os.environ.get("STREAMPROC_BATCH_SIZE", _WORKER["batch_size"].default))
+WITHIN_S = float(os.environ.get("STREAMPROC_BATCH_WITHIN_S", _WORKER["batch_within_s"].default))
 
 
 def _tuning() -> dict[str, Any]:

@@ -1,10 +1,16 @@
-"""Before Faust starts, the worker checks its topics exist and says how to create them."""
+"""Before Faust starts, the worker checks its topics exist and says how to create them, and
+sets up logging so that libraries' debug calls cost nothing."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import faust
 import pytest
 
-from streamproc.app import require_topics
+from streamproc.app import faust_worker, require_topics
 from streamproc.errors import ConfigError
 
 
@@ -25,3 +31,26 @@ def test_missing_topics_are_named_with_the_fix() -> None:
         require_topics(FakeCluster("a"), ["a", "b.dlq", "b"])
     assert "topics missing in Kafka: b, b.dlq" in str(caught.value)
     assert "streamproc topics apply" in str(caught.value)
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    """The worker reconfigures the root logger; the next tests get it back."""
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("level", "expected"), [("warning", logging.WARNING), ("info", logging.INFO)]
+)
+def test_the_worker_logs_at_its_level_and_builds_no_debug_records(
+    level: str, expected: int, root_logger: logging.Logger, tmp_path: Path
+) -> None:
+    app = faust.App("startup-test", store="memory://", datadir=str(tmp_path))
+    worker = faust_worker(app, level)
+    worker._setup_logging()  # what the worker does when it starts
+    assert root_logger.level == expected
+    assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
