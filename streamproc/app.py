@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -306,16 +307,27 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
 
 
 async def _train_alone(learning: Learning, follow_interval_s: float) -> None:
-    tasks = [
+    """Until SIGTERM or SIGINT. The handlers are set here, not inherited: a process started in
+    the background of a shell ignores SIGINT, and SIGTERM's default gives no clean stop."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    loops = [
         asyncio.create_task(learning.follower.follow(follow_interval_s)),
         asyncio.create_task(learning.trainer.run()),
     ]
+    stop = asyncio.create_task(stopping.wait())
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
+        done, _ = await asyncio.wait([*loops, stop], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stop}:
             task.result()  # the loops run until stopped: one that ends has failed
     except Exception as exc:
         _die(exc)
+    log.info("trainer-only process stopping; the lease passes on when it expires")
+    for task in loops:
+        task.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
 
 
 def run_worker(settings: Settings) -> None:

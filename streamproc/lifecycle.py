@@ -193,10 +193,14 @@ class TrainerLoop:
         )
         rule = self._declared.snapshots
         since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000
+        reading: asyncio.Future[list[Envelope]] | None = None
         try:
             while await self._lease.hold(self._lease_ms) == epoch:
                 self._apply_choice(trainer)
-                envelopes = await asyncio.to_thread(reader.read, self._batch_size, 0.2)
+                reading = asyncio.ensure_future(
+                    asyncio.to_thread(reader.read, self._batch_size, 0.2)
+                )
+                envelopes = await asyncio.shield(reading)
                 fresh, dead = self._decode(envelopes)
                 trainer.accept(fresh)
                 report = await self._learn(trainer)
@@ -211,6 +215,8 @@ class TrainerLoop:
                 "trainer of %s: lease lost (epoch %d): stops learning", self._pipeline, epoch
             )
         finally:
+            if reading is not None:  # cancelled, the read goes on in its thread: close after it
+                await asyncio.wait([reading])
             reader.close()
 
     async def _restore(self) -> Trainer:

@@ -260,6 +260,9 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
         later = {t.event_id for t in more.truth if t.kind == "order"}
         rescored = _predictions(stack, start, later, serde, timeout_s=120)
         assert rescored and min(p["model_version"] for p in rescored) > 0
+
+        trainer.process.terminate()  # what an orchestrator sends: a clean stop, at once
+        assert trainer.process.wait(timeout=15) == 0, trainer.log_tail()
     finally:
         stop_worker(inference)
         stop_worker(trainer)
