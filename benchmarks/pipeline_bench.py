@@ -5,8 +5,9 @@ bench/results/<UTC time>.json.
 - backlog: the scenario's orders and labels are produced (pre-encoded) before anyone reads;
   events/s of a confluent-kafka consume→produce loop, a plain Faust agent, and the worker
   with one process and with two (one consumer group);
-- live: one worker at 25%, 50% and 75% of its backlog rate; latency from the producer's send
-  (the raw record's timestamp, which the prediction keeps) to the prediction consumed;
+- live: one worker at 25%, 50% and 75% of its backlog rate, after an unmeasured warm-up;
+  latency from the producer's send (the raw record's timestamp, which the prediction keeps)
+  to the prediction consumed;
 - the worker's RSS over each run, and a soak at 50% (`--soak-minutes`) for flatness;
 - Redis memory per entity; with `--profile`, µs per event per stage from py-spy.
 
@@ -68,6 +69,7 @@ CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
 PREDICTIONS = "shop.order_prediction.v1"
 PASSTHROUGH = PASSTHROUGH_SINK
 SHOP_PIPELINE = "pipelines/shop_orders.yaml"
+WARM_UP_S = 10.0  # unmeasured load first: assignment, the first snapshot, cold caches
 Record = tuple[str, bytes | None, bytes, None]
 STAGES = {  # a py-spy frame that names the stage → the stage (first match, innermost first)
     "EpollSelector.select": "idle: event loop waiting",
@@ -254,6 +256,7 @@ def _live(
         phases.append(("soak at 50%", 0.5, soak_minutes * 60))
     needed = sum(int(full_rate * share * length) + 1000 for _, share, length in phases)
     needed += int(full_rate * 0.5 * seconds) + 1000  # the pass-through's share
+    needed += 2 * (int(full_rate * 0.25 * WARM_UP_S) + 1000)  # the warm-ups
     print(f"generating {needed} live events …", flush=True)
     start_ms = GeneratorConfig().start_ms + 48 * HOUR_MS  # after the backlog's event time
     live = generate(
@@ -263,6 +266,7 @@ def _live(
     report: dict[str, Any] = {}
     passthrough = _start_passthrough()
     try:  # the same kind of load through a plain Faust agent: one hop, no work
+        _measure(passthrough, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
         latencies, rss = _measure(passthrough, records, full_rate * 0.5, seconds, PASSTHROUGH)
         report["Faust pass-through at 50%"] = _latency(full_rate * 0.5, latencies, rss)
     finally:
@@ -271,6 +275,7 @@ def _live(
             process.wait(60)
     workers = _start(1, {}, False)
     try:
+        _measure(workers, records, full_rate * 0.25, WARM_UP_S, PREDICTIONS)
         for name, share, length in phases:
             rate = full_rate * share
             latencies, rss = _measure(workers, records, rate, length, PREDICTIONS)
@@ -510,7 +515,8 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         "² the worker only serves (`STREAMPROC_TRAINER=false`); a second process only trains "
         "(`STREAMPROC_INFERENCE=false`).",
         "",
-        "Live, one worker, latency from the producer's send to the prediction consumed:",
+        "Live, one worker after a 10 s warm-up at 25%, latency from the producer's send to the "
+        "prediction consumed:",
         "",
         "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB ¹ |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
