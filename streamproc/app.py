@@ -355,7 +355,7 @@ def run_worker(settings: Settings) -> None:
 def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
     """A Faust worker without the terminal spinner. At WARNING and above the spinner sets the
     root logger to DEBUG to spin on every record, so each debug call of aiokafka and redis
-    (several per fetch) builds a record: 5-8% of the worker's CPU, and a service has no
+    (several per fetch) builds a record: 4-8% of the worker's samples, and a service has no
     terminal to spin on."""
     worker = faust.Worker(app, loglevel=log_level, override_logging=True)
     worker.spinner = None
