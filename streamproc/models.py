@@ -99,9 +99,16 @@ def _log1p(number: float) -> float:
     return math.log1p(max(0.0, float(number)))
 
 
+UNINFORMED = 0.5  # the score of a model that knows nothing yet
+
+
 def probability(model: Any, x: Mapping[str, float]) -> float:
-    """P(label is true); 0.5 before the model has learned anything."""
-    return float(model.predict_proba_one(dict(x)).get(True, 0.5))
+    """P(label is true). River leaves out a class it has not seen, so a missing True after
+    negatives only is 0, not unknown; only an empty answer (nothing learned) is UNINFORMED."""
+    proba = model.predict_proba_one(dict(x))
+    if not proba:
+        return UNINFORMED
+    return float(proba.get(True, 0.0))
 
 
 _EARLY_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, they are dropped

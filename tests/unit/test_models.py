@@ -13,11 +13,13 @@ from river import metrics as river_metrics
 from streamproc.generator import GeneratorConfig, generate, roc_auc, write_scenario
 from streamproc.models import (
     STEPS,
+    UNINFORMED,
     DelayedLabels,
     DriftWatch,
     ModelSet,
     build_pipeline,
     build_x,
+    probability,
 )
 from streamproc.modelspec import MODEL_STEPS, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.pipeline import PipelineSpec, load_pipeline
@@ -200,3 +202,20 @@ def test_a_label_that_comes_before_its_event_waits_for_it(spec: PipelineSpec) ->
     learner.score("late-event", 2_500, {"v": 1.0})
     assert learner.learned == 1
     assert learner.score_card.labels == 1
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "HoeffdingTreeClassifier",
+        "HoeffdingAdaptiveTreeClassifier",
+        "StandardScaler | LogisticRegression",
+    ],
+)
+def test_a_model_that_saw_only_negatives_scores_low_not_uninformed(model: str) -> None:
+    built = build_pipeline(ModelSpec(name="m", pipeline=model))
+    assert probability(built, {"a": 1.0}) == UNINFORMED  # nothing learned: the prior
+    for i in range(20):
+        built.learn_one({"a": float(i % 3)}, False)
+    # River's trees answer {False: 1.0}: True was never seen, so its probability is 0.
+    assert probability(built, {"a": 1.0}) < 0.5
