@@ -22,9 +22,25 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-# The world the shop lives in; the pipeline declaration must know these (a test checks it).
-TAX_RATES = {"DE": 0.19, "AT": 0.20, "FR": 0.20, "NL": 0.21, "PL": 0.23}
-RATES_TO_EUR = {"EUR": 1.0, "USD": 0.92}
+# The world the shop lives in. The reference declaration (pipelines/shop_orders.yaml) knows
+# these standard VAT rates and currencies, and a test holds the two equal; real traffic also
+# brings countries and currencies it does not know (below), whose orders the clean stage must
+# send to the DLQ with their reason rather than guess.
+TAX_RATES = {
+    **{"AT": 0.20, "BE": 0.21, "BG": 0.20, "HR": 0.25, "CY": 0.19, "CZ": 0.21, "DK": 0.25},
+    **{"EE": 0.24, "FI": 0.255, "FR": 0.20, "DE": 0.19, "GR": 0.24, "HU": 0.27, "IE": 0.23},
+    **{"IT": 0.22, "LV": 0.21, "LT": 0.21, "LU": 0.17, "MT": 0.18, "NL": 0.21, "PL": 0.23},
+    **{"PT": 0.23, "RO": 0.21, "SK": 0.23, "SI": 0.22, "ES": 0.21, "SE": 0.25},
+    **{"IS": 0.24, "LI": 0.081, "NO": 0.25, "GB": 0.20, "CH": 0.081},
+}
+RATES_TO_EUR = {
+    **{"EUR": 1.0, "USD": 0.86, "GBP": 1.14, "CHF": 1.07, "SEK": 0.091, "DKK": 0.134},
+    **{"NOK": 0.085, "PLN": 0.235, "CZK": 0.041, "HUF": 0.0026},
+}
+# Destinations and currencies the declaration does not list: a web order shipped to one of
+# these states no tax rate (unknown_tax_rate); an order paid in one has no rate to EUR.
+UNLISTED_TAX_RATES = {"US": 0.0, "CA": 0.05, "JP": 0.10, "AU": 0.10, "TR": 0.20, "UA": 0.20}
+UNLISTED_RATES_TO_EUR = {"JPY": 0.0058, "CAD": 0.62, "AUD": 0.56, "TRY": 0.021}
 HOME_COUNTRY = "DE"
 TILL_ZONE = "Europe/Berlin"
 HOUR_MS = 3_600_000
@@ -79,7 +95,21 @@ _FAMILY = (
     "Dubois",
     "Jansen",
 )
-_HOMES = {"DE": 0.70, "AT": 0.10, "FR": 0.08, "NL": 0.07, "PL": 0.05}
+# Where the shop's customers live (a German shop selling across Europe), and what they pay in
+# on the web when it is not the euro.
+_HOMES = {
+    **{"DE": 0.40, "FR": 0.07, "IT": 0.07, "ES": 0.06, "AT": 0.05, "NL": 0.05, "PL": 0.04},
+    **{"BE": 0.03, "GB": 0.03, "CH": 0.03, "SE": 0.02, "DK": 0.02, "PT": 0.02, "CZ": 0.02},
+    **{"IE": 0.01, "FI": 0.01, "GR": 0.01, "HU": 0.01, "RO": 0.01, "NO": 0.01, "SK": 0.01},
+    **{"SI": 0.005, "HR": 0.005, "LU": 0.005, "LT": 0.005, "LV": 0.005, "EE": 0.005},
+    **{"BG": 0.005, "CY": 0.002, "MT": 0.002, "IS": 0.002, "LI": 0.002},
+}
+_HOME_CURRENCY = {
+    **{"GB": "GBP", "CH": "CHF", "LI": "CHF", "SE": "SEK", "DK": "DKK", "NO": "NOK"},
+    **{"PL": "PLN", "CZ": "CZK", "HU": "HUF"},
+}
+_UNLISTED_SHARE = 0.1  # of orders shipped abroad: to a country the declaration does not list
+_UNLISTED_CURRENCY_RATE = 0.004  # of web orders: paid in a currency the declaration lacks
 _PAYMENT = {
     "web": ("card", "paypal", "invoice"),
     "app": ("card", "applepay"),
@@ -345,7 +375,17 @@ def _session(rng: random.Random) -> float:
 
 
 def _foreign(rng: random.Random, home: str) -> str:
+    if rng.random() < _UNLISTED_SHARE:
+        return rng.choice(list(UNLISTED_TAX_RATES))
     return rng.choice([c for c in TAX_RATES if c != home])
+
+
+def _tax_rate(country: str) -> float:
+    return TAX_RATES.get(country, UNLISTED_TAX_RATES.get(country, 0.0))
+
+
+def _to_eur(currency: str) -> float:
+    return RATES_TO_EUR.get(currency) or UNLISTED_RATES_TO_EUR[currency]
 
 
 # -- rendering --------------------------------------------------------------------------
@@ -367,6 +407,10 @@ class _Renderer:
             self._broken(intent)
             return
         event, canonical = self._order(intent)
+        unknown = _unknown_to_the_shop(event, canonical)
+        if unknown is not None:
+            self._emit(intent.at_ms, event, Truth(event["event_id"], "invalid", reason=unknown))
+            return
         self._avoid_accidental_duplicate(intent, event, canonical)
         truth = Truth(
             event["event_id"],
@@ -401,15 +445,15 @@ class _Renderer:
             flags.append("country_defaulted")
         elif source == "web":
             raw_country = rng.choice((country.lower(), country, country.title()))
-        rate = TAX_RATES[country]
-        currency = "USD" if source == "app" and rng.random() < 0.15 else "EUR"
+        rate = _tax_rate(country)
+        currency = self._currency(source, person)
         if source == "pos":
             raw_amount = round(intent.gross_eur / (1 + rate), 2)
             net = raw_amount
             gross = raw_amount * (1 + rate)
         else:
-            raw_amount = round(intent.gross_eur / RATES_TO_EUR[currency], 2)
-            gross = raw_amount * RATES_TO_EUR[currency]
+            raw_amount = round(intent.gross_eur / _to_eur(currency), 2)
+            gross = raw_amount * _to_eur(currency)
             net = gross / (1 + rate)
         if currency != "EUR":
             flags.append("currency_converted")
@@ -467,6 +511,18 @@ class _Renderer:
             "flags": flags,
         }
         return event, canonical
+
+    def _currency(self, source: str, person: _Person) -> str:
+        rng = self.rng
+        if source == "app":
+            return "USD" if rng.random() < 0.15 else "EUR"
+        if source == "web":
+            if rng.random() < _UNLISTED_CURRENCY_RATE:
+                return rng.choice(list(UNLISTED_RATES_TO_EUR))
+            home_currency = _HOME_CURRENCY.get(person.home)
+            if home_currency and rng.random() < 0.7:
+                return home_currency
+        return "EUR"
 
     def _time(self, source: str, at: int, flags: list[str]) -> tuple[int, int | str, str | None]:
         """(canonical ms, raw occurred_at, raw tz) as each source writes its clock."""
@@ -571,7 +627,7 @@ class _Renderer:
         self._emit(later, copy, Truth(copy["event_id"], "resubmission", event["event_id"]))
 
     def _broken(self, intent: _Intent) -> None:
-        event, _ = self._order(intent)
+        event, canonical = self._order(intent)
         reason = self.rng.choice(_INVALID[intent.source])
         if reason == "invalid_amount":
             event["amount"] = -event["amount"] - 1
@@ -583,7 +639,18 @@ class _Renderer:
             event["tz"] = "Europe/Atlantis"
         else:
             event["occurred_at"] = "the day before yesterday"
+        if reason == "invalid_items":  # the clean stage checks the money first
+            reason = _unknown_to_the_shop(event, canonical) or reason
         self._emit(intent.at_ms, event, Truth(event["event_id"], "invalid", reason=reason))
+
+
+def _unknown_to_the_shop(event: dict[str, Any], canonical: dict[str, Any]) -> str | None:
+    """Why the reference declaration cannot clean this order, if it cannot."""
+    if event["currency"] not in RATES_TO_EUR:
+        return "unknown_currency"
+    if event["tax_rate"] is None and canonical["country"] not in TAX_RATES:
+        return "unknown_tax_rate"
+    return None
 
 
 def _render(rng: random.Random, config: GeneratorConfig, intents: list[_Intent]) -> list[_Record]:

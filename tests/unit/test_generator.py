@@ -18,6 +18,8 @@ from streamproc.generator import (
     RATES_TO_EUR,
     RESUBMISSION_WINDOW_MS,
     TAX_RATES,
+    UNLISTED_RATES_TO_EUR,
+    UNLISTED_TAX_RATES,
     GeneratorConfig,
     Scenario,
     generate,
@@ -79,7 +81,12 @@ def test_rates_and_shares_are_near_the_configured_ones(scenario: Scenario) -> No
     )
     assert 0.5 * 0.02 < kinds["retry"] / sources["app"] < 2 * 0.02
     assert 0.5 * 0.03 < kinds["resubmission"] / sources["web"] < 2 * 0.03
-    assert 0.5 * 0.005 < kinds["invalid"] / N < 2 * 0.005
+    unknown_to_the_shop = sum(
+        1
+        for e, t in zip(scenario.events, scenario.truth, strict=True)
+        if t.reason == "unknown_tax_rate" or e["currency"] in UNLISTED_RATES_TO_EUR
+    )
+    assert 0.5 * 0.005 < (kinds["invalid"] - unknown_to_the_shop) / N < 2 * 0.005
     guests = sum(1 for e in scenario.events if e["source"] == "web" and e["customer_id"] is None)
     assert 0.5 * 0.15 < guests / sources["web"] < 2 * 0.15
 
@@ -109,6 +116,7 @@ def test_invalid_records_say_why(scenario: Scenario) -> None:
         "unknown_currency",
         "unknown_timezone",
         "invalid_time",
+        "unknown_tax_rate",
     }
     assert len(reasons) >= 3
 
@@ -124,10 +132,32 @@ def test_tills_that_missed_the_clock_change_write_times_in_the_gap() -> None:
         assert wall.replace(fold=0).utcoffset() != wall.replace(fold=1).utcoffset()
 
 
-def test_the_pipeline_declaration_knows_the_shops_rates() -> None:
+def test_the_pipeline_declaration_knows_the_shops_rates_and_nothing_unlisted() -> None:
     spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
-    assert TAX_RATES.items() <= spec.money.tax_rates.items()
-    assert RATES_TO_EUR.items() <= spec.money.rates_to_eur.items()
+    assert spec.money.tax_rates == TAX_RATES
+    assert spec.money.rates_to_eur == RATES_TO_EUR
+    assert not set(UNLISTED_TAX_RATES) & set(spec.money.tax_rates)
+    assert not set(UNLISTED_RATES_TO_EUR) & set(spec.money.rates_to_eur)
+
+
+def test_the_declaration_covers_europe() -> None:
+    eu = "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE"
+    spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+    assert set(eu.split()) | {"IS", "LI", "NO", "GB", "CH"} == set(spec.money.tax_rates)
+    for currency in ["EUR", "USD", "GBP", "CHF", "SEK", "DKK", "NOK", "PLN", "CZK", "HUF"]:
+        assert currency in spec.money.rates_to_eur
+
+
+def test_traffic_reaches_past_what_the_declaration_knows() -> None:
+    scenario = generate(GeneratorConfig(events=20_000, seed=7))
+    countries = {t.canonical["country"] for t in scenario.truth if t.canonical}
+    currencies = {e["currency"] for e in scenario.events}
+    reasons = Counter(t.reason for t in scenario.truth if t.kind == "invalid")
+    assert len(countries) >= 25  # most of Europe, and app orders shipped further
+    assert countries & set(UNLISTED_TAX_RATES)  # the app states the rate: clean
+    assert {"GBP", "CHF", "SEK", "PLN", "HUF"} <= currencies
+    assert currencies & set(UNLISTED_RATES_TO_EUR)
+    assert reasons["unknown_tax_rate"] >= 5 and reasons["unknown_currency"] >= 5
 
 
 def test_fraud_follows_the_true_probabilities(scenario: Scenario) -> None:

@@ -45,6 +45,35 @@ def test_web_order(normalizer: Normalizer) -> None:
     assert clean["session_duration_s"] == 42.5
 
 
+@pytest.mark.parametrize(
+    ("country", "rate"), [("it", 0.22), ("ES", 0.21), ("gr", 0.24), ("No", 0.25), ("ch", 0.081)]
+)
+def test_a_web_order_from_anywhere_in_europe_takes_its_countrys_rate(
+    normalizer: Normalizer, country: str, rate: float
+) -> None:
+    clean = normalizer.normalize(order(country=country, amount=100.0, tax_rate=None))
+    assert clean["tax_rate"] == rate
+    assert clean["amount_net_eur"] == pytest.approx(100.0 / (1 + rate))
+
+
+@pytest.mark.parametrize(("currency", "rate"), [("GBP", 1.14), ("huf", 0.0026), ("SEK", 0.091)])
+def test_european_currencies_are_converted(
+    normalizer: Normalizer, currency: str, rate: float
+) -> None:
+    clean = normalizer.normalize(order(currency=currency, amount=1000.0))
+    assert clean["amount_gross_eur"] == pytest.approx(1000.0 * rate)
+    assert "currency_converted" in clean["quality_flags"]
+
+
+def test_a_country_the_declaration_does_not_know_needs_its_rate_in_the_event(
+    normalizer: Normalizer,
+) -> None:
+    with pytest.raises(EventRejected) as rejected:
+        normalizer.normalize(order(country="us", tax_rate=None))
+    assert rejected.value.reason == "unknown_tax_rate"
+    assert normalizer.normalize(order(country="us", tax_rate=0.0))["tax_rate"] == 0.0
+
+
 def test_app_order_in_seconds_usd_and_milliseconds(normalizer: Normalizer) -> None:
     raw = order(
         source="app", occurred_at=1_774_746_000, currency="USD", amount=100.0,
@@ -53,8 +82,8 @@ def test_app_order_in_seconds_usd_and_milliseconds(normalizer: Normalizer) -> No
     )  # fmt: skip
     clean = normalizer.normalize(raw)
     assert clean["occurred_at"] == 1_774_746_000_000
-    assert clean["amount_gross_eur"] == pytest.approx(92.0)
-    assert clean["amount_net_eur"] == pytest.approx(92.0 / 1.19)
+    assert clean["amount_gross_eur"] == pytest.approx(86.0)
+    assert clean["amount_net_eur"] == pytest.approx(86.0 / 1.19)
     assert clean["session_duration_s"] == pytest.approx(42.0)
     assert clean["field_status"]["amount_includes_tax"] == "defaulted"
     assert {"currency_converted", "unit_converted", "name_recased"} <= set(clean["quality_flags"])

@@ -41,7 +41,7 @@ def test_the_reference_declaration_loads() -> None:
         ("time_format: epoch_s", "time_format: epoch_min", "sources.app.time_format", "epoch_ms"),
         ("window: 10m", "window: 10 minutes", "dedupe.window", "like 500ms"),
         ("action: convert", "action: fix", "unit_switch.action", "quarantine"),
-        ("USD: 0.92", "USD: -1", "money.rates_to_eur", "positive rate"),
+        ("USD: 0.86", "USD: -1", "money.rates_to_eur", "positive rate"),
         ("duration_unit: ms", "duration_unit: ms\n    colour: blue", "sources.app.colour", "Extra"),
     ],
 )
