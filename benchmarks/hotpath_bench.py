@@ -27,6 +27,7 @@ from streamproc.predict import PredictStep
 from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
+from streamproc.unitswitch import InMemoryUnitStatsStore
 from tests.conftest import REPO
 
 BATCH = 500
@@ -57,7 +58,9 @@ async def _run(spec: PipelineSpec, serde: AvroSerde, batches: list[list[Envelope
     """One pass over the batches with new stores; seconds per stage."""
     if spec.models is None:
         raise SystemExit("the reference pipeline declares models")
-    clean_stage = CleanStage(spec, serde, InMemorySeenStore(), b"bench-key")
+    clean_stage = CleanStage(
+        spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"bench-key"
+    )
     feature_step = FeatureStep.of_clean_orders(
         spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
     )

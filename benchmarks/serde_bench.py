@@ -29,6 +29,7 @@ from streamproc.pipeline import load_pipeline
 from streamproc.processor import CleanStage
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
+from streamproc.unitswitch import InMemoryUnitStatsStore
 
 REPO = Path(__file__).resolve().parents[1]
 TOPIC = "shop.order.v1"
@@ -82,7 +83,7 @@ def _clean_stage_us(serde: AvroSerde) -> float:
     batches = [envelopes[i : i + 500] for i in range(0, len(envelopes), 500)]
 
     async def all_batches() -> None:
-        stage = CleanStage(spec, serde, InMemorySeenStore(), b"bench-key")
+        stage = CleanStage(spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"bench-key")
         for batch in batches:
             await stage.process(batch)
 

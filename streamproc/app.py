@@ -27,6 +27,7 @@ from streamproc.adapters.redis import (
     RedisServedLog,
     redis_client,
 )
+from streamproc.adapters.redis_units import RedisUnitStatsStore
 from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import DEV_PII_KEY, Settings
@@ -200,7 +201,9 @@ def create_app(settings: Settings) -> faust.App:
 
     if shop is not None:
         seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
-        stage = CleanStage(shop, serde, seen, settings.pii_key.get_secret_value().encode())
+        units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
+        pii_key = settings.pii_key.get_secret_value().encode()
+        stage = CleanStage(shop, serde, seen, units, pii_key)
 
         async def clean_batch(batch: list[Envelope]) -> None:
             started = time.perf_counter()

@@ -100,7 +100,6 @@ class UnitSwitch(Frozen):
     fields: list[str] = ["session_duration"]
     action: UnitSwitchAction = "convert"
     min_reference: int = Field(30, ge=5, description="values seen before judging others")
-    tolerance_decades: float = Field(0.5, gt=0, lt=1.5)
 
 
 class Dedupe(Frozen):

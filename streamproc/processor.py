@@ -8,6 +8,7 @@ batch) → vectors served, too-late events diverted.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +20,14 @@ from streamproc.events import Envelope, OutRecord, Rejection
 from streamproc.features import FeatureBatch, FeatureEvent, FeatureStage, FeatureValue
 from streamproc.normalize import Normalizer
 from streamproc.pipeline import PipelineSpec
-from streamproc.unitswitch import UnitSwitchDetector
+from streamproc.unitswitch import UnitStatsStore, UnitStatsUpdate, UnitSwitchDetector
 
 INTERNAL_ERROR = "internal_error"
 # Where a clean event was read: "<partition>/<offset>" of the source topic. The feature step
 # guards on it, so an event the clean stage sends twice (a replay after its crash) counts once.
 SOURCE_HEADER = "streamproc.source"
 UNIT_SWITCH = "unit_switch_suspected"
+UNIT_UNVERIFIED = "unit_unverified"  # no reference yet to check the unit against
 
 
 class Codec(Protocol):
@@ -53,15 +55,24 @@ class CleanBatch:
 
 
 class CleanStage:
-    """The clean stage of one pipeline. The unit-switch detector learns as batches pass."""
+    """The clean stage of one pipeline. The unit-switch detector learns as batches pass, in
+    state shared by every worker of the deployment (`units`)."""
 
-    def __init__(self, spec: PipelineSpec, codec: Codec, seen: SeenStore, pii_key: bytes) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        codec: Codec,
+        seen: SeenStore,
+        units: UnitStatsStore,
+        pii_key: bytes,
+    ) -> None:
         self.spec = spec
         self._codec = codec
         self._seen = seen
+        self._units = units
+        self._units_loaded = False
         self._normalizer = Normalizer(spec, pii_key)
-        switch = spec.unit_switch
-        self._detector = UnitSwitchDetector(switch.min_reference, switch.tolerance_decades)
+        self._detector = UnitSwitchDetector(spec.unit_switch.min_reference)
         self._rules = DedupeRules(
             spec.dedupe.window_ms, spec.dedupe.exact_ttl_ms, spec.dedupe.content_ttl_ms
         )
@@ -69,6 +80,9 @@ class CleanStage:
     async def process(self, batch: Sequence[Envelope]) -> CleanBatch:
         """Never raises for a bad event; only the store's InfraError escapes."""
         result = CleanBatch()
+        if not self._units_loaded:  # judge from the start as the deployment's other workers do
+            self._detector.adopt(await self._units.exchange(UnitStatsUpdate()))
+            self._units_loaded = True
         accepted: list[tuple[Envelope, dict[str, Any]]] = []
         for envelope in batch:
             try:
@@ -78,7 +92,11 @@ class CleanStage:
             except Exception as exc:  # a bug must cost one event, never the partition
                 result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
         claims = [self._claim(envelope, clean) for envelope, clean in accepted]
-        verdicts = await self._seen.claim(claims, self._rules)
+        shared, verdicts = await asyncio.gather(
+            self._units.exchange(self._detector.take_update()),
+            self._seen.claim(claims, self._rules),
+        )
+        self._detector.adopt(shared)
         for (envelope, clean), verdict in zip(accepted, verdicts, strict=True):
             try:
                 self._emit(envelope, clean, verdict, result)
@@ -89,11 +107,15 @@ class CleanStage:
     def _clean(self, envelope: Envelope, result: CleanBatch) -> dict[str, Any]:
         raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
         clean = self._normalizer.normalize(raw)
-        self._check_units(raw, clean, result)
+        self._check_units(raw, clean, (envelope.partition, envelope.offset), result)
         return clean
 
     def _check_units(
-        self, raw: Mapping[str, Any], clean: dict[str, Any], result: CleanBatch
+        self,
+        raw: Mapping[str, Any],
+        clean: dict[str, Any],
+        position: tuple[int, int],
+        result: CleanBatch,
     ) -> None:
         """Only session_duration is declared today; its canonical value is in seconds."""
         names, switch = self.spec.fields, self.spec.unit_switch
@@ -106,7 +128,11 @@ class CleanStage:
             raw.get(names.version),
             clean["session_duration_s"],
             unit,
+            position,
         )
+        flags: list[str] = clean["quality_flags"]
+        if verdict.unchecked:
+            flags.append(UNIT_UNVERIFIED)
         if not verdict.suspected:
             return
         result.unit_switches[(clean["source"], names.session_duration)] += 1
@@ -115,10 +141,11 @@ class CleanStage:
                 UNIT_SWITCH,
                 f"{names.session_duration} looks {verdict.correction:g}× off its declared unit",
             )
-        clean["quality_flags"].append(UNIT_SWITCH)
+        flags.append(UNIT_SWITCH)
         if switch.action == "convert":
             clean["session_duration_s"] *= verdict.correction
-            clean["quality_flags"].append("unit_converted")
+            if "unit_converted" not in flags:  # flags are a set: counted once per order
+                flags.append("unit_converted")
 
     def _claim(self, envelope: Envelope, clean: Mapping[str, Any]) -> Claim:
         sighting = Sighting(
@@ -131,6 +158,7 @@ class CleanStage:
         self, envelope: Envelope, clean: dict[str, Any], verdict: Verdict, result: CleanBatch
     ) -> None:
         if verdict.kind is None or verdict.first is None:
+            clean["quality_flags"] = list(dict.fromkeys(clean["quality_flags"]))  # a set
             # Keyed by entity: an entity's orders stay in one partition for the feature stage.
             key = clean["entity_key"].encode() if clean["entity_key"] else envelope.key
             value = self._codec.encode(self.spec.sink.topic, self.spec.sink.schema_name, clean)

@@ -26,6 +26,7 @@ from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde
 from streamproc.tabular import TabularSpec
+from streamproc.unitswitch import InMemoryUnitStatsStore
 
 BATCH = 500
 CLEAN_FILE, DUPLICATES_FILE, DLQ_FILE = "clean.jsonl", "duplicates.jsonl", "dlq.jsonl"
@@ -63,7 +64,7 @@ async def run_file(
     spec: PipelineSpec, catalog: SchemaCatalog, pii_key: bytes, source: Path, out: Path
 ) -> RunSummary:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
-    stage = CleanStage(spec, serde, InMemorySeenStore(), pii_key)
+    stage = CleanStage(spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), pii_key)
     features = FeatureStep.of_clean_orders(
         spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
     )

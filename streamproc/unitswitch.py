@@ -1,132 +1,280 @@
 """Core: finds undeclared unit switches (s sent where ms are declared, min for s, …).
 
-Values are compared in log10 space per (source, field, version) group against a reference
-group of the same source and field. A value far outside the reference's spread, and about one
-unit step away (the ladder µs, ms, s, min, h seen from the declared unit: ×1000, ×60, …), is a
-suspect. While most of its group's values are suspects, each is corrected by the step they
-agree on so far; once enough agree, every value of the group is corrected by that step.
-Suspects in a group that is mostly healthy are outliers, left alone.
+Values are binned in log10 space per (source, field, version) group. The first group of a
+source and field to reach `min_reference` values is its reference. Every other group gets a
+step (1: healthy, or a jump along the unit ladder µs, ms, s, min, h) that is a property of the
+whole group: the step under which the group's values fit the reference's distribution best,
+with a prior that favours no switch, then a neighbouring unit. While the group is young its
+best step is an estimate, applied to each value and revised as values come; once it leads the
+others by a wide margin it is settled for good. Suspects in a healthy group stay outliers.
+
+The counts are shared by every worker of a deployment through a UnitStatsStore, updated once
+per batch and guarded by source offsets, so a replay does not count a value twice and a
+worker that takes over a partition judges as its predecessor did.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import cache
+from typing import Protocol
 
 from streamproc.canonical import UNIT_SECONDS
 
-_CONFIRM_AFTER = 10  # suspected values before a whole group is taken as switched
-_MIN_SPREADS = 4.0  # how many reference standard deviations a suspect must be away
+BIN_DECADES = 0.05  # histogram resolution in log10 space
+_SETTLE_AFTER = 10  # values of a group before its step may be settled
+_SETTLE_MARGIN = 12.0  # log-likelihood lead (nats) of the best step over the next to settle it
+# Log prior of a step: no switch is likeliest; a source that switches nearly always moves to
+# the neighbouring unit (ms → s), rarely further: one short session read in the wrong unit
+# looks like a typical one two rungs away, and must not be taken for it.
+_PRIOR_NEIGHBOUR = -4.0
+_PRIOR_PER_FURTHER_RUNG = -12.0
+# The reference's density: its smoothed histogram (the shape, hard edges included), mixed with
+# Laplace tails so that a value outside the seen range is unlikely, not impossible, and the
+# further out the less likely: 3 s read as 3 ms is far less likely than 3 s read as 3,000 s.
+_TAIL_WEIGHT = 0.05
+_MIN_SCALE = 0.05  # decades: a reference of identical values still has some spread
+
+GroupKey = tuple[str, str, str]  # (source, field, version as text)
 
 
 @dataclass(slots=True)
-class _LogStats:
-    """Welford's running mean and variance of log10(value)."""
+class UnitStats:
+    """The shared state: per group its log10 histogram, settled steps, pinned references."""
 
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+    counts: dict[GroupKey, Counter[int]] = field(default_factory=dict)
+    steps: dict[GroupKey, float] = field(default_factory=dict)
+    references: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def add(self, x: float) -> None:
-        self.n += 1
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
 
-    @property
-    def sd(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """One counted value: where it was read (the guard) and its bin."""
+
+    partition: int
+    offset: int
+    group: GroupKey
+    bin: int
 
 
 @dataclass(slots=True)
-class _Group:
-    values: _LogStats
-    distances: _LogStats  # of suspected values from the reference
-    confirmed: float | None = None  # the correction once the group is known to be switched
+class UnitStatsUpdate:
+    """What one batch learned. Steps and references are proposals: the first one stored wins."""
+
+    sightings: list[Sighting] = field(default_factory=list)
+    steps: dict[GroupKey, float] = field(default_factory=dict)
+    references: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.sightings or self.steps or self.references)
+
+
+class UnitStatsStore(Protocol):
+    """Applies an update (counts only for sightings past the partition's guard offset) and
+    returns the whole shared state, in one round trip."""
+
+    async def exchange(self, update: UnitStatsUpdate) -> UnitStats: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """`correction` multiplies the value into the declared unit; 1.0 when nothing is wrong."""
+    """`correction` multiplies the value into the declared unit; 1.0 when nothing is wrong.
+    `unchecked`: no reference exists yet to judge the value against."""
 
     suspected: bool
     correction: float = 1.0
+    unchecked: bool = False
 
 
 NOTHING_WRONG = Verdict(False)
+UNCHECKED = Verdict(False, unchecked=True)
+
+
+@dataclass(slots=True)
+class _Reference:
+    """A reference group's log10 density: its smoothed histogram by bin, and Laplace tails."""
+
+    n: int
+    median: float
+    scale: float
+    smoothed: dict[int, float]  # bin → kernel density estimate per decade
+
+    def log_density(self, x: float) -> float:
+        tail = math.exp(-abs(x - self.median) / self.scale) / (2 * self.scale)
+        shape = self.smoothed.get(math.floor(x / BIN_DECADES), 0.0)
+        return math.log((1 - _TAIL_WEIGHT) * shape + _TAIL_WEIGHT * tail)
 
 
 class UnitSwitchDetector:
-    """Stateful, per worker: it learns magnitudes from the stream it sees."""
+    """Judges values against the shared UnitStats; collects what to write back per batch."""
 
-    def __init__(self, min_reference: int, tolerance_decades: float) -> None:
+    def __init__(self, min_reference: int) -> None:
         self._min_reference = min_reference
-        self._tolerance = tolerance_decades
-        self._groups: dict[tuple[str, str], dict[Hashable, _Group]] = {}
+        self._stats = UnitStats()
+        self._pending = UnitStatsUpdate()
+        self._references: dict[tuple[str, str], _Reference] = {}
+
+    @property
+    def stats(self) -> UnitStats:
+        return self._stats
+
+    def adopt(self, stats: UnitStats) -> None:
+        """Take the shared state as it is now (after an exchange)."""
+        self._stats = stats
+
+    def take_update(self) -> UnitStatsUpdate:
+        """What was learned since the last call, to send to the store."""
+        update, self._pending = self._pending, UnitStatsUpdate()
+        return update
 
     def check(
-        self, source: str, field: str, version: Hashable, value: float, declared_unit: str
+        self,
+        source: str,
+        field_name: str,
+        version: object,
+        value: float,
+        declared_unit: str,
+        position: tuple[int, int],
     ) -> Verdict:
         """`value` is already converted from `declared_unit`; is that unit really the one?"""
-        if not value > 0:  # zero or negative magnitudes say nothing about a unit
+        group: GroupKey = (source, field_name, "" if version is None else str(version))
+        settled = self._stats.steps.get(group)
+        if not (value > 0 and math.isfinite(value)):  # says nothing about a unit
+            return _verdict(settled) if settled is not None else NOTHING_WRONG
+        self._count(group, math.floor(math.log10(value) / BIN_DECADES), position)
+        if settled is not None:
+            return _verdict(settled)
+        reference = self._reference(source, field_name)
+        if reference is None:
+            return UNCHECKED
+        if self._stats.references[(source, field_name)] == group[2]:
             return NOTHING_WRONG
-        groups = self._groups.setdefault((source, field), {})
-        group = groups.get(version)
-        if group is None:
-            group = groups[version] = _Group(_LogStats(), _LogStats())
-        x = math.log10(value)
-        if group.confirmed is not None:
-            return Verdict(True, group.confirmed)
-        reference = self._reference(groups, group)
-        corrections = _corrections(declared_unit)
-        correction = self._suspect(x, reference, corrections) if reference is not None else None
-        if correction is None or reference is None:
-            group.values.add(x)
-            return NOTHING_WRONG
-        group.distances.add(x - reference.mean)
-        if group.distances.n <= group.values.n:
-            # A rare outlier of a healthy group (a two-second session is real, not minutes
-            # sent as seconds): only a group whose values are mostly suspects is switched.
-            return NOTHING_WRONG
-        # The group's consensus step, not this value's own: a short session sent in seconds
-        # where ms are declared can sit nearer the minutes step than the seconds one.
-        consensus = _closest(group.distances.mean, corrections, self._tolerance_for(reference))
-        if group.distances.n >= _CONFIRM_AFTER:
-            group.confirmed = consensus
-        return Verdict(True, consensus or correction)
+        step, settled_now = self._best_step(self._stats.counts[group], reference, declared_unit)
+        if settled_now:
+            self._stats.steps[group] = self._pending.steps[group] = step
+        return _verdict(step)
 
-    def _reference(self, groups: dict[Hashable, _Group], current: _Group) -> _LogStats | None:
-        """The largest group not known to be switched, preferring another version's."""
-        candidates = [g for g in groups.values() if g.confirmed is None and g is not current]
-        best = max(candidates, key=lambda g: g.values.n, default=current)
-        if best.values.n < self._min_reference:
-            best = current
-        return best.values if best.values.n >= self._min_reference else None
+    def _count(self, group: GroupKey, bin_: int, position: tuple[int, int]) -> None:
+        self._stats.counts.setdefault(group, Counter())[bin_] += 1
+        self._pending.sightings.append(Sighting(position[0], position[1], group, bin_))
 
-    def _suspect(
-        self, x: float, reference: _LogStats, corrections: Sequence[float]
-    ) -> float | None:
-        """Far outside the reference's spread and about a unit step away: that step."""
-        distance = x - reference.mean
-        if abs(distance) < _MIN_SPREADS * reference.sd:
+    def _reference(self, source: str, field_name: str) -> _Reference | None:
+        """The pinned reference of (source, field), pinning the first group that is big
+        enough; its summary is recomputed as it grows by a tenth."""
+        key = (source, field_name)
+        version = self._stats.references.get(key)
+        if version is None:
+            sizes = {
+                group[2]: sum(counts.values())
+                for group, counts in self._stats.counts.items()
+                if group[:2] == key and group not in self._stats.steps
+            }
+            version = max(sizes, key=lambda v: sizes[v], default=None)
+            if version is None or sizes[version] < self._min_reference:
+                return None
+            self._stats.references[key] = self._pending.references[key] = version
+        counts = self._stats.counts.get((source, field_name, version))
+        if not counts:
             return None
-        return _closest(distance, corrections, self._tolerance_for(reference))
+        cached = self._references.get(key)
+        n = sum(counts.values())
+        if cached is None or n > cached.n * 1.1:
+            cached = self._references[key] = _summary(counts, n)
+        return cached
 
-    def _tolerance_for(self, reference: _LogStats) -> float:
-        """How far from a unit step still counts as that step: wider for a spread reference."""
-        return max(self._tolerance, 3 * reference.sd)
+    def _best_step(
+        self, counts: Counter[int], reference: _Reference, declared_unit: str
+    ) -> tuple[float, bool]:
+        """The step under which the group fits the reference best, and whether it leads the
+        next best by enough (with enough values) to be settled."""
+        scores = []
+        for step, prior in _steps(declared_unit):
+            shift = math.log10(step)
+            fit = sum(
+                n * reference.log_density((b + 0.5) * BIN_DECADES + shift)
+                for b, n in counts.items()
+            )
+            scores.append((fit + prior, step))
+        scores.sort(reverse=True)
+        (best, step), (second, _) = scores[0], scores[1]
+        settled = sum(counts.values()) >= _SETTLE_AFTER and best - second >= _SETTLE_MARGIN
+        return step, settled
+
+
+def _verdict(step: float) -> Verdict:
+    return NOTHING_WRONG if step == 1.0 else Verdict(True, step)
+
+
+def _summary(counts: Counter[int], n: int) -> _Reference:
+    """Median, a robust scale (interquartile range / 1.349) and a kernel density estimate
+    (Silverman's bandwidth) of a histogram."""
+    ordered = sorted(counts.items())
+
+    def quantile(q: float) -> float:
+        target, seen = q * n, 0
+        for b, count in ordered:
+            seen += count
+            if seen >= target:
+                return (b + 0.5) * BIN_DECADES
+        return (ordered[-1][0] + 0.5) * BIN_DECADES
+
+    scale = max((quantile(0.75) - quantile(0.25)) / 1.349, _MIN_SCALE)
+    width = max(0.5 * scale * n ** (-0.2), 2 * BIN_DECADES)
+    reach = math.ceil(4 * width / BIN_DECADES)
+    smoothed: dict[int, float] = {}
+    for target in range(ordered[0][0] - reach, ordered[-1][0] + reach + 1):
+        density = sum(
+            count * math.exp(-0.5 * ((target - b) * BIN_DECADES / width) ** 2)
+            for b, count in ordered
+            if abs(target - b) <= reach
+        )
+        if density > 0:
+            smoothed[target] = density / (n * width * math.sqrt(2 * math.pi))
+    return _Reference(n, quantile(0.5), scale, smoothed)
 
 
 @cache
-def _corrections(declared_unit: str) -> tuple[float, ...]:
-    """Multipliers from the declared unit to each other unit of the ladder."""
-    declared = UNIT_SECONDS[declared_unit]
-    return tuple(size / declared for unit, size in UNIT_SECONDS.items() if unit != declared_unit)
+def _steps(declared_unit: str) -> Sequence[tuple[float, float]]:
+    """(multiplier into the declared unit, log prior) for no switch and each other unit."""
+    units = list(UNIT_SECONDS)
+    declared = units.index(declared_unit)
+    steps = [(1.0, 0.0)]
+    for rung, unit in enumerate(units):
+        if rung != declared:
+            further = abs(rung - declared) - 1
+            prior = _PRIOR_NEIGHBOUR + _PRIOR_PER_FURTHER_RUNG * further
+            steps.append((UNIT_SECONDS[unit] / UNIT_SECONDS[declared_unit], prior))
+    return tuple(steps)
 
 
-def _closest(distance: float, corrections: Sequence[float], tolerance: float) -> float | None:
-    """The correction c whose log10 cancels `distance` within `tolerance` decades."""
-    best = min(corrections, key=lambda c: abs(distance + math.log10(c)))
-    return best if abs(distance + math.log10(best)) < tolerance else None
+class InMemoryUnitStatsStore:
+    """The UnitStatsStore of one process (files, tests): the Redis one's rules, in a dict."""
+
+    def __init__(self) -> None:
+        self._stats = UnitStats()
+        self._guard: dict[int, int] = {}
+
+    async def exchange(self, update: UnitStatsUpdate) -> UnitStats:
+        before = dict(self._guard)
+        for sighting in update.sightings:
+            if sighting.offset > before.get(sighting.partition, -1):
+                self._stats.counts.setdefault(sighting.group, Counter())[sighting.bin] += 1
+                newest = self._guard.get(sighting.partition, -1)
+                self._guard[sighting.partition] = max(newest, sighting.offset)
+        for group, step in update.steps.items():
+            self._stats.steps.setdefault(group, step)
+        for key, version in update.references.items():
+            self._stats.references.setdefault(key, version)
+        return copy_stats(self._stats)
+
+
+def copy_stats(stats: UnitStats) -> UnitStats:
+    """A deep copy: a detector changes its view as it counts, the store's must not move."""
+    return UnitStats(
+        {group: Counter(counts) for group, counts in stats.counts.items()},
+        dict(stats.steps),
+        dict(stats.references),
+    )

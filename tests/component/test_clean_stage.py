@@ -11,6 +11,7 @@ from streamproc.events import Envelope
 from streamproc.pipeline import PipelineSpec, load_pipeline
 from streamproc.processor import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
 from streamproc.serde import AvroSerde
+from streamproc.unitswitch import InMemoryUnitStatsStore
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import ExplodingCodec
@@ -28,7 +29,7 @@ def _stage(spec: PipelineSpec, codec: Any, **unit_switch: str) -> CleanStage:
         spec = spec.model_copy(
             update={"unit_switch": spec.unit_switch.model_copy(update=unit_switch)}
         )
-    return CleanStage(spec, codec, InMemorySeenStore(), b"key")
+    return CleanStage(spec, codec, InMemorySeenStore(), InMemoryUnitStatsStore(), b"key")
 
 
 def _batch(serde: AvroSerde, records: list[dict[str, Any]], start: int = 0) -> list[Envelope]:
@@ -136,3 +137,17 @@ async def test_clean_events_carry_their_source_position(
     result = await _stage(spec, serde).process(_batch(serde, records, start=40))
     positions = [dict(out.headers)[SOURCE_HEADER] for out in result.clean]
     assert positions == [b"0/40", b"0/41"]
+
+
+async def test_a_converted_order_carries_unit_converted_once_and_is_counted_once(
+    spec: PipelineSpec, serde: AvroSerde
+) -> None:
+    """40 app v4 orders in ms, then one v5 order of 24.3 s: 24.3 s, not 1,458 (minutes)."""
+    stage = _stage(spec, serde)
+    v4 = [float(120_000 + 3_000 * i) for i in range(40)]
+    await stage.process(_batch(serde, _app_orders(4, v4, 0)))
+    result = await stage.process(_batch(serde, _app_orders(5, [24.3], 100), start=100))
+    (clean,) = [serde.decode(out.value, "shop.OrderClean") for out in result.clean]
+    assert clean["session_duration_s"] == pytest.approx(24.3)
+    assert clean["quality_flags"].count("unit_converted") == 1
+    assert result.flags["unit_converted"] == 1

@@ -1,98 +1,165 @@
-"""Undeclared unit switches are found from magnitudes, per (source, field, version)."""
+"""Undeclared unit switches are found per (source, field, version) group, against the first
+group to reach the reference size, from the group's whole distribution."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 
 import pytest
 
-from streamproc.unitswitch import UnitSwitchDetector
+from streamproc.unitswitch import (
+    InMemoryUnitStatsStore,
+    UnitSwitchDetector,
+    Verdict,
+)
+
+Sessions = Callable[[random.Random, int], list[float]]
 
 
-def _detector() -> UnitSwitchDetector:
-    return UnitSwitchDetector(min_reference=30, tolerance_decades=0.5)
+class _Feed:
+    """A detector fed one value at a time, at increasing offsets of one partition."""
+
+    def __init__(self, detector: UnitSwitchDetector | None = None) -> None:
+        self.detector = detector or UnitSwitchDetector(min_reference=30)
+        self.offset = 0
+
+    def check(
+        self, version: object, value: float, unit: str = "ms", source: str = "app"
+    ) -> Verdict:
+        self.offset += 1
+        return self.detector.check(
+            source, "session_duration", version, value, unit, (0, self.offset)
+        )
 
 
-def _sessions(rng: random.Random, count: int) -> list[float]:
-    """Session lengths in seconds: log-normal around 90 s, like real sessions."""
-    return [rng.lognormvariate(4.5, 0.9) for _ in range(count)]
+def _narrow(rng: random.Random, count: int) -> list[float]:
+    """Seconds: log-normal around 3 minutes, like the scenario's generator."""
+    return [rng.lognormvariate(math.log(180), 0.6) for _ in range(count)]
 
 
-def test_a_version_sending_seconds_where_ms_are_declared_is_caught_from_its_first_value() -> None:
+def _wide(rng: random.Random, count: int) -> list[float]:
+    """Seconds: anything from 2 s to 10 minutes, log-uniform, like a real shop's app."""
+    return [10 ** rng.uniform(math.log10(2), math.log10(600)) for _ in range(count)]
+
+
+def test_a_short_session_after_forty_orders_is_read_as_seconds_not_minutes() -> None:
+    """The issue's reproduction: 24.3 (s, where ms are declared) became 1,458 s."""
     rng = random.Random(1)
-    detector = _detector()
-    for seconds in _sessions(rng, 300):  # v4: ms declared and sent, converted to s correctly
-        assert not detector.check("app", "session_duration", 4, seconds, "ms").suspected
-    v5 = [seconds / 1000 for seconds in _sessions(rng, 200)]  # v5 sends s, read as ms
-    verdicts = [detector.check("app", "session_duration", 5, value, "ms") for value in v5]
-    assert all(v.suspected for v in verdicts)
-    assert {v.correction for v in verdicts} == {1000.0}
+    feed = _Feed()
+    for seconds in _narrow(rng, 40):  # app v4: ms declared and sent, converted to s
+        feed.check(4, seconds)
+    verdict = feed.check(5, 24.3 / 1000)  # v5 sends 24.3 s, read as 0.0243 s
+    assert verdict.suspected
+    assert 24.3 / 1000 * verdict.correction == pytest.approx(24.3)
 
 
-def test_a_factor_of_sixty_is_caught_once_the_group_settles() -> None:
+@pytest.mark.parametrize("spread", [_narrow, _wide], ids=["narrow", "wide"])
+@pytest.mark.parametrize("first", ["short", "long", "typical"])
+@pytest.mark.parametrize("seed", range(20))
+def test_every_switched_value_is_flagged_and_converted_by_the_groups_step(
+    spread: Sessions, first: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    feed = _Feed()
+    for seconds in spread(rng, 200):
+        assert not feed.check(4, seconds).suspected
+    openers = {"short": [rng.uniform(2, 9)], "long": [rng.uniform(400, 600)], "typical": []}
+    v5 = openers[first] + spread(rng, 30)
+    verdicts = [feed.check(5, seconds / 1000) for seconds in v5]  # seconds sent, read as ms
+    assert [v.correction for v in verdicts[1:]] == [1000.0] * (len(v5) - 1)
+    assert all(v.suspected for v in verdicts[1:])
+    # The first value alone: a short one must not be read as minutes; a long one (600 s read
+    # as 0.6 s) may still pass for a fast session, but is then not converted by a wrong step.
+    assert verdicts[0].correction in ((1000.0,) if first == "short" else (1.0, 1000.0))
+
+
+def test_the_groups_step_is_settled_and_holds() -> None:
+    rng = random.Random(7)
+    feed = _Feed()
+    for seconds in _wide(rng, 200):
+        feed.check(4, seconds)
+    for seconds in _wide(rng, 40):
+        feed.check(5, seconds / 1000)
+    assert feed.detector.stats.steps == {("app", "session_duration", "5"): 1000.0}
+    # Settled: even a value that alone would look like a healthy ms value is converted.
+    assert feed.check(5, 30.0).correction == 1000.0
+
+
+def test_a_factor_of_sixty_is_found_once_the_group_agrees() -> None:
     rng = random.Random(2)
-    detector = _detector()
-    for seconds in _sessions(rng, 300):
-        detector.check("web", "session_duration", None, seconds, "s")
-    minutes = [seconds / 60 for seconds in _sessions(rng, 100)]  # minutes sent as seconds
-    verdicts = [detector.check("web", "session_duration", "v2", value, "s") for value in minutes]
-    assert sum(v.suspected for v in verdicts) >= 90
-    assert all(v.correction == 60.0 for v in verdicts[-50:])
+    feed = _Feed()
+    for seconds in _narrow(rng, 300):
+        feed.check(None, seconds, "s", source="web")
+    verdicts = [feed.check("v2", s / 60, "s", source="web") for s in _narrow(rng, 100)]
+    assert all(v.suspected for v in verdicts)
+    assert all(v.correction == 60.0 for v in verdicts[-90:])
 
 
-def test_a_steady_stream_raises_no_false_alarm() -> None:
-    rng = random.Random(3)
-    detector = _detector()
-    verdicts = [detector.check("web", "d", None, s, "s") for s in _sessions(rng, 5_000)]
-    assert sum(v.suspected for v in verdicts) <= 5  # 3 spreads out: a handful at most
+@pytest.mark.parametrize("spread", [_narrow, _wide], ids=["narrow", "wide"])
+@pytest.mark.parametrize("seed", range(10))
+def test_a_healthy_new_version_raises_no_alarm(spread: Sessions, seed: int) -> None:
+    rng = random.Random(seed)
+    feed = _Feed()
+    for seconds in spread(rng, 300):
+        feed.check(4, seconds)
+    # Its first value is a click-through of a few seconds: alone, as unlike the reference as
+    # 2,000 s read in the wrong unit, so it may be flagged; the group's next values decide.
+    values = [rng.uniform(2, 4), *spread(rng, 2_000)]
+    verdicts = [feed.check(6, seconds) for seconds in values]
+    assert not any(v.suspected for v in verdicts[1:])
+    assert feed.detector.stats.steps[("app", "session_duration", "6")] == 1.0
 
 
 def test_versions_are_compared_per_source_and_field() -> None:
     rng = random.Random(4)
-    detector = _detector()
-    for seconds in _sessions(rng, 100):
-        detector.check("app", "session_duration", 4, seconds, "ms")
-    # web's values are its own reference, however different from app's
-    assert not detector.check("web", "session_duration", None, 0.05, "s").suspected
+    feed = _Feed()
+    for seconds in _narrow(rng, 100):
+        feed.check(4, seconds)
+    # web has no reference of its own yet: app's is not used for it
+    assert feed.check(None, 0.05, "s", source="web") == Verdict(False, unchecked=True)
 
 
-@pytest.mark.parametrize("value", [0.0, -1.0])
-def test_non_positive_values_say_nothing(value: float) -> None:
-    detector = _detector()
+@pytest.mark.parametrize("value", [0.0, -1.0, math.inf, math.nan])
+def test_values_that_say_nothing_about_a_unit_are_not_counted(value: float) -> None:
+    feed = _Feed()
     for _ in range(50):
-        detector.check("app", "d", 4, 100.0, "ms")
-    assert not detector.check("app", "d", 5, value, "ms").suspected
+        feed.check(4, 100.0)
+    assert not feed.check(5, value).suspected
+    assert ("app", "session_duration", "5") not in feed.detector.stats.counts
 
 
-def test_nothing_is_judged_before_a_reference_exists() -> None:
-    detector = _detector()
-    verdicts = [detector.check("app", "d", 5, 0.09, "ms") for _ in range(29)]
-    assert not any(v.suspected for v in verdicts)
+def test_values_before_a_reference_exists_are_unchecked_not_passed_silently() -> None:
+    feed = _Feed()
+    verdicts = [feed.check(5, 0.09) for _ in range(29)]
+    assert all(v == Verdict(False, unchecked=True) for v in verdicts)
 
 
-def test_short_sessions_of_a_healthy_group_are_outliers_not_unit_switches() -> None:
-    rng = random.Random(5)
-    detector = _detector()
-    for _ in range(500):  # a narrower spread than _sessions: 3 s is far out, as in the scenario
-        detector.check("web", "session_duration", None, rng.lognormvariate(5.2, 0.6), "s")
-    # a click-through in 3 s sits near "minutes sent as seconds" (×60), but the group is healthy
-    shorts = [rng.uniform(2, 9) for _ in range(20)]
-    verdicts = [detector.check("web", "session_duration", None, s, "s") for s in shorts]
-    assert not any(v.suspected for v in verdicts)
+async def test_a_worker_taking_over_judges_as_its_predecessor_did() -> None:
+    """The detector's state lives in the store: a fresh detector that adopts it knows the
+    reference and the settled step (a rebalance, a restart)."""
+    rng = random.Random(8)
+    store = InMemoryUnitStatsStore()
+    first = _Feed()
+    for seconds in _narrow(rng, 100):
+        first.check(4, seconds)
+    for seconds in _narrow(rng, 20):
+        first.check(5, seconds / 1000)
+    await store.exchange(first.detector.take_update())
+    successor = _Feed(UnitSwitchDetector(min_reference=30))
+    successor.offset = first.offset
+    successor.detector.adopt(await store.exchange(successor.detector.take_update()))
+    verdict = successor.check(5, 0.061)  # "61" seconds, read as ms
+    assert verdict == Verdict(True, 1000.0)
 
 
-def test_a_switched_group_corrects_its_short_values_by_the_common_step() -> None:
-    rng = random.Random(6)
-    detector = _detector()
-    for seconds in _sessions(rng, 300):
-        detector.check("app", "session_duration", 4, seconds, "ms")
-    # v5 sends seconds; a 5 s session read as ms is 0.005 s: nearer the minutes step than the
-    # seconds one on its own, but its group agrees on ×1000
-    values = (
-        [s / 1000 for s in _sessions(rng, 3)]
-        + [0.005, 0.0068]
-        + [s / 1000 for s in _sessions(rng, 30)]
-    )
-    verdicts = [detector.check("app", "session_duration", 5, v, "ms") for v in values]
-    assert [v.correction for v in verdicts[:5]] == [1000.0] * 5
-    assert all(v.suspected and v.correction == 1000.0 for v in verdicts)
+async def test_a_replayed_batch_counts_nothing_twice() -> None:
+    store = InMemoryUnitStatsStore()
+    feed = _Feed()
+    for _ in range(10):
+        feed.check(4, 100.0)
+    update = feed.detector.take_update()
+    await store.exchange(update)
+    again = await store.exchange(update)  # the same offsets after a crash
+    assert sum(again.counts[("app", "session_duration", "4")].values()) == 10
