@@ -9,6 +9,7 @@ batch) → vectors served, too-late events diverted.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -252,32 +253,17 @@ class FeatureStep:
         result = FeatureStepBatch()
         decoded: list[tuple[Envelope, dict[str, Any], FeatureEvent | None]] = []
         for envelope in batch:
-            try:
-                record = self._codec.decode(envelope.value, self._schema_name)
+            try:  # everything read from a record is read here: a bad one costs itself only
+                record, event = self._decode(envelope)
             except EventRejected as exc:
                 result.rejections.append(Rejection(envelope, exc.reason, exc))
                 continue
-            shape = self._shape
-            entity = record.get(shape.entity) if shape.entity else None
-            if not entity:  # nobody to keep features for (an anonymous till sale)
-                result.without_entity += 1
-                decoded.append((envelope, record, None))
+            except Exception as exc:
+                result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
                 continue
-            partition, offset = _source_position(envelope)
-            decoded.append(
-                (
-                    envelope,
-                    record,
-                    FeatureEvent(
-                        str(entity),
-                        partition,
-                        offset,
-                        int(record[shape.time or ""]),
-                        record,
-                        str(record[shape.event_id]),
-                    ),
-                )
-            )
+            if event is None:  # nobody to keep features for (an anonymous till sale)
+                result.without_entity += 1
+            decoded.append((envelope, record, event))
         events = [event for _, _, event in decoded if event is not None]
         result.features = await self._stage.process(events, wall_ms)
         served = iter(result.features.served)
@@ -298,6 +284,28 @@ class FeatureStep:
                     )
                 )
         return result
+
+    def _decode(self, envelope: Envelope) -> tuple[dict[str, Any], FeatureEvent | None]:
+        """The record, and its feature event when it has an entity."""
+        shape = self._shape
+        record = self._codec.decode(envelope.value, self._schema_name)
+        event_id = record.get(shape.event_id)
+        if event_id in (None, ""):
+            raise EventRejected("missing_required", f"{shape.event_id} is {event_id!r}")
+        at_ms = _event_time(record, shape.time) if shape.time else None
+        entity = record.get(shape.entity) if shape.entity else None
+        if not entity or at_ms is None:
+            return record, None
+        partition, offset = _source_position(envelope)
+        return record, FeatureEvent(str(entity), partition, offset, at_ms, record, str(event_id))
+
+
+def _event_time(record: Mapping[str, Any], field_name: str) -> int:
+    """The record's event time (epoch ms); a null or absurd one is the record's fault."""
+    value = record.get(field_name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EventRejected("invalid_time", f"{field_name} is {value!r}, not an epoch time in ms")
+    return int(value)
 
 
 def divert_topic(spec: PipelineSpec) -> str | None:
