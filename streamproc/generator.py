@@ -116,10 +116,13 @@ _PAYMENT = {
     "pos": ("card", "cash"),
 }
 _INVALID = {
-    "web": ("invalid_amount", "invalid_items"),
-    "app": ("invalid_amount", "unknown_currency", "invalid_items"),
+    "web": ("invalid_amount", "invalid_items", "invalid_duration", "text_too_long"),
+    "app": ("invalid_amount", "unknown_currency", "invalid_items", "invalid_tax_rate"),
     "pos": ("invalid_amount", "unknown_timezone", "invalid_time", "invalid_items"),
 }
+# Broken values as real sources send them: not only negative, but absurd.
+_ABSURD_AMOUNTS = (-1.0, math.inf, 1e308)  # NaN: in the unit tests (NaN ≠ NaN in truths)
+_ABSURD_ITEMS = (0, -3, 2**31 - 1)
 
 Kind = Literal["order", "retry", "resubmission", "invalid"]
 
@@ -630,16 +633,23 @@ class _Renderer:
         event, canonical = self._order(intent)
         reason = self.rng.choice(_INVALID[intent.source])
         if reason == "invalid_amount":
-            event["amount"] = -event["amount"] - 1
+            absurd = self.rng.choice(_ABSURD_AMOUNTS)
+            event["amount"] = -event["amount"] - 1 if absurd == -1.0 else absurd
         elif reason == "invalid_items":
-            event["items"] = 0
+            event["items"] = self.rng.choice(_ABSURD_ITEMS)
+        elif reason == "invalid_duration":  # a year, or for ever
+            event["session_duration"] = self.rng.choice((365 * 86_400.0, math.inf))
+        elif reason == "invalid_tax_rate":
+            event["tax_rate"] = self.rng.choice((5.0, -0.19))
+        elif reason == "text_too_long":
+            event["customer_name"] = "Ada " * 300
         elif reason == "unknown_currency":
             event["currency"] = "XTS"  # the ISO 4217 code reserved for tests
         elif reason == "unknown_timezone":
             event["tz"] = "Europe/Atlantis"
         else:
             event["occurred_at"] = "the day before yesterday"
-        if reason == "invalid_items":  # the clean stage checks the money first
+        if reason in ("invalid_items", "invalid_duration"):  # the money is checked first
             reason = _unknown_to_the_shop(event, canonical) or reason
         self._emit(intent.at_ms, event, Truth(event["event_id"], "invalid", reason=reason))
 

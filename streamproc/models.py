@@ -17,6 +17,7 @@ from typing import Any
 
 from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
 
+from streamproc.errors import EventRejected
 from streamproc.modelspec import ModelInputs, Models, ModelSpec, PromotionRule
 
 # The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
@@ -74,7 +75,7 @@ def build_x(
             ):
                 x[f"{name}_missing"] = 1.0
             else:
-                x[name] = scale(number)
+                x[name] = _bounded(name, scale(number))
     for name in inputs.present:
         x[f"{name}_present"] = 0.0 if value(name) in (None, "") else 1.0
     for name in inputs.boolean:
@@ -93,6 +94,17 @@ def build_x(
         else:
             x[name] = 1.0 if a == b else 0.0
     return x
+
+
+# Beyond this an input is a broken value, not a measurement; its square still fits a float, so
+# River's running variances stay finite (one 1e308 made StandardScaler return NaN for good).
+INPUT_LIMIT = 1e12
+
+
+def _bounded(name: str, number: float) -> float:
+    if not -INPUT_LIMIT <= number <= INPUT_LIMIT:  # infinities too
+        raise EventRejected("invalid_input", f"model input {name} is {number!r}")
+    return number
 
 
 def _log1p(number: float) -> float:

@@ -7,8 +7,9 @@ a `*_missing` flag, never a silent zero. Flags say what was assumed or repaired.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from streamproc import canonical
 from streamproc.errors import EventRejected
@@ -23,12 +24,14 @@ class Normalizer:
         self._names = spec.fields
         self._pii_key = pii_key
         self._payment_methods = set(spec.payment_methods or ())
+        self._plausible = spec.plausible
 
     def normalize(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """The clean order for `raw`; raises EventRejected(reason) when it cannot be one."""
         names = self._names
         flags: list[str] = []
         status: dict[str, str] = {}
+        self._check_text_lengths(raw)
         event_id = _required_text(raw, names.event_id)
         source = _required_text(raw, names.source).lower()
         habits = self.spec.sources.get(source)
@@ -40,13 +43,21 @@ class Normalizer:
         clean.update(self._person(raw, flags, status))
         clean["country"] = self._country(raw, flags, status)
         clean.update(self._money(raw, habits, clean["country"], flags, status))
-        clean["items"] = _items(raw.get(names.items))
+        clean["items"] = _items(raw.get(names.items), self._plausible.items)
         clean.update(self._duration(raw, habits, flags, status))
         clean["payment_method"] = self._payment_method(raw, flags, status)
         clean["app_version"] = _optional(raw, names.version, status)
         clean["quality_flags"] = flags
         clean["field_status"] = status
         return clean
+
+    def _check_text_lengths(self, raw: Mapping[str, Any]) -> None:
+        limit = self._plausible.text_chars
+        for name, value in raw.items():
+            if isinstance(value, str) and len(value) > limit:
+                raise EventRejected(
+                    "text_too_long", f"{name} has {len(value)} characters; at most {limit}"
+                )
 
     def _occurred_at(
         self, raw: Mapping[str, Any], habits: SourceHabits, flags: list[str], status: dict[str, str]
@@ -126,7 +137,7 @@ class Normalizer:
     ) -> dict[str, Any]:
         names, money = self._names, self.spec.money
         amount = raw.get(names.amount)
-        if isinstance(amount, bool) or not isinstance(amount, int | float) or not amount >= 0:
+        if not _is_number(amount) or not amount >= 0:
             raise EventRejected("invalid_amount", f"{names.amount} must be ≥ 0, got {amount!r}")
         currency = _required_text(raw, names.currency).upper()
         to_eur = money.rates_to_eur.get(currency)
@@ -141,13 +152,16 @@ class Normalizer:
             includes_tax = habits.tax_included
             status[names.tax_included] = "defaulted"
         rate = _optional(raw, names.tax_rate, status)
-        if rate is None:
+        if rate is not None:
+            check_range(rate, self._plausible.tax_rate, "invalid_tax_rate", names.tax_rate)
+        else:
             rate = money.tax_rates.get(country)
             if rate is None:
                 raise EventRejected("unknown_tax_rate", f"no tax rate given or known for {country}")
             status[names.tax_rate] = "defaulted"
             flags.append("tax_defaulted")
         net, gross = canonical.net_and_gross(float(amount) * to_eur, bool(includes_tax), rate)
+        check_range(gross, self._plausible.amount_gross_eur, "invalid_amount", "amount in EUR")
         return {
             "amount_net_eur": net,
             "amount_gross_eur": gross,
@@ -162,12 +176,17 @@ class Normalizer:
         if value is None or habits.duration_unit is None:
             flags.append("session_duration_missing")
             return {"session_duration_s": None, "session_duration_missing": True}
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise EventRejected("invalid_duration", f"session_duration {value!r} is not ≥ 0")
+        if not _is_number(value):
+            raise EventRejected("invalid_duration", f"session_duration {value!r} is no number")
         if habits.duration_unit != "s":
             flags.append("unit_converted")
         seconds = float(value) * canonical.UNIT_SECONDS[habits.duration_unit]
+        self.check_duration(seconds)
         return {"session_duration_s": seconds, "session_duration_missing": False}
+
+    def check_duration(self, seconds: float) -> None:
+        """A session within the plausible range (also after a unit-switch correction)."""
+        check_range(seconds, self._plausible.session_duration_s, "invalid_duration", "session (s)")
 
     def _payment_method(
         self, raw: Mapping[str, Any], flags: list[str], status: dict[str, str]
@@ -179,6 +198,17 @@ class Normalizer:
         if self._payment_methods and method not in self._payment_methods:
             flags.append("payment_method_unknown")
         return method
+
+
+def check_range(value: object, bounds: tuple[float, float], reason: str, name: str) -> None:
+    """A finite number within [min, max], else the record is rejected with `reason`."""
+    low, high = bounds
+    if not _is_number(value) or not low <= value <= high:  # NaN fails both comparisons
+        raise EventRejected(reason, f"{name} is {value!r}, outside the plausible [{low}, {high}]")
+
+
+def _is_number(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _optional(raw: Mapping[str, Any], field: str, status: dict[str, str]) -> Any:
@@ -209,7 +239,8 @@ def _required_text(raw: Mapping[str, Any], field: str) -> str:
     return value.strip()
 
 
-def _items(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EventRejected("invalid_items", f"items must be a whole number ≥ 1, got {value!r}")
+def _items(value: object, bounds: tuple[int, int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EventRejected("invalid_items", f"items must be a whole number, got {value!r}")
+    check_range(value, bounds, "invalid_items", "items")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from pathlib import Path
@@ -92,6 +93,25 @@ class Money(Frozen):
             if not _ALPHA2.match(code) or not 0 <= rate < 1:
                 raise ValueError(f"{code}: {rate}: expected alpha-2 country → rate in [0, 1)")
         return value
+
+
+class Plausible(Frozen):
+    """What a shop can really receive: a canonical value outside its [min, max] is a broken
+    record (the DLQ, with the field's reason), never a feature or a model input."""
+
+    amount_gross_eur: tuple[float, float] = (0.0, 100_000.0)
+    tax_rate: tuple[float, float] = (0.0, 0.5)
+    items: tuple[int, int] = (1, 10_000)
+    session_duration_s: tuple[float, float] = (0.0, 86_400.0)  # a day: longer is a unit slip
+    text_chars: int = Field(512, ge=16, description="longest text field kept (names, e-mail)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Plausible:
+        for name in ("amount_gross_eur", "tax_rate", "items", "session_duration_s"):
+            low, high = getattr(self, name)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"{name}: expected [min, max] with finite min < max")
+        return self
 
 
 class UnitSwitch(Frozen):
@@ -222,6 +242,7 @@ class PipelineSpec(Frozen):
         EntityKeyPart(field="customer_id"),
         EntityKeyPart(field="email", prefix="guest:"),
     ]
+    plausible: Plausible = Plausible()
     unit_switch: UnitSwitch = UnitSwitch()
     dedupe: Dedupe = Dedupe()
     features: Features = Features()

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.errors import EventRejected
 from streamproc.events import OutRecord, Rejection
 from streamproc.features import FeatureValue
 from streamproc.models import build_pipeline, build_x, probability
@@ -72,6 +73,9 @@ class PredictStep:
                     now_ms,
                 )
                 value = self._codec.encode(topic, schema, record)
+            except EventRejected as exc:  # models never score (nor learn) a broken input
+                result.rejections.append(Rejection(item.envelope, exc.reason, exc))
+                continue
             except Exception as exc:  # a bug must cost one event, never the partition
                 result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc))
                 continue

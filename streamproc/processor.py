@@ -145,6 +145,7 @@ class CleanStage:
         flags.append(UNIT_SWITCH)
         if switch.action == "convert":
             clean["session_duration_s"] *= verdict.correction
+            self._normalizer.check_duration(clean["session_duration_s"])
             if "unit_converted" not in flags:  # flags are a set: counted once per order
                 flags.append("unit_converted")
 

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, EventRejected
 from streamproc.models import ModelSet, build_x
 from streamproc.modelspec import Models
 from streamproc.processor import CLEAN_ORDER, RecordShape
@@ -45,7 +45,10 @@ def score_file(
         for position, record in enumerate(_lines(folder / "clean.jsonl")):
             event_id = str(record[shape.event_id])
             at_ms = int(record[shape.time]) if shape.time is not None else position
-            x = build_x(models.inputs, record, served.get(event_id, {}))
+            try:
+                x = build_x(models.inputs, record, served.get(event_id, {}))
+            except EventRejected:  # the worker dead-letters it; a file has no DLQ here
+                continue
             scores = model_set.score(event_id, at_ms, x)
             prediction = {
                 "event_id": event_id,

@@ -3,6 +3,8 @@ served x kept for the label join, a bad record costing only itself."""
 
 from __future__ import annotations
 
+import math
+
 from streamproc.events import Envelope
 from streamproc.features import FeatureValue
 from streamproc.pipeline import load_pipeline
@@ -52,3 +54,19 @@ def test_every_order_is_scored_and_its_served_x_kept(serde: AvroSerde) -> None:
     assert served["e1"].scores["logreg"] != 0.5
     assert served["e1"].features_as_of == 1_000 - 60_000
     assert result.newest_ms == {0: 2_000, 1: 3_000}  # per partition, the bad record aside
+
+
+def test_a_non_finite_or_absurd_input_is_never_scored_nor_served(serde: AvroSerde) -> None:
+    declared = load_pipeline(PIPELINE).models
+    assert declared is not None
+    step = PredictStep(declared, serde)
+    batch = [
+        _order("inf", 0, 1_000, amount_gross_eur=math.inf),
+        _order("huge", 0, 1_500, amount_gross_eur=1e308),
+        _order("ok", 0, 2_000),
+    ]
+    batch[1].features["amount_count_1h"] = FeatureValue(1e300, "present", 0)
+    result = step.process(batch, now_ms=10_000)
+    assert [r.reason for r in result.rejections] == ["invalid_input", "invalid_input"]
+    assert [event_id for event_id, _ in result.served] == ["ok"]
+    assert all(math.isfinite(v) for v in dict(result.served)["ok"].x.values())

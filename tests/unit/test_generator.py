@@ -117,6 +117,9 @@ def test_invalid_records_say_why(scenario: Scenario) -> None:
         "unknown_timezone",
         "invalid_time",
         "unknown_tax_rate",
+        "invalid_duration",
+        "invalid_tax_rate",
+        "text_too_long",
     }
     assert len(reasons) >= 3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -223,3 +224,38 @@ def test_normalization_is_idempotent_on_its_own_output(
         assert twice[name] == once[name], name
     for name in ("amount_net_eur", "amount_gross_eur"):
         assert twice[name] == pytest.approx(once[name], rel=1e-12, abs=1e-9), name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"amount": math.inf}, "invalid_amount"),
+        ({"amount": 1e308}, "invalid_amount"),
+        ({"amount": math.nan}, "invalid_amount"),
+        ({"amount": 250_000.0}, "invalid_amount"),  # past the declared plausible maximum
+        ({"tax_rate": 5.0}, "invalid_tax_rate"),
+        ({"tax_rate": math.nan}, "invalid_tax_rate"),
+        ({"tax_rate": -0.19}, "invalid_tax_rate"),
+        ({"session_duration": math.inf}, "invalid_duration"),
+        ({"session_duration": 365 * 86_400.0}, "invalid_duration"),
+        ({"session_duration": -1.0}, "invalid_duration"),
+        ({"items": 2**31 - 1}, "invalid_items"),
+        ({"items": 0}, "invalid_items"),
+        ({"customer_name": "x" * 1_000_000}, "text_too_long"),
+        ({"event_id": ""}, "missing_required"),
+        ({"currency": " "}, "missing_required"),
+    ],
+)
+def test_absurd_values_are_rejected_with_their_reason(
+    normalizer: Normalizer, overrides: dict[str, Any], reason: str
+) -> None:
+    with pytest.raises(EventRejected) as rejected:
+        normalizer.normalize(order(**overrides))
+    assert rejected.value.reason == reason
+
+
+def test_empty_optional_strings_are_nulls_with_their_status(normalizer: Normalizer) -> None:
+    clean = normalizer.normalize(order(customer_id="", country="", payment_method=""))
+    assert clean["customer_id"] is None and clean["payment_method"] is None
+    assert clean["country"] == "DE" and "country_defaulted" in clean["quality_flags"]
+    assert clean["field_status"]["customer_id"] == "null"
