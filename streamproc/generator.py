@@ -651,6 +651,10 @@ class _Renderer:
             event["occurred_at"] = "the day before yesterday"
         if reason in ("invalid_items", "invalid_duration"):  # the money is checked first
             reason = _unknown_to_the_shop(event, canonical) or reason
+        elif reason == "invalid_amount" and event["currency"] not in RATES_TO_EUR:
+            # a finite amount passes the first check; the currency's is next
+            amount = event["amount"]
+            reason = "unknown_currency" if math.isfinite(amount) and amount >= 0 else reason
         self._emit(intent.at_ms, event, Truth(event["event_id"], "invalid", reason=reason))
 
 

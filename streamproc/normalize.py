@@ -145,6 +145,8 @@ class Normalizer:
             raise EventRejected("unknown_currency", f"no rate to EUR for {currency!r}")
         if currency != "EUR":
             flags.append("currency_converted")
+        # net or gross, past the maximum already: absurd whatever the tax rate (or its lack)
+        check_range(amount * to_eur, self._plausible.amount_gross_eur, "invalid_amount", "amount")
         includes_tax = _optional(raw, names.tax_included, status)
         if includes_tax is None:
             if habits.tax_included is None:
