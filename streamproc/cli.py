@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import functools
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ from streamproc.adapters.redis import RedisFeatureStore, redis_client
 from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import Settings, load_settings
-from streamproc.datasets import DATASETS, keyed, stream, write_stream
+from streamproc.datasets import declare, keyed, names, stream, undeclared, write_stream
 from streamproc.demo import (
     DemoPlan,
     produce_scenario,
@@ -60,13 +61,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command: Command = args.command
     try:
-        return command(args, load_settings())
+        settings = load_settings()
+        if command is not _worker:  # Faust sets up the worker's logging
+            _log_to_stderr(settings)
+        return command(args, settings)
     except ConfigError as exc:
         print(f"streamproc: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InfraError as exc:
         print(f"streamproc: infrastructure error: {exc}", file=sys.stderr)
         return EXIT_INFRA
+
+
+def _log_to_stderr(settings: Settings) -> None:
+    """A command reports on stdout, so its log shows problems only, unless at debug (the
+    default level, info, is the worker's)."""
+    level = logging.getLevelName(settings.log_level.upper())
+    logging.basicConfig(
+        level=level if level == logging.DEBUG else max(level, logging.WARNING),
+        format="streamproc: %(levelname)s: %(message)s",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -326,14 +340,22 @@ def _run_tabular_file(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_dataset_parser(commands: Any) -> None:
     dataset = commands.add_parser(
-        "dataset", help="stream a dataset bundled with River as events and immediate labels"
+        "dataset",
+        help="stream a binary-classification dataset bundled with River as events and "
+        "immediate labels",
     )
-    dataset.add_argument("name", choices=sorted(DATASETS))
+    dataset.add_argument("name", help=f"one of {', '.join(names())} (any case)")
     dataset.add_argument(
         "--out", type=Path, required=True, help="events file (JSON lines); labels beside it"
     )
     dataset.add_argument(
         "--to-kafka", action="store_true", help="also produce the events and labels (Avro)"
+    )
+    dataset.add_argument(
+        "--declare",
+        action="store_true",
+        help="also write its Avro schemas, topics and a tabular pipeline, derived from the rows, "
+        "into the schemas, topics and pipelines folders (files already there are kept)",
     )
     dataset.add_argument(
         "--pipeline", type=Path, default=None, help="default: pipelines/<name>.yaml"
@@ -345,13 +367,33 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     rows = stream(args.name)
     for path in write_stream(rows, args.out):
         print(f"wrote {path}")
+    folders = {
+        "schemas": settings.schemas_dir,
+        "topics": settings.topics_dir,
+        "pipelines": settings.pipeline.parent,
+    }
+    if args.declare:
+        for path, written in declare(rows, folders):
+            print(f"{'wrote' if written else 'kept'} {path}")
     if not args.to_kafka:
         return 0
-    path = args.pipeline or settings.pipeline.parent / DATASETS[args.name].pipeline
+    if args.pipeline is None and (missing := undeclared(rows, folders)):
+        raise ConfigError(
+            f"--to-kafka: {rows.dataset.name} has no {', '.join(map(str, missing))}; "
+            "add --declare to derive them from its rows, then `streamproc topics apply`"
+        )
+    path = args.pipeline or folders["pipelines"] / rows.dataset.pipeline
     catalog = SchemaCatalog.load(settings.schemas_dir)
     spec, models = load_tabular(path, lambda name: catalog.latest(name).definition)
     if models is None:
         raise ConfigError(f"{path}: declares no models, so no labels topic to produce to")
+    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
+    absent = {spec.source.topic, models.labels.topic} - set(admin.list_topic_names())
+    if absent:  # the broker does not create topics: records would wait, then fail
+        raise ConfigError(
+            f"--to-kafka: no topic {', '.join(sorted(absent))} on {settings.kafka_bootstrap}; "
+            "`streamproc topics apply` creates the declared ones"
+        )
     serde = AvroSerde(catalog, _registry(settings, catalog))
     for ref, records in ((spec.source, rows.events), (models.labels, rows.labels)):
         topic, schema = ref.topic, ref.schema_name
