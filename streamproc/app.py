@@ -18,7 +18,7 @@ import mode.loop
 from faust.types import EventT
 from prometheus_client import start_http_server
 
-from streamproc.adapters.dlq import dead_letter, dlq_topic
+from streamproc.adapters.dlq import dead_letter, dlq_topic, reference
 from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
 from streamproc.adapters.redis import (
     RedisFeatureStore,
@@ -32,7 +32,7 @@ from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.events import Envelope, OutRecord
+from streamproc.events import Envelope, OutRecord, Rejection
 from streamproc.features import FeatureStage
 from streamproc.lifecycle import (
     MODEL_EVENTS_TOPIC,
@@ -47,6 +47,7 @@ from streamproc.pipeline import Features, PipelineSpec
 from streamproc.predict import PredictStep
 from streamproc.processor import (
     CLEAN_ORDER,
+    SOURCE_HEADER,
     CleanStage,
     FeatureStep,
     RecordShape,
@@ -194,8 +195,13 @@ def create_app(settings: Settings) -> faust.App:
             )
             predictions = predicted.predictions
             result.rejections.extend(predicted.rejections)
-        dead = [dead_letter(rejection) for rejection in result.rejections]
-        await sender.send([*result.diverted, *predictions, *dead])
+        outputs = [*result.diverted, *predictions]
+        refused = await deliver(sender, batch, outputs, result.rejections, positions=False)
+        if refused:
+            late = len(result.diverted)
+            result.diverted = [r for i, r in enumerate(result.diverted) if i not in refused]
+            predictions = [r for i, r in enumerate(predictions, late) if i not in refused]
+            result.rejections.extend(refused.values())
         seconds = time.perf_counter() - started
         metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
 
@@ -208,8 +214,16 @@ def create_app(settings: Settings) -> faust.App:
         async def clean_batch(batch: list[Envelope]) -> None:
             started = time.perf_counter()
             result = await stage.process(batch)
-            dead = [dead_letter(rejection) for rejection in result.rejections]
-            await sender.send([*result.outputs, *dead])
+            refused = await deliver(
+                sender, batch, result.outputs, result.rejections, positions=True
+            )
+            if refused:
+                clean = len(result.clean)
+                result.clean = [r for i, r in enumerate(result.clean) if i not in refused]
+                result.duplicates = [
+                    r for i, r in enumerate(result.duplicates, clean) if i not in refused
+                ]
+                result.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
             metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
 
@@ -247,6 +261,60 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(metrics.exposition(), content_type=EXPOSITION_CONTENT_TYPE)
 
     return app
+
+
+async def deliver(
+    sender: BatchSender,
+    batch: Sequence[Envelope],
+    outputs: Sequence[OutRecord],
+    rejections: Sequence[Rejection],
+    positions: bool,
+) -> dict[int, Rejection]:
+    """Send a batch's outputs and dead letters; return once all are acked (then the batch may
+    be committed).
+
+    An output Kafka refuses for itself (too large, say) costs its own record only: its source
+    goes to the DLQ under the refusal's reason, and is returned by the output's index to be
+    counted. A dead letter refused in turn (a DLQ topic with a lower limit) goes again as a
+    bare reference; a reference refused too is an InfraError, as the record would be lost.
+    `positions`: the outputs name their source's offset (the clean stage's header).
+    """
+    refused: dict[int, Rejection] = {}
+    records = [*outputs, *(dead_letter(rejection) for rejection in rejections)]
+    letters: list[Rejection | None] = [*([None] * len(outputs)), *rejections]
+    while records:
+        denied = await sender.offer(records)
+        again: list[OutRecord] = []
+        again_letters: list[Rejection | None] = []
+        for index, error in denied.items():
+            record, rejection = records[index], letters[index]
+            log.warning("%s: %s", error.reason, error)
+            if rejection is None:  # outputs are in the first round only: index is the output's
+                rejection = Rejection(_source(batch, record, positions), error.reason, error)
+                refused[index] = rejection
+                again.append(dead_letter(rejection))
+            elif record != (bare := reference(rejection)):
+                again.append(bare)
+            else:
+                raise InfraError(f"{record.topic} refuses even a bare dead letter: {error}")
+            again_letters.append(rejection)
+        records, letters = again, again_letters
+    return refused
+
+
+def _source(batch: Sequence[Envelope], record: OutRecord, positions: bool) -> Envelope:
+    """The input `record` was made from, looked up for a refused one only. A clean order
+    names its source's position; a duplicate's audit, a late order and a prediction keep
+    its key and timestamp. Not found: a reference holding what the output kept."""
+    stamp = dict(record.headers).get(SOURCE_HEADER) if positions else None
+    if stamp:
+        for envelope in batch:
+            if f"{envelope.partition}/{envelope.offset}".encode() == stamp:
+                return envelope
+    for envelope in batch:
+        if (envelope.key, envelope.timestamp_ms) == (record.key, record.timestamp_ms):
+            return envelope
+    return Envelope(batch[0].topic, -1, -1, record.key, None, (), record.timestamp_ms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from streamproc.errors import InfraError
+from streamproc.adapters.dlq import MAX_RECORD_BYTES, RECORD_REFUSED, RECORD_TOO_LARGE, wire_size
+from streamproc.adapters.kafka_logging import client_config
+from streamproc.errors import EventRejected, InfraError
 from streamproc.events import Envelope, Headers, OutRecord
 from streamproc.topology import Plan, TopicSpec, TopicState
 
@@ -43,7 +45,7 @@ class KafkaAdmin:
     def __init__(
         self, bootstrap: str, extra: dict[str, str] | None = None, timeout_s: float = 15.0
     ) -> None:
-        self._client = AdminClient({"bootstrap.servers": bootstrap, **(extra or {})})
+        self._client = AdminClient(client_config(bootstrap, **(extra or {})))
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
 
@@ -97,29 +99,56 @@ class KafkaAdmin:
         Metadata names a leader a few hundred ms before the leader serves requests, so a
         client that starts right after `topics apply` would otherwise see NOT_LEADER errors.
         """
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        requests = {
-            TopicPartition(spec.name, partition): latest
-            for spec in specs
-            for partition in range(spec.partitions)
-        }
         deadline = time.monotonic() + self._timeout_s
         while True:
-            futures = self._client.list_offsets(requests, request_timeout=self._timeout_s)
-            waiting = []
-            for partition, future in futures.items():
-                try:
-                    future.result(timeout=self._timeout_s)
-                except KafkaException:
-                    waiting.append(f"{partition.topic}[{partition.partition}]")
+            waiting = self._unserved(specs, max(deadline - time.monotonic(), 1.0))
             if not waiting:
                 return
             if time.monotonic() > deadline:
+                problems = [f"{where}: {error}" for where, error in waiting.items()]
                 raise InfraError(
                     f"created partitions not served after {self._timeout_s:.0f}s: "
-                    + ", ".join(waiting[:10])
+                    + ", ".join(problems[:10])
                 )
             time.sleep(0.1)
+
+    def _unserved(self, specs: Sequence[TopicSpec], timeout_s: float) -> dict[str, str]:
+        """Each partition of `specs` that does not answer yet, with the Kafka error why.
+
+        A fresh metadata request per topic first: list_offsets finds leaders in librdkafka's
+        cache, which keeps an "unknown topic" answered before the broker had the new topic
+        for up to metadata.max.age.ms (its expiry queue is FIFO, behind older entries), and
+        fails on it at once ("No leaders found") without asking the broker again.
+        """
+        waiting: dict[str, str] = {}
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        requests: dict[TopicPartition, Any] = {}
+        for spec in specs:
+            try:
+                topic = self._client.list_topics(spec.name, timeout=timeout_s).topics[spec.name]
+                topic_error = None if topic.error is None else topic.error.name()
+            except KafkaException as exc:
+                topic, topic_error = None, exc.args[0].name()
+            for partition in range(spec.partitions):
+                where = f"{spec.name}[{partition}]"
+                meta = None if topic is None else topic.partitions.get(partition)
+                if topic_error is not None or meta is None:
+                    waiting[where] = topic_error or "UNKNOWN_PARTITION"
+                elif meta.error is not None:
+                    waiting[where] = meta.error.name()
+                elif meta.leader < 0:
+                    waiting[where] = "LEADER_NOT_AVAILABLE"
+                else:
+                    requests[TopicPartition(spec.name, partition)] = latest
+        if requests:
+            futures = self._client.list_offsets(requests, request_timeout=timeout_s)
+            for asked, future in futures.items():
+                try:
+                    future.result(timeout=timeout_s)
+                except KafkaException as exc:
+                    waiting[f"{asked.topic}[{asked.partition}]"] = exc.args[0].name()
+        self._serve_logs()
+        return waiting
 
     def _metadata(self) -> Any:
         try:
@@ -130,6 +159,8 @@ class KafkaAdmin:
                 f"({exc}); "
                 "is it running (make up) and is STREAMPROC_KAFKA_BOOTSTRAP right?"
             ) from exc
+        finally:
+            self._serve_logs()
 
     def _wait(self, futures: dict[Any, Any], what: str) -> dict[Any, Any]:
         results = {}
@@ -139,22 +170,21 @@ class KafkaAdmin:
                 results[key] = future.result(timeout=self._timeout_s)
             except Exception as exc:  # each future fails on its own; report them all
                 failures.append(f"{key}: {exc}")
+        self._serve_logs()
         if failures:
             raise InfraError(f"could not {what}: " + "; ".join(failures))
         return results
+
+    def _serve_logs(self) -> None:
+        """An admin client hands over librdkafka's log lines and errors only when polled."""
+        self._client.poll(0)
 
 
 def make_producer(bootstrap: str, **overrides: Any) -> Producer:
     """Idempotent (acks from all in-sync replicas, no duplicates or reordering on retry); the
     murmur2 partitioner puts a key where Java clients and aiokafka put it."""
-    config = {
-        "bootstrap.servers": bootstrap,
-        "linger.ms": 5,
-        "enable.idempotence": True,
-        "partitioner": "murmur2_random",
-        **overrides,
-    }
-    return Producer(config)
+    settings = {"linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
+    return Producer(client_config(bootstrap, **{**settings, **overrides}))
 
 
 def produce_all(
@@ -205,45 +235,116 @@ class BatchSender:
 
     librdkafka batches, compresses and retries in its own threads; a per-record send through
     Python costs several times more (one future and loop wake-up per record).
+
+    A record Kafka refuses for itself (too large, say) is not the batch's failure: `offer`
+    sends the rest and returns it, so that its source can go to the DLQ instead.
     """
 
+    # Per record and permanent: a retry cannot help, and no other record is at fault.
+    _REFUSALS: dict[int, str] = {
+        KafkaError.MSG_SIZE_TOO_LARGE: RECORD_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE: RECORD_TOO_LARGE,  # over the topic's segment.bytes
+        KafkaError.INVALID_RECORD: RECORD_REFUSED,
+        KafkaError.INVALID_TIMESTAMP: RECORD_REFUSED,
+    }
+
     def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0) -> None:
-        self._producer = make_producer(bootstrap)
+        self._producer = make_producer(bootstrap, **{"message.max.bytes": MAX_RECORD_BYTES})
         self._ack_timeout_s = ack_timeout_s
 
     async def send(self, records: Sequence[OutRecord]) -> None:
-        """Raises InfraError when a record is not acked in time: nothing may be committed."""
+        """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
+        refused = await self.offer(records)
+        if refused:
+            raise InfraError(f"{len(refused)} records refused: {list(refused.values())[:3]}")
+
+    async def offer(self, records: Sequence[OutRecord]) -> dict[int, EventRejected]:
+        """Sends `records`; returns once the broker has acked every one it takes, with those
+        refused for themselves by index (reason RECORD_TOO_LARGE or RECORD_REFUSED). Raises
+        InfraError when a record is not acked in time or Kafka fails otherwise: nothing may
+        be committed then."""
+        refused: dict[int, EventRejected] = {}
+        suspects: list[int] = []
         failures: list[str] = []
 
-        def on_delivery(error: Any, message: Any) -> None:
-            if error is not None:
+        def on_delivery(index: int, error: Any, message: Any) -> None:
+            if error is None:
+                return
+            if error.code() in self._REFUSALS:
+                suspects.append(index)
+            else:
                 failures.append(f"{message.topic()}: {error}")
 
-        for record in records:
+        for index, record in enumerate(records):
             while True:
                 try:
-                    self._producer.produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        headers=list(record.headers),
-                        timestamp=record.timestamp_ms or 0,
-                        on_delivery=on_delivery,
-                    )
+                    rejected = self._produce(record, lambda e, m, i=index: on_delivery(i, e, m))
                     break
                 except BufferError:  # librdkafka's queue is full: let it drain
                     await asyncio.to_thread(self._producer.poll, 0.1)
+            if rejected is not None:
+                refused[index] = rejected
         unacked = await asyncio.to_thread(self._producer.flush, self._ack_timeout_s)
         if unacked or failures:
             raise InfraError(
                 f"{unacked} records not acked in {self._ack_timeout_s:.0f} s, "
                 f"{len(failures)} failed: {failures[:3]}"
             )
+        # The broker refuses a record batch whole for one record in it; sent alone, each
+        # shows whether it was that one. Only a topic whose max.message.bytes is below the
+        # producer's limit does this; the batch's others then land after later batches.
+        for index in sorted(suspects):
+            rejected = await self._send_alone(records[index])
+            if rejected is not None:
+                refused[index] = rejected
+        return dict(sorted(refused.items()))
+
+    def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
+        try:
+            self._producer.produce(
+                record.topic,
+                record.value,
+                record.key,
+                headers=list(record.headers),
+                timestamp=record.timestamp_ms or 0,
+                on_delivery=on_delivery,
+            )
+        except KafkaException as exc:
+            rejected = self._refusal(record, exc.args[0], "the producer")
+            if rejected is None:
+                raise InfraError(f"{record.topic}: {exc}") from exc
+            return rejected
+        return None
+
+    async def _send_alone(self, record: OutRecord) -> EventRejected | None:
+        outcome: list[Any] = []
+        rejected = self._produce(record, lambda error, _message: outcome.append(error))
+        if rejected is not None:
+            return rejected
+        unacked = await asyncio.to_thread(self._producer.flush, self._ack_timeout_s)
+        error = outcome[0] if outcome else None
+        if not unacked and error is None:
+            return None
+        rejected = None if unacked else self._refusal(record, error, "the broker")
+        if rejected is None:
+            raise InfraError(f"{record.topic}: a record not acked: {error or 'timed out'}")
+        return rejected
+
+    def _refusal(self, record: OutRecord, error: Any, by: str) -> EventRejected | None:
+        reason = self._REFUSALS.get(error.code())
+        if reason is None:
+            return None
+        limit = f"; the producer's limit is {MAX_RECORD_BYTES:,} bytes"
+        return EventRejected(
+            reason,
+            f"{by} refused a {wire_size(record):,}-byte record for {record.topic} "
+            f"({error.name()}{limit if reason == RECORD_TOO_LARGE else ''})",
+        )
 
 
 def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
     """Each partition of `topic` at its high watermark: where the next record will land."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "streamproc-offsets"})
+    consumer = Consumer(client_config(bootstrap, **{"group.id": "streamproc-offsets"}))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return [
@@ -256,7 +357,7 @@ def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
 
 def start_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
     """Commit `offsets` for a new consumer group, so it starts there (skipping what is before)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    consumer = Consumer(client_config(bootstrap, **{"group.id": group}))
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:
@@ -272,7 +373,7 @@ class PartitionReader:
     def __init__(self, bootstrap: str, topic: str, start: dict[int, int], group: str) -> None:
         self._topic = topic
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+            client_config(bootstrap, **{"group.id": group, "enable.auto.commit": False})
         )
         try:
             partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streamproc.adapters.kafka import make_producer
+from streamproc.adapters.kafka_logging import client_config
 from streamproc.errors import InfraError
 
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
@@ -87,12 +88,14 @@ class SnapshotTopic:
 
     def _open(self) -> Any:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self._bootstrap,
-                "group.id": f"streamproc-snapshots-{uuid.uuid4().hex[:8]}",  # never commits
-                "enable.auto.commit": False,
-                "fetch.message.max.bytes": 16_777_216,
-            }
+            client_config(
+                self._bootstrap,
+                **{
+                    "group.id": f"streamproc-snapshots-{uuid.uuid4().hex[:8]}",  # never commits
+                    "enable.auto.commit": False,
+                    "fetch.message.max.bytes": 16_777_216,
+                },
+            )
         )
         try:
             metadata = consumer.list_topics(self.topic, timeout=self._timeout_s)

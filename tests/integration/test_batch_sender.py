@@ -1,18 +1,43 @@
-"""The worker's BatchSender: acked batches, and a clear InfraError when acks do not come."""
+"""The worker's BatchSender: acked batches, a clear InfraError when acks do not come, and a
+record Kafka refuses for itself returned alone while the rest of its batch is acked."""
 
 from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from streamproc.adapters.kafka import BatchSender, end_offsets
+from streamproc.adapters import dlq
+from streamproc.adapters.kafka import BatchSender, KafkaAdmin, end_offsets
 from streamproc.errors import InfraError
 from streamproc.events import OutRecord
+from streamproc.topology import Plan, TopicSpec
 from tests.integration.conftest import RUN_HEADER, Stack, read_run, recent_timestamp_ms
 
 TOPIC = "shop.order.duplicates.v1"  # any declared topic: the records carry a run header
+LIMIT = dlq.MAX_RECORD_BYTES
+
+
+@contextmanager
+def scratch_topic(
+    stack: Stack, name: str, config: Mapping[str, str], partitions: int = 1
+) -> Iterator[str]:
+    """A topic of this test only, deleted after it (records of a megabyte stay out of the
+    declared ones)."""
+    spec = TopicSpec(name, partitions, 1, dict(config), Path(__file__))
+    KafkaAdmin(stack.bootstrap).apply(Plan(create=[spec]))
+    try:
+        yield name
+    finally:
+        admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+        admin.delete_topics([name])[name].result(timeout=15)
 
 
 async def test_a_batch_arrives_whole_with_keys_headers_and_timestamps(stack: Stack) -> None:
@@ -41,3 +66,57 @@ async def test_unacked_records_raise_infra_error() -> None:
         sender = BatchSender(nobody, ack_timeout_s=1.0)
         with pytest.raises(InfraError, match="1 records not acked"):
             await sender.send([OutRecord(TOPIC, b"k", b"v")])
+
+
+async def test_a_record_over_the_limit_is_refused_and_the_rest_acked(stack: Stack) -> None:
+    run = uuid.uuid4().hex.encode()
+    with scratch_topic(stack, f"it-sender-{run.decode()}", {}) as topic:
+        stamped = recent_timestamp_ms()
+        small = [
+            OutRecord(topic, b"k", f"v{i}".encode(), ((RUN_HEADER, run),), stamped)
+            for i in range(10)
+        ]
+        huge = OutRecord(topic, b"k", b"x" * LIMIT, ((RUN_HEADER, run),), stamped)
+        refused = await BatchSender(stack.bootstrap).offer([*small[:5], huge, *small[5:]])
+        assert list(refused) == [5]
+        assert refused[5].reason == dlq.RECORD_TOO_LARGE
+        assert f"refused a {dlq.wire_size(huge):,}-byte record for {topic}" in str(refused[5])
+        got = read_run(stack, [TopicPartition(topic, 0, 0)], run, 11, timeout_s=5)
+        assert [m.value() for m in got] == [r.value for r in small]
+
+
+async def test_wire_size_is_what_the_producer_counts_at_most(stack: Stack) -> None:
+    with scratch_topic(stack, f"it-sender-{uuid.uuid4().hex}", {}) as topic:
+        at_limit = OutRecord(topic, b"key", b"x" * (LIMIT - 36 - 3))
+        assert dlq.wire_size(at_limit) == LIMIT
+        over = replace(at_limit, value=b"x" * (LIMIT - 36 - 2))
+        refused = await BatchSender(stack.bootstrap).offer([at_limit, over])
+        assert list(refused) == [1]
+
+
+async def test_a_record_the_broker_refuses_is_found_among_its_batch(stack: Stack) -> None:
+    """The broker refuses a record batch whole when one record in it is over the topic's
+    max.message.bytes: the sender finds that one, and the others are acked."""
+    run = uuid.uuid4().hex.encode()
+    config = {"max.message.bytes": "4000"}
+    with scratch_topic(stack, f"it-sender-{run.decode()}", config) as topic:
+        headers, stamped = ((RUN_HEADER, run),), recent_timestamp_ms()
+        sizes = [300, 300, 300, 3_990, 300, 300, 300, 300]  # only k3 is over the limit alone
+        records = [
+            OutRecord(topic, f"k{i}".encode(), b"v" * size, headers, stamped)
+            for i, size in enumerate(sizes)
+        ]
+        refused = await BatchSender(stack.bootstrap).offer(records)
+        assert list(refused) == [3]
+        assert refused[3].reason == dlq.RECORD_TOO_LARGE
+        assert str(refused[3]).startswith("the broker refused")
+        got = read_run(stack, [TopicPartition(topic, 0, 0)], run, 8, timeout_s=5)
+        assert sorted(m.key() for m in got) == [f"k{i}".encode() for i in range(8) if i != 3]
+
+
+async def test_send_raises_infra_error_for_a_refused_record(stack: Stack) -> None:
+    with (
+        scratch_topic(stack, f"it-sender-{uuid.uuid4().hex}", {}) as topic,
+        pytest.raises(InfraError, match="1 records refused"),
+    ):
+        await BatchSender(stack.bootstrap).send([OutRecord(topic, None, b"x" * LIMIT)])

@@ -1,15 +1,24 @@
-"""`streamproc topics apply` against the real broker: idempotent, and honest about drift."""
+"""`streamproc topics apply` against the real broker: idempotent, honest about drift, done
+once new partitions serve; and a broker that is not there is one line per problem."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import OffsetSpec
 
 from streamproc import cli
-from tests.integration.conftest import Stack
+from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.errors import InfraError
+from streamproc.topology import TopicSpec, load_topic_specs, plan_changes
+from tests.conftest import REPO
+from tests.integration.conftest import Stack, free_port
 
 
 def _apply(monkeypatch: pytest.MonkeyPatch, stack: Stack, topics_dir: Path) -> int:
@@ -84,3 +93,56 @@ def test_repo_topics_exist_as_declared(
 ) -> None:
     assert _apply(monkeypatch, stack, Path(__file__).resolve().parents[2] / "topics") == 0
     assert "nothing to change" in capsys.readouterr().out
+
+
+def test_apply_waits_out_a_cached_unknown_topic(stack: Stack, tmp_path: Path) -> None:
+    """The first offsets request after CreateTopics can reach the broker before it has applied
+    the new topic. librdkafka then caches "unknown topic" and, behind the cluster-wide
+    metadata `read_state` cached before, keeps it for metadata.max.age.ms (15 min): every
+    later list_offsets failed at once with "No leaders found". Here that answer is cached on
+    purpose, as the race leaves it."""
+    name = f"it.topics.{uuid.uuid4().hex[:10]}"
+    _declare(tmp_path, name, 2, 3_600_000)
+    specs = load_topic_specs(tmp_path)
+    admin = KafkaAdmin(stack.bootstrap, timeout_s=10)
+    plan = plan_changes(specs, admin.read_state(specs))
+    early = admin._client.list_offsets({TopicPartition(name, 0): OffsetSpec.latest()})
+    with pytest.raises(KafkaException):
+        early[TopicPartition(name, 0)].result(timeout=10)
+
+    admin.apply(plan)
+
+
+def test_partitions_never_served_are_named_with_their_error(stack: Stack) -> None:
+    name = f"it.topics.never.{uuid.uuid4().hex[:10]}"
+    admin = KafkaAdmin(stack.bootstrap, timeout_s=1)
+    with pytest.raises(InfraError) as raised:
+        admin._wait_until_usable([TopicSpec(name, 2, 1, {}, Path("never.yaml"))])
+    assert f"{name}[0]: UNKNOWN_TOPIC_OR_PART" in str(raised.value)
+    assert f"{name}[1]: UNKNOWN_TOPIC_OR_PART" in str(raised.value)
+
+
+def test_a_broker_not_there_is_one_line_per_problem() -> None:
+    """librdkafka printed each reconnect to stderr (one every 50 ms) before the error."""
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMPROC_KAFKA_TIMEOUT_S": "3",
+        "STREAMPROC_TOPICS_DIR": str(REPO / "topics"),
+        "STREAMPROC_LOG_LEVEL": "info",
+    }
+    result = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "streamproc.cli", "topics", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    lines = result.stderr.splitlines()
+    assert result.returncode == cli.EXIT_INFRA
+    assert lines[-1].startswith(
+        f"streamproc: infrastructure error: Kafka at {bootstrap} did not answer within 3s"
+    ), result.stderr
+    assert len(lines) < 5, result.stderr
