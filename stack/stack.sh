@@ -123,8 +123,11 @@ start_kafka() {
   fetch_kafka_jars
   write_kafka_config
   if [[ ! -f "$KAFKA_DIR/data/meta.properties" ]]; then
-    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
-      -t "$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+    local cluster_id  # the tool's stdout also carries a log4j line: keep only the id
+    cluster_id="$("${KAFKA_JAVA[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null \
+      | grep -Eo '^[A-Za-z0-9_-]{22}$' | tail -n 1)"
+    [[ -n "$cluster_id" ]] || die "kafka.tools.StorageTool random-uuid gave no cluster id"
+    "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" \
       -c "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/format.log" 2>&1 \
       || { cat "$KAFKA_DIR/format.log" >&2; die "formatting Kafka storage failed"; }
   fi
