@@ -79,3 +79,12 @@ def test_the_declared_entity_key_rule_is_the_one_applied(tmp_path: Path) -> None
     clean = normalizer.normalize(order(customer_id="C1", email="ada@example.org"))
     assert clean["entity_key"].startswith("guest:")
     assert clean["customer_id"] == "C1"
+
+
+def test_plausible_ranges_are_declared_and_checked(tmp_path: Path) -> None:
+    spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+    assert spec.plausible.tax_rate == (0.0, 0.5)
+    path = _declaration(tmp_path, "tax_rate: [0, 0.5]", "tax_rate: [0.5, 0]")
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline(path)
+    assert f"{path}:" in str(caught.value) and "plausible" in str(caught.value)
