@@ -58,11 +58,12 @@ async def _run(spec: PipelineSpec, serde: AvroSerde, batches: list[list[Envelope
     """One pass over the batches with new stores; seconds per stage."""
     if spec.models is None:
         raise SystemExit("the reference pipeline declares models")
+    consumed = spec.models.inputs.names()  # as the worker serves: what x is built from
     clean_stage = CleanStage(
         spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"bench-key"
     )
     feature_step = FeatureStep.of_clean_orders(
-        spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
+        spec, serde, FeatureStage(spec.features, InMemoryFeatureStore(), serve=consumed)
     )
     predict_step = PredictStep(spec.models, serde)
     stages = Stages()

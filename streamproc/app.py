@@ -162,9 +162,14 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
     )
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
+    # The predict step is the served vector's only reader here: serve what x is built from
+    # (the whole vector stays available from the read path).
+    consumed = scored.models.inputs.names() if scored.models else frozenset()
     feature_step = FeatureStep(
         serde,
-        FeatureStage(scored.features, feature_store, settings.feature_cache_entities),
+        FeatureStage(
+            scored.features, feature_store, settings.feature_cache_entities, serve=consumed
+        ),
         scored.schema_name,
         scored.shape,
         scored.late_topic,

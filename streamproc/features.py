@@ -26,12 +26,14 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from streamproc.declared import duration_ms
 from streamproc.pipeline import Features, FeatureView
+
+_T = TypeVar("_T")
 
 Status = Literal["present", "missing", "stale"]
 
@@ -160,8 +162,20 @@ def _pack(stats: list[float]) -> str:
 class ViewComputer:
     """Applies events to one view's states and serves vectors; pure, no I/O."""
 
-    def __init__(self, view: FeatureView, features: Features) -> None:
+    def __init__(
+        self, view: FeatureView, features: Features, serve: Collection[str] | None = None
+    ) -> None:
+        """`serve`: the features someone consumes (None: all). The others are kept up to date
+        but not computed per event; `since_last` is always served: it carries the age."""
         self.view = view
+        wanted = None if serve is None else {*serve, view.since_last}
+        self._served = wanted  # None: every feature
+        # what the wanted ratios divide by must be computed, served or not
+        needed = (
+            None
+            if wanted is None
+            else wanted | {against for name, (_, against) in view.ratios.items() if name in wanted}
+        )
         self._lateness_ms = duration_ms(features.lateness)
         self._divert_late = features.late == "divert"
         self._ttl_ms = duration_ms(view.ttl)
@@ -173,11 +187,22 @@ class ViewComputer:
                 window,
                 window_ms // bucket_ms,
                 bucket_ms,
-                [(op, f"{name}_{op}_{window}") for op in aggregate.ops],
+                ops,
             )
             for name, aggregate in view.aggregates.items()
             for window, (window_ms, bucket_ms) in self._windows.items()
+            if (
+                ops := [
+                    (op, f"{name}_{op}_{window}")
+                    for op in aggregate.ops
+                    if needed is None or f"{name}_{op}_{window}" in needed
+                ]
+            )
         ]
+        self._last = _kept(view.last, needed)
+        self._most_frequent = _kept(view.most_frequent, needed)
+        self._distinct = _kept(view.distinct, needed)
+        self._ratios = _kept(view.ratios, needed)
         self._prefix = f"v{features.version}:{view.name}"
 
     def key(self, entity: str) -> str:
@@ -266,23 +291,29 @@ class ViewComputer:
             for op, name in names:
                 found[name] = _op(op, stats)
         found[self.view.since_last] = None if age is None else age / 1000
-        for name in self.view.last:
+        for name in self._last:
             found[name] = state.last.get(name)
-        for name in self.view.most_frequent:
+        for name in self._most_frequent:
             counts = state.frequent.get(name)
             found[name] = min(counts, key=lambda v: (-counts[v], v)) if counts else None
-        for name in self.view.distinct:
+        for name in self._distinct:
             found[name] = len(state.distinct.get(name, ()))
-        for name, (source, against) in self.view.ratios.items():
+        for name, (source, against) in self._ratios.items():
             numerator = (values or {}).get(source)
             denominator = found[against]
             ok = isinstance(numerator, int | float) and denominator
             found[name] = float(numerator) / denominator if ok else None  # type: ignore[arg-type]
         known: Status = "stale" if stale else "present"
+        served = self._served
         return {
             name: FeatureValue(value, "missing" if value is None else known, age)
             for name, value in found.items()
+            if served is None or name in served
         }
+
+
+def _kept(declared: Mapping[str, _T], needed: set[str] | None) -> dict[str, _T]:
+    return {k: v for k, v in declared.items() if needed is None or k in needed}
 
 
 def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[float] | None:
@@ -338,8 +369,15 @@ class FeatureStage:
     cache (another writer, or an expired key): the batch is then recomputed from Redis once.
     """
 
-    def __init__(self, features: Features, store: FeatureStore, cache_size: int = 20_000) -> None:
-        self._views = [ViewComputer(view, features) for view in features.views]
+    def __init__(
+        self,
+        features: Features,
+        store: FeatureStore,
+        cache_size: int = 20_000,
+        serve: Collection[str] | None = None,
+    ) -> None:
+        """`serve`: the features the step's consumers read (None: every declared one)."""
+        self._views = [ViewComputer(view, features, serve) for view in features.views]
         self._store = store
         self._cache: OrderedDict[str, _State] = OrderedDict()
         self._cache_size = cache_size

@@ -32,6 +32,12 @@ class ModelInputs(Frozen):
     categorical: list[str] = []  # one-hot
     matches: dict[str, tuple[str, str]] = {}  # 1 when two values are equal
 
+    def names(self) -> frozenset[str]:
+        """Every field or feature x is built from."""
+        paired = (name for pair in self.matches.values() for name in pair)
+        lists = (self.numeric, self.log, self.boolean, self.present, self.categorical)
+        return frozenset((*(name for names in lists for name in names), *paired))
+
 
 class ModelSpec(Frozen):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")

@@ -236,3 +236,27 @@ async def test_a_stale_cache_is_caught_by_the_guard_and_the_batch_recomputed(
     assert batch.served[0].features["amount_count_1h"].value == 6
     replay = await there.process([_event(6, T0 + 6 * MINUTE)], 0)  # its cache is old too
     assert (replay.replayed, replay.writes) == (1, 0)
+
+
+async def test_a_stage_serves_only_what_is_consumed_with_the_same_values(
+    spec: PipelineSpec,
+) -> None:
+    """The worker serves what x is built from; a ratio still divides by its mean, served or
+    not, and since_last always comes (it carries the features' age)."""
+    assert spec.models is not None
+    consumed = spec.models.inputs.names()
+    rng = random.Random(3)
+    events = [
+        _event(i, T0 + i * MINUTE, rng.uniform(5, 50), country=rng.choice(["DE", "FR"]))
+        for i in range(40)
+    ]
+    full = FeatureStage(spec.features, InMemoryFeatureStore())
+    lean = FeatureStage(spec.features, InMemoryFeatureStore(), serve=consumed)
+    everything = (await full.process(events, wall_ms=0)).served
+    served = (await lean.process(events, wall_ms=0)).served
+    [view] = spec.features.views
+    expected = (consumed & set(view.feature_names())) | {view.since_last}
+    assert "amount_vs_mean_7d" in expected and "amount_mean_7d" not in expected
+    for whole, part in zip(everything, served, strict=True):
+        assert set(part.features) == expected
+        assert part.features == {name: whole.features[name] for name in expected}
