@@ -37,6 +37,10 @@ _PRIOR_PER_FURTHER_RUNG = -12.0
 # further out the less likely: 3 s read as 3 ms is far less likely than 3 s read as 3,000 s.
 _TAIL_WEIGHT = 0.05
 _MIN_SCALE = 0.05  # decades: a reference of identical values still has some spread
+# Groups kept per source and field: a producer that sends build numbers as versions must not
+# grow the shared state (and every batch's reply) without end. Past it, a new version's value
+# is judged alone against the reference and not kept.
+MAX_GROUPS = 64
 
 GroupKey = tuple[str, str, str]  # (source, field, version as text)
 
@@ -144,7 +148,13 @@ class UnitSwitchDetector:
         settled = self._stats.steps.get(group)
         if not (value > 0 and math.isfinite(value)):  # says nothing about a unit
             return _verdict(settled) if settled is not None else NOTHING_WRONG
-        self._count(group, math.floor(math.log10(value) / BIN_DECADES), position)
+        bin_ = math.floor(math.log10(value) / BIN_DECADES)
+        if group not in self._stats.counts and self._groups_of(group) >= MAX_GROUPS:
+            reference = self._reference(source, field_name)
+            if reference is None:
+                return UNCHECKED
+            return _verdict(self._best_step(Counter({bin_: 1}), reference, declared_unit)[0])
+        self._count(group, bin_, position)
         if settled is not None:
             return _verdict(settled)
         reference = self._reference(source, field_name)
@@ -156,6 +166,10 @@ class UnitSwitchDetector:
         if settled_now:
             self._stats.steps[group] = self._pending.steps[group] = step
         return _verdict(step)
+
+    def _groups_of(self, group: GroupKey) -> int:
+        """How many groups of the same source and field are kept."""
+        return sum(1 for kept in self._stats.counts if kept[:2] == group[:2])
 
     def _count(self, group: GroupKey, bin_: int, position: tuple[int, int]) -> None:
         self._stats.counts.setdefault(group, Counter())[bin_] += 1

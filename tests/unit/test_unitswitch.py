@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from streamproc.unitswitch import (
+    MAX_GROUPS,
     InMemoryUnitStatsStore,
     UnitSwitchDetector,
     Verdict,
@@ -163,3 +164,20 @@ async def test_a_replayed_batch_counts_nothing_twice() -> None:
     await store.exchange(update)
     again = await store.exchange(update)  # the same offsets after a crash
     assert sum(again.counts[("app", "session_duration", "4")].values()) == 10
+
+
+def test_versions_past_the_cap_are_judged_alone_and_not_kept() -> None:
+    """A producer sending build numbers as versions: the state stays bounded, and a switched
+    value of a version past the cap is still flagged and converted."""
+    rng = random.Random(9)
+    feed = _Feed()
+    for seconds in _narrow(rng, 200):
+        feed.check(4, seconds)
+    for build in range(500):
+        feed.check(f"4.0.{build}", _narrow(rng, 1)[0])
+    kept = [
+        group for group in feed.detector.stats.counts if group[:2] == ("app", "session_duration")
+    ]
+    assert len(kept) == MAX_GROUPS
+    assert feed.check("5.0.1", 61 / 1000) == Verdict(True, 1000.0)  # 61 s, read as ms
+    assert not feed.check("4.0.999", 120.0).suspected
