@@ -157,11 +157,13 @@ class UnitSwitchDetector:
         self._count(group, bin_, position)
         if settled is not None:
             return _verdict(settled)
+        if self._stats.references.get((source, field_name)) == group[2]:
+            return NOTHING_WRONG  # the reference itself: most values, so the quick way out
         reference = self._reference(source, field_name)
         if reference is None:
             return UNCHECKED
         if self._stats.references[(source, field_name)] == group[2]:
-            return NOTHING_WRONG
+            return NOTHING_WRONG  # pinned just now
         step, settled_now = self._best_step(self._stats.counts[group], reference, declared_unit)
         if settled_now:
             self._stats.steps[group] = self._pending.steps[group] = step
@@ -172,7 +174,10 @@ class UnitSwitchDetector:
         return sum(1 for kept in self._stats.counts if kept[:2] == group[:2])
 
     def _count(self, group: GroupKey, bin_: int, position: tuple[int, int]) -> None:
-        self._stats.counts.setdefault(group, Counter())[bin_] += 1
+        counts = self._stats.counts.get(group)
+        if counts is None:
+            counts = self._stats.counts[group] = Counter()
+        counts[bin_] += 1
         self._pending.sightings.append(Sighting(position[0], position[1], group, bin_))
 
     def _reference(self, source: str, field_name: str) -> _Reference | None:
