@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -20,15 +19,6 @@ class Envelope:
     value: bytes | None
     headers: Headers = ()
     timestamp_ms: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A decoded event: the Avro record, its schema's full name, and its source envelope."""
-
-    schema_name: str
-    record: Mapping[str, Any]
-    source: Envelope
 
 
 @dataclass(frozen=True, slots=True)
