@@ -149,21 +149,22 @@ class UnitSwitchDetector:
         if not (value > 0 and math.isfinite(value)):  # says nothing about a unit
             return _verdict(settled) if settled is not None else NOTHING_WRONG
         bin_ = math.floor(math.log10(value) / BIN_DECADES)
-        if group not in self._stats.counts and self._groups_of(group) >= MAX_GROUPS:
-            reference = self._reference(source, field_name)
-            if reference is None:
-                return UNCHECKED
-            return _verdict(self._best_step(Counter({bin_: 1}), reference, declared_unit)[0])
-        self._count(group, bin_, position)
-        if settled is not None:
-            return _verdict(settled)
-        if self._stats.references.get((source, field_name)) == group[2]:
-            return NOTHING_WRONG  # the reference itself: most values, so the quick way out
-        reference = self._reference(source, field_name)
+        kept = group in self._stats.counts or self._groups_of(group) < MAX_GROUPS
+        if kept:
+            self._count(group, bin_, position)
+            if settled is not None:
+                return _verdict(settled)
+        key = (source, field_name)
+        pinned = self._pinned(key)
+        if pinned is None:
+            return UNCHECKED
+        if pinned == group[2]:
+            return NOTHING_WRONG  # the reference itself: most values, so before any summary
+        reference = self._summary(key, pinned)
         if reference is None:
             return UNCHECKED
-        if self._stats.references[(source, field_name)] == group[2]:
-            return NOTHING_WRONG  # pinned just now
+        if not kept:  # past the cap: judged alone
+            return _verdict(self._best_step(Counter({bin_: 1}), reference, declared_unit)[0])
         step, settled_now = self._best_step(self._stats.counts[group], reference, declared_unit)
         if settled_now:
             self._stats.steps[group] = self._pending.steps[group] = step
@@ -180,10 +181,8 @@ class UnitSwitchDetector:
         counts[bin_] += 1
         self._pending.sightings.append(Sighting(position[0], position[1], group, bin_))
 
-    def _reference(self, source: str, field_name: str) -> _Reference | None:
-        """The pinned reference of (source, field), pinning the first group that is big
-        enough; its summary is recomputed as it grows by a tenth."""
-        key = (source, field_name)
+    def _pinned(self, key: tuple[str, str]) -> str | None:
+        """The reference version of (source, field), pinning the first group big enough."""
         version = self._stats.references.get(key)
         if version is None:
             sizes = {
@@ -195,8 +194,12 @@ class UnitSwitchDetector:
             if version is None or sizes[version] < self._min_reference:
                 return None
             self._stats.references[key] = self._pending.references[key] = version
-        counts = self._stats.counts.get((source, field_name, version))
-        if not counts:
+        return version
+
+    def _summary(self, key: tuple[str, str], version: str) -> _Reference | None:
+        """The reference's density, recomputed as the reference grows by a tenth."""
+        counts = self._stats.counts.get((*key, version))
+        if not counts:  # pinned, but no values shared yet
             return None
         cached = self._references.get(key)
         n = sum(counts.values())
@@ -287,10 +290,10 @@ class InMemoryUnitStatsStore:
             self._stats.steps.setdefault(group, step)
         for key, version in update.references.items():
             self._stats.references.setdefault(key, version)
-        return copy_stats(self._stats)
+        return _copy(self._stats)
 
 
-def copy_stats(stats: UnitStats) -> UnitStats:
+def _copy(stats: UnitStats) -> UnitStats:
     """A deep copy: a detector changes its view as it counts, the store's must not move."""
     return UnitStats(
         {group: Counter(counts) for group, counts in stats.counts.items()},
