@@ -53,6 +53,7 @@ from streamproc.processor import (
     RecordShape,
     divert_topic,
     late_topic,
+    source_stamp,
 )
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
@@ -203,9 +204,7 @@ def create_app(settings: Settings) -> faust.App:
         outputs = [*result.diverted, *predictions]
         refused = await deliver(sender, batch, outputs, result.rejections, positions=False)
         if refused:
-            late = len(result.diverted)
-            result.diverted = [r for i, r in enumerate(result.diverted) if i not in refused]
-            predictions = [r for i, r in enumerate(predictions, late) if i not in refused]
+            result.diverted, predictions = _delivered(refused, result.diverted, predictions)
             result.rejections.extend(refused.values())
         seconds = time.perf_counter() - started
         metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
@@ -223,11 +222,9 @@ def create_app(settings: Settings) -> faust.App:
                 sender, batch, result.outputs, result.rejections, positions=True
             )
             if refused:
-                clean = len(result.clean)
-                result.clean = [r for i, r in enumerate(result.clean) if i not in refused]
-                result.duplicates = [
-                    r for i, r in enumerate(result.duplicates, clean) if i not in refused
-                ]
+                result.clean, result.duplicates = _delivered(
+                    refused, result.clean, result.duplicates
+                )
                 result.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
             metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
@@ -307,6 +304,15 @@ async def deliver(
     return refused
 
 
+def _delivered(
+    refused: Mapping[int, Rejection], first: list[OutRecord], second: list[OutRecord]
+) -> tuple[list[OutRecord], list[OutRecord]]:
+    """The two output lists `deliver` was given as one, less what it returned as refused."""
+    kept = [r for i, r in enumerate([*first, *second]) if i not in refused]
+    kept_first = len(first) - sum(1 for i in refused if i < len(first))
+    return kept[:kept_first], kept[kept_first:]
+
+
 def _source(batch: Sequence[Envelope], record: OutRecord, positions: bool) -> Envelope:
     """The input `record` was made from, looked up for a refused one only. A clean order
     names its source's position; a duplicate's audit, a late order and a prediction keep
@@ -314,7 +320,7 @@ def _source(batch: Sequence[Envelope], record: OutRecord, positions: bool) -> En
     stamp = dict(record.headers).get(SOURCE_HEADER) if positions else None
     if stamp:
         for envelope in batch:
-            if f"{envelope.partition}/{envelope.offset}".encode() == stamp:
+            if source_stamp(envelope) == stamp:
                 return envelope
     for envelope in batch:
         if (envelope.key, envelope.timestamp_ms) == (record.key, record.timestamp_ms):

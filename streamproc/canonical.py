@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TypeGuard
 
 from nameparser import HumanName
 
@@ -32,6 +34,11 @@ def epoch_to_ms(value: object, time_format: str) -> int:
         )
     ms = round(value * _EPOCH_FACTORS_TO_MS[time_format])
     return check_plausible(ms, f"{value!r} read as {time_format}")
+
+
+def is_number(value: object) -> TypeGuard[float]:
+    """A finite int or float (a bool is no number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_plausible(ms: int, what: str) -> int:

@@ -7,9 +7,8 @@ a `*_missing` flag, never a silent zero. Flags say what was assumed or repaired.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
 from streamproc import canonical
 from streamproc.errors import EventRejected
@@ -137,7 +136,7 @@ class Normalizer:
     ) -> dict[str, Any]:
         names, money = self._names, self.spec.money
         amount = raw.get(names.amount)
-        if not _is_number(amount) or not amount >= 0:
+        if not canonical.is_number(amount) or not amount >= 0:
             raise EventRejected("invalid_amount", f"{names.amount} must be ≥ 0, got {amount!r}")
         currency = _required_text(raw, names.currency).upper()
         to_eur = money.rates_to_eur.get(currency)
@@ -145,8 +144,9 @@ class Normalizer:
             raise EventRejected("unknown_currency", f"no rate to EUR for {currency!r}")
         if currency != "EUR":
             flags.append("currency_converted")
+        amount_eur = amount * to_eur
         # net or gross, past the maximum already: absurd whatever the tax rate (or its lack)
-        check_range(amount * to_eur, self._plausible.amount_gross_eur, "invalid_amount", "amount")
+        check_range(amount_eur, self._plausible.amount_gross_eur, "invalid_amount", "amount")
         includes_tax = _optional(raw, names.tax_included, status)
         if includes_tax is None:
             if habits.tax_included is None:
@@ -162,7 +162,7 @@ class Normalizer:
                 raise EventRejected("unknown_tax_rate", f"no tax rate given or known for {country}")
             status[names.tax_rate] = "defaulted"
             flags.append("tax_defaulted")
-        net, gross = canonical.net_and_gross(float(amount) * to_eur, bool(includes_tax), rate)
+        net, gross = canonical.net_and_gross(amount_eur, bool(includes_tax), rate)
         check_range(gross, self._plausible.amount_gross_eur, "invalid_amount", "amount in EUR")
         return {
             "amount_net_eur": net,
@@ -178,7 +178,7 @@ class Normalizer:
         if value is None or habits.duration_unit is None:
             flags.append("session_duration_missing")
             return {"session_duration_s": None, "session_duration_missing": True}
-        if not _is_number(value):
+        if not canonical.is_number(value):
             raise EventRejected("invalid_duration", f"session_duration {value!r} is no number")
         if habits.duration_unit != "s":
             flags.append("unit_converted")
@@ -205,12 +205,8 @@ class Normalizer:
 def check_range(value: object, bounds: tuple[float, float], reason: str, name: str) -> None:
     """A finite number within [min, max], else the record is rejected with `reason`."""
     low, high = bounds
-    if not _is_number(value) or not low <= value <= high:  # NaN fails both comparisons
+    if not canonical.is_number(value) or not low <= value <= high:  # NaN fails both comparisons
         raise EventRejected(reason, f"{name} is {value!r}, outside the plausible [{low}, {high}]")
-
-
-def _is_number(value: object) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _optional(raw: Mapping[str, Any], field: str, status: dict[str, str]) -> Any:

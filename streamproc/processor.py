@@ -9,12 +9,12 @@ batch) → vectors served, too-late events diverted.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streamproc import canonical
 from streamproc.dedupe import Claim, DedupeRules, SeenStore, Sighting, Verdict, fingerprint
 from streamproc.errors import EventRejected
 from streamproc.events import Envelope, OutRecord, Rejection
@@ -146,8 +146,7 @@ class CleanStage:
         if switch.action == "convert":
             clean["session_duration_s"] *= verdict.correction
             self._normalizer.check_duration(clean["session_duration_s"])
-            if "unit_converted" not in flags:  # flags are a set: counted once per order
-                flags.append("unit_converted")
+            flags.append("unit_converted")  # maybe again: flags become a set when emitted
 
     def _claim(self, envelope: Envelope, clean: Mapping[str, Any]) -> Claim:
         sighting = Sighting(
@@ -164,7 +163,7 @@ class CleanStage:
             # Keyed by entity: an entity's orders stay in one partition for the feature stage.
             key = clean["entity_key"].encode() if clean["entity_key"] else envelope.key
             value = self._codec.encode(self.spec.sink.topic, self.spec.sink.schema_name, clean)
-            headers = (*envelope.headers, (SOURCE_HEADER, _position(envelope)))
+            headers = (*envelope.headers, (SOURCE_HEADER, source_stamp(envelope)))
             result.clean.append(
                 OutRecord(self.spec.sink.topic, key, value, headers, envelope.timestamp_ms)
             )
@@ -304,7 +303,7 @@ class FeatureStep:
 def _event_time(record: Mapping[str, Any], field_name: str) -> int:
     """The record's event time (epoch ms); a null or absurd one is the record's fault."""
     value = record.get(field_name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not canonical.is_number(value):
         raise EventRejected("invalid_time", f"{field_name} is {value!r}, not an epoch time in ms")
     return int(value)
 
@@ -319,7 +318,8 @@ def late_topic(clean_topic: str) -> str:
     return f"{clean_topic}.late"
 
 
-def _position(envelope: Envelope) -> bytes:
+def source_stamp(envelope: Envelope) -> bytes:
+    """The SOURCE_HEADER value naming where `envelope` was read."""
     return f"{envelope.partition}/{envelope.offset}".encode()
 
 
