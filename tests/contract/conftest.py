@@ -10,13 +10,17 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TypeVar
 
 import pytest
 from redis.exceptions import RedisError
 
 from streamproc.adapters.redis import AnyRedis, redis_client
 from tests.conftest import unavailable
+
+T = TypeVar("T")
 
 
 def _free_ports(count: int) -> list[int]:
@@ -122,6 +126,22 @@ async def connect(kind: str, request: pytest.FixtureRequest) -> AnyRedis:
         await client.aclose()
         unavailable(f"Redis ({kind}) is not reachable: {exc}")
     return client
+
+
+async def each_store(
+    request: pytest.FixtureRequest,
+    memory: Callable[[], T],
+    on_redis: Callable[[AnyRedis, str], T],
+) -> AsyncIterator[T]:
+    """The store for `request.param` of REDIS_KINDS: in memory, or on Redis in a namespace of
+    its own that is dropped afterwards. Fixtures yield from it."""
+    if request.param == "memory":
+        yield memory()
+        return
+    client = await connect(request.param, request)
+    namespace = f"test:{uuid.uuid4().hex}"
+    yield on_redis(client, namespace)
+    await drop(client, namespace)
 
 
 async def drop(client: AnyRedis, namespace: str) -> None:

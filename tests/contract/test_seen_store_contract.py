@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from streamproc.adapters.redis import RedisSeenStore
 from streamproc.dedupe import Claim, DedupeRules, InMemorySeenStore, SeenStore, Sighting
-from tests.contract.conftest import REDIS_KINDS, connect, drop
+from tests.contract.conftest import REDIS_KINDS, each_store
 
 RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)
 REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -18,13 +17,8 @@ REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 @pytest.fixture(params=REDIS_KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
-    if request.param == "memory":
-        yield InMemorySeenStore()
-        return
-    client = await connect(request.param, request)
-    namespace = f"test:{uuid.uuid4().hex}"
-    yield RedisSeenStore(client, namespace)
-    await drop(client, namespace)
+    async for each in each_store(request, InMemorySeenStore, RedisSeenStore):
+        yield each
 
 
 def claim(

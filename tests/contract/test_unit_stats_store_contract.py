@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,7 @@ from streamproc.unitswitch import (
     UnitStatsStore,
     UnitStatsUpdate,
 )
-from tests.contract.conftest import REDIS_KINDS, connect, drop
+from tests.contract.conftest import REDIS_KINDS, each_store
 
 V4 = ("app", "session_duration", "4")
 V5 = ("app", "session_duration", "5")
@@ -23,13 +22,8 @@ V5 = ("app", "session_duration", "5")
 
 @pytest.fixture(params=REDIS_KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[UnitStatsStore]:
-    if request.param == "memory":
-        yield InMemoryUnitStatsStore()
-        return
-    client = await connect(request.param, request)
-    namespace = f"test:{uuid.uuid4().hex}"
-    yield RedisUnitStatsStore(client, namespace)
-    await drop(client, namespace)
+    async for each in each_store(request, InMemoryUnitStatsStore, RedisUnitStatsStore):
+        yield each
 
 
 def _seen(
