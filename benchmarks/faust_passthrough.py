@@ -19,7 +19,7 @@ SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")
 _WORKER = Settings.model_fields  # the worker's batching, so the two compare like for like
 BATCH = int(os.environ.get("STREAMPROC_BATCH_SIZE", _WORKER["batch_size"].default))
-WITHIN_S = float(os.environ.get("STREAMPROC_BATCH_WITHIN_S", _WORKER["batch_within_s"].default))
+WITHIN_S = float(os.environ.get("BENCH_FAUST_WITHIN_S", "0.02"))  # take_events' wait
 
 
 def _tuning() -> dict[str, Any]:

@@ -9,17 +9,22 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
 import mode.loop
-from faust.types import EventT
+from faust.app.base import BootStrategy
 from prometheus_client import start_http_server
 
-from streamproc.adapters.dlq import dead_letter, dlq_topic, reference
+from streamproc.adapters.batch_flow import BatchFlow, Complete, Process
+from streamproc.adapters.delivery import Delivery, delivered
+from streamproc.adapters.dlq import dlq_topic
 from streamproc.adapters.kafka import BatchSender, KafkaAdmin, TopicLister
+from streamproc.adapters.kafka_source import BatchConsumer, SourceSettings
+from streamproc.adapters.positions import FetchedBatch, Positions
 from streamproc.adapters.redis import (
     RedisFeatureStore,
     RedisLease,
@@ -32,7 +37,7 @@ from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.events import Envelope, OutRecord, Rejection
+from streamproc.events import Envelope, OutRecord
 from streamproc.features import FeatureStage
 from streamproc.lifecycle import (
     MODEL_EVENTS_TOPIC,
@@ -47,13 +52,11 @@ from streamproc.pipeline import Features, PipelineSpec
 from streamproc.predict import PredictStep
 from streamproc.processor import (
     CLEAN_ORDER,
-    SOURCE_HEADER,
     CleanStage,
     FeatureStep,
     RecordShape,
     divert_topic,
     late_topic,
-    source_stamp,
 )
 from streamproc.schemas import SchemaCatalog
 from streamproc.serde import AvroSerde, SchemaRegistry
@@ -138,6 +141,51 @@ def _model_topics(models: Models | None) -> tuple[str, ...]:
     )
 
 
+class _WithoutKafka(BootStrategy):
+    """Faust's agents, tasks and web server, without its Kafka layer: the worker's own
+    consumer and producer (librdkafka) move whole batches (see adapters/kafka_source.py)."""
+
+    enable_kafka = False
+
+
+class WorkerApp(faust.App):
+    BootStrategy = _WithoutKafka
+
+
+def worker_app(settings: Settings) -> faust.App:
+    """The Faust app of a worker, without its Kafka layer; agents come from serve_batches."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    return WorkerApp(
+        settings.app_id,
+        store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
+        datadir=str(settings.data_dir / settings.app_id),
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+    )
+
+
+def serve_batches(app: faust.App, settings: Settings, flows: Mapping[str, Process]) -> None:
+    """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
+    an agent that processes its batches with the topic's flow."""
+    positions = Positions()
+    source = SourceSettings(
+        settings.kafka_bootstrap,
+        settings.app_id,
+        tuple(flows),
+        batch_size=settings.batch_size,
+        batches_in_flight=settings.batches_in_flight,
+        commit_interval_s=settings.commit_interval_s,
+        session_timeout_s=settings.session_timeout_s,
+    )
+    # room for every batch the consumer may have outstanding: a hand-over never waits
+    room = len(flows) * (source.batches_in_flight + 1) + 1
+    channels = {topic: app.channel(maxsize=room) for topic in flows}
+    for topic, process in flows.items():
+        flow = BatchFlow(positions, process, settings.batches_in_flight, _die)
+        _agent(app, channels[topic], f"batches_of_{topic}", flow)
+    _intake(app, source, positions, channels)
+
+
 def create_app(settings: Settings) -> faust.App:
     """A Faust app wired from `settings`; nothing connects until a worker starts it."""
     catalog = SchemaCatalog.load(settings.schemas_dir)
@@ -145,23 +193,8 @@ def create_app(settings: Settings) -> faust.App:
     serde = AvroSerde(catalog, _registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
     metrics = StageMetrics()
-    sender = BatchSender(settings.kafka_bootstrap)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
-    app = faust.App(
-        settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
-        datadir=str(settings.data_dir / settings.app_id),
-        web_port=settings.web_port,
-        web_host=settings.web_host,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=settings.session_timeout_s / 10,
-        topic_allow_declare=False,  # topics come from topics/*.yaml via `streamproc topics apply`
-        topic_disable_leader=True,  # no Faust leader election (no timers on_leader): no topic
-    )
+    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    app = worker_app(settings)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     # The predict step is the served vector's only reader here: serve what x is built from
     # (the whole vector stays available from the read path).
@@ -176,15 +209,9 @@ def create_app(settings: Settings) -> faust.App:
         scored.late_topic,
     )
     learning = _learning(settings, scored, serde, redis, metrics)
+    flows: dict[str, Process] = {}
 
-    async def each_batch(stream: Any, handle: Callable[[list[Envelope]], Awaitable[None]]) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            try:
-                await handle([_envelope(event) for event in events])
-            except Exception as exc:  # an agent that raises dies quietly: see _die
-                _die(exc)
-
-    async def feature_batch(batch: list[Envelope]) -> None:
+    async def feature_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
         result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
         predictions: list[OutRecord] = []
@@ -202,12 +229,18 @@ def create_app(settings: Settings) -> faust.App:
             predictions = predicted.predictions
             result.rejections.extend(predicted.rejections)
         outputs = [*result.diverted, *predictions]
-        refused = await deliver(sender, batch, outputs, result.rejections, positions=False)
-        if refused:
-            result.diverted, predictions = _delivered(refused, result.diverted, predictions)
-            result.rejections.extend(refused.values())
-        seconds = time.perf_counter() - started
-        metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
+        sending = await Delivery.start(sender, batch, outputs, result.rejections, positions=False)
+
+        async def complete() -> None:
+            nonlocal predictions
+            refused = await sending.refused()
+            if refused:
+                result.diverted, predictions = delivered(refused, result.diverted, predictions)
+                result.rejections.extend(refused.values())
+            seconds = time.perf_counter() - started
+            metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
+
+        return complete
 
     if shop is not None:
         seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
@@ -215,30 +248,32 @@ def create_app(settings: Settings) -> faust.App:
         pii_key = settings.pii_key.get_secret_value().encode()
         stage = CleanStage(shop, serde, seen, units, pii_key)
 
-        async def clean_batch(batch: list[Envelope]) -> None:
+        async def clean_batch(batch: list[Envelope]) -> Complete:
             started = time.perf_counter()
             result = await stage.process(batch)
-            refused = await deliver(
+            sending = await Delivery.start(
                 sender, batch, result.outputs, result.rejections, positions=True
             )
-            if refused:
-                result.clean, result.duplicates = _delivered(
-                    refused, result.clean, result.duplicates
-                )
-                result.rejections.extend(refused.values())
-            seconds = time.perf_counter() - started
-            metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
 
-        @app.agent(_bytes_topic(app, shop.source.topic), name=f"clean_{shop.name}")
-        async def clean(stream: Any) -> None:
-            await each_batch(stream, clean_batch)
+            async def complete() -> None:
+                refused = await sending.refused()
+                if refused:
+                    result.clean, result.duplicates = delivered(
+                        refused, result.clean, result.duplicates
+                    )
+                    result.rejections.extend(refused.values())
+                seconds = time.perf_counter() - started
+                metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
 
+            return complete
+
+        flows[shop.source.topic] = clean_batch
     if scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
-        @app.agent(_bytes_topic(app, scored.topic), name=f"features_{scored.name}")
-        async def features(stream: Any) -> None:
-            await each_batch(stream, feature_batch)
+        flows[scored.topic] = feature_batch
+
+    serve_batches(app, settings, flows)
 
     if learning is not None:
 
@@ -265,67 +300,47 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-async def deliver(
-    sender: BatchSender,
-    batch: Sequence[Envelope],
-    outputs: Sequence[OutRecord],
-    rejections: Sequence[Rejection],
-    positions: bool,
-) -> dict[int, Rejection]:
-    """Send a batch's outputs and dead letters; return once all are acked (then the batch may
-    be committed).
+def _agent(app: faust.App, channel: Any, name: str, flow: BatchFlow) -> None:
+    """A Faust agent whose stream items are whole fetched batches."""
 
-    An output Kafka refuses for itself (too large, say) costs its own record only: its source
-    goes to the DLQ under the refusal's reason, and is returned by the output's index to be
-    counted. A dead letter refused in turn (a DLQ topic with a lower limit) goes again as a
-    bare reference; a reference refused too is an InfraError, as the record would be lost.
-    `positions`: the outputs name their source's offset (the clean stage's header).
-    """
-    refused: dict[int, Rejection] = {}
-    records = [*outputs, *(dead_letter(rejection) for rejection in rejections)]
-    letters: list[Rejection | None] = [*([None] * len(outputs)), *rejections]
-    while records:
-        denied = await sender.offer(records)
-        again: list[OutRecord] = []
-        again_letters: list[Rejection | None] = []
-        for index, error in denied.items():
-            record, rejection = records[index], letters[index]
-            log.warning("%s: %s", error.reason, error)
-            if rejection is None:  # outputs are in the first round only: index is the output's
-                rejection = Rejection(_source(batch, record, positions), error.reason, error)
-                refused[index] = rejection
-                again.append(dead_letter(rejection))
-            elif record != (bare := reference(rejection)):
-                again.append(bare)
-            else:
-                raise InfraError(f"{record.topic} refuses even a bare dead letter: {error}")
-            again_letters.append(rejection)
-        records, letters = again, again_letters
-    return refused
+    async def walk(stream: Any) -> None:
+        await flow.run(stream)
+
+    walk.__name__ = walk.__qualname__ = name  # how Faust's logs name the agent
+    app.agent(channel, name=name)(walk)
 
 
-def _delivered(
-    refused: Mapping[int, Rejection], first: list[OutRecord], second: list[OutRecord]
-) -> tuple[list[OutRecord], list[OutRecord]]:
-    """The two output lists `deliver` was given as one, less what it returned as refused."""
-    kept = [r for i, r in enumerate([*first, *second]) if i not in refused]
-    kept_first = len(first) - sum(1 for i in refused if i < len(first))
-    return kept[:kept_first], kept[kept_first:]
+def _intake(
+    app: faust.App, source: SourceSettings, positions: Positions, channels: Mapping[str, Any]
+) -> None:
+    """Run the consumer in a thread of its own while the app runs, handing each batch onto
+    its topic's channel; on shutdown, before the agents stop, let it finish the batches begun
+    and commit them (a SIGTERM loses nothing and repeats nothing)."""
+    thread = ThreadPoolExecutor(1, thread_name_prefix="streamproc-consumer")
+    running: list[tuple[BatchConsumer, asyncio.Future[None]]] = []
 
+    @app.task  # type: ignore[untyped-decorator]
+    async def consume() -> None:
+        loop = asyncio.get_running_loop()
+        app.flow_control.resume()  # Faust resumes it in its Kafka layer, which is off
 
-def _source(batch: Sequence[Envelope], record: OutRecord, positions: bool) -> Envelope:
-    """The input `record` was made from, looked up for a refused one only. A clean order
-    names its source's position; a duplicate's audit, a late order and a prediction keep
-    its key and timestamp. Not found: a reference holding what the output kept."""
-    stamp = dict(record.headers).get(SOURCE_HEADER) if positions else None
-    if stamp:
-        for envelope in batch:
-            if source_stamp(envelope) == stamp:
-                return envelope
-    for envelope in batch:
-        if (envelope.key, envelope.timestamp_ms) == (record.key, record.timestamp_ms):
-            return envelope
-    return Envelope(batch[0].topic, -1, -1, record.key, None, (), record.timestamp_ms)
+        def hand_over(batch: FetchedBatch) -> None:  # in the consumer's thread
+            sending = channels[batch.topic].send(value=batch)
+            asyncio.run_coroutine_threadsafe(sending, loop).result()
+
+        consumer = BatchConsumer(source, positions, hand_over)
+        running.append((consumer, loop.run_in_executor(thread, consumer.run)))
+        try:
+            await running[0][1]
+        except Exception as exc:
+            _die(exc)
+
+    async def finish_batches(*_: Any, **__: Any) -> None:
+        for consumer, done in running:
+            consumer.stop()
+            await asyncio.shield(done)
+
+    app.on_before_shutdown.connect(finish_batches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -470,37 +485,10 @@ def _worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
 
 
-def _bytes_topic(app: faust.App, name: str) -> Any:
-    """Values stay bytes: the processor decodes them (Faust's serializers are not used)."""
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
-    )
-
-
 def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
     auth = settings.schema_registry_auth
     secret = auth.get_secret_value() if auth is not None else None
     return make_registry(catalog, settings.schema_registry_url, secret)
-
-
-def _envelope(event: EventT[Any]) -> Envelope:
-    message = event.message
-    headers = message.headers or ()
-    return Envelope(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=tuple(headers.items() if isinstance(headers, Mapping) else headers),
-        # Faust turns Kafka's epoch ms into float seconds; round() recovers the exact ms.
-        timestamp_ms=round(message.timestamp * 1000) if message.timestamp else None,
-    )
 
 
 def _die(error: BaseException) -> NoReturn:

@@ -54,12 +54,29 @@ class Settings(BaseSettings):
     app_id: str = Field(
         "streamproc", pattern=r"^[A-Za-z0-9._-]+$", description="Faust app id / consumer group"
     )
-    batch_size: int = Field(500, ge=1, le=100_000, description="events per batch at the edges")
-    batch_within_s: float = Field(  # 0.05 gave 60% more latency than 0.02 at 400 events/s
-        0.02, gt=0, le=10, description="longest wait in seconds to fill a batch"
+    batch_size: int = Field(
+        500, ge=1, le=100_000, description="most records in one batch (one fetch, one agent step)"
+    )
+    batches_in_flight: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="batches per topic whose outputs may await their acks while the next ones "
+        "are processed (1: each batch waits for its acks)",
+    )
+    produce_linger_ms: float = Field(
+        2,
+        ge=0,
+        le=1000,
+        description="how long the producer waits to fill a request (librdkafka linger.ms); "
+        "a batch's outputs go out together anyway, so a short wait costs little throughput",
     )
     commit_interval_s: float = Field(
-        2.8, gt=0, le=600, description="how often the worker commits its consumed offsets"
+        1.0,
+        gt=0,
+        le=600,
+        description="how often the finished batches' offsets are committed (also on every "
+        "rebalance and stop); a crash repeats at most this much work",
     )
     session_timeout_s: float = Field(
         30,

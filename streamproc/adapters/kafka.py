@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, cast
@@ -229,28 +230,107 @@ def produce_records(
     return sent
 
 
+class Acks:
+    """The broker's answers for one submitted batch, filled in by librdkafka's delivery
+    callbacks (in the sender's poll thread) and awaited on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.refusals: dict[int, Any] = {}  # index -> a per-record refusal (REFUSALS)
+        self.failures: list[str] = []
+        self._loop = loop
+        self._left = count
+        self._all = loop.create_future()
+        if count == 0:
+            self._all.set_result(None)
+
+    def on_delivery(self, index: int, error: Any, message: Any) -> None:
+        if error is not None:
+            if error.code() in BatchSender.REFUSALS:
+                self.refusals[index] = error
+            else:
+                self.failures.append(f"{message.topic()}: {error}")
+        self._left -= 1
+        if self._left == 0:
+            self._loop.call_soon_threadsafe(_settle, self._all)
+
+    def cancel_one(self) -> None:
+        """A record that never reached librdkafka (refused at produce time)."""
+        self.on_delivery(-1, None, None)
+
+    async def wait(self, timeout_s: float) -> None:
+        await asyncio.wait_for(asyncio.shield(self._all), timeout_s)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Submitted:
+    """A batch handed to librdkafka: `refused()` waits for its acks."""
+
+    def __init__(self, sender: BatchSender, records: Sequence[OutRecord], acks: Acks) -> None:
+        self._sender = sender
+        self._records = records
+        self._acks = acks
+        self.refused_early: dict[int, EventRejected] = {}
+
+    async def refused(self) -> dict[int, EventRejected]:
+        """Returns once the broker has acked every record it takes, with those refused for
+        themselves by index (reason RECORD_TOO_LARGE or RECORD_REFUSED). Raises InfraError
+        when a record is not acked in time or Kafka fails otherwise: nothing may be
+        committed then."""
+        sender, acks = self._sender, self._acks
+        try:
+            # librdkafka answers every record within message.timeout.ms; the margin is ours
+            await acks.wait(sender.ack_timeout_s + 30)
+        except TimeoutError:
+            raise InfraError(f"records not acked in {sender.ack_timeout_s:.0f} s") from None
+        if acks.failures:
+            raise InfraError(f"{len(acks.failures)} records not delivered: {acks.failures[:3]}")
+        refused = dict(self.refused_early)
+        # The broker refuses a record batch whole for one record in it; sent alone, each
+        # shows whether it was that one. Only a topic whose max.message.bytes is below the
+        # producer's limit does this; the batch's others then land after later batches.
+        for index in sorted(acks.refusals):
+            rejected = await sender.send_alone(self._records[index])
+            if rejected is not None:
+                refused[index] = rejected
+        return dict(sorted(refused.items()))
+
+
 class BatchSender:
-    """A worker's output: a batch goes to librdkafka in one pass, then the worker waits, off
-    the event loop, until the broker has acked all of it (before the input batch is acked).
+    """A worker's output: a batch goes to librdkafka in one pass; its acks are awaited apart,
+    so the worker can process the next batch meanwhile (and acks a batch's input only once
+    all of its outputs are acked).
 
-    librdkafka batches, compresses and retries in its own threads; a per-record send through
-    Python costs several times more (one future and loop wake-up per record).
+    librdkafka batches, compresses and retries in its own threads; a thread of ours serves
+    its delivery callbacks, which count each batch's acks down and wake the event loop once.
 
-    A record Kafka refuses for itself (too large, say) is not the batch's failure: `offer`
-    sends the rest and returns it, so that its source can go to the DLQ instead.
+    A record Kafka refuses for itself (too large, say) is not the batch's failure: it is
+    returned, so that its source can go to the DLQ instead.
     """
 
     # Per record and permanent: a retry cannot help, and no other record is at fault.
-    _REFUSALS: dict[int, str] = {
+    REFUSALS: dict[int, str] = {
         KafkaError.MSG_SIZE_TOO_LARGE: RECORD_TOO_LARGE,
         KafkaError.RECORD_LIST_TOO_LARGE: RECORD_TOO_LARGE,  # over the topic's segment.bytes
         KafkaError.INVALID_RECORD: RECORD_REFUSED,
         KafkaError.INVALID_TIMESTAMP: RECORD_REFUSED,
     }
 
-    def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0) -> None:
-        self._producer = make_producer(bootstrap, **{"message.max.bytes": MAX_RECORD_BYTES})
-        self._ack_timeout_s = ack_timeout_s
+    def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0, linger_ms: float = 5) -> None:
+        self.ack_timeout_s = ack_timeout_s
+        self._producer = make_producer(
+            bootstrap,
+            **{
+                "message.max.bytes": MAX_RECORD_BYTES,
+                "message.timeout.ms": int(ack_timeout_s * 1000),
+                "linger.ms": linger_ms,
+            },
+        )
+        self._polling: threading.Thread | None = None
+        self._closed = threading.Event()
 
     async def send(self, records: Sequence[OutRecord]) -> None:
         """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
@@ -259,45 +339,59 @@ class BatchSender:
             raise InfraError(f"{len(refused)} records refused: {list(refused.values())[:3]}")
 
     async def offer(self, records: Sequence[OutRecord]) -> dict[int, EventRejected]:
-        """Sends `records`; returns once the broker has acked every one it takes, with those
-        refused for themselves by index (reason RECORD_TOO_LARGE or RECORD_REFUSED). Raises
-        InfraError when a record is not acked in time or Kafka fails otherwise: nothing may
-        be committed then."""
-        refused: dict[int, EventRejected] = {}
-        suspects: list[int] = []
-        failures: list[str] = []
+        """Sends `records` and waits for their acks: see Submitted.refused."""
+        return await (await self.submit(records)).refused()
 
-        def on_delivery(index: int, error: Any, message: Any) -> None:
-            if error is None:
-                return
-            if error.code() in self._REFUSALS:
-                suspects.append(index)
-            else:
-                failures.append(f"{message.topic()}: {error}")
-
+    async def submit(self, records: Sequence[OutRecord]) -> Submitted:
+        """Hands `records` to librdkafka, in order, and returns without waiting for acks."""
+        self._start_polling()
+        acks = Acks(asyncio.get_running_loop(), len(records))
+        submitted = Submitted(self, records, acks)
         for index, record in enumerate(records):
             while True:
                 try:
-                    rejected = self._produce(record, lambda e, m, i=index: on_delivery(i, e, m))
+                    rejected = self._produce(
+                        record, lambda e, m, i=index: acks.on_delivery(i, e, m)
+                    )
                     break
-                except BufferError:  # librdkafka's queue is full: let it drain
-                    await asyncio.to_thread(self._producer.poll, 0.1)
+                except BufferError:  # librdkafka's queue is full: its acks will drain it
+                    await asyncio.sleep(0.005)
             if rejected is not None:
-                refused[index] = rejected
-        unacked = await asyncio.to_thread(self._producer.flush, self._ack_timeout_s)
-        if unacked or failures:
-            raise InfraError(
-                f"{unacked} records not acked in {self._ack_timeout_s:.0f} s, "
-                f"{len(failures)} failed: {failures[:3]}"
+                submitted.refused_early[index] = rejected
+                acks.cancel_one()
+        return submitted
+
+    async def send_alone(self, record: OutRecord) -> EventRejected | None:
+        """`record` in a request of its own: None once acked, or why Kafka refused it."""
+        self._start_polling()
+        acks = Acks(asyncio.get_running_loop(), 1)
+        rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
+        if rejected is not None:
+            return rejected
+        try:
+            await acks.wait(self.ack_timeout_s + 30)
+        except TimeoutError:
+            raise InfraError(f"{record.topic}: a record not acked: timed out") from None
+        if acks.failures:
+            raise InfraError(f"{record.topic}: a record not acked: {acks.failures[0]}")
+        error = acks.refusals.get(0)
+        return None if error is None else self._refusal(record, error, "the broker")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (up to `timeout_s`), then stop the poll thread."""
+        self._producer.flush(timeout_s)
+        self._closed.set()
+
+    def _start_polling(self) -> None:
+        if self._polling is None:
+            self._polling = threading.Thread(
+                target=self._poll, name="streamproc-producer-acks", daemon=True
             )
-        # The broker refuses a record batch whole for one record in it; sent alone, each
-        # shows whether it was that one. Only a topic whose max.message.bytes is below the
-        # producer's limit does this; the batch's others then land after later batches.
-        for index in sorted(suspects):
-            rejected = await self._send_alone(records[index])
-            if rejected is not None:
-                refused[index] = rejected
-        return dict(sorted(refused.items()))
+            self._polling.start()
+
+    def _poll(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
 
     def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
         try:
@@ -316,22 +410,8 @@ class BatchSender:
             return rejected
         return None
 
-    async def _send_alone(self, record: OutRecord) -> EventRejected | None:
-        outcome: list[Any] = []
-        rejected = self._produce(record, lambda error, _message: outcome.append(error))
-        if rejected is not None:
-            return rejected
-        unacked = await asyncio.to_thread(self._producer.flush, self._ack_timeout_s)
-        error = outcome[0] if outcome else None
-        if not unacked and error is None:
-            return None
-        rejected = None if unacked else self._refusal(record, error, "the broker")
-        if rejected is None:
-            raise InfraError(f"{record.topic}: a record not acked: {error or 'timed out'}")
-        return rejected
-
     def _refusal(self, record: OutRecord, error: Any, by: str) -> EventRejected | None:
-        reason = self._REFUSALS.get(error.code())
+        reason = self.REFUSALS.get(error.code())
         if reason is None:
             return None
         limit = f"; the producer's limit is {MAX_RECORD_BYTES:,} bytes"

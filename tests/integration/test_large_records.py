@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamproc.adapters import dlq
+from streamproc.adapters.delivery import deliver
 from streamproc.adapters.kafka import BatchSender, end_offsets
 from streamproc.adapters.redis import delete_namespace
-from streamproc.app import deliver
 from streamproc.errors import EventRejected
 from streamproc.events import Envelope, OutRecord, Rejection
 from streamproc.processor import SOURCE_HEADER
