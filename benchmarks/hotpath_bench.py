@@ -98,6 +98,18 @@ def _decode_baseline(serde: AvroSerde, batches: list[list[Envelope]]) -> float:
     return time.perf_counter() - started
 
 
+def events_per_s(events: int = 20_000, repeat: int = 3) -> float:
+    """The in-process hot path's rate on one core (best of `repeat` passes): the same stages
+    as the worker, with in-memory stores and no Kafka."""
+    catalog = SchemaCatalog.load(REPO / "schemas")
+    serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
+    spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+    batches = _raw_batches(events, serde)
+    tune_gc()
+    best = min((asyncio.run(_run(spec, serde, batches)) for _ in range(repeat)), key=Stages.total)
+    return sum(len(b) for b in batches) / best.total()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)

@@ -49,6 +49,7 @@ from benchmarks.clean_worker_bench import (
     kafka_passthrough,
     worker_rate,
 )
+from benchmarks.hotpath_bench import events_per_s as hotpath_events_per_s
 from streamproc.adapters.kafka import (
     end_offsets,
     make_producer,
@@ -88,10 +89,11 @@ STAGES = {  # a py-spy frame that names the stage → the stage (first match, in
 
 
 BACKLOG_RUNS = (  # results key, inference workers, trainer in a process of its own
+    ("serving_events_per_s", 1, True),
+    ("serving_two_workers_events_per_s", 2, True),
     ("full_pipeline_events_per_s", 1, False),
-    ("full_pipeline_two_workers_events_per_s", 2, False),
-    ("full_pipeline_trainer_apart_events_per_s", 1, True),
 )
+BATCH_PASSTHROUGH = [sys.executable, "-m", "benchmarks.batch_passthrough"]
 
 
 @dataclass
@@ -100,7 +102,7 @@ class Workers:
     urls: list[str]
     group: str
     profile: Path | None = None  # py-spy's output, when the first worker runs under it
-    rss_mb: list[float] = field(default_factory=list)  # sum over processes, sampled
+    rss_mb: list[float] = field(default_factory=list)  # the first process's, sampled
 
     def produced(self, topic: str) -> float:
         return sum(_metric(url, "streamproc_records_produced_total", topic) for url in self.urls)
@@ -109,7 +111,8 @@ class Workers:
         return sum(_metric(url, "streamproc_records_consumed_total", topic) for url in self.urls)
 
     def sample_rss(self) -> None:
-        self.rss_mb.append(sum(_rss_mb(p.pid) for p in self.processes))
+        """The first process's (a serving worker's; a trainer process is not counted)."""
+        self.rss_mb.append(_rss_mb(self.processes[0].pid))
 
 
 def main() -> None:
@@ -135,26 +138,37 @@ def main() -> None:
     results["faust_passthrough_events_per_s"] = worker_rate(
         FAUST_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
     )
+    results["batch_passthrough_events_per_s"] = worker_rate(
+        BATCH_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
+    )
+    results["hotpath_events_per_s"] = hotpath_events_per_s(min(raw_count, 20_000))
     for key, n, trainer_apart in BACKLOG_RUNS:
         backlog_start = {RAW: raw_start, LABELS: label_start}
-        profile = args.profile and key == "full_pipeline_events_per_s"
-        rate, rss, memory, stages = _backlog_run(
-            n, trainer_apart, backlog_start, raw_count, orders, profile
-        )
-        results[key] = rate
-        results[key.replace("events_per_s", "rss_mb")] = rss
-        if key == "full_pipeline_events_per_s":
-            results["redis_bytes_per_entity"] = memory
-            results["stage_us_per_event"] = stages
-        print(f"{key}: {rate:,.0f} events/s", flush=True)
-    full = results["full_pipeline_events_per_s"]
-    results["live"] = _live(full, args.live_seconds, args.soak_minutes, serde)
-    results["e2e_p99_ms_at_50pct"] = results["live"]["50%"]["p99_ms"]
+        profile = args.profile and key == "serving_events_per_s"
+        run = _backlog_run(n, trainer_apart, backlog_start, raw_count, orders, profile)
+        results[key] = run.rate
+        results[key.replace("events_per_s", "rss_mb")] = run.rss
+        if key == "serving_events_per_s":
+            results["redis_bytes_per_entity"] = run.redis_memory
+            results["stage_us_per_event"] = run.stages
+            results["trainer_labels_per_s"] = run.labels_per_s
+        print(f"{key}: {run.rate:,.0f} events/s", flush=True)
+    serving = results["serving_events_per_s"]
+    results["live"] = _live(serving, args.live_seconds, args.soak_minutes, serde)
+    at_half = results["live"]["50%"]
+    for stat in ("p50", "p99"):
+        results[f"e2e_{stat}_ms_at_50pct"] = at_half[f"{stat}_ms"]
+    results["e2e_max_ms_at_50pct"] = at_half["max_ms"]
+    if "soak at 50%" in results["live"]:
+        rss = results["live"]["soak at 50%"]["rss_mb"]
+        growth = rss["last_tenth_median_mb"] / rss["first_tenth_median_mb"] - 1
+        results["soak_rss_growth_pct"] = 100 * growth
     results["faust_passthrough_p99_ms_at_50pct"] = results["live"]["Faust pass-through at 50%"][
         "p99_ms"
     ]
-    results["ratio_to_faust"] = full / results["faust_passthrough_events_per_s"]
-    results["ratio_to_kafka"] = full / results["kafka_passthrough_events_per_s"]
+    results["serving_to_hotpath"] = serving / results["hotpath_events_per_s"]
+    results["ratio_to_faust"] = serving / results["faust_passthrough_events_per_s"]
+    results["ratio_to_kafka"] = serving / results["kafka_passthrough_events_per_s"]
     _write(results, args.out)
 
 
@@ -220,6 +234,15 @@ def _stop(workers: Workers) -> None:
     forget_models(SnapshotTopic(BOOTSTRAP, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
 
 
+@dataclass
+class BacklogRun:
+    rate: float  # events/s from the first raw record read to the last prediction sent
+    rss: dict[str, float]
+    redis_memory: dict[str, float]
+    stages: dict[str, float]
+    labels_per_s: float | None  # the trainer process's, while the workers served the backlog
+
+
 def _backlog_run(
     n: int,
     trainer_apart: bool,
@@ -227,8 +250,7 @@ def _backlog_run(
     raw_count: int,
     orders: int,
     profile: bool,
-) -> tuple[float, dict[str, float], dict[str, float], dict[str, float]]:
-    """events/s from the first raw record read to the last prediction sent."""
+) -> BacklogRun:
     workers = _start(n, backlog, profile, trainer_apart)
     try:
         while workers.consumed(RAW) == 0:
@@ -241,10 +263,21 @@ def _backlog_run(
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
         memory = _redis_memory(workers.group)
+        learned = _labels_learned(workers.urls[-1]) if trainer_apart else None
     finally:
         _stop(workers)
     stages = _stage_costs(workers.profile, raw_count) if workers.profile else {}
-    return raw_count / elapsed, _rss(workers), memory, stages
+    labels_per_s = None if learned is None else learned / elapsed
+    return BacklogRun(raw_count / elapsed, _rss(workers), memory, stages, labels_per_s)
+
+
+def _labels_learned(url: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:  # noqa: S310
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith('streamproc_labels_total{outcome="learned"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _live(
@@ -264,7 +297,7 @@ def _live(
     )
     records = iter(_interleaved(live, serde))
     report: dict[str, Any] = {}
-    passthrough = _start_passthrough()
+    passthrough = _start_passthrough([*FAUST_PASSTHROUGH, "-l", "warn"], "6098")
     try:  # the same kind of load through a plain Faust agent: one hop, no work
         _measure(passthrough, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
         latencies, rss = _measure(passthrough, records, full_rate * 0.5, seconds, PASSTHROUGH)
@@ -273,7 +306,16 @@ def _live(
         for process in passthrough.processes:
             process.terminate()
             process.wait(60)
-    workers = _start(1, {}, False)
+    batch = _start_passthrough([*BATCH_PASSTHROUGH], "6097")
+    try:  # the worker's batch path with no work
+        _measure(batch, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
+        latencies, rss = _measure(batch, records, full_rate * 0.5, seconds, PASSTHROUGH)
+        report["batch pass-through at 50%"] = _latency(full_rate * 0.5, latencies, rss)
+    finally:
+        for process in batch.processes:
+            process.terminate()
+            process.wait(60)
+    workers = _start(1, {}, False, trainer_apart=True)
     try:
         _measure(workers, records, full_rate * 0.25, WARM_UP_S, PREDICTIONS)
         for name, share, length in phases:
@@ -311,20 +353,20 @@ def _latency(rate: float, latencies: list[float], rss: dict[str, float]) -> dict
     }
 
 
-def _start_passthrough() -> Workers:
+def _start_passthrough(command: list[str], port: str) -> Workers:
     group = f"bench-pass-{uuid.uuid4().hex[:8]}"
     start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, RAW))
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     env = {
         **os.environ,
         "STREAMPROC_APP_ID": group,
-        "STREAMPROC_WEB_PORT": "6098",
+        "STREAMPROC_WEB_PORT": port,
         "STREAMPROC_DATA_DIR": str(work / "state"),
+        "STREAMPROC_LOG_LEVEL": "warning",
     }
     log = (work / "passthrough.log").open("wb")
-    command = [*FAUST_PASSTHROUGH, "-l", "warn"]
     process = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
-    workers = Workers([process], ["http://127.0.0.1:6098"], group)
+    workers = Workers([process], [f"http://127.0.0.1:{port}"], group)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -487,13 +529,19 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
     rows = [
         ("confluent-kafka consume→produce", kafka),
         ("Faust agent pass-through", faust),
-        ("full pipeline, 1 worker", results["full_pipeline_events_per_s"]),
-        ("full pipeline, 2 workers", results["full_pipeline_two_workers_events_per_s"]),
         (
-            "full pipeline, 1 worker + a trainer process ²",
-            results["full_pipeline_trainer_apart_events_per_s"],
+            "batch pass-through (the worker's consumer, agents and producer, no work)",
+            results["batch_passthrough_events_per_s"],
         ),
+        (
+            "in-process hot path (one core, memory stores, no Kafka)",
+            results["hotpath_events_per_s"],
+        ),
+        ("serving worker ²", results["serving_events_per_s"]),
+        ("two serving workers ²", results["serving_two_workers_events_per_s"]),
+        ("full pipeline, 1 worker that also trains", results["full_pipeline_events_per_s"]),
     ]
+    labels = results.get("trainer_labels_per_s")
     lines = [
         "# Benchmarks",
         "",
@@ -512,11 +560,15 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
             for name, rate in rows
         ),
         "",
-        "² the worker only serves (`STREAMPROC_TRAINER=false`); a second process only trains "
-        "(`STREAMPROC_INFERENCE=false`).",
+        "² the workers only serve (`STREAMPROC_TRAINER=false`); one more process only trains "
+        "(`STREAMPROC_INFERENCE=false`)"
+        + (f": it learned {labels:,.0f} labels/s meanwhile." if labels else "."),
         "",
-        "Live, one worker after a 10 s warm-up at 25%, latency from the producer's send to the "
-        "prediction consumed:",
+        f"Serving worker ÷ in-process hot path: {results['serving_to_hotpath']:.2f}.",
+        "",
+        "Live, one serving worker (and a trainer process) after a 10 s warm-up at 25% of the "
+        "serving rate; latency from the producer's send to the prediction consumed (to the "
+        "forwarded record for the pass-throughs):",
         "",
         "| load | events/s | predictions | p50 ms | p95 ms | p99 ms | max ms | RSS MB ¹ |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -532,14 +584,19 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
             + " | ".join(cells)
             + f" | {rss['first_tenth_median_mb']:.0f} → {rss['last_tenth_median_mb']:.0f} |"
         )
-    memory, rss = results["redis_bytes_per_entity"], results["full_pipeline_rss_mb"]
+    memory, rss = results["redis_bytes_per_entity"], results["serving_rss_mb"]
     lines += [
         "",
         "¹ the worker's RSS, median of the first tenth of the samples → of the last tenth.",
         "",
         f"Redis: {memory['keys']:,} feature hashes, MEMORY USAGE mean "
         f"{memory['mean_bytes']:,.0f} B, p99 {memory['p99_bytes']:,.0f} B. Worker RSS in the "
-        f"backlog run (1 worker): {rss['first_mb']:.0f} → {rss['last_mb']:.0f} MB.",
+        f"backlog run (1 serving worker): {rss['first_mb']:.0f} → {rss['last_mb']:.0f} MB."
+        + (
+            f" Soak RSS growth: {results['soak_rss_growth_pct']:+.1f}%."
+            if "soak_rss_growth_pct" in results
+            else ""
+        ),
     ]
     if results["stage_us_per_event"]:
         lines += ["", "Cost per event per stage (py-spy, busy samples over the backlog run):", ""]

@@ -1,0 +1,55 @@
+"""The worker's batch path with no work: the same consumer, channels, agents, in-flight acks and
+producer as `streamproc worker`, forwarding raw records to a sink and nothing else. Its rate
+is the ceiling of a worker (what the framework and I/O cost, without our stages); it serves
+its count at /count.
+
+    python -m benchmarks.batch_passthrough     (settings from STREAMPROC_*, as a worker)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import mode.loop
+
+from streamproc.adapters.batch_flow import Complete
+from streamproc.adapters.kafka import BatchSender
+from streamproc.app import faust_worker, serve_batches, tune_gc, worker_app
+from streamproc.config import load_settings
+from streamproc.events import Envelope, OutRecord
+
+SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
+SINK = os.environ.get("BENCH_SINK", "bench.passthrough")
+
+
+def main() -> None:
+    settings = load_settings()
+    mode.loop.use("uvloop")
+    app = worker_app(settings)
+    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    forwarded = 0
+
+    async def forward(batch: list[Envelope]) -> Complete:
+        outputs = [OutRecord(SINK, e.key, e.value, (), e.timestamp_ms) for e in batch]
+        submitted = await sender.submit(outputs)
+
+        async def complete() -> None:
+            nonlocal forwarded
+            await submitted.refused()
+            forwarded += len(batch)
+
+        return complete
+
+    serve_batches(app, settings, {SOURCE: forward})
+
+    @app.page("/count")
+    async def count(web: Any, request: Any) -> Any:
+        return web.text(str(forwarded))
+
+    tune_gc()
+    faust_worker(app, settings.log_level).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
