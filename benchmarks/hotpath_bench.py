@@ -26,6 +26,7 @@ from streamproc.pipeline import PipelineSpec, load_pipeline
 from streamproc.predict import PredictStep
 from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
+from streamproc.scored import InMemoryServedLog, ScoredChain
 from streamproc.serde import AvroSerde
 from streamproc.unitswitch import InMemoryUnitStatsStore
 from tests.conftest import REPO
@@ -62,31 +63,29 @@ async def _run(spec: PipelineSpec, serde: AvroSerde, batches: list[list[Envelope
     clean_stage = CleanStage(
         spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"bench-key"
     )
-    feature_step = FeatureStep.of_clean_orders(
-        spec, serde, FeatureStage(spec.features, InMemoryFeatureStore(), serve=consumed)
+    chain = ScoredChain(  # the worker's chain, with memory stores and a fixed clock
+        FeatureStep.of_clean_orders(
+            spec, serde, FeatureStage(spec.features, InMemoryFeatureStore(), serve=consumed)
+        ),
+        PredictStep(spec.models, serde),
+        InMemoryServedLog(),
+        clock_ms=lambda: 0,
     )
-    predict_step = PredictStep(spec.models, serde)
     stages = Stages()
     clean_offset = 0
     for batch in batches:
         started = time.perf_counter()
         cleaned = await clean_stage.process(batch)
-        clean_done = time.perf_counter()
+        stages.clean += time.perf_counter() - started
         envelopes = [
             Envelope(out.topic, 0, clean_offset + i, out.key, out.value, out.headers, 0)
             for i, out in enumerate(cleaned.clean)
         ]
         clean_offset += len(envelopes)
-        featured = await feature_step.process(envelopes, wall_ms=0)
-        features_done = time.perf_counter()
-        predicted = predict_step.process(featured.orders, now_ms=0)
-        predict_done = time.perf_counter()
-        for _, served in predicted.served:
-            served.dump()
-        stages.clean += clean_done - started
-        stages.features += features_done - clean_done
-        stages.predict += predict_done - features_done
-        stages.served_x += time.perf_counter() - predict_done
+        seconds = (await chain.process(envelopes)).seconds
+        stages.features += seconds["features"]
+        stages.predict += seconds["predict"]
+        stages.served_x += seconds["served_x"]
     return stages
 
 

@@ -37,7 +37,7 @@ from streamproc.adapters.registry import make_registry
 from streamproc.adapters.snapshots import SnapshotTopic
 from streamproc.config import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.events import Envelope, OutRecord
+from streamproc.events import Envelope
 from streamproc.features import FeatureStage
 from streamproc.lifecycle import (
     MODEL_EVENTS_TOPIC,
@@ -59,6 +59,7 @@ from streamproc.processor import (
     late_topic,
 )
 from streamproc.schemas import SchemaCatalog
+from streamproc.scored import ScoredChain
 from streamproc.serde import AvroSerde, SchemaRegistry
 from streamproc.tabular import TabularSpec, load_declaration, load_tabular
 
@@ -211,34 +212,31 @@ def create_app(settings: Settings) -> faust.App:
     learning = _learning(settings, scored, serde, redis, metrics)
     flows: dict[str, Process] = {}
 
+    chain = ScoredChain(
+        feature_step,
+        learning.predict_step if learning else None,
+        learning.served_log if learning else None,
+    )
+
     async def feature_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        result = await feature_step.process(batch, wall_ms=int(time.time() * 1000))
-        predictions: list[OutRecord] = []
-        if learning is not None:
-            predict_step, served_log = learning.predict_step, learning.served_log
-            # a restarted worker scores with its restored models
+        if learning is not None:  # a restarted worker scores with its restored models
             await learning.follower.ready.wait()
-            predicted = predict_step.process(result.orders, now_ms=int(time.time() * 1000))
-            await served_log.log(
-                predicted.served,
-                predict_step.declared.labels.max_delay_ms,
-                predicted.newest_ms,
-                wall_ms=int(time.time() * 1000),
-            )
-            predictions = predicted.predictions
-            result.rejections.extend(predicted.rejections)
-        outputs = [*result.diverted, *predictions]
-        sending = await Delivery.start(sender, batch, outputs, result.rejections, positions=False)
+        result = await chain.process(batch)
+        sending = await Delivery.start(
+            sender, batch, result.outputs(), result.rejections, positions=False
+        )
 
         async def complete() -> None:
-            nonlocal predictions
             refused = await sending.refused()
+            step = result.step
             if refused:
-                result.diverted, predictions = delivered(refused, result.diverted, predictions)
-                result.rejections.extend(refused.values())
+                step.diverted, result.predictions = delivered(
+                    refused, step.diverted, result.predictions
+                )
+                step.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
-            metrics.observe_features(scored.topic, len(batch), result, predictions, seconds)
+            metrics.observe_features(scored.topic, len(batch), step, result.predictions, seconds)
 
         return complete
 

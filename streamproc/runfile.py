@@ -24,6 +24,7 @@ from streamproc.features import FeatureEvent, FeatureStage, InMemoryFeatureStore
 from streamproc.pipeline import PipelineSpec
 from streamproc.processor import CleanStage, FeatureStep
 from streamproc.schemas import SchemaCatalog
+from streamproc.scored import ScoredChain
 from streamproc.serde import AvroSerde
 from streamproc.tabular import TabularSpec
 from streamproc.unitswitch import InMemoryUnitStatsStore
@@ -65,8 +66,11 @@ async def run_file(
 ) -> RunSummary:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
     stage = CleanStage(spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), pii_key)
-    features = FeatureStep.of_clean_orders(
-        spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
+    features = ScoredChain(  # the worker's chain; a file is not scored (models learn online)
+        FeatureStep.of_clean_orders(
+            spec, serde, FeatureStage(spec.features, InMemoryFeatureStore())
+        ),
+        clock_ms=lambda: 0,
     )
     out.mkdir(parents=True, exist_ok=True)
     with _Outputs(out, serde) as outputs:
@@ -103,7 +107,7 @@ class _Outputs:
             file.close()
 
     async def run(
-        self, stage: CleanStage, features: FeatureStep, spec: PipelineSpec, records: dict[int, Any]
+        self, stage: CleanStage, features: ScoredChain, spec: PipelineSpec, records: dict[int, Any]
     ) -> None:
         batch, unencodable = [], []
         for offset, record in records.items():
@@ -126,8 +130,8 @@ class _Outputs:
                 Envelope(out.topic, 0, self._clean + i, out.key, out.value, out.headers)
                 for i, out in enumerate(result.clean)
             ]
-            step = await features.process(envelopes, wall_ms=0)
-            served.writelines(_served_line(s) for s in step.features.served)
+            scored = await features.process(envelopes)
+            served.writelines(_served_line(s) for s in scored.step.features.served)
         clean.writelines(self._json_line(record) for record in result.clean)
         duplicates.writelines(self._json_line(record) for record in result.duplicates)
         for rejection in sorted([*result.rejections, *unencodable], key=lambda r: r.source.offset):

@@ -1,0 +1,86 @@
+"""The scored chain the worker, run-file and the hot-path benchmark share: clean orders in,
+features served, every order predicted once, its x logged once, a bad record costing itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamproc.dedupe import InMemorySeenStore
+from streamproc.events import Envelope
+from streamproc.features import FeatureStage, InMemoryFeatureStore
+from streamproc.pipeline import load_pipeline
+from streamproc.predict import PredictStep
+from streamproc.processor import CleanStage, FeatureStep
+from streamproc.scored import InMemoryServedLog, ScoredChain
+from streamproc.serde import AvroSerde
+from streamproc.training import ServedX
+from streamproc.unitswitch import InMemoryUnitStatsStore
+from tests.builders import ORDER_SUBMITTED, order
+from tests.conftest import REPO
+
+SPEC = load_pipeline(REPO / "pipelines/shop_orders.yaml")
+
+
+async def _clean(serde: AvroSerde, orders: list[dict[str, object]]) -> list[Envelope]:
+    stage = CleanStage(SPEC, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"key")
+    raw = [
+        Envelope(SPEC.source.topic, 0, i, b"k", serde.encode(SPEC.source.topic, ORDER_SUBMITTED, o))
+        for i, o in enumerate(orders)
+    ]
+    cleaned = (await stage.process(raw)).clean
+    return [
+        Envelope(out.topic, 0, i, out.key, out.value, out.headers, 1_000)
+        for i, out in enumerate(cleaned)
+    ]
+
+
+def _chain(serde: AvroSerde, log: InMemoryServedLog) -> ScoredChain:
+    assert SPEC.models is not None
+    features = FeatureStep.of_clean_orders(
+        SPEC, serde, FeatureStage(SPEC.features, InMemoryFeatureStore())
+    )
+    return ScoredChain(features, PredictStep(SPEC.models, serde), log, clock_ms=lambda: 5_000)
+
+
+async def test_each_clean_order_is_predicted_once_and_its_x_logged(serde: AvroSerde) -> None:
+    orders = [
+        order(
+            event_id=f"e{i}",
+            customer_id=f"c{i % 3}",
+            items=i + 1,
+            occurred_at=1_774_746_000_000 + i,
+        )
+        for i in range(6)
+    ]
+    batch = await _clean(serde, orders)
+    batch.append(Envelope(SPEC.sink.topic, 0, 6, b"k", b"\x00garbage", (), 1_000))
+    log = InMemoryServedLog()
+    result = await _chain(serde, log).process(batch)
+
+    predicted = [serde.decode(p.value) for p in result.predictions]
+    assert [p["event_id"] for p in predicted] == [f"e{i}" for i in range(6)]
+    assert {p["predicted_at"] for p in predicted} == {5_000}
+    assert [r.source.offset for r in result.rejections] == [6]  # the garbage, alone
+    assert set(log.x) == {f"e{i}" for i in range(6)}
+    assert ServedX.load(log.x["e0"]).scores  # every model's score, for the trainer
+    assert set(result.seconds) == {"features", "predict", "served_x"}
+    assert result.outputs() == result.predictions  # nothing late to divert
+
+
+async def test_a_replayed_batch_keeps_the_first_served_x(serde: AvroSerde) -> None:
+    batch = await _clean(serde, [order(event_id="e1", customer_id="c1")])
+    log = InMemoryServedLog()
+    chain = _chain(serde, log)
+    await chain.process(batch)
+    first = log.x["e1"]
+    await chain.process(batch)
+    assert log.x["e1"] == first
+
+
+def test_models_without_a_served_log_are_refused(serde: AvroSerde) -> None:
+    assert SPEC.models is not None
+    features = FeatureStep.of_clean_orders(
+        SPEC, serde, FeatureStage(SPEC.features, InMemoryFeatureStore())
+    )
+    with pytest.raises(ValueError, match="served-x log"):
+        ScoredChain(features, PredictStep(SPEC.models, serde))
