@@ -288,8 +288,8 @@ def _live(
     if soak_minutes:
         phases.append(("soak at 50%", 0.5, soak_minutes * 60))
     needed = sum(int(full_rate * share * length) + 1000 for _, share, length in phases)
-    needed += int(full_rate * 0.5 * seconds) + 1000  # the pass-through's share
-    needed += 2 * (int(full_rate * 0.25 * WARM_UP_S) + 1000)  # the warm-ups
+    needed += 2 * (int(full_rate * 0.5 * seconds) + 1000)  # the two pass-throughs' share
+    needed += 3 * (int(full_rate * 0.25 * WARM_UP_S) + 1000)  # the warm-ups
     print(f"generating {needed} live events …", flush=True)
     start_ms = GeneratorConfig().start_ms + 48 * HOUR_MS  # after the backlog's event time
     live = generate(
