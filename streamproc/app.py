@@ -177,6 +177,8 @@ def serve_batches(app: faust.App, settings: Settings, flows: Mapping[str, Proces
         batches_in_flight=settings.batches_in_flight,
         commit_interval_s=settings.commit_interval_s,
         session_timeout_s=settings.session_timeout_s,
+        fetch_wait_ms=settings.fetch_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
     )
     # room for every batch the consumer may have outstanding: a hand-over never waits
     room = len(flows) * (source.batches_in_flight + 1) + 1

@@ -64,6 +64,20 @@ class Settings(BaseSettings):
         description="batches per topic whose outputs may await their acks while the next ones "
         "are processed (1: each batch waits for its acks)",
     )
+    fetch_wait_ms: int = Field(
+        5,
+        ge=0,
+        le=10_000,
+        description="how long the broker may hold a fetch to fill fetch_min_bytes "
+        "(librdkafka fetch.wait.max.ms): the most a light load waits for company",
+    )
+    fetch_min_bytes: int = Field(
+        65_536,
+        ge=1,
+        le=100_000_000,
+        description="bytes the broker gathers before it answers a fetch, unless "
+        "fetch_wait_ms passes first: a heavy load comes in full batches at once",
+    )
     produce_linger_ms: float = Field(
         2,
         ge=0,

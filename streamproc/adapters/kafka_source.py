@@ -40,6 +40,8 @@ class SourceSettings:
     batches_in_flight: int = 4  # fetched and not yet acked, per topic
     commit_interval_s: float = 1.0
     session_timeout_s: float = 30.0
+    fetch_wait_ms: int = 5
+    fetch_min_bytes: int = 65_536
     idle_poll_s: float = 0.1  # how often an idle consumer looks up (stop, stored offsets)
 
     @property
@@ -59,7 +61,9 @@ class SourceSettings:
             "session.timeout.ms": int(self.session_timeout_s * 1000),
             # a partition moves within a heartbeat or two of a rebalance's start
             "heartbeat.interval.ms": int(min(1.0, self.session_timeout_s / 10) * 1000),
-            "fetch.min.bytes": 1,  # the broker answers as soon as there is a record
+            # the broker answers once it has fetch.min.bytes or fetch.wait.max.ms has passed
+            "fetch.min.bytes": self.fetch_min_bytes,
+            "fetch.wait.max.ms": self.fetch_wait_ms,
         }
 
 
