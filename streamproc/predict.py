@@ -1,6 +1,6 @@
-"""Core: the predict step: each clean order's x from the features it was served, every model's
-score (the champion's is served, the challengers' are kept in shadow), the prediction record,
-and the served x to log for the label join.
+"""Core: the predict step: each clean order's x from the features it was served, the champion's
+score, the prediction record, and the served x to log for the label join (where the trainer
+scores the challengers in shadow).
 """
 
 from __future__ import annotations
@@ -58,16 +58,20 @@ class PredictStep:
         """Never raises for a bad event: it becomes a rejection."""
         result = PredictBatch()
         serving = self.serving  # one version for the whole batch
+        champion = serving.models[serving.champion]
         topic, schema = self.declared.predictions.topic, self.declared.predictions.schema_name
         for item in batch:
             try:
                 x = build_x(self.declared.inputs, item.record, item.features)
-                scores = {name: probability(m, x) for name, m in serving.models.items()}
+                # Only the champion is scored here: the trainer scores every model on the
+                # logged x before it learns the label, which keeps the comparison fair (each
+                # model as it stood then) and costs the serving path nothing.
+                served_p = probability(champion, x)
                 record = prediction(
                     self._shape,
                     item.record,
                     item.features,
-                    scores[serving.champion],
+                    served_p,
                     (serving.champion, serving.version),
                     item.envelope.timestamp_ms,
                     now_ms,
@@ -85,7 +89,7 @@ class PredictStep:
             )
             age = record["feature_freshness_ms"]
             as_of = None if age is None else occurred_at - age
-            served = ServedX(x, scores, occurred_at, serving.version, as_of)
+            served = ServedX(x, {serving.champion: served_p}, occurred_at, serving.version, as_of)
             result.served.append((record["event_id"], served))
             partition = item.envelope.partition
             result.newest_ms[partition] = max(result.newest_ms.get(partition, 0), occurred_at)

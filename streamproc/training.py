@@ -201,9 +201,9 @@ class Trainer:
         report.join_delays_ms.append(label.occurred_at - served.occurred_at)
         rule = self.declared.drift
         for name, model in state.models.items():
-            # A model added after the event was served scores it now: still before learning.
-            p = served.scores.get(name)
-            p = probability(model, served.x) if p is None else p
+            # Test, then train, every model alike on the x the event was served: the served
+            # score came from an older snapshot, and only the champion has one.
+            p = probability(model, served.x)
             state.cards[name].update(label.value, p)
             model.learn_one(served.x, label.value)
             if state.error_drift[name].update(abs(float(label.value) - p)):

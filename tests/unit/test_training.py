@@ -184,3 +184,15 @@ def test_a_served_x_round_trips_and_one_logged_before_orjson_still_loads() -> No
         {"x": served.x, "s": served.scores, "t": 7, "v": 3, "f": None}, separators=(",", ":")
     ).encode()  # as json wrote it: non-ASCII escaped
     assert ServedX.load(older) == served
+
+
+def test_every_model_is_scored_by_the_trainer_before_it_learns_not_by_its_served_score() -> None:
+    """The comparison is test-then-train for champion and challengers alike: a served score
+    (from an older snapshot, the champion's only) never enters a model's card."""
+    labels, served = _stream(300)
+    stale = {e: ServedX(x.x, {"logreg": 0.5}, x.occurred_at, 0) for e, x in served.items()}
+    trainer = Trainer(_models())
+    assert _run(trainer, labels, stale, until=10**12) == 300
+    cards = trainer.scores()
+    assert cards["logreg"]["roc_auc"] > 0.8  # its own scores; the served 0.5s would give 0.5
+    assert cards["tree"]["roc_auc"] > 0.7
