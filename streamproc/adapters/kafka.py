@@ -287,7 +287,7 @@ class Submitted:
         except TimeoutError:
             raise InfraError(f"records not acked in {sender.ack_timeout_s:.0f} s") from None
         if acks.failures:
-            raise InfraError(f"{len(acks.failures)} records not delivered: {acks.failures[:3]}")
+            raise InfraError(f"{len(acks.failures)} records not acked: {acks.failures[:3]}")
         refused = dict(self.refused_early)
         # The broker refuses a record batch whole for one record in it; sent alone, each
         # shows whether it was that one. Only a topic whose max.message.bytes is below the
