@@ -297,24 +297,20 @@ def _live(
     )
     records = iter(_interleaved(live, serde))
     report: dict[str, Any] = {}
-    passthrough = _start_passthrough([*FAUST_PASSTHROUGH, "-l", "warn"], "6098")
-    try:  # the same kind of load through a plain Faust agent: one hop, no work
-        _measure(passthrough, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
-        latencies, rss = _measure(passthrough, records, full_rate * 0.5, seconds, PASSTHROUGH)
-        report["Faust pass-through at 50%"] = _latency(full_rate * 0.5, latencies, rss)
-    finally:
-        for process in passthrough.processes:
-            process.terminate()
-            process.wait(60)
-    batch = _start_passthrough([*BATCH_PASSTHROUGH], "6097")
-    try:  # the worker's batch path with no work
-        _measure(batch, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
-        latencies, rss = _measure(batch, records, full_rate * 0.5, seconds, PASSTHROUGH)
-        report["batch pass-through at 50%"] = _latency(full_rate * 0.5, latencies, rss)
-    finally:
-        for process in batch.processes:
-            process.terminate()
-            process.wait(60)
+    passthroughs = (  # the same kind of load through one hop with no work
+        ("Faust pass-through at 50%", [*FAUST_PASSTHROUGH, "-l", "warn"], "6098"),
+        ("batch pass-through at 50%", BATCH_PASSTHROUGH, "6097"),
+    )
+    for name, command, port in passthroughs:
+        passthrough = _start_passthrough(command, port)
+        try:
+            _measure(passthrough, records, full_rate * 0.25, WARM_UP_S, PASSTHROUGH)
+            latencies, rss = _measure(passthrough, records, full_rate * 0.5, seconds, PASSTHROUGH)
+            report[name] = _latency(full_rate * 0.5, latencies, rss)
+        finally:
+            for process in passthrough.processes:
+                process.terminate()
+                process.wait(60)
     workers = _start(1, {}, False, trainer_apart=True)
     try:
         _measure(workers, records, full_rate * 0.25, WARM_UP_S, PREDICTIONS)

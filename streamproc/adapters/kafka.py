@@ -257,8 +257,14 @@ class Acks:
         """A record that never reached librdkafka (refused at produce time)."""
         self.on_delivery(-1, None, None)
 
-    async def wait(self, timeout_s: float) -> None:
-        await asyncio.wait_for(asyncio.shield(self._all), timeout_s)
+    async def all_answered(self, ack_timeout_s: float) -> None:
+        """Every record acked or refused for itself; InfraError if any failed otherwise."""
+        try:  # librdkafka answers every record within message.timeout.ms; the margin is ours
+            await asyncio.wait_for(asyncio.shield(self._all), ack_timeout_s + 30)
+        except TimeoutError:
+            raise InfraError(f"records not acked in {ack_timeout_s:.0f} s") from None
+        if self.failures:
+            raise InfraError(f"{len(self.failures)} records not acked: {self.failures[:3]}")
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -281,13 +287,7 @@ class Submitted:
         when a record is not acked in time or Kafka fails otherwise: nothing may be
         committed then."""
         sender, acks = self._sender, self._acks
-        try:
-            # librdkafka answers every record within message.timeout.ms; the margin is ours
-            await acks.wait(sender.ack_timeout_s + 30)
-        except TimeoutError:
-            raise InfraError(f"records not acked in {sender.ack_timeout_s:.0f} s") from None
-        if acks.failures:
-            raise InfraError(f"{len(acks.failures)} records not acked: {acks.failures[:3]}")
+        await acks.all_answered(sender.ack_timeout_s)
         refused = dict(self.refused_early)
         # The broker refuses a record batch whole for one record in it; sent alone, each
         # shows whether it was that one. Only a topic whose max.message.bytes is below the
@@ -368,12 +368,7 @@ class BatchSender:
         rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
         if rejected is not None:
             return rejected
-        try:
-            await acks.wait(self.ack_timeout_s + 30)
-        except TimeoutError:
-            raise InfraError(f"{record.topic}: a record not acked: timed out") from None
-        if acks.failures:
-            raise InfraError(f"{record.topic}: a record not acked: {acks.failures[0]}")
+        await acks.all_answered(self.ack_timeout_s)
         error = acks.refusals.get(0)
         return None if error is None else self._refusal(record, error, "the broker")
 
