@@ -385,6 +385,9 @@ def _measure(
         {"bootstrap.servers": BOOTSTRAP, "group.id": "bench-latency", "enable.auto.commit": False}
     )
     consumer.assign(end_offsets(BOOTSTRAP, sink))
+    # Fetching before the clock starts: a new consumer's first second (connections, metadata,
+    # offsets) would otherwise count as the worker's latency.
+    consumer.poll(1.0)
     latencies: list[float] = []
     producing = threading.Event()
     producing.set()
@@ -402,7 +405,12 @@ def _measure(
     reader.start()
     since = len(workers.rss_mb)
     workers.sample_rss()
-    producer = make_producer(BOOTSTRAP)  # one, connected: its set-up is not in the latency
+    # Connected and with the topics' metadata before the clock starts: an idempotent producer's
+    # first records wait for its producer id (~1 s), which put 10% of a 10 s phase's
+    # latencies near 1 s whatever the worker did. A load generator needs no idempotence.
+    producer = make_producer(BOOTSTRAP, **{"enable.idempotence": False})
+    for topic in (RAW, LABELS):
+        producer.list_topics(topic, timeout=10)
     started, raw = time.monotonic(), 0
     while (elapsed := time.monotonic() - started) < seconds:
         topic, key, value, _ = next(records)
