@@ -228,7 +228,12 @@ def _stop(workers: Workers) -> None:
     for process in workers.processes:
         process.send_signal(2)  # SIGINT: a clean stop; py-spy writes its profile
     for process in workers.processes:
-        process.wait(60)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            print(f"process {process.pid} ignored SIGINT for 60 s: killed", flush=True)
+            process.kill()
+            process.wait()
     delete_namespace(REDIS_URL, workers.group)
     pipeline = load_pipeline(Path(os.environ.get("STREAMPROC_PIPELINE", REPO / SHOP_PIPELINE)))
     forget_models(SnapshotTopic(BOOTSTRAP, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
