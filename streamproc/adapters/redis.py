@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -147,29 +148,25 @@ def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
 
 # Applies a batch of feature writes only if every entity's offset marks still read what the
 # batch was computed from (another writer, e.g. a zombie after a rebalance, aborts it whole).
-# ARGV per key, in KEYS order: ttl_ms, n guards, (field, value or "" for absent)...,
-# n sets, (field, value)..., n deletes, field...
+# ARGV[i], for KEYS[i]: a JSON array [ttl_ms, [guard field, value or "" for absent, ...],
+# [field, value, ...] to set, [field, ...] to delete]. One argument per key, not one per field:
+# redis-py packs each argument in Python, which cost more than the script itself.
 _SAVE_SCRIPT = """
-local at = 1
 local plan = {}
 for i, key in ipairs(KEYS) do
-  local ttl = ARGV[at]; local guards = tonumber(ARGV[at + 1]); at = at + 2
-  for g = 1, guards do
-    local current = redis.call('HGET', key, ARGV[at]) or ''
-    if current ~= ARGV[at + 1] then return redis.error_reply('CONFLICT ' .. key) end
-    at = at + 2
+  local write = cjson.decode(ARGV[i])
+  local guards = write[2]
+  for g = 1, #guards, 2 do
+    local current = redis.call('HGET', key, guards[g]) or ''
+    if current ~= guards[g + 1] then return redis.error_reply('CONFLICT ' .. key) end
   end
-  local sets = tonumber(ARGV[at]); at = at + 1
-  local set_from = at; at = at + 2 * sets
-  local deletes = tonumber(ARGV[at]); at = at + 1
-  local delete_from = at; at = at + deletes
-  plan[i] = {ttl, set_from, sets, delete_from, deletes}
+  plan[i] = write
 end
 for i, key in ipairs(KEYS) do
-  local p = plan[i]
-  if p[3] > 0 then redis.call('HSET', key, unpack(ARGV, p[2], p[2] + 2 * p[3] - 1)) end
-  if p[5] > 0 then redis.call('HDEL', key, unpack(ARGV, p[4], p[4] + p[5] - 1)) end
-  redis.call('PEXPIRE', key, p[1])
+  local write = plan[i]
+  if #write[3] > 0 then redis.call('HSET', key, unpack(write[3])) end
+  if #write[4] > 0 then redis.call('HDEL', key, unpack(write[4])) end
+  redis.call('PEXPIRE', key, write[1])
 end
 return #KEYS
 """
@@ -205,9 +202,7 @@ class RedisFeatureStore:
         """One script call (one per slot on a Redis Cluster: each entity's keys share one)."""
         keys = [self._key(write.key) for write in writes]
         for group in _slot_groups(self._client, keys) if writes else []:
-            args: list[str | int] = []
-            for index in group:
-                args += _write_args(writes[index])
+            args = [_write_arg(writes[index]) for index in group]
             try:
                 await self._save(keys=[keys[index] for index in group], args=args)
             except RedisError as exc:
@@ -216,16 +211,10 @@ class RedisFeatureStore:
                 raise InfraError(f"Redis feature write failed: {exc}") from exc
 
 
-def _write_args(write: EntityWrite) -> list[str | int]:
-    args: list[str | int] = [write.ttl_ms, len(write.expected)]
-    for name, value in write.expected.items():
-        args += [name, _ABSENT if value is None else value]
-    args.append(len(write.set))
-    for name, value in write.set.items():
-        args += [name, value]
-    args.append(len(write.delete))
-    args += write.delete
-    return args
+def _write_arg(write: EntityWrite) -> bytes:
+    guards = [part for name, value in write.expected.items() for part in (name, value or _ABSENT)]
+    sets = [part for pair in write.set.items() for part in pair]
+    return orjson.dumps([write.ttl_ms, guards, sets, write.delete])
 
 
 def _text(value: bytes | str) -> str:
