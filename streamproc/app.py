@@ -180,9 +180,8 @@ def serve_batches(app: faust.App, settings: Settings, flows: Mapping[str, Proces
         fetch_wait_ms=settings.fetch_wait_ms,
         fetch_min_bytes=settings.fetch_min_bytes,
     )
-    # room for every batch the consumer may have outstanding: a hand-over never waits
-    room = len(flows) * (source.batches_in_flight + 1) + 1
-    channels = {topic: app.channel(maxsize=room) for topic in flows}
+    # room for every batch the consumer may have queued (one per topic): a hand-over never waits
+    channels = {topic: app.channel(maxsize=len(flows) + 1) for topic in flows}
     for topic, process in flows.items():
         flow = BatchFlow(positions, process, settings.batches_in_flight, _die)
         _agent(app, channels[topic], f"batches_of_{topic}", flow)

@@ -81,7 +81,7 @@ class BatchConsumer:
         self._positions = positions
         self._hand_over = hand_over
         self._stopping = threading.Event()
-        self._room = settings.batches_in_flight * len(settings.topics) + 1
+        self._room = len(settings.topics)  # about one batch waiting per agent
 
     def stop(self) -> None:
         """Fetch no more; `run` then waits for begun batches, commits, and returns."""

@@ -45,7 +45,7 @@ class Positions:
         self._revoking: set[Partition] = set()
         self._begun: dict[int, set[Partition]] = {}  # batch number -> its partitions
         self._numbers = itertools.count(1)
-        self._outstanding = 0  # handed over, not finished
+        self._queued = 0  # handed over, not begun
         self._committable: dict[Partition, int] = {}  # next offset to read, not yet stored
 
     # --- the consumer's thread -------------------------------------------------------
@@ -62,16 +62,21 @@ class Positions:
             return self._owned.get(partition, 0)
 
     def hand_over(self, batch: FetchedBatch) -> FetchedBatch:
-        """Count `batch` as outstanding until it is finished; numbers it."""
+        """Count `batch` as queued until it is begun; numbers it."""
         with self._changed:
-            self._outstanding += 1
+            self._queued += 1
             batch.number = next(self._numbers)
         return batch
 
     def wait_for_room(self, limit: int, timeout_s: float) -> bool:
-        """Whether fewer than `limit` batches are outstanding, waiting up to `timeout_s`."""
+        """Whether fewer than `limit` batches wait to be begun, waiting up to `timeout_s`.
+
+        The consumer cuts the next batch only when an agent is about to take it: records that
+        arrive meanwhile wait in librdkafka's queue and make the next batch bigger, instead of
+        queueing as many small batches (each costs its round trips to Redis and Kafka).
+        """
         with self._changed:
-            return self._changed.wait_for(lambda: self._outstanding < limit, timeout_s)
+            return self._changed.wait_for(lambda: self._queued < limit, timeout_s)
 
     def take_committable(self) -> dict[Partition, int]:
         """The next offset to read of each owned partition with finished work to store."""
@@ -119,6 +124,8 @@ class Positions:
             }
             batch.begun = [r for r in batch.records if r.partition in live]
             self._begun[batch.number] = {(batch.topic, p) for p in live}
+            self._queued -= 1
+            self._changed.notify_all()
             return batch.begun
 
     def finish(self, batch: FetchedBatch) -> None:
@@ -126,7 +133,6 @@ class Positions:
         still owned under the same assignment)."""
         with self._changed:
             self._begun.pop(batch.number, None)
-            self._outstanding -= 1
             for record in batch.begun:
                 partition = (batch.topic, record.partition)
                 if self._owned.get(partition) == batch.epochs[record.partition]:
