@@ -5,12 +5,15 @@ snapshots, promotions, drift events) and the snapshot follower that hot-swaps wh
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from streamproc.adapters.dlq import dead_letter
 from streamproc.adapters.kafka import BatchSender, PartitionReader
@@ -32,10 +35,45 @@ from streamproc.training import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SNAPSHOTS_TOPIC = "streamproc.model_snapshots.v1"
 MODEL_EVENTS_TOPIC = "streamproc.model_events.v1"
 MODEL_EVENT_SCHEMA = "streamproc.ModelEvent"
+
+
+# Snapshots (megabytes of pickled models, one every few seconds) are pickled and unpickled in
+# this one thread, not in whichever thread of the default executor is free: glibc gives each
+# thread that allocates an arena of its own (up to 8 per core) and keeps what is freed there
+# for that arena, so the churn grew a heap in every thread it ran in. In one thread the next
+# snapshot reuses the previous one's memory, and a trainer's dump never overlaps its
+# follower's load (benchmarks/memory_bench.py). Kafka reads and writes stay out of it: a
+# follower's read waits on the broker, and must not hold up the trainer's dump.
+_SNAPSHOT_THREAD = ThreadPoolExecutor(1, thread_name_prefix="streamproc-snapshots")
+
+
+async def in_snapshot_thread(work: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_SNAPSHOT_THREAD, partial(work, *args))
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
+        return None
+    return trim  # glibc's; None elsewhere (musl, macOS), where there is nothing to do
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hands the heap's free pages back to the OS. glibc returns only the top of a heap by
+    itself: the megabytes freed at each hot swap (the previous models, the pickle) stay
+    resident wherever something younger lies above them, so RSS crept up snapshot after
+    snapshot. Called once per new snapshot: a few ms, in the snapshot thread."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def model_scope(app_id: str, pipeline: str) -> str:
@@ -116,6 +154,11 @@ class SnapshotFollower:
             await asyncio.sleep(interval_s)
 
     async def poll(self) -> None:
+        if await self._poll():  # the previous models and the snapshot read are freed now
+            await in_snapshot_thread(release_freed_memory)
+
+    async def _poll(self) -> bool:
+        """Whether other models were swapped in."""
         found = await asyncio.to_thread(read_latest, self._topic, self._pipeline)
         serving = self._step.serving
         if (data := found.get(champion_key(self._pipeline))) is not None:
@@ -123,16 +166,19 @@ class SnapshotFollower:
         if (data := found.get(models_key(self._pipeline))) is not None:
             header = read_header(data)
             if (header["epoch"], header["version"]) > (serving.epoch, serving.version):
-                serving = await asyncio.to_thread(self._serving, data, header)
+                serving = await in_snapshot_thread(self._serving, data, header)
         if self.choice is not None and self.choice.champion in serving.models:
             serving = ServingModels(
                 serving.version, self.choice.champion, serving.models, serving.epoch
             )
-        if serving is not self._step.serving:
-            self._step.serving = serving
-            self._metrics.serving_version.set(serving.version)
-            for name in serving.models:
-                self._metrics.serving.labels(name).set(name == serving.champion)
+        if serving is self._step.serving:
+            return False
+        swapped = serving.models is not self._step.serving.models
+        self._step.serving = serving
+        self._metrics.serving_version.set(serving.version)
+        for name in serving.models:
+            self._metrics.serving.labels(name).set(name == serving.champion)
+        return swapped
 
     def _serving(self, data: bytes, header: dict[str, Any]) -> ServingModels:
         try:
@@ -220,13 +266,19 @@ class TrainerLoop:
             reader.close()
 
     async def _restore(self) -> Trainer:
-        found = await asyncio.to_thread(read_latest, self._snapshots, self._pipeline)
+        try:
+            found = await asyncio.to_thread(read_latest, self._snapshots, self._pipeline)
+        finally:
+            # The trainer reads the topic only here; left open, its consumer went on fetching
+            # every snapshot published after, ours included, into librdkafka's queue (up to
+            # its 64 MB default: +66 MB of RSS). The next restore reads the topic anew.
+            await asyncio.to_thread(self._snapshots.close)
         data = found.get(models_key(self._pipeline))
         if data is None:
             log.info("trainer of %s: no snapshot, models start untrained", self._pipeline)
             return Trainer(self._declared)
         try:
-            state, restarted = await asyncio.to_thread(load_state, data, self._declared)
+            state, restarted = await in_snapshot_thread(load_state, data, self._declared)
         except SnapshotMismatch as exc:
             log.warning("trainer of %s: %s; models start untrained", self._pipeline, exc)
             return Trainer(self._declared)
@@ -313,7 +365,7 @@ class TrainerLoop:
         started = time.perf_counter()
         trainer.state.version += 1
         trainer.state.label_offsets = trainer.label_offsets()
-        data = await asyncio.to_thread(
+        data = await in_snapshot_thread(
             dump_state, trainer.state, self._pipeline, epoch, int(time.time() * 1000)
         )
         await asyncio.to_thread(self._snapshots.publish, models_key(self._pipeline), data)

@@ -263,17 +263,27 @@ def dump_state(state: TrainerState, pipeline: str, epoch: int, taken_at_ms: int)
 
 
 def read_header(data: bytes) -> dict[str, Any]:
-    head, _, _ = data.partition(b"\n")
-    header: dict[str, Any] = json.loads(head)
+    header: dict[str, Any] = json.loads(_split(data)[0])
     return header
+
+
+def _split(data: bytes) -> tuple[bytes, memoryview]:
+    """The header line and a view of the pickle after it, as bytes.partition splits them but
+    without copying the body: a snapshot is megabytes, read every few seconds by every worker
+    (the follower reads each header up to three times), and each copy was a large transient
+    allocation that fragmented the heap (benchmarks/memory_bench.py)."""
+    end = data.find(b"\n")
+    if end < 0:
+        return data, memoryview(b"")
+    return data[:end], memoryview(data)[end + 1 :]
 
 
 def load_state(data: bytes, models: Models) -> tuple[TrainerState, list[str]]:
     """The snapshot's state with every model whose declaration changed started anew (a new
     model: mixing it with the old one's learning would be wrong); names the restarted ones.
     Raises SnapshotMismatch when no model is left to restore."""
-    _, _, body = data.partition(b"\n")
-    state: TrainerState = pickle.loads(body)  # noqa: S301 - our own snapshot topic
+    with _split(data)[1] as body:
+        state: TrainerState = pickle.loads(body)  # noqa: S301 - our own snapshot topic
     fresh = fresh_state(models, state.champion)
     restarted = [name for name in fresh.models if state.hashes.get(name) != fresh.hashes[name]]
     if len(restarted) == len(fresh.models):

@@ -64,6 +64,9 @@ class SourceSettings:
             # the broker answers once it has fetch.min.bytes or fetch.wait.max.ms has passed
             "fetch.min.bytes": self.fetch_min_bytes,
             "fetch.wait.max.ms": self.fetch_wait_ms,
+            # librdkafka reads ahead up to 64 MB by default: a worker that lags (a backlog, a
+            # burst) held that much in memory; a few batches ahead keep it busy just as well
+            "queued.max.messages.kbytes": 16_384,
         }
 
 

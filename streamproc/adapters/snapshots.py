@@ -17,6 +17,9 @@ from streamproc.errors import InfraError
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
 
 
+QUEUED_KBYTES = 1_024  # the consumer's read-ahead, beyond one fetch: see _open
+
+
 def _last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
     return True
 
@@ -94,6 +97,12 @@ class SnapshotTopic:
                     "group.id": f"streamproc-snapshots-{uuid.uuid4().hex[:8]}",  # never commits
                     "enable.auto.commit": False,
                     "fetch.message.max.bytes": 16_777_216,
+                    # librdkafka fetches ahead into a local queue of up to 64 MB by default,
+                    # whether or not we read: an idle consumer filled it with every snapshot
+                    # published (a trainer's, after its restore: +66 MB in
+                    # benchmarks/memory_bench.py --broker). We read in bursts, to the end:
+                    # ahead of that, one fetch (which may overshoot this) is enough.
+                    "queued.max.messages.kbytes": QUEUED_KBYTES,
                 },
             )
         )
