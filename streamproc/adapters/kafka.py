@@ -331,6 +331,7 @@ class BatchSender:
         )
         self._polling: threading.Thread | None = None
         self._closed = threading.Event()
+        self._sent = threading.Event()  # records handed over: the poll thread has work
 
     async def send(self, records: Sequence[OutRecord]) -> None:
         """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
@@ -355,10 +356,12 @@ class BatchSender:
                     )
                     break
                 except BufferError:  # librdkafka's queue is full: its acks will drain it
+                    self._sent.set()
                     await asyncio.sleep(0.005)
             if rejected is not None:
                 submitted.refused_early[index] = rejected
                 acks.cancel_one()
+        self._sent.set()  # after the records: the poll thread finds them waiting
         return submitted
 
     async def send_alone(self, record: OutRecord) -> EventRejected | None:
@@ -368,14 +371,18 @@ class BatchSender:
         rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
         if rejected is not None:
             return rejected
+        self._sent.set()
         await acks.all_answered(self.ack_timeout_s)
         error = acks.refusals.get(0)
         return None if error is None else self._refusal(record, error, "the broker")
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (up to `timeout_s`), then stop the poll thread."""
-        self._producer.flush(timeout_s)
         self._closed.set()
+        self._sent.set()
+        if self._polling is not None:
+            self._polling.join(timeout_s)
+        self._producer.flush(timeout_s)
 
     def _start_polling(self) -> None:
         if self._polling is None:
@@ -385,7 +392,14 @@ class BatchSender:
             self._polling.start()
 
     def _poll(self) -> None:
+        """Serve delivery callbacks while records await acks; otherwise wait outside
+        librdkafka, so an idle sender's thread is never inside the client at teardown."""
         while not self._closed.is_set():
+            if len(self._producer) == 0:
+                self._sent.wait(0.5)
+                self._sent.clear()
+                if len(self._producer) == 0:
+                    continue
             self._producer.poll(0.05)
 
     def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
