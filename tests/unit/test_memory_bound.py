@@ -1,0 +1,172 @@
+"""A worker's memory stays bounded across snapshot cycles: the trainer's snapshot consumer
+does not go on buffering what is published after its restore, the snapshot consumer's
+read-ahead is bounded, and a snapshot's megabytes are not copied to read its header or to
+unpickle it (benchmarks/memory_bench.py measures the RSS)."""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from typing import Any
+
+import pytest
+
+from streamproc import lifecycle
+from streamproc.adapters import snapshots
+from streamproc.adapters.snapshots import Keep
+from streamproc.metrics import StageMetrics
+from streamproc.modelspec import Labels, ModelInputs, Models, ModelSpec
+from streamproc.predict import PredictStep
+from streamproc.training import (
+    Label,
+    TrainerState,
+    dump_state,
+    fresh_state,
+    load_state,
+    read_header,
+)
+
+SCOPE = "app/shop"
+MODELS = Models(
+    inputs=ModelInputs(numeric=["v"]),
+    labels=Labels(topic="labels"),
+    champion=ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression"),
+)
+
+
+class BufferingTopic:
+    """SnapshotTopic in memory, with librdkafka's read-ahead: while a consumer is open, every
+    record published is fetched into its queue, read or not."""
+
+    log: list[tuple[str, bytes]] = []
+
+    def __init__(self, _bootstrap: str = "", _topic: str = "") -> None:
+        self.open = False
+        self.position = 0
+
+    def publish(self, key: str, value: bytes) -> None:
+        BufferingTopic.log.append((key, value))
+
+    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
+        if not self.open:  # a consumer (re)opened reads the topic from its start
+            self.open, self.position = True, 0
+        found: dict[str, bytes] = {}
+        for key, value in self.log[self.position :]:
+            if key.startswith(prefix) and (key not in found or keep(key, found[key], value)):
+                found[key] = value
+        self.position = len(self.log)
+        return found
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(len(value) for _, value in self.log[self.position :]) if self.open else 0
+
+    def close(self) -> None:
+        self.open = False
+
+
+def _snapshot(version: int, padding: int = 0) -> bytes:
+    state = fresh_state(MODELS)
+    state.version = version
+    if padding:  # a snapshot of some size: one held label with a long id
+        event_id = "x" * padding
+        state.held[event_id] = (Label(event_id, True, 0, 0, 0), 0)
+    return dump_state(state, SCOPE, epoch=1, taken_at_ms=0)
+
+
+async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    BufferingTopic.log = []
+    monkeypatch.setattr(lifecycle, "SnapshotTopic", BufferingTopic)
+    monkeypatch.setattr(lifecycle, "BatchSender", lambda _bootstrap: None)
+    step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
+    metrics = StageMetrics()
+    follower = lifecycle.SnapshotFollower(SCOPE, BufferingTopic(), step, metrics)
+    unused: Any = None  # the served log and the lease: restore needs neither
+    loop = lifecycle.TrainerLoop(
+        SCOPE, step, unused, "unused:9092", "group", unused, unused, follower, metrics
+    )
+    key = lifecycle.models_key(SCOPE)
+    BufferingTopic.log.append((key, _snapshot(3)))
+
+    trainer = await loop._restore()
+    assert trainer.state.version == 3
+    snapshot = _snapshot(4, padding=10_000)
+    for _ in range(100):  # the trainer's own snapshots, one per cycle
+        BufferingTopic.log.append((key, snapshot))
+    assert loop._snapshots.buffered_bytes == 0  # type: ignore[attr-defined]
+
+    again = await loop._restore()  # a lease taken again: the newest snapshot, read anew
+    assert again.state.version == 4
+    assert loop._snapshots.buffered_bytes == 0  # type: ignore[attr-defined]
+
+
+async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_old_models(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One thread: one malloc arena reused by every snapshot (glibc keeps an arena per thread
+    that allocates), and the freed models handed back once per swap, not per poll."""
+    BufferingTopic.log = []
+    loaded_in: set[str] = set()
+    releases: list[int] = []
+
+    def loading(data: bytes, models: Models) -> tuple[TrainerState, list[str]]:
+        loaded_in.add(threading.current_thread().name)
+        return load_state(data, models)
+
+    monkeypatch.setattr(lifecycle, "load_state", loading)
+    monkeypatch.setattr(lifecycle, "release_freed_memory", lambda: releases.append(1))
+    step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
+    follower = lifecycle.SnapshotFollower(SCOPE, BufferingTopic(), step, StageMetrics())
+    for version in range(1, 41):
+        BufferingTopic.log.append((lifecycle.models_key(SCOPE), _snapshot(version)))
+        await follower.poll()
+        await follower.poll()  # nothing new: nothing loaded, nothing to release
+    assert step.serving.version == 40
+    # the snapshot thread, whatever else keeps the default executor's threads busy
+    assert [name.rpartition("_")[0] for name in loaded_in] == ["streamproc-snapshots"]
+    assert len(releases) == 40
+
+
+def test_the_snapshot_consumers_read_ahead_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, Any]] = []
+
+    class Metadata:
+        topics = {"snapshots": type("Topic", (), {"partitions": {0: None}})()}
+
+    class FakeConsumer:
+        def __init__(self, config: dict[str, Any]) -> None:
+            made.append(config)
+
+        def list_topics(self, _topic: str, timeout: float) -> Metadata:
+            return Metadata()
+
+        def assign(self, _partitions: list[Any]) -> None:
+            pass
+
+    monkeypatch.setattr(snapshots, "Consumer", FakeConsumer)
+    snapshots.SnapshotTopic("unused:9092", "snapshots")._open()
+    [config] = made
+    # librdkafka's default is 64 MB of records fetched ahead, whether read or not
+    assert int(config["queued.max.messages.kbytes"]) * 1024 <= 4 * 2**20
+
+
+def _peak_bytes(work: Any, *args: Any) -> int:
+    tracemalloc.start()
+    try:
+        work(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_snapshot_is_not_copied_to_read_its_header_or_to_load_it() -> None:
+    size = 4_000_000
+    data = _snapshot(5, padding=size)
+    assert len(data) > size
+    assert _peak_bytes(read_header, data) < 100_000
+    state, _ = load_state(data, MODELS)
+    assert state.version == 5 and len(next(iter(state.held))) == size
+    # the long id (one string: key and label share it), and no copy of the pickle besides
+    assert _peak_bytes(load_state, data, MODELS) < size * 1.5
