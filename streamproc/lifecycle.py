@@ -322,12 +322,13 @@ class TrainerLoop:
         return labels, dead
 
     async def _learn(self, trainer: Trainer) -> TrainingReport:
-        watermark = await self._served.watermark(int(time.time() * 1000))
+        wall_ms = int(time.time() * 1000)
+        watermark = await self._served.watermark(wall_ms)
         if watermark is None:  # nothing scored yet: no label is due
             return TrainingReport()
         due = trainer.due(watermark)
         served = await self._served.fetch([label.event_id for label in due])
-        return await asyncio.to_thread(trainer.learn, due, served, watermark)
+        return await asyncio.to_thread(trainer.learn, due, served, watermark, wall_ms)
 
     async def _publish(
         self, trainer: Trainer, report: TrainingReport, dead: list[Rejection]

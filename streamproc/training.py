@@ -28,6 +28,11 @@ from streamproc.models import (
 from streamproc.modelspec import Models, ModelSpec
 
 _HELD_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, the oldest give up
+# A partition of the scored stream that has not moved for this long (wall clock) no longer
+# holds the watermark back; and a held label waits at least as long before it is given up: a
+# backlog moves the watermark hours of event time in seconds, and an event on a partition a
+# few seconds behind the others (not read yet, or its worker restarting) must find its label.
+PARTITION_IDLE_MS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +138,19 @@ class Trainer:
     traffic would have, with no label from the future.
     """
 
-    def __init__(self, models: Models, state: TrainerState | None = None) -> None:
+    def __init__(
+        self,
+        models: Models,
+        state: TrainerState | None = None,
+        min_hold_wall_ms: int = PARTITION_IDLE_MS,
+    ) -> None:
         self.declared = models
         self.state = state or fresh_state(models)
         self._waiting: dict[int, deque[Label]] = {}
         self._read_up_to: dict[int, int] = dict(self.state.label_offsets)
+        self._min_hold_wall_ms = min_hold_wall_ms
+        # when each held label was first held here (not in snapshots: a restore starts anew)
+        self._held_since_wall: dict[str, int] = {}
 
     @property
     def waiting(self) -> int:
@@ -167,32 +180,45 @@ class Trainer:
         return [label for label, _ in self.state.held.values()] + ready
 
     def learn(
-        self, labels: Sequence[Label], served: Mapping[str, ServedX], watermark_ms: int
+        self,
+        labels: Sequence[Label],
+        served: Mapping[str, ServedX],
+        watermark_ms: int,
+        wall_ms: int | None = None,
     ) -> TrainingReport:
         """Join each label to its served x and learn it; a label without one is held until
-        `hold` has passed in event time, then given up."""
+        `hold` has passed in event time and, with `wall_ms` (a live trainer), the minimum
+        hold in wall-clock time too; then it is given up. Files replay in event time only."""
         report = TrainingReport()
         state = self.state
         hold_ms = self.declared.labels.hold_ms
+        held_since_wall = self._held_since_wall
         for label in labels:
-            x = served.get(label.event_id)
+            event_id = label.event_id
+            x = served.get(event_id)
             if x is None:
-                since = state.held.get(label.event_id, (label, watermark_ms))[1]
-                if watermark_ms - since > hold_ms:
-                    del state.held[label.event_id]
-                    report.unjoined += 1
-                elif label.event_id not in state.held:
-                    state.held[label.event_id] = (label, since)
+                since = state.held.get(event_id, (label, watermark_ms))[1]
+                since_wall = held_since_wall.setdefault(event_id, wall_ms or 0)
+                waited_wall = wall_ms is None or wall_ms - since_wall >= self._min_hold_wall_ms
+                if watermark_ms - since > hold_ms and waited_wall:
+                    self._give_up(event_id, report)
+                elif event_id not in state.held:
+                    state.held[event_id] = (label, since)
                     report.held += 1
                 continue
-            state.held.pop(label.event_id, None)
+            state.held.pop(event_id, None)
+            held_since_wall.pop(event_id, None)
             self._learn_one(label, x, report)
         while len(state.held) > _HELD_LABELS_KEPT:
-            del state.held[next(iter(state.held))]
-            report.unjoined += 1
+            self._give_up(next(iter(state.held)), report)
         state.label_offsets = self.label_offsets()
         self._consider_promotion(report)
         return report
+
+    def _give_up(self, event_id: str, report: TrainingReport) -> None:
+        self.state.held.pop(event_id, None)
+        self._held_since_wall.pop(event_id, None)
+        report.unjoined += 1
 
     def _learn_one(self, label: Label, served: ServedX, report: TrainingReport) -> None:
         state = self.state

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from streamproc.dedupe import Claim, DedupeRules, Sighting, Verdict
 from streamproc.errors import InfraError
 from streamproc.features import EntityWrite, OffsetConflict
-from streamproc.training import ServedX
+from streamproc.training import PARTITION_IDLE_MS, ServedX
 
 # Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
 # (id key, content key); ARGV: window, id ttl, content ttl, then per claim its sighting
@@ -232,7 +232,7 @@ class RedisServedLog:
     a replay) holds labels back instead of having them given up; an idle one does not stall
     learning."""
 
-    def __init__(self, client: AnyRedis, namespace: str, idle_ms: int = 60_000) -> None:
+    def __init__(self, client: AnyRedis, namespace: str, idle_ms: int = PARTITION_IDLE_MS) -> None:
         self._client = client
         self._prefix = f"{namespace}:x"
         self._marks = f"{namespace}:watermark"

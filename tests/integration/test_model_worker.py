@@ -56,7 +56,11 @@ def _wait(condition: Any, what: str, worker: Worker, timeout_s: float = 180) -> 
         if worker.process.poll() is not None:
             pytest.fail(f"the worker exited while waiting for {what}:\n{worker.log_tail()}")
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
+            # the trainer's label outcomes say where the missing labels went
+            labels = [line for line in worker.metrics().splitlines() if "labels_total{" in line]
+            pytest.fail(
+                f"timed out waiting for {what}:\n" + "\n".join([*labels, worker.log_tail()])
+            )
         time.sleep(0.3)
 
 

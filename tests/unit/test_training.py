@@ -10,6 +10,7 @@ import pytest
 from streamproc.models import SnapshotMismatch
 from streamproc.modelspec import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.training import (
+    PARTITION_IDLE_MS,
     Label,
     ServedX,
     Trainer,
@@ -76,15 +77,40 @@ def test_a_label_before_its_event_waits_then_is_learned_or_given_up() -> None:
     early = Label("late-order", True, 1_000, 0, 0)
     lost = Label("never-scored", False, 1_000, 0, 1)
     trainer.accept([early, lost])
-    first = trainer.learn(trainer.due(1_000), {}, 1_000)
+    first = trainer.learn(trainer.due(1_000), {}, 1_000, wall_ms=0)
     assert (first.learned, first.held, first.unjoined) == (0, 2, 0)
     assert trainer.label_offsets() == {0: 2}  # held labels live in the state, not the offsets
     x = ServedX({"v": 1.0}, {}, 900, 0)
-    second = trainer.learn(trainer.due(2_000), {"late-order": x}, 2_000)
+    second = trainer.learn(trainer.due(2_000), {"late-order": x}, 2_000, wall_ms=1_000)
     assert (second.learned, second.held, second.unjoined) == (1, 0, 0)
-    third = trainer.learn(trainer.due(1_000 + 600_001), {}, 1_000 + 600_001)
+    past_hold = 1_000 + 600_001
+    third = trainer.learn(trainer.due(past_hold), {}, past_hold, wall_ms=PARTITION_IDLE_MS)
     assert (third.learned, third.unjoined) == (0, 1)
     assert trainer.state.held == {}
+
+
+def test_a_backlog_racing_past_the_hold_keeps_a_label_whose_event_is_seconds_behind() -> None:
+    """A backlog moves hours of event time in seconds: a partition read a few seconds after
+    the others (its first batch not fetched yet, or its worker restarting) still has its
+    events scored, and their labels must wait for them, however far the watermark ran."""
+    trainer = Trainer(_models())  # hold: 10 minutes of event time
+    label = Label("behind", True, 1_000, 0, 0)
+    trainer.accept([label])
+    assert trainer.learn(trainer.due(1_000), {}, 1_000, wall_ms=0).held == 1
+    hours_later = 1_000 + 5 * 3_600_000
+    raced = trainer.learn(trainer.due(hours_later), {}, hours_later, wall_ms=3_000)
+    assert (raced.learned, raced.unjoined) == (0, 0)
+    x = ServedX({"v": 1.0}, {}, 900, 0)
+    scored = trainer.learn(trainer.due(hours_later), {"behind": x}, hours_later, wall_ms=5_000)
+    assert (scored.learned, scored.unjoined) == (1, 0)
+
+
+def test_a_file_replays_the_hold_in_event_time_alone() -> None:
+    trainer = Trainer(_models())
+    trainer.accept([Label("never-scored", False, 1_000, 0, 0)])
+    trainer.learn(trainer.due(1_000), {}, 1_000)
+    past_hold = 1_000 + 600_001
+    assert trainer.learn(trainer.due(past_hold), {}, past_hold).unjoined == 1
 
 
 def test_a_restore_from_any_snapshot_learns_what_an_uninterrupted_trainer_learns() -> None:
