@@ -165,9 +165,15 @@ def worker_app(settings: Settings) -> faust.App:
     )
 
 
-def serve_batches(app: faust.App, settings: Settings, flows: Mapping[str, Process]) -> None:
+def serve_batches(
+    app: faust.App,
+    settings: Settings,
+    flows: Mapping[str, Process],
+    ready: asyncio.Event | None = None,
+) -> None:
     """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
-    an agent that processes its batches with the topic's flow."""
+    an agent that processes its batches with the topic's flow. With `ready`, the consumer
+    joins the group once it is set."""
     positions = Positions()
     source = SourceSettings(
         settings.kafka_bootstrap,
@@ -185,7 +191,7 @@ def serve_batches(app: faust.App, settings: Settings, flows: Mapping[str, Proces
     for topic, process in flows.items():
         flow = BatchFlow(positions, process, settings.batches_in_flight, _die)
         _agent(app, channels[topic], f"batches_of_{topic}", flow)
-    _intake(app, source, positions, channels)
+    _intake(app, source, positions, channels, ready)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -221,8 +227,6 @@ def create_app(settings: Settings) -> faust.App:
 
     async def feature_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        if learning is not None:  # a restarted worker scores with its restored models
-            await learning.follower.ready.wait()
         result = await chain.process(batch)
         sending = await Delivery.start(
             sender, batch, result.outputs(), result.rejections, positions=False
@@ -272,7 +276,9 @@ def create_app(settings: Settings) -> faust.App:
         # writer updates its features; a zombie's write is refused (OffsetConflict).
         flows[scored.topic] = feature_batch
 
-    serve_batches(app, settings, flows)
+    # A restarted worker scores with its restored models: it reads no topic before them (a
+    # batch waiting for them inside an agent held up the other topics' batches as well).
+    serve_batches(app, settings, flows, learning.follower.ready if learning else None)
 
     if learning is not None:
 
@@ -310,7 +316,11 @@ def _agent(app: faust.App, channel: Any, name: str, flow: BatchFlow) -> None:
 
 
 def _intake(
-    app: faust.App, source: SourceSettings, positions: Positions, channels: Mapping[str, Any]
+    app: faust.App,
+    source: SourceSettings,
+    positions: Positions,
+    channels: Mapping[str, Any],
+    ready: asyncio.Event | None,
 ) -> None:
     """Run the consumer in a thread of its own while the app runs, handing each batch onto
     its topic's channel; on shutdown, before the agents stop, let it finish the batches begun
@@ -322,6 +332,8 @@ def _intake(
     async def consume() -> None:
         loop = asyncio.get_running_loop()
         app.flow_control.resume()  # Faust resumes it in its Kafka layer, which is off
+        if ready is not None:
+            await ready.wait()
 
         def hand_over(batch: FetchedBatch) -> None:  # in the consumer's thread
             sending = channels[batch.topic].send(value=batch)

@@ -17,7 +17,11 @@ from streamproc.errors import InfraError
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
 
 
-QUEUED_KBYTES = 1_024  # the consumer's read-ahead, beyond one fetch: see _open
+# The consumer's read-ahead while it reads: room for the largest snapshot (the topic's
+# max.message.bytes). With 1 MB, below one multi-MB snapshot, each record waited out a fetch:
+# 51 MB of snapshots took 13-20 s to read, against 1 s. Between reads the partitions are
+# paused, so nothing is fetched ahead then (see read_new).
+QUEUED_KBYTES = 16_384
 
 
 def _last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
@@ -55,6 +59,17 @@ class SnapshotTopic:
         last call (the whole topic on the first). Other deployments' records are skipped as
         they are read, so memory holds one record per key of ours."""
         consumer = self._consumer or self._open()
+        partitions = [TopicPartition(self.topic, p) for p in self._positions]
+        consumer.resume(partitions)
+        try:
+            return self._read_to_end(consumer, prefix, keep)
+        finally:
+            # Paused, an idle consumer fetches nothing: left fetching, it queued every snapshot
+            # published after the read (a trainer's own, up to librdkafka's 64 MB default:
+            # +66 MB of RSS). Resumed, it reads on from what was consumed.
+            consumer.pause(partitions)
+
+    def _read_to_end(self, consumer: Any, prefix: str, keep: Keep) -> dict[str, bytes]:
         ends = {
             p: consumer.get_watermark_offsets(
                 TopicPartition(self.topic, p), timeout=self._timeout_s
@@ -66,7 +81,9 @@ class SnapshotTopic:
         while any(self._positions[p] < end for p, end in ends.items()):
             if time.monotonic() > deadline:
                 raise InfraError(f"{self.topic}: could not read to its end in {self._timeout_s}s")
-            for message in consumer.consume(500, timeout=0.5):
+            # consume(n) waits for n records or the whole timeout: keep it short, the loop
+            # ends as soon as the positions reach the ends
+            for message in consumer.consume(500, timeout=0.05):
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
@@ -97,12 +114,10 @@ class SnapshotTopic:
                     "group.id": f"streamproc-snapshots-{uuid.uuid4().hex[:8]}",  # never commits
                     "enable.auto.commit": False,
                     "fetch.message.max.bytes": 16_777_216,
-                    # librdkafka fetches ahead into a local queue of up to 64 MB by default,
-                    # whether or not we read: an idle consumer filled it with every snapshot
-                    # published (a trainer's, after its restore: +66 MB in
-                    # benchmarks/memory_bench.py --broker). We read in bursts, to the end:
-                    # ahead of that, one fetch (which may overshoot this) is enough.
                     "queued.max.messages.kbytes": QUEUED_KBYTES,
+                    # a resumed read's first fetch answers at once (librdkafka's 500 ms default
+                    # held every poll that long); paused, it sends no fetches at all
+                    "fetch.wait.max.ms": 50,
                 },
             )
         )

@@ -1,6 +1,6 @@
 """A worker's memory stays bounded across snapshot cycles: the trainer's snapshot consumer
-does not go on buffering what is published after its restore, the snapshot consumer's
-read-ahead is bounded, and a snapshot's megabytes are not copied to read its header or to
+does not go on buffering what is published after its restore, the snapshot consumers fetch
+nothing between reads, and a snapshot's megabytes are not copied to read its header or to
 unpickle it (benchmarks/memory_bench.py measures the RSS)."""
 
 from __future__ import annotations
@@ -129,15 +129,18 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
     assert len(releases) == 40
 
 
-def test_the_snapshot_consumers_read_ahead_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    made: list[dict[str, Any]] = []
+def test_the_snapshot_consumer_fetches_only_while_it_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """librdkafka fetches ahead (64 MB by default) whether or not the application reads: an
+    idle follower's consumer queued every snapshot published. Its partitions are paused
+    between reads, and resumed for each read."""
+    calls: list[str] = []
 
     class Metadata:
         topics = {"snapshots": type("Topic", (), {"partitions": {0: None}})()}
 
     class FakeConsumer:
         def __init__(self, config: dict[str, Any]) -> None:
-            made.append(config)
+            calls.append("open")
 
         def list_topics(self, _topic: str, timeout: float) -> Metadata:
             return Metadata()
@@ -145,11 +148,21 @@ def test_the_snapshot_consumers_read_ahead_is_bounded(monkeypatch: pytest.Monkey
         def assign(self, _partitions: list[Any]) -> None:
             pass
 
+        def resume(self, partitions: list[Any]) -> None:
+            calls.append(f"resume {[p.partition for p in partitions]}")
+
+        def pause(self, partitions: list[Any]) -> None:
+            calls.append(f"pause {[p.partition for p in partitions]}")
+
+        def get_watermark_offsets(self, partition: Any, timeout: float) -> tuple[int, int]:
+            calls.append("read")
+            return 0, 0  # an empty topic: read to its end at once
+
     monkeypatch.setattr(snapshots, "Consumer", FakeConsumer)
-    snapshots.SnapshotTopic("unused:9092", "snapshots")._open()
-    [config] = made
-    # librdkafka's default is 64 MB of records fetched ahead, whether read or not
-    assert int(config["queued.max.messages.kbytes"]) * 1024 <= 4 * 2**20
+    topic = snapshots.SnapshotTopic("unused:9092", "snapshots")
+    assert topic.read_new("app/") == {}
+    assert topic.read_new("app/") == {}
+    assert calls == ["open", *["resume [0]", "read", "pause [0]"] * 2]
 
 
 def _peak_bytes(work: Any, *args: Any) -> int:
