@@ -326,7 +326,7 @@ class TrainerLoop:
         watermark = await self._served.watermark(wall_ms)
         if watermark is None:  # nothing scored yet: no label is due
             return TrainingReport()
-        due = trainer.due(watermark)
+        due = trainer.due(watermark, wall_ms)
         served = await self._served.fetch([label.event_id for label in due])
         return await asyncio.to_thread(trainer.learn, due, served, watermark, wall_ms)
 

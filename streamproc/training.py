@@ -33,6 +33,10 @@ _HELD_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, the oldes
 # backlog moves the watermark hours of event time in seconds, and an event on a partition a
 # few seconds behind the others (not read yet, or its worker restarting) must find its label.
 PARTITION_IDLE_MS = 60_000
+# A live trainer looks for the held labels' events this often (wall clock), not on every
+# read: in a backlog thousands wait (events never scored: rejected, duplicates), and fetching
+# all of their x from Redis each loop cost the trainer more than the labels it learned.
+HELD_RETRY_MS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,7 @@ class Trainer:
         self._min_hold_wall_ms = min_hold_wall_ms
         # when each held label was first held here (not in snapshots: a restore starts anew)
         self._held_since_wall: dict[str, int] = {}
+        self._held_retry_at_wall = 0
 
     @property
     def waiting(self) -> int:
@@ -169,14 +174,19 @@ class Trainer:
             self._waiting.setdefault(label.partition, deque()).append(label)
             self._read_up_to[label.partition] = label.offset + 1
 
-    def due(self, watermark_ms: int) -> list[Label]:
+    def due(self, watermark_ms: int, wall_ms: int | None = None) -> list[Label]:
         """The held labels, then the labels whose time has come, in event-time order across
-        partitions (so where batches happen to end does not change what is learned)."""
+        partitions (so where batches happen to end does not change what is learned). With
+        `wall_ms` (a live trainer), the held ones at most every HELD_RETRY_MS."""
         ready = []
         for queue in self._waiting.values():
             while queue and queue[0].occurred_at <= watermark_ms:
                 ready.append(queue.popleft())
         ready.sort(key=lambda label: (label.occurred_at, label.partition, label.offset))
+        if wall_ms is not None:
+            if wall_ms < self._held_retry_at_wall:
+                return ready
+            self._held_retry_at_wall = wall_ms + HELD_RETRY_MS
         return [label for label, _ in self.state.held.values()] + ready
 
     def learn(

@@ -10,6 +10,7 @@ import pytest
 from streamproc.models import SnapshotMismatch
 from streamproc.modelspec import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.training import (
+    HELD_RETRY_MS,
     PARTITION_IDLE_MS,
     Label,
     ServedX,
@@ -103,6 +104,20 @@ def test_a_backlog_racing_past_the_hold_keeps_a_label_whose_event_is_seconds_beh
     x = ServedX({"v": 1.0}, {}, 900, 0)
     scored = trainer.learn(trainer.due(hours_later), {"behind": x}, hours_later, wall_ms=5_000)
     assert (scored.learned, scored.unjoined) == (1, 0)
+
+
+def test_a_live_trainer_looks_for_held_labels_events_once_a_second_not_every_read() -> None:
+    """In a backlog thousands of labels wait (their events never scored); fetching all their
+    x from Redis on every read cost the trainer more than the labels it learned."""
+    trainer = Trainer(_models())
+    trainer.accept([Label("held", True, 1_000, 0, 0), Label("next", False, 2_000, 0, 1)])
+    due = trainer.due(1_000, wall_ms=0)
+    assert [x.event_id for x in due] == ["held"]
+    assert trainer.learn(due, {}, 1_000, wall_ms=0).held == 1
+    assert [x.event_id for x in trainer.due(2_000, wall_ms=10)] == ["next"]  # not the held one
+    assert trainer.due(2_000, wall_ms=HELD_RETRY_MS - 1) == []
+    assert [x.event_id for x in trainer.due(2_000, wall_ms=HELD_RETRY_MS)] == ["held"]
+    assert [x.event_id for x in trainer.due(2_000)] == ["held"]  # a file: every call
 
 
 def test_a_file_replays_the_hold_in_event_time_alone() -> None:
