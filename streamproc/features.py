@@ -90,11 +90,6 @@ class OffsetConflict(Exception):
     """Another writer moved an entity's offset mark between our read and our write."""
 
 
-# Where a changed field's value lives in a _State: (kind, what, item), e.g. a bucket is
-# ("b", (aggregate, window), bucket number) and the newest event time ("t", None, None).
-_Locator = tuple[str, Any, Any]
-
-
 @dataclass(slots=True)
 class _State:
     """One entity's view, parsed."""
@@ -106,9 +101,7 @@ class _State:
     marks: dict[int, int] = field(default_factory=dict)
     newest: int | None = None
     wall: int | None = None
-    # fields to write (or delete if gone), each with where its value lives: the write reads
-    # it from there, without parsing the field's name back
-    changed: dict[str, _Locator] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)  # fields to write (or delete if gone)
 
     @classmethod
     def parse(cls, fields: Mapping[str, str]) -> _State:
@@ -135,23 +128,28 @@ class _State:
                 state.wall = int(text)
         return state
 
-    def text(self, where: _Locator) -> str | None:
-        """A changed field's stored text, None when the state no longer has it."""
-        kind, what, item = where
+    def text(self, name: str) -> str | None:
+        """A field's stored text, None when the state no longer has it."""
+        kind, _, rest = name.partition("|")
         if kind == "b":
-            stats = self.buckets.get(what, {}).get(item)
+            aggregate, window, bucket = rest.split("|")
+            stats = self.buckets.get((aggregate, window), {}).get(int(bucket))
             return None if stats is None else _pack(stats)
         if kind == "l":
-            return json.dumps(self.last[what]) if what in self.last else None
+            return json.dumps(self.last[rest]) if rest in self.last else None
         if kind == "m":
-            count = self.frequent.get(what, {}).get(item)
+            feature, _, value = rest.partition("|")
+            count = self.frequent.get(feature, {}).get(value)
             return None if count is None else str(count)
         if kind == "d":
-            return "1" if item in self.distinct.get(what, ()) else None
+            feature, _, value = rest.partition("|")
+            return "1" if value in self.distinct.get(feature, ()) else None
         if kind == "o":
-            offset = self.marks.get(item)
+            offset = self.marks.get(int(rest))
             return None if offset is None else str(offset)
-        return None if self.newest is None else str(self.newest)  # "t"
+        if kind == "t":
+            return None if self.newest is None else str(self.newest)
+        raise ValueError(f"unknown feature field {name!r}")
 
 
 def _pack(stats: list[float]) -> str:
@@ -182,18 +180,6 @@ class ViewComputer:
         self._divert_late = features.late == "divert"
         self._ttl_ms = duration_ms(view.ttl)
         self._windows = {w: (duration_ms(w), duration_ms(b)) for w, b in view.windows.items()}
-        # per aggregated field, per window: (buckets key, field name prefix, bucket ms,
-        # buckets per window), made once: the update runs for every event
-        self._aggregated = [
-            (
-                aggregate.field,
-                [
-                    ((name, window), f"b|{name}|{window}|", bucket_ms, window_ms // bucket_ms)
-                    for window, (window_ms, bucket_ms) in self._windows.items()
-                ],
-            )
-            for name, aggregate in view.aggregates.items()
-        ]
         # (aggregate, window, buckets per window, bucket ms, [(op, feature name)]), made once
         self._windowed = [
             (
@@ -234,7 +220,7 @@ class ViewComputer:
             return Served(event, features, replayed=True)
         features = self.serve(state, event.occurred_at, event.values)
         state.marks[event.partition] = event.offset
-        state.changed[f"o|{event.partition}"] = ("o", None, event.partition)
+        state.changed.add(f"o|{event.partition}")
         late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
         if late and self._divert_late:
             return Served(event, features, late=True)
@@ -243,26 +229,24 @@ class ViewComputer:
 
     def _update(self, state: _State, event: FeatureEvent) -> None:
         t = event.occurred_at
-        values = event.values
         changed = state.changed
         if state.newest is None or t >= state.newest:  # an older event does not change "last"
             for name, source in self.view.last.items():
-                state.last[name] = values.get(source)
-                changed[f"l|{name}"] = ("l", name, None)
-        state.newest = newest = t if state.newest is None else max(state.newest, t)
-        changed["t"] = ("t", None, None)
-        for source, windows in self._aggregated:
-            value = values.get(source)
+                state.last[name] = event.values.get(source)
+                changed.add(f"l|{name}")
+        state.newest = t if state.newest is None else max(state.newest, t)
+        changed.add("t")
+        for name, aggregate in self.view.aggregates.items():
+            value = event.values.get(aggregate.field)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue  # a missing value is not a zero
             x = float(value)
-            for where, field_prefix, bucket_ms, span in windows:
-                buckets = state.buckets.setdefault(where, {})
-                bucket = t // bucket_ms
-                changed[f"{field_prefix}{bucket}"] = ("b", where, bucket)
-                stats = buckets.get(bucket)
+            for window, (window_ms, bucket_ms) in self._windows.items():
+                buckets = state.buckets.setdefault((name, window), {})
+                changed.add(f"b|{name}|{window}|{t // bucket_ms}")
+                stats = buckets.get(t // bucket_ms)
                 if stats is None:
-                    buckets[bucket] = [1.0, x, 0.0, x, x]
+                    buckets[t // bucket_ms] = [1.0, x, 0.0, x, x]
                 else:  # Welford: the spread stays exact where sums of squares would cancel
                     mean_before = stats[1] / stats[0]
                     stats[0] += 1
@@ -271,25 +255,23 @@ class ViewComputer:
                     stats[3] = min(stats[3], x)
                     stats[4] = max(stats[4], x)
                 # keep what a window ending at any time not yet too late can still need
-                oldest = (newest - self._lateness_ms) // bucket_ms - span
-                for old in [b for b in buckets if b <= oldest]:
-                    del buckets[old]
-                    changed[f"{field_prefix}{old}"] = ("b", where, old)
+                oldest = (state.newest - self._lateness_ms) // bucket_ms - window_ms // bucket_ms
+                for bucket in [b for b in buckets if b <= oldest]:
+                    del buckets[bucket]
+                    changed.add(f"b|{name}|{window}|{bucket}")
         for name, source in self.view.most_frequent.items():
-            value = values.get(source)
+            value = event.values.get(source)
             if value is not None:
                 counts = state.frequent.setdefault(name, {})
-                text = str(value)
-                counts[text] = counts.get(text, 0) + 1
-                changed[f"m|{name}|{text}"] = ("m", name, text)
+                counts[str(value)] = counts.get(str(value), 0) + 1
+                changed.add(f"m|{name}|{value}")
         for name, source in self.view.distinct.items():
-            value = values.get(source)
+            value = event.values.get(source)
             if value is not None:
                 seen = state.distinct.setdefault(name, set())
-                text = str(value)
-                if len(seen) < self.view.max_distinct and text not in seen:
-                    seen.add(text)
-                    changed[f"d|{name}|{text}"] = ("d", name, text)
+                if len(seen) < self.view.max_distinct and str(value) not in seen:
+                    seen.add(str(value))
+                    changed.add(f"d|{name}|{value}")
 
     def serve(
         self,
@@ -477,17 +459,18 @@ def _write(
         return None  # a replayed batch writes nothing: the hash stays byte-identical
     changed: dict[str, str] = {}
     removed: list[str] = []
-    expected: dict[str, str | None] = {}
-    for name, where in sorted(state.changed.items()):
-        text = state.text(where)
+    for name in sorted(state.changed):
+        text = state.text(name)
         if text is None:
             removed.append(name)
         else:
             changed[name] = text
-        if where[0] == "o":
-            before = marks_before.get(where[2])
-            expected[name] = None if before is None else str(before)
     changed["w"] = str(wall_ms)
+    expected: dict[str, str | None] = {}
+    for name in state.changed:
+        if name.startswith("o|"):
+            before = marks_before.get(int(name[2:]))
+            expected[name] = None if before is None else str(before)
     return EntityWrite(key, expected, changed, removed, ttl_ms)
 
 
