@@ -142,17 +142,11 @@ class Trainer:
     traffic would have, with no label from the future.
     """
 
-    def __init__(
-        self,
-        models: Models,
-        state: TrainerState | None = None,
-        min_hold_wall_ms: int = PARTITION_IDLE_MS,
-    ) -> None:
+    def __init__(self, models: Models, state: TrainerState | None = None) -> None:
         self.declared = models
         self.state = state or fresh_state(models)
         self._waiting: dict[int, deque[Label]] = {}
         self._read_up_to: dict[int, int] = dict(self.state.label_offsets)
-        self._min_hold_wall_ms = min_hold_wall_ms
         # when each held label was first held here (not in snapshots: a restore starts anew)
         self._held_since_wall: dict[str, int] = {}
         self._held_retry_at_wall = 0
@@ -208,8 +202,10 @@ class Trainer:
             x = served.get(event_id)
             if x is None:
                 since = state.held.get(event_id, (label, watermark_ms))[1]
-                since_wall = held_since_wall.setdefault(event_id, wall_ms or 0)
-                waited_wall = wall_ms is None or wall_ms - since_wall >= self._min_hold_wall_ms
+                waited_wall = True  # a file replays in event time alone
+                if wall_ms is not None:
+                    since_wall = held_since_wall.setdefault(event_id, wall_ms)
+                    waited_wall = wall_ms - since_wall >= PARTITION_IDLE_MS
                 if watermark_ms - since > hold_ms and waited_wall:
                     self._give_up(event_id, report)
                 elif event_id not in state.held:
