@@ -21,7 +21,12 @@ from streamproc.events import Envelope, OutRecord, Rejection
 from streamproc.features import FeatureBatch, FeatureEvent, FeatureStage, FeatureValue
 from streamproc.normalize import Normalizer
 from streamproc.pipeline import PipelineSpec
-from streamproc.unitswitch import UnitStatsStore, UnitStatsUpdate, UnitSwitchDetector
+from streamproc.unitswitch import (
+    UnitStatsRefresh,
+    UnitStatsStore,
+    UnitStatsUpdate,
+    UnitSwitchDetector,
+)
 
 INTERNAL_ERROR = "internal_error"
 # Where a clean event was read: "<partition>/<offset>" of the source topic. The feature step
@@ -66,11 +71,13 @@ class CleanStage:
         seen: SeenStore,
         units: UnitStatsStore,
         pii_key: bytes,
+        units_refresh: UnitStatsRefresh | None = None,
     ) -> None:
         self.spec = spec
         self._codec = codec
         self._seen = seen
         self._units = units
+        self._units_refresh = units_refresh or UnitStatsRefresh()
         self._units_loaded = False
         self._normalizer = Normalizer(spec, pii_key)
         self._detector = UnitSwitchDetector(spec.unit_switch.min_reference)
@@ -93,17 +100,23 @@ class CleanStage:
             except Exception as exc:  # a bug must cost one event, never the partition
                 result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
         claims = [self._claim(envelope, clean) for envelope, clean in accepted]
-        shared, verdicts = await asyncio.gather(
-            self._units.exchange(self._detector.take_update()),
-            self._seen.claim(claims, self._rules),
+        _, verdicts = await asyncio.gather(
+            self._share_units(), self._seen.claim(claims, self._rules)
         )
-        self._detector.adopt(shared)
         for (envelope, clean), verdict in zip(accepted, verdicts, strict=True):
             try:
                 self._emit(envelope, clean, verdict, result)
             except Exception as exc:
                 result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
         return result
+
+    async def _share_units(self) -> None:
+        """The batch's unit-switch counts to the shared state; the others' back when due."""
+        update = self._detector.take_update()
+        if self._units_refresh.due(update):
+            self._detector.adopt(await self._units.exchange(update))
+        elif update:
+            await self._units.send(update)
 
     def _clean(self, envelope: Envelope, result: CleanBatch) -> dict[str, Any]:
         raw = self._codec.decode(envelope.value, self.spec.source.schema_name)

@@ -10,14 +10,16 @@ others by a wide margin it is settled for good. Suspects in a healthy group stay
 
 The counts are shared by every worker of a deployment through a UnitStatsStore, updated once
 per batch and guarded by source offsets, so a replay does not count a value twice and a
-worker that takes over a partition judges as its predecessor did.
+worker that takes over a partition judges as its predecessor did. A worker counts its own
+values as it goes and takes in the others' at most once a second (UnitStatsRefresh).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Protocol
@@ -77,10 +79,30 @@ class UnitStatsUpdate:
 
 
 class UnitStatsStore(Protocol):
-    """Applies an update (counts only for sightings past the partition's guard offset) and
-    returns the whole shared state, in one round trip."""
+    """Applies an update (counts only for sightings past the partition's guard offset);
+    `exchange` also returns the whole shared state, in the same round trip."""
+
+    async def send(self, update: UnitStatsUpdate) -> None: ...
 
     async def exchange(self, update: UnitStatsUpdate) -> UnitStats: ...
+
+
+class UnitStatsRefresh:
+    """When a worker reads the shared state back: at most every `every_s`, and at once when
+    it proposes a step or a reference (the first stored wins: it adopts the winner soon).
+    In between it judges by the last state read plus its own counts."""
+
+    def __init__(self, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._next = -math.inf
+
+    def due(self, update: UnitStatsUpdate) -> bool:
+        now = self._clock()
+        if now < self._next and not (update.steps or update.references):
+            return False
+        self._next = now + self._every_s
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +302,10 @@ class InMemoryUnitStatsStore:
         self._guard: dict[int, int] = {}
 
     async def exchange(self, update: UnitStatsUpdate) -> UnitStats:
+        await self.send(update)
+        return _copy(self._stats)
+
+    async def send(self, update: UnitStatsUpdate) -> None:
         before = dict(self._guard)
         for sighting in update.sightings:
             if sighting.offset > before.get(sighting.partition, -1):
@@ -290,7 +316,6 @@ class InMemoryUnitStatsStore:
             self._stats.steps.setdefault(group, step)
         for key, version in update.references.items():
             self._stats.references.setdefault(key, version)
-        return _copy(self._stats)
 
 
 def _copy(stats: UnitStats) -> UnitStats:

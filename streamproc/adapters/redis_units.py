@@ -1,4 +1,5 @@
-"""Edge: the unit-switch detector's shared state in Redis, one script call per batch.
+"""Edge: the unit-switch detector's shared state in Redis, one script call per batch (which
+reads the state back only when asked).
 
 Three hashes and a guard under one hash tag (one slot on a Redis Cluster):
 `<namespace>:{units}:counts` (source, field, version, log10 bin → count),
@@ -18,7 +19,9 @@ from streamproc.errors import InfraError
 from streamproc.unitswitch import GroupKey, UnitStats, UnitStatsUpdate
 
 # KEYS: counts, steps, references, guard. ARGV: n sightings, then (partition, offset, field)
-# per sighting; n steps, then (field, step); n references, then (field, version).
+# per sighting; n steps, then (field, step); n references, then (field, version); then 1 to
+# read the whole state back, 0 for nothing (most batches: the state grows with the sources'
+# versions, and reading and parsing it was the clean stage's biggest cost per batch).
 # Sightings are judged against the guard as it was before this call: one record may carry
 # several fields at the same offset.
 _EXCHANGE_SCRIPT = """
@@ -38,6 +41,7 @@ for k = 2, 3 do
   local n = tonumber(ARGV[at]); at = at + 1
   for i = 1, n do redis.call('HSETNX', KEYS[k], ARGV[at], ARGV[at + 1]); at = at + 2 end
 end
+if ARGV[at] ~= '1' then return {} end
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
         redis.call('HGETALL', KEYS[3])}
 """
@@ -50,7 +54,14 @@ class RedisUnitStatsStore:
         self._keys = [f"{prefix}:{name}" for name in ("counts", "steps", "references", "guard")]
         self._script = client.register_script(_EXCHANGE_SCRIPT)
 
+    async def send(self, update: UnitStatsUpdate) -> None:
+        await self._call(update, reply=False)
+
     async def exchange(self, update: UnitStatsUpdate) -> UnitStats:
+        counts, steps, references = await self._call(update, reply=True)
+        return _stats(counts, steps, references)
+
+    async def _call(self, update: UnitStatsUpdate, reply: bool) -> list[list[bytes]]:
         args: list[str | int] = [len(update.sightings)]
         for s in update.sightings:
             args += [s.partition, s.offset, _SEP.join((*s.group, str(s.bin)))]
@@ -60,11 +71,12 @@ class RedisUnitStatsStore:
         args.append(len(update.references))
         for key, version in update.references.items():
             args += [_SEP.join(key), version]
+        args.append(1 if reply else 0)
         try:
-            counts, steps, references = await self._script(keys=self._keys, args=args)
+            replies: list[list[bytes]] = await self._script(keys=self._keys, args=args)
         except RedisError as exc:
             raise InfraError(f"Redis unit-switch state call failed: {exc}") from exc
-        return _stats(counts, steps, references)
+        return replies
 
 
 def _stats(

@@ -69,3 +69,14 @@ async def test_versions_with_any_text_round_trip(store: UnitStatsStore) -> None:
     group = ("app", "session_duration", "5.1|beta:{x}")
     stats = await store.exchange(UnitStatsUpdate([Sighting(0, 1, group, 3)], steps={group: 0.001}))
     assert stats.counts[group][3] == 1 and stats.steps[group] == 0.001
+
+
+async def test_a_sent_update_is_applied_and_guarded_like_an_exchanged_one(
+    store: UnitStatsStore,
+) -> None:
+    await store.send(_seen(0, range(0, 4), V4, 45))
+    await store.send(_seen(0, range(2, 6), V4, 45))  # overlaps: a replayed batch
+    await store.send(UnitStatsUpdate(steps={V5: 1000.0}, references={V4[:2]: "4"}))
+    stats = await store.exchange(UnitStatsUpdate())
+    assert stats.counts == {V4: Counter({45: 6})}
+    assert (stats.steps, stats.references) == ({V5: 1000.0}, {V4[:2]: "4"})

@@ -12,6 +12,8 @@ import pytest
 from streamproc.unitswitch import (
     MAX_GROUPS,
     InMemoryUnitStatsStore,
+    UnitStatsRefresh,
+    UnitStatsUpdate,
     UnitSwitchDetector,
     Verdict,
 )
@@ -164,6 +166,36 @@ async def test_a_replayed_batch_counts_nothing_twice() -> None:
     await store.exchange(update)
     again = await store.exchange(update)  # the same offsets after a crash
     assert sum(again.counts[("app", "session_duration", "4")].values()) == 10
+
+
+def test_the_shared_state_is_read_back_once_a_second_or_at_once_after_a_proposal() -> None:
+    now = [100.0]
+    refresh = UnitStatsRefresh(every_s=1.0, clock=lambda: now[0])
+    counts_only = UnitStatsUpdate()
+    assert refresh.due(counts_only)  # the first batch reads it
+    now[0] += 0.5
+    assert not refresh.due(counts_only)
+    assert refresh.due(UnitStatsUpdate(steps={("app", "session_duration", "5"): 1000.0}))
+    now[0] += 0.9
+    assert not refresh.due(counts_only)  # a second after the last read, not the first
+    assert refresh.due(UnitStatsUpdate(references={("app", "session_duration"): "4"}))
+    now[0] += 1.0
+    assert refresh.due(counts_only)
+
+
+async def test_a_worker_judges_by_its_own_counts_between_reads() -> None:
+    """Between reads of the shared state a detector counts its own values, so its reference
+    is pinned by its own traffic as soon as it is big enough."""
+    store = InMemoryUnitStatsStore()
+    feed = _Feed()
+    feed.detector.adopt(await store.exchange(feed.detector.take_update()))
+    rng = random.Random(3)
+    for seconds in _narrow(rng, 40):
+        feed.check(4, seconds)
+    await store.send(feed.detector.take_update())  # no read back
+    assert feed.check(5, 0.2) == Verdict(True, 1000.0)  # "200" seconds, read as ms
+    shared = await store.exchange(feed.detector.take_update())
+    assert sum(shared.counts[("app", "session_duration", "4")].values()) == 40
 
 
 def test_versions_past_the_cap_are_judged_alone_and_not_kept() -> None:
