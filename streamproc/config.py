@@ -127,7 +127,7 @@ class Settings(BaseSettings):
         gt=0,
         le=60,
         description="how often a worker looks for a newer model snapshot or champion choice "
-        "(each swap unpickles the models: ~20 ms of CPU per MB)",
+        "(each swap unpickles the champion: ~10 ms of CPU per MB)",
     )
     web_host: str = Field("127.0.0.1", description="address of /metrics; 0.0.0.0 in containers")
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")

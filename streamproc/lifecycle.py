@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,7 +29,9 @@ from streamproc.training import (
     Label,
     Trainer,
     TrainingReport,
+    dump_serving,
     dump_state,
+    load_served_model,
     load_state,
     read_header,
 )
@@ -90,6 +92,10 @@ def champion_key(pipeline: str) -> str:
     return f"{pipeline}/champion"
 
 
+def serving_key(pipeline: str) -> str:
+    return f"{pipeline}/serving"
+
+
 @dataclass(frozen=True, slots=True)
 class ChampionChoice:
     """Who serves, published on the snapshot topic by the trainer (promotion) or an operator
@@ -118,20 +124,25 @@ class ChampionChoice:
 def forget_models(topic: SnapshotTopic, scope: str) -> None:
     """Tombstones for a finished deployment's models (a demo, a test, a benchmark), so
     compaction keeps the topic to the deployments that still run."""
-    topic.forget([models_key(scope), champion_key(scope)])
+    topic.forget([models_key(scope), serving_key(scope), champion_key(scope)])
 
 
 def read_latest(topic: SnapshotTopic, scope: str) -> dict[str, bytes]:
-    """The newest state (highest epoch, then version) and champion choice of `scope` written
-    since the topic was last read; a zombie trainer's late snapshot loses by epoch."""
-    return topic.read_new(f"{scope}/", _newer_state)
+    """The newest state and serving models (highest epoch, then version) and champion choice
+    of `scope` written since the topic was last read; a zombie trainer's late snapshot loses
+    by epoch."""
+    return topic.read_new(f"{scope}/", _newer_snapshot)
 
 
-def _newer_state(key: str, kept: bytes, newer: bytes) -> bool:
-    if not key.endswith("/models"):  # a champion choice: the last one wins
+def _newer_snapshot(key: str, kept: bytes, newer: bytes) -> bool:
+    if key.endswith("/champion"):  # a champion choice: the last one wins
         return True
-    old, new = read_header(kept), read_header(newer)
-    return (new["epoch"], new["version"]) >= (old["epoch"], old["version"])
+    return _ranked(newer) >= _ranked(kept)
+
+
+def _ranked(snapshot: bytes) -> tuple[int, int]:
+    header = read_header(snapshot)
+    return header["epoch"], header["version"]
 
 
 class SnapshotFollower:
@@ -145,6 +156,7 @@ class SnapshotFollower:
         self._step = step
         self._metrics = metrics
         self.choice: ChampionChoice | None = None
+        self._published: bytes | None = None  # the newest serving record
         self.ready = asyncio.Event()  # set once the topic has been read to its end
 
     async def follow(self, interval_s: float) -> None:
@@ -160,32 +172,41 @@ class SnapshotFollower:
     async def _poll(self) -> bool:
         """Whether other models were swapped in."""
         found = await asyncio.to_thread(read_latest, self._topic, self._pipeline)
-        serving = self._step.serving
         if (data := found.get(champion_key(self._pipeline))) is not None:
             self.choice = ChampionChoice.load(data)
-        if (data := found.get(models_key(self._pipeline))) is not None:
-            header = read_header(data)
-            if (header["epoch"], header["version"]) > (serving.epoch, serving.version):
-                serving = await in_snapshot_thread(self._serving, data, header)
-        if self.choice is not None and self.choice.champion in serving.models:
-            serving = ServingModels(
-                serving.version, self.choice.champion, serving.models, serving.epoch
-            )
-        if serving is self._step.serving:
+        newest = found.get(serving_key(self._pipeline))
+        if newest is not None and (
+            self._published is None or _ranked(newest) >= _ranked(self._published)
+        ):
+            self._published = newest  # kept whole: the champion may change before the next
+        serving = self._step.serving
+        if self._published is None:  # untrained, every declared model at hand: pick one
+            if self.choice is not None and self.choice.champion in serving.models:
+                self._serve(replace(serving, champion=self.choice.champion))
             return False
-        swapped = serving.models is not self._step.serving.models
+        header = read_header(self._published)
+        champion = header["champion"]
+        if self.choice is not None and self.choice.champion in header["hashes"]:
+            champion = self.choice.champion
+        rank = (header["epoch"], header["version"])
+        if rank < (serving.epoch, serving.version) or (
+            (*rank, champion) == (serving.epoch, serving.version, serving.champion)
+        ):
+            return False
+        model = await in_snapshot_thread(
+            load_served_model, self._published, champion, self._step.declared
+        )
+        if model is None:
+            return False  # the trainer will publish models of this declaration
+        self._serve(ServingModels(header["version"], champion, {champion: model}, header["epoch"]))
+        return True
+
+    def _serve(self, serving: ServingModels) -> None:
         self._step.serving = serving
         self._metrics.serving_version.set(serving.version)
-        for name in serving.models:
-            self._metrics.serving.labels(name).set(name == serving.champion)
-        return swapped
-
-    def _serving(self, data: bytes, header: dict[str, Any]) -> ServingModels:
-        try:
-            state, _ = load_state(data, self._step.declared)
-        except SnapshotMismatch:
-            return self._step.serving  # the trainer will publish models of this declaration
-        return ServingModels(header["version"], state.champion, state.models, header["epoch"])
+        declared = self._step.declared
+        for spec in (declared.champion, *declared.challengers):
+            self._metrics.serving.labels(spec.name).set(spec.name == serving.champion)
 
 
 class TrainerLoop:
@@ -366,9 +387,14 @@ class TrainerLoop:
         started = time.perf_counter()
         trainer.state.version += 1
         trainer.state.label_offsets = trainer.label_offsets()
+        taken_at_ms = int(time.time() * 1000)
         data = await in_snapshot_thread(
-            dump_state, trainer.state, self._pipeline, epoch, int(time.time() * 1000)
+            dump_state, trainer.state, self._pipeline, epoch, taken_at_ms
         )
+        serving = await in_snapshot_thread(
+            dump_serving, trainer.state, self._pipeline, epoch, taken_at_ms
+        )
+        await asyncio.to_thread(self._snapshots.publish, serving_key(self._pipeline), serving)
         await asyncio.to_thread(self._snapshots.publish, models_key(self._pipeline), data)
         self._metrics.snapshots.inc()
         self._metrics.snapshot_bytes.set(len(data))

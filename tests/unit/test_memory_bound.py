@@ -19,9 +19,10 @@ from streamproc.modelspec import Labels, ModelInputs, Models, ModelSpec
 from streamproc.predict import PredictStep
 from streamproc.training import (
     Label,
-    TrainerState,
+    dump_serving,
     dump_state,
     fresh_state,
+    load_served_model,
     load_state,
     read_header,
 )
@@ -111,16 +112,19 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
     loaded_in: set[str] = set()
     releases: list[int] = []
 
-    def loading(data: bytes, models: Models) -> tuple[TrainerState, list[str]]:
+    def loading(data: bytes, name: str, models: Models) -> Any:
         loaded_in.add(threading.current_thread().name)
-        return load_state(data, models)
+        return load_served_model(data, name, models)
 
-    monkeypatch.setattr(lifecycle, "load_state", loading)
+    monkeypatch.setattr(lifecycle, "load_served_model", loading)
     monkeypatch.setattr(lifecycle, "release_freed_memory", lambda: releases.append(1))
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
     follower = lifecycle.SnapshotFollower(SCOPE, BufferingTopic(), step, StageMetrics())
     for version in range(1, 41):
-        BufferingTopic.log.append((lifecycle.models_key(SCOPE), _snapshot(version)))
+        state = fresh_state(MODELS)
+        state.version = version
+        served = dump_serving(state, SCOPE, epoch=1, taken_at_ms=0)
+        BufferingTopic.log.append((lifecycle.serving_key(SCOPE), served))
         await follower.poll()
         await follower.poll()  # nothing new: nothing loaded, nothing to release
     assert step.serving.version == 40

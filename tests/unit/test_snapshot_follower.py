@@ -1,0 +1,110 @@
+"""A serving worker follows the trainer's snapshots through the serving record: it unpickles
+the champion alone, switches champion on an operator's or the rule's choice without waiting
+for a snapshot, and never goes back to an older trainer's models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamproc import lifecycle
+from streamproc.adapters.snapshots import Keep
+from streamproc.metrics import StageMetrics
+from streamproc.models import probability
+from streamproc.modelspec import Labels, ModelInputs, Models, ModelSpec
+from streamproc.predict import PredictStep
+from streamproc.training import TrainerState, dump_serving, fresh_state
+
+SCOPE = "app/shop"
+MODELS = Models(
+    inputs=ModelInputs(numeric=["v"]),
+    labels=Labels(topic="labels"),
+    champion=ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression"),
+    challengers=[ModelSpec(name="forest", pipeline="HoeffdingTreeClassifier")],
+)
+
+
+class MemoryTopic:
+    """The snapshot topic's read_new in memory: each call reads what was published since."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, bytes]] = []
+        self._position = 0
+
+    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key, value in self.log[self._position :]:
+            if key.startswith(prefix) and (key not in found or keep(key, found[key], value)):
+                found[key] = value
+        self._position = len(self.log)
+        return found
+
+
+def _trained(version: int, epoch: int = 1) -> tuple[TrainerState, bytes]:
+    state = fresh_state(MODELS)
+    state.version = version
+    for i in range(200):  # v predicts the label: a trained model scores far from 0.5
+        for model in state.models.values():
+            model.learn_one({"v": float(i % 2)}, bool(i % 2))
+    return state, dump_serving(state, SCOPE, epoch=epoch, taken_at_ms=0)
+
+
+def _follower() -> tuple[MemoryTopic, PredictStep, lifecycle.SnapshotFollower]:
+    topic = MemoryTopic()
+    step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
+    follower = lifecycle.SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    return topic, step, follower
+
+
+def _score(model: Any) -> float:
+    return probability(model, {"v": 1.0})
+
+
+async def test_the_worker_unpickles_and_serves_the_champion_alone() -> None:
+    topic, step, follower = _follower()
+    state, served = _trained(3)
+    topic.log.append((lifecycle.serving_key(SCOPE), served))
+    await follower.poll()
+    assert (step.serving.version, step.serving.champion) == (3, "logreg")
+    assert list(step.serving.models) == ["logreg"]
+    assert _score(step.serving.models["logreg"]) == _score(state.models["logreg"]) > 0.6
+
+
+async def test_a_new_champion_is_served_from_the_record_already_read() -> None:
+    topic, step, follower = _follower()
+    state, served = _trained(3)
+    topic.log.append((lifecycle.serving_key(SCOPE), served))
+    await follower.poll()
+    choice = lifecycle.ChampionChoice("forest", True, "operator", 0)
+    topic.log.append((lifecycle.champion_key(SCOPE), choice.dump()))
+    await follower.poll()
+    assert (step.serving.version, list(step.serving.models)) == (3, ["forest"])
+    assert _score(step.serving.models["forest"]) == _score(state.models["forest"])
+
+
+async def test_an_older_trainers_late_snapshot_is_not_served() -> None:
+    topic, step, follower = _follower()
+    topic.log.append((lifecycle.serving_key(SCOPE), _trained(2, epoch=2)[1]))
+    await follower.poll()
+    topic.log.append((lifecycle.serving_key(SCOPE), _trained(9, epoch=1)[1]))  # a zombie's
+    await follower.poll()
+    assert (step.serving.epoch, step.serving.version) == (2, 2)
+
+
+async def test_models_of_another_declaration_are_not_served() -> None:
+    topic, step, follower = _follower()
+    state, _ = _trained(5)
+    state.hashes["logreg"] = "declared-otherwise"
+    topic.log.append((lifecycle.serving_key(SCOPE), dump_serving(state, SCOPE, 1, 0)))
+    await follower.poll()
+    assert step.serving.version == 0  # untrained, until the trainer publishes this declaration
+
+
+async def test_before_any_snapshot_the_choice_picks_among_the_untrained_models() -> None:
+    topic, step, follower = _follower()
+    choice = lifecycle.ChampionChoice("forest", True, "operator", 0)
+    topic.log.append((lifecycle.champion_key(SCOPE), choice.dump()))
+    await follower.poll()
+    assert (step.serving.version, step.serving.champion) == (0, "forest")
+    topic.log.append((lifecycle.serving_key(SCOPE), _trained(1)[1]))
+    await follower.poll()
+    assert (step.serving.version, list(step.serving.models)) == (1, ["forest"])
