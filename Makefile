@@ -58,8 +58,8 @@ check: lint typecheck imports test ## everything that must pass before a commit
 demo: install up ## the reference scenario end to end on the local stack, with a summary
 	$(BIN)/streamproc demo --events $(or $(EVENTS),20000)
 
-bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes BENCHMARKS.md
-	$(BIN)/python -m benchmarks.pipeline_bench
+bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes BENCHMARKS.md (SOAK_MINUTES=0 skips the soak)
+	$(BIN)/python -m benchmarks.pipeline_bench --soak-minutes $(or $(SOAK_MINUTES),10)
 	$(BIN)/python -m benchmarks.hotpath_bench
 	$(BIN)/python -m benchmarks.serde_bench
 	$(BIN)/python -m benchmarks.clean_worker_bench
