@@ -79,10 +79,13 @@ class Labels(Frozen):
 
 
 class Snapshots(Frozen):
-    """How often the trainer publishes its models (whichever comes first)."""
+    """How often the trainer publishes its models (whichever comes first). Workers take a
+    snapshot at most every STREAMPROC_FOLLOW_INTERVAL_S (5 s), so a busier cadence only costs:
+    at 1,400 labels/s, a snapshot every 1,000 labels was 16% of the trainer's CPU. A restarted
+    trainer learns again at most `every_labels` labels."""
 
-    every_labels: int = Field(1_000, ge=1)
-    every: Duration = "30s"
+    every_labels: int = Field(20_000, ge=1)
+    every: Duration = "10s"
 
     @property
     def every_ms(self) -> int:
