@@ -4,6 +4,7 @@ sets up logging so that libraries' debug calls cost nothing."""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,10 +36,13 @@ def test_missing_topics_are_named_with_the_fix() -> None:
 
 @pytest.fixture
 def root_logger() -> Iterator[logging.Logger]:
-    """The worker reconfigures the root logger; the next tests get it back."""
+    """The worker reconfigures the root logger and redirects sys.stdout and sys.stderr to
+    it; the next tests get all three back."""
     root = logging.getLogger()
     level, handlers = root.level, root.handlers[:]
+    streams = sys.stdout, sys.stderr
     yield root
+    sys.stdout, sys.stderr = streams
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -51,6 +55,12 @@ def test_the_worker_logs_at_its_level_and_builds_no_debug_records(
 ) -> None:
     app = faust.App("startup-test", store="memory://", datadir=str(tmp_path))
     worker = faust_worker(app, level)
-    worker._setup_logging()  # what the worker does when it starts
-    assert root_logger.level == expected
-    assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+    try:
+        worker._setup_logging()  # what the worker does when it starts
+        assert root_logger.level == expected
+        assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+    finally:
+        # Its stdout/stderr redirect ends with the worker; left to the garbage collector, it
+        # reset sys.stderr to the process's own in the middle of a later test (capsys saw
+        # nothing): end it now, then the fixture puts pytest's streams back.
+        worker.exit_stack.close()
