@@ -269,9 +269,10 @@ class TrainerLoop:
                 )
                 envelopes = await asyncio.shield(reading)
                 fresh, dead = self._decode(envelopes)
-                trainer.accept(fresh)
+                left_out = trainer.accept(fresh)
+                self._metrics.labels.labels("sampled_out").inc(left_out)
                 report = await self._learn(trainer)
-                since_snapshot += report.learned + report.unjoined + len(dead)
+                since_snapshot += report.learned + report.unjoined + len(dead) + left_out
                 await self._publish(trainer, report, dead)
                 if since_snapshot >= rule.every_labels or (
                     since_snapshot and time.monotonic() >= snapshot_due

@@ -75,7 +75,8 @@ class StageMetrics:
         self.labels = Counter(
             "streamproc_labels",
             "Labels taken by the trainer, by outcome: learned, held (its event not scored yet, "
-            "waiting up to the hold time), unjoined (given up: no served x), dead_letter.",
+            "waiting up to the hold time), unjoined (given up: no served x), dead_letter, "
+            "sampled_out (not in the pipeline's labels.sample).",
             ["outcome"],
             registry=self.registry,
         )

@@ -11,6 +11,7 @@ import hashlib
 import heapq
 import json
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -230,12 +231,20 @@ class Promotion:
     promoted_auc: float
 
 
+def in_sample(key: str, share: float) -> bool:
+    """Whether a label is in a sample of `share`: by a hash of its key that every process
+    and every replay computes alike (Python's hash() of a str changes per process)."""
+    return share >= 1.0 or zlib.crc32(key.encode()) < share * 2**32
+
+
 class ModelSet:
     """The champion and its challengers, scored side by side on every event (the challengers
     in shadow: only the champion's score is served) and learning the same labels."""
 
     def __init__(self, models: Models) -> None:
         self._rule = models.promotion
+        self._sample = models.labels.sample
+        self.sampled_out = 0
         window = models.promotion.window
         self.learners = {
             spec.name: DelayedLabels(build_pipeline(spec), PrequentialScore(window))
@@ -245,6 +254,9 @@ class ModelSet:
         self.promotions: list[Promotion] = []
 
     def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
+        if not in_sample(event_id, self._sample):
+            self.sampled_out += 1
+            return
         for learner in self.learners.values():
             learner.expect(event_id, label, arrives_at_ms)
 

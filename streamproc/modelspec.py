@@ -59,7 +59,11 @@ class Labels(Frozen):
     """Where the truth comes from, late: a topic of outcomes joined to predictions by key.
 
     `max_delay` is how long the x served to an event is kept for its label; `hold` is how
-    long (in event time) a label whose event has not been scored yet waits for it."""
+    long (in event time) a label whose event has not been scored yet waits for it. `sample`
+    is the share of labels the models learn from, when training every label costs more CPU
+    than the host has (chosen by a hash of the key: every replay learns the same labels, and
+    every model the same ones, so the champion and challengers stay comparable); the others
+    are counted as `sampled_out`."""
 
     topic: str
     schema_name: str = Field("shop.OrderOutcome", alias="schema")
@@ -68,6 +72,7 @@ class Labels(Frozen):
     time_field: str = "occurred_at"
     max_delay: Duration = "7d"
     hold: Duration = "1h"
+    sample: float = Field(1.0, gt=0, le=1)
 
     @property
     def max_delay_ms(self) -> int:

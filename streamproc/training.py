@@ -22,6 +22,7 @@ from streamproc.models import (
     SnapshotMismatch,
     better_champion,
     build_pipeline,
+    in_sample,
     probability,
     spec_hash,
 )
@@ -163,10 +164,18 @@ class Trainer:
             for partition, offset in self._read_up_to.items()
         }
 
-    def accept(self, labels: Sequence[Label]) -> None:
+    def accept(self, labels: Sequence[Label]) -> int:
+        """Takes labels in as read; returns how many were left out of the declared sample
+        (done with at once: their offsets move on as a learned label's would)."""
+        share = self.declared.labels.sample
+        left_out = 0
         for label in labels:
-            self._waiting.setdefault(label.partition, deque()).append(label)
             self._read_up_to[label.partition] = label.offset + 1
+            if not in_sample(label.event_id, share):
+                left_out += 1
+                continue
+            self._waiting.setdefault(label.partition, deque()).append(label)
+        return left_out
 
     def due(self, watermark_ms: int, wall_ms: int | None = None) -> list[Label]:
         """The held labels, then the labels whose time has come, in event-time order across

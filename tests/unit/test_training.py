@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from streamproc.models import SnapshotMismatch
+from streamproc.models import ModelSet, SnapshotMismatch
 from streamproc.modelspec import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.training import (
     HELD_RETRY_MS,
@@ -237,3 +237,35 @@ def test_every_model_is_scored_by_the_trainer_before_it_learns_not_by_its_served
     cards = trainer.scores()
     assert cards["logreg"]["roc_auc"] > 0.8  # its own scores; the served 0.5s would give 0.5
     assert cards["tree"]["roc_auc"] > 0.7
+
+
+def test_a_declared_sample_learns_the_same_labels_in_every_process_and_moves_offsets_on() -> None:
+    labels, served = _stream(1_000)
+    declared = _models(labels=Labels(topic="labels", hold="10m", sample=0.3))
+    first, again = Trainer(declared), Trainer(declared)
+    left_out = first.accept(labels)
+    assert again.accept(labels) == left_out
+    assert 600 < left_out < 800  # about 70% left out
+    until = labels[-1].occurred_at
+    due = first.due(until)
+    assert [label.event_id for label in due] == [label.event_id for label in again.due(until)]
+    report = first.learn(due, served, until)
+    assert report.learned == len(labels) - left_out
+    assert all(card.labels == report.learned for card in first.state.cards.values())
+    # every label is done with: a restore from these offsets reads nothing again
+    assert first.label_offsets() == {0: 334, 1: 333, 2: 333}
+
+
+def test_run_file_learns_the_same_sample_as_the_worker() -> None:
+    labels, _ = _stream(500)
+    declared = _models(labels=Labels(topic="labels", hold="10m", sample=0.5))
+    models = ModelSet(declared)
+    for label in labels:
+        models.expect(label.event_id, label.value, label.occurred_at)
+    assert models.sampled_out == Trainer(declared).accept(labels)
+
+
+@pytest.mark.parametrize("share", [0.0, -0.1, 1.5])
+def test_a_sample_outside_zero_to_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="sample"):
+        Labels(topic="labels", sample=share)
