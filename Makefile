@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK := stack/stack.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check demo bench clean
+.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ imports: install ## import-linter layer contracts
 	$(BIN)/lint-imports
 
 check: lint typecheck imports test ## everything that must pass before a commit
+
+check-fast: lint typecheck imports ## what needs no stack, in about a minute: lint, types, contracts, unit tests but the slow ones
+	$(BIN)/pytest -q tests/unit -m "not slow"
 
 demo: install up ## the reference scenario end to end on the local stack, with a summary
 	$(BIN)/streamproc demo --events $(or $(EVENTS),20000)

@@ -86,12 +86,6 @@ class SchemaCatalog:
         versions = self._versions_of(name)
         return versions[max(versions)]
 
-    def get(self, name: str, version: int) -> SchemaVersion:
-        versions = self._versions_of(name)
-        if version not in versions:
-            raise ConfigError(f"schema {name} has no version {version}; known: {sorted(versions)}")
-        return versions[version]
-
     def check_compatibility(self) -> list[CompatibilityProblem]:
         """Backward, transitively: each version must read data of every earlier version."""
         checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]

@@ -80,6 +80,7 @@ def test_labels_are_learned_only_once_their_time_has_come(spec: PipelineSpec) ->
     assert learner.learned == 1
 
 
+@pytest.mark.slow
 async def test_features_bring_the_champion_near_the_best_possible_auc(
     spec: PipelineSpec, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.open(encoding="utf-8")]
 
 
+@pytest.mark.slow
 def test_run_file_matches_the_truth_on_ten_seeds(clean_only: PipelineSpec, tmp_path: Path) -> None:
     catalog = SchemaCatalog.load(REPO / "schemas")
     failures = {}

@@ -16,6 +16,8 @@ from tests.truth import Report, compare
 PII_KEY = "scenario-test-key"
 KIP_1034_HEADERS = (EXCEPTION, MESSAGE, STACKTRACE, TOPIC, PARTITION, OFFSET, REASON)
 
+pytestmark = pytest.mark.slow  # one scenario of the whole generator, built once: ~14 s
+
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.open(encoding="utf-8")]
