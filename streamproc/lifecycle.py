@@ -209,6 +209,12 @@ class SnapshotFollower:
             self._metrics.serving.labels(spec.name).set(spec.name == serving.champion)
 
 
+# Labels learned per step of the trainer loop, at most: a backlog of due labels (a worker
+# catching up) was learned in one call, 100,000 labels and about a minute with the tree
+# challenger, during which the loop neither renewed its lease nor heard a stop.
+LEARN_LIMIT = 2_000
+
+
 class TrainerLoop:
     """The pipeline's one trainer, in whichever worker holds the lease."""
 
@@ -239,6 +245,7 @@ class TrainerLoop:
         self._batch_size = batch_size
         self._sender = BatchSender(bootstrap)
         self._snapshots = SnapshotTopic(bootstrap, SNAPSHOTS_TOPIC)
+        self._more_due = False  # the last step left due labels for the next
 
     async def run(self) -> None:
         while True:
@@ -264,8 +271,9 @@ class TrainerLoop:
         try:
             while await self._lease.hold(self._lease_ms) == epoch:
                 self._apply_choice(trainer)
+                wait_s = 0.0 if self._more_due else 0.2  # due labels left: learn on at once
                 reading = asyncio.ensure_future(
-                    asyncio.to_thread(reader.read, self._batch_size, 0.2)
+                    asyncio.to_thread(reader.read, self._batch_size, wait_s)
                 )
                 envelopes = await asyncio.shield(reading)
                 fresh, dead = self._decode(envelopes)
@@ -348,7 +356,8 @@ class TrainerLoop:
         watermark = await self._served.watermark(wall_ms)
         if watermark is None:  # nothing scored yet: no label is due
             return TrainingReport()
-        due = trainer.due(watermark, wall_ms)
+        due = trainer.due(watermark, wall_ms, limit=LEARN_LIMIT)
+        self._more_due = len(due) >= LEARN_LIMIT
         served = await self._served.fetch([label.event_id for label in due])
         return await asyncio.to_thread(trainer.learn, due, served, watermark, wall_ms)
 

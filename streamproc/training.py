@@ -6,6 +6,7 @@ No I/O: the worker polls labels, fetches the served x from Redis and publishes s
 
 from __future__ import annotations
 
+import heapq
 import json
 import pickle
 from collections import deque
@@ -177,15 +178,27 @@ class Trainer:
             self._waiting.setdefault(label.partition, deque()).append(label)
         return left_out
 
-    def due(self, watermark_ms: int, wall_ms: int | None = None) -> list[Label]:
+    def due(
+        self, watermark_ms: int, wall_ms: int | None = None, limit: int | None = None
+    ) -> list[Label]:
         """The held labels, then the labels whose time has come, in event-time order across
-        partitions (so where batches happen to end does not change what is learned). With
-        `wall_ms` (a live trainer), the held ones at most every HELD_RETRY_MS."""
-        ready = []
-        for queue in self._waiting.values():
-            while queue and queue[0].occurred_at <= watermark_ms:
-                ready.append(queue.popleft())
-        ready.sort(key=lambda label: (label.occurred_at, label.partition, label.offset))
+        partitions (so where batches happen to end does not change what is learned), at most
+        `limit` of the latter: the rest stay waiting, each partition's in offset order, so
+        `label_offsets` stays exact. With `wall_ms` (a live trainer), the held ones at most
+        every HELD_RETRY_MS."""
+        heads = [
+            (queue[0].occurred_at, partition, queue[0].offset)
+            for partition, queue in self._waiting.items()
+            if queue and queue[0].occurred_at <= watermark_ms
+        ]
+        heapq.heapify(heads)
+        ready: list[Label] = []
+        while heads and (limit is None or len(ready) < limit):
+            _, partition, _ = heapq.heappop(heads)
+            queue = self._waiting[partition]
+            ready.append(queue.popleft())
+            if queue and queue[0].occurred_at <= watermark_ms:
+                heapq.heappush(heads, (queue[0].occurred_at, partition, queue[0].offset))
         if wall_ms is not None:
             if wall_ms < self._held_retry_at_wall:
                 return ready

@@ -269,3 +269,26 @@ def test_run_file_learns_the_same_sample_as_the_worker() -> None:
 def test_a_sample_outside_zero_to_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="sample"):
         Labels(topic="labels", sample=share)
+
+
+def test_due_labels_come_in_bounded_steps_in_event_time_order_with_exact_offsets() -> None:
+    labels, served = _stream(100)  # three partitions, in event time
+    whole = Trainer(_models())
+    whole.accept(labels)
+    until = labels[-1].occurred_at
+    expected = [label.event_id for label in whole.due(until)]
+    stepped = Trainer(_models())
+    stepped.accept(labels)
+    taken: list[str] = []
+    while step := stepped.due(until, limit=30):
+        assert len(step) <= 30
+        taken += [label.event_id for label in step]
+        stepped.learn(step, served, until)
+        # a restore from these offsets would read exactly the labels not learned yet
+        offsets = stepped.label_offsets()
+        learned = {(label.partition, label.offset) for label in labels if label.event_id in taken}
+        assert all((p, o) in learned for p in offsets for o in range(offsets[p]))
+        assert all(
+            o >= offsets[p] for p, o in {(lb.partition, lb.offset) for lb in labels} - learned
+        )
+    assert taken == expected
