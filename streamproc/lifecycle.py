@@ -204,8 +204,7 @@ class SnapshotFollower:
     def _serve(self, serving: ServingModels) -> None:
         self._step.serving = serving
         self._metrics.serving_version.set(serving.version)
-        declared = self._step.declared
-        for spec in (declared.champion, *declared.challengers):
+        for spec in self._step.declared.specs():
             self._metrics.serving.labels(spec.name).set(spec.name == serving.champion)
 
 

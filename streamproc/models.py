@@ -248,7 +248,7 @@ class ModelSet:
         window = models.promotion.window
         self.learners = {
             spec.name: DelayedLabels(build_pipeline(spec), PrequentialScore(window))
-            for spec in (models.champion, *models.challengers)
+            for spec in models.specs()
         }
         self.champion = models.champion.name
         self.promotions: list[Promotion] = []

@@ -126,6 +126,10 @@ class Models(Frozen):
     snapshots: Snapshots = Snapshots()
     drift: Drift = Drift()
 
+    def specs(self) -> tuple[ModelSpec, ...]:
+        """Every declared model, the champion first."""
+        return (self.champion, *self.challengers)
+
     @model_validator(mode="after")
     def _unique_names(self) -> Models:
         require_unique_names(self.champion, self.challengers)

@@ -30,8 +30,8 @@ class ServingModels:
     @classmethod
     def untrained(cls, declared: Models) -> ServingModels:
         """Before the first snapshot: every score is 0.5, version 0."""
-        specs = (declared.champion, *declared.challengers)
-        return cls(0, declared.champion.name, {s.name: build_pipeline(s) for s in specs})
+        models = {spec.name: build_pipeline(spec) for spec in declared.specs()}
+        return cls(0, declared.champion.name, models)
 
 
 @dataclass(slots=True)

@@ -131,7 +131,7 @@ def fresh_state(models: Models, champion: str | None = None) -> TrainerState:
 
 
 def _specs(models: Models) -> dict[str, ModelSpec]:
-    return {spec.name: spec for spec in (models.champion, *models.challengers)}
+    return {spec.name: spec for spec in models.specs()}
 
 
 class Trainer:
