@@ -24,7 +24,6 @@ from streamproc.pipeline import PipelineSpec
 from streamproc.unitswitch import (
     UnitStatsRefresh,
     UnitStatsStore,
-    UnitStatsUpdate,
     UnitSwitchDetector,
 )
 
@@ -89,7 +88,7 @@ class CleanStage:
         """Never raises for a bad event; only the store's InfraError escapes."""
         result = CleanBatch()
         if not self._units_loaded:  # judge from the start as the deployment's other workers do
-            self._detector.adopt(await self._units.exchange(UnitStatsUpdate()))
+            await self._share_units()  # nothing to send yet: the first read of the state
             self._units_loaded = True
         accepted: list[tuple[Envelope, dict[str, Any]]] = []
         for envelope in batch:

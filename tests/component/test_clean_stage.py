@@ -11,7 +11,12 @@ from streamproc.events import Envelope
 from streamproc.pipeline import PipelineSpec, load_pipeline
 from streamproc.processor import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
 from streamproc.serde import AvroSerde
-from streamproc.unitswitch import InMemoryUnitStatsStore
+from streamproc.unitswitch import (
+    InMemoryUnitStatsStore,
+    UnitStats,
+    UnitStatsRefresh,
+    UnitStatsUpdate,
+)
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import ExplodingCodec
@@ -151,3 +156,34 @@ async def test_a_converted_order_carries_unit_converted_once_and_is_counted_once
     assert clean["session_duration_s"] == pytest.approx(24.3)
     assert clean["quality_flags"].count("unit_converted") == 1
     assert result.flags["unit_converted"] == 1
+
+
+class CountingUnitStats:
+    """An in-memory store that counts full reads of the shared state and updates sent alone."""
+
+    def __init__(self) -> None:
+        self._store = InMemoryUnitStatsStore()
+        self.reads = self.sends = 0
+
+    async def exchange(self, update: UnitStatsUpdate) -> UnitStats:
+        self.reads += 1
+        return await self._store.exchange(update)
+
+    async def send(self, update: UnitStatsUpdate) -> None:
+        self.sends += 1
+        await self._store.send(update)
+
+
+async def test_the_first_batch_reads_the_shared_unit_state_once_then_once_a_second(
+    spec: PipelineSpec, serde: AvroSerde
+) -> None:
+    units = CountingUnitStats()
+    now = [0.0]
+    stage = CleanStage(
+        spec, serde, InMemorySeenStore(), units, b"key", UnitStatsRefresh(1.0, lambda: now[0])
+    )
+    await stage.process(_batch(serde, [order() for _ in range(5)]))
+    assert (units.reads, units.sends) == (1, 1)  # read before judging; its counts sent
+    now[0] = 1.0
+    await stage.process(_batch(serde, [order() for _ in range(5)], 5))
+    assert (units.reads, units.sends) == (2, 1)
