@@ -13,11 +13,11 @@ from typing import Any
 
 import mode.loop
 
-from streamproc.adapters.batch_flow import Complete
-from streamproc.adapters.kafka import BatchSender
-from streamproc.app import faust_worker, serve_batches, tune_gc, worker_app
-from streamproc.config import load_settings
-from streamproc.events import Envelope, OutRecord
+from streamproc.adapters.kafka.admin import BatchSender
+from streamproc.adapters.kafka.batch_flow import Complete
+from streamproc.records import Envelope, OutRecord
+from streamproc.spec.settings import load_settings
+from streamproc.worker.app import faust_worker, serve_batches, tune_gc, worker_app
 
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")

@@ -29,12 +29,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.adapters.kafka import end_offsets, produce_all, start_group_at
-from streamproc.adapters.redis import delete_namespace
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.generator import GeneratorConfig, generate, producer_key
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets, produce_all, start_group_at
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 
 REPO = Path(__file__).resolve().parents[1]
 RAW, SCHEMA, CLEAN = "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1"

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import redis
 
-from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.features import (
+from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.core.features import (
     EntityWrite,
     FeatureClient,
     FeatureEvent,
@@ -27,8 +27,8 @@ from streamproc.features import (
     FeatureStore,
     InMemoryFeatureStore,
 )
-from streamproc.generator import GeneratorConfig, generate
-from streamproc.pipeline import load_pipeline
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth
 

@@ -16,19 +16,19 @@ import pstats
 import time
 from dataclasses import dataclass
 
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.app import tune_gc
-from streamproc.dedupe import InMemorySeenStore
-from streamproc.events import Envelope
-from streamproc.features import FeatureStage, InMemoryFeatureStore
-from streamproc.generator import GeneratorConfig, generate, producer_key
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.predict import PredictStep
-from streamproc.processor import CleanStage, FeatureStep
-from streamproc.schemas import SchemaCatalog
-from streamproc.scored import InMemoryServedLog, ScoredChain
-from streamproc.serde import AvroSerde
-from streamproc.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.dedupe import InMemorySeenStore
+from streamproc.core.features import FeatureStage, InMemoryFeatureStore
+from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.records import Envelope
+from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.stages.clean import CleanStage, FeatureStep
+from streamproc.stages.predict import PredictStep
+from streamproc.stages.scored import InMemoryServedLog, ScoredChain
+from streamproc.worker.app import tune_gc
 from tests.conftest import REPO
 
 BATCH = 500

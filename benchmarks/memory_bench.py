@@ -31,21 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.adapters.snapshots import Keep, SnapshotTopic
-from streamproc.events import Envelope
-from streamproc.features import FeatureValue
-from streamproc.generator import GeneratorConfig, generate, write_scenario
-from streamproc.lifecycle import SnapshotFollower, TrainerLoop
-from streamproc.metrics import StageMetrics
-from streamproc.modelspec import Models
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.predict import PredictStep
-from streamproc.processor import ServedOrder
-from streamproc.runfile import run_file
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
-from streamproc.training import Label, ServedX, dump_state
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.snapshots import Keep, SnapshotTopic
+from streamproc.adapters.metrics import StageMetrics
+from streamproc.core.features import FeatureValue
+from streamproc.core.training import Label, ServedX, dump_state
+from streamproc.records import Envelope
+from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
+from streamproc.spec.models import Models
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.stages.clean import ServedOrder
+from streamproc.stages.predict import PredictStep
+from streamproc.tools.run_file import run_file
+from streamproc.worker.follower import SnapshotFollower
+from streamproc.worker.trainer import TrainerLoop
 
 REPO = Path(__file__).resolve().parents[1]
 SCOPE = "memory-bench/shop_orders"

@@ -18,14 +18,14 @@ from pathlib import Path
 import yaml
 from confluent_kafka import Consumer
 
-from streamproc.adapters.kafka import end_offsets
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.config import load_settings
-from streamproc.demo import DemoPlan, run_demo
-from streamproc.generator import GeneratorConfig, generate, roc_auc
-from streamproc.pipeline import load_pipeline
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets
+from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.spec.settings import load_settings
+from streamproc.tools.demo import DemoPlan, run_demo
 
 
 def main() -> None:

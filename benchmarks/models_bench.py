@@ -25,18 +25,18 @@ from typing import Any
 
 from river import forest
 
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.events import Envelope
-from streamproc.features import FeatureValue
-from streamproc.generator import GeneratorConfig, generate, write_scenario
-from streamproc.models import build_pipeline, build_x
-from streamproc.pipeline import load_pipeline
-from streamproc.predict import PredictStep, ServingModels
-from streamproc.processor import ServedOrder
-from streamproc.runfile import run_file
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
-from streamproc.training import Label, ServedX, Trainer, dump_state, load_state
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.features import FeatureValue
+from streamproc.core.learning import build_pipeline, build_x
+from streamproc.core.training import Label, ServedX, Trainer, dump_state, load_state
+from streamproc.records import Envelope
+from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.stages.clean import ServedOrder
+from streamproc.stages.predict import PredictStep, ServingModels
+from streamproc.tools.run_file import run_file
 
 REPO = Path(__file__).resolve().parents[1]
 CLOCK = time.process_time  # CPU time of this process: other load on the machine counts less

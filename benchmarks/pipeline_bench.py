@@ -50,21 +50,21 @@ from benchmarks.clean_worker_bench import (
     worker_rate,
 )
 from benchmarks.hotpath_bench import events_per_s as hotpath_events_per_s
-from streamproc.adapters.kafka import (
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import (
     end_offsets,
     make_producer,
     produce_records,
     start_group_at,
 )
-from streamproc.adapters.redis import delete_namespace
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.adapters.snapshots import SnapshotTopic
-from streamproc.demo import live_records
-from streamproc.generator import HOUR_MS, GeneratorConfig, Scenario, generate
-from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
-from streamproc.pipeline import load_pipeline
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
+from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
+from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.scenario.shop import HOUR_MS, GeneratorConfig, Scenario, generate
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.tools.demo import live_records
 
 CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
 PREDICTIONS = "shop.order_prediction.v1"

@@ -21,15 +21,15 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import schemaless_reader, schemaless_writer
 
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.dedupe import InMemorySeenStore
-from streamproc.events import Envelope
-from streamproc.generator import GeneratorConfig, generate
-from streamproc.pipeline import load_pipeline
-from streamproc.processor import CleanStage
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
-from streamproc.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.dedupe import InMemorySeenStore
+from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.records import Envelope
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.stages.clean import CleanStage
 
 REPO = Path(__file__).resolve().parents[1]
 TOPIC = "shop.order.v1"

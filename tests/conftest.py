@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.adapters.registry import EmbeddedRegistry
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
 
 REPO = Path(__file__).resolve().parents[1]
 

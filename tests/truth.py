@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamproc.canonical import keyed_hash
-from streamproc.generator import Truth
+from streamproc.core.canonical import keyed_hash
+from streamproc.scenario.shop import Truth
 
 AMOUNT_TOLERANCE_EUR = 0.005
 EXACT_FIELDS = (

@@ -1,1 +1,3 @@
-"""Edges: adapters from the core's protocols to Kafka, Redis and the schema registry."""
+"""Adapters: the ports' implementations and the wire: Avro and the schema registry, Kafka, Redis,
+in-memory stores, Prometheus metrics.
+"""

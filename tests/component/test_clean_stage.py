@@ -6,17 +6,17 @@ from typing import Any
 
 import pytest
 
-from streamproc.dedupe import InMemorySeenStore
-from streamproc.events import Envelope
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.processor import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
-from streamproc.serde import AvroSerde
-from streamproc.unitswitch import (
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.dedupe import InMemorySeenStore
+from streamproc.core.unitswitch import (
     InMemoryUnitStatsStore,
     UnitStats,
     UnitStatsRefresh,
     UnitStatsUpdate,
 )
+from streamproc.records import Envelope
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.stages.clean import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import ExplodingCodec

@@ -6,10 +6,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from streamproc.events import Envelope
-from streamproc.features import FeatureStage, InMemoryFeatureStore
-from streamproc.pipeline import Features, FeatureView
-from streamproc.processor import FeatureStep, RecordShape
+from streamproc.core.features import FeatureStage, InMemoryFeatureStore
+from streamproc.records import Envelope
+from streamproc.spec.pipeline import Features, FeatureView
+from streamproc.stages.clean import FeatureStep, RecordShape
 
 SHAPE = RecordShape("click_id", "at", "user", "probability")
 

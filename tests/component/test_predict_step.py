@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 
-from streamproc.events import Envelope
-from streamproc.features import FeatureValue
-from streamproc.pipeline import load_pipeline
-from streamproc.predict import PredictStep, ServingModels
-from streamproc.processor import ServedOrder
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.features import FeatureValue
+from streamproc.records import Envelope
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.stages.clean import ServedOrder
+from streamproc.stages.predict import PredictStep, ServingModels
 from tests.conftest import REPO
 
 PIPELINE = REPO / "pipelines/shop_orders.yaml"

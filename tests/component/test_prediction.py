@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from streamproc.features import FeatureValue
-from streamproc.predict import prediction
-from streamproc.processor import CLEAN_ORDER
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.features import FeatureValue
+from streamproc.stages.clean import CLEAN_ORDER
+from streamproc.stages.predict import prediction
 
 
 def test_a_prediction_record_fits_its_schema_and_says_how_fresh_its_features_were(

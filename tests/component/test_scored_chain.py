@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc.dedupe import InMemorySeenStore
-from streamproc.events import Envelope
-from streamproc.features import FeatureStage, InMemoryFeatureStore
-from streamproc.pipeline import load_pipeline
-from streamproc.predict import PredictStep
-from streamproc.processor import CleanStage, FeatureStep
-from streamproc.scored import InMemoryServedLog, ScoredChain
-from streamproc.serde import AvroSerde
-from streamproc.training import ServedX
-from streamproc.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.core.dedupe import InMemorySeenStore
+from streamproc.core.features import FeatureStage, InMemoryFeatureStore
+from streamproc.core.training import ServedX
+from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.records import Envelope
+from streamproc.spec.pipeline import load_pipeline
+from streamproc.stages.clean import CleanStage, FeatureStep
+from streamproc.stages.predict import PredictStep
+from streamproc.stages.scored import InMemoryServedLog, ScoredChain
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 

@@ -12,9 +12,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import given, settings
 
-from streamproc.adapters.registry import ConfluentRegistry
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.registry import ConfluentRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order, orders
 
 TOPIC = "shop.order.v1"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from streamproc.adapters.redis import RedisFeatureStore
-from streamproc.features import (
+from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.core.features import (
     EntityWrite,
     FeatureEvent,
     FeatureStage,
@@ -18,8 +18,8 @@ from streamproc.features import (
     InMemoryFeatureStore,
     OffsetConflict,
 )
-from streamproc.generator import GeneratorConfig, generate
-from streamproc.pipeline import Features, load_pipeline
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.spec.pipeline import Features, load_pipeline
 from tests.conftest import REPO
 from tests.contract.conftest import REDIS_KINDS, connect, drop
 from tests.features_reference import events_from_truth

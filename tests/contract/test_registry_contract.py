@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from streamproc.adapters.registry import ConfluentRegistry, EmbeddedRegistry
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde, SchemaRegistry
+from streamproc.adapters.avro.registry import ConfluentRegistry, EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
 from tests.builders import ORDER_SUBMITTED, order
 
 RegistryFactory = Callable[[SchemaCatalog], SchemaRegistry]

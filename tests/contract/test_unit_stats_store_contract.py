@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from streamproc.adapters.redis_units import RedisUnitStatsStore
-from streamproc.unitswitch import (
+from streamproc.adapters.redis.units import RedisUnitStatsStore
+from streamproc.core.unitswitch import (
     InMemoryUnitStatsStore,
     Sighting,
     UnitStatsStore,

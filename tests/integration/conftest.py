@@ -24,9 +24,9 @@ import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamproc.adapters.kafka import KafkaAdmin, end_offsets, start_group_at
-from streamproc.adapters.redis import delete_namespace
-from streamproc.topology import load_topic_specs, plan_changes
+from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.spec.topics import load_topic_specs, plan_changes
 from tests.conftest import REPO, unavailable
 
 HERE = Path(__file__).parent

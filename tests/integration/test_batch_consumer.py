@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streamproc.adapters.kafka import end_offsets
-from streamproc.adapters.redis import delete_namespace
-from streamproc.processor import SOURCE_HEADER
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.stages.clean import SOURCE_HEADER
 from tests.builders import ORDER_SUBMITTED, order
 from tests.integration.conftest import (
     CLEAN_ORDERS,

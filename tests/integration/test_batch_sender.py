@@ -14,11 +14,11 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from streamproc.adapters import dlq
-from streamproc.adapters.kafka import BatchSender, KafkaAdmin, end_offsets
+from streamproc.adapters.kafka import dlq
+from streamproc.adapters.kafka.admin import BatchSender, KafkaAdmin, end_offsets
 from streamproc.errors import InfraError
-from streamproc.events import OutRecord
-from streamproc.topology import Plan, TopicSpec
+from streamproc.records import OutRecord
+from streamproc.spec.topics import Plan, TopicSpec
 from tests.integration.conftest import RUN_HEADER, Stack, read_run, recent_timestamp_ms
 
 TOPIC = "shop.order.duplicates.v1"  # any declared topic: the records carry a run header

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streamproc.adapters import dlq
-from streamproc.adapters.kafka import end_offsets
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka import dlq
+from streamproc.adapters.kafka.admin import end_offsets
 from tests.builders import ORDER_SUBMITTED, order
 from tests.integration.conftest import (
     RUN_HEADER,

@@ -11,12 +11,12 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer
 
-from streamproc.adapters.kafka import end_offsets
-from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.features import FeatureClient
-from streamproc.generator import GeneratorConfig, generate, producer_key
-from streamproc.pipeline import load_pipeline
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets
+from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.core.features import FeatureClient
+from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
+from streamproc.spec.pipeline import load_pipeline
 from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, features_at, same

@@ -13,14 +13,14 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streamproc.adapters import dlq
-from streamproc.adapters.delivery import deliver
-from streamproc.adapters.kafka import BatchSender, end_offsets
-from streamproc.adapters.redis import delete_namespace
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka import dlq
+from streamproc.adapters.kafka.admin import BatchSender, end_offsets
+from streamproc.adapters.kafka.delivery import deliver
+from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.errors import EventRejected
-from streamproc.events import Envelope, OutRecord, Rejection
-from streamproc.processor import SOURCE_HEADER
-from streamproc.serde import AvroSerde
+from streamproc.records import Envelope, OutRecord, Rejection
+from streamproc.stages.clean import SOURCE_HEADER
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.integration.conftest import (

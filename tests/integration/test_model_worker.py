@@ -17,14 +17,19 @@ import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
 
-from streamproc.adapters.kafka import end_offsets, produce_all
-from streamproc.adapters.redis import delete_namespace
-from streamproc.adapters.snapshots import SnapshotTopic
-from streamproc.demo import produce_scenario
-from streamproc.generator import GeneratorConfig, generate
-from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models, models_key, read_latest
-from streamproc.serde import AvroSerde
-from streamproc.training import read_header
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets, produce_all
+from streamproc.adapters.kafka.model_snapshots import (
+    SNAPSHOTS_TOPIC,
+    forget_models,
+    models_key,
+    read_latest,
+)
+from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.core.training import read_header
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.tools.demo import produce_scenario
 from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
 from tests.integration.conftest import (

@@ -7,9 +7,9 @@ import uuid
 import pytest
 import redis
 
-from streamproc.adapters.redis import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.core.features import EntityWrite
 from streamproc.errors import InfraError
-from streamproc.features import EntityWrite
 from tests.integration.conftest import Stack
 
 

@@ -6,10 +6,10 @@ import uuid
 
 from confluent_kafka import Producer
 
-from streamproc.adapters import dlq
-from streamproc.adapters.kafka import end_offsets
-from streamproc.generator import GeneratorConfig, generate, producer_key
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka import dlq
+from streamproc.adapters.kafka.admin import end_offsets
+from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 from tests.builders import ORDER_SUBMITTED
 from tests.integration.conftest import PII_KEY, RUN_HEADER, Stack, Worker, read_run
 from tests.truth import compare

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from streamproc.adapters.redis import RedisServedLog, delete_namespace, redis_client
-from streamproc.training import ServedX
+from streamproc.adapters.redis.stores import RedisServedLog, delete_namespace, redis_client
+from streamproc.core.training import ServedX
 from tests.integration.conftest import Stack
 
 

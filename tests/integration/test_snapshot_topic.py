@@ -10,8 +10,8 @@ import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from streamproc.adapters.snapshots import SnapshotTopic
-from streamproc.lifecycle import SNAPSHOTS_TOPIC
+from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC
+from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from tests.integration.conftest import Stack
 
 

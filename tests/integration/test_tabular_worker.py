@@ -12,12 +12,12 @@ import pytest
 import yaml
 from confluent_kafka import Consumer
 
-from streamproc.adapters.kafka import end_offsets, produce_records, start_group_at
-from streamproc.adapters.redis import delete_namespace
-from streamproc.adapters.snapshots import SnapshotTopic
-from streamproc.datasets import keyed, stream
-from streamproc.lifecycle import SNAPSHOTS_TOPIC, forget_models
-from streamproc.serde import AvroSerde
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import end_offsets, produce_records, start_group_at
+from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
+from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.scenario.river_datasets import keyed, stream
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, new_group, start_worker, stop_worker
 

@@ -13,10 +13,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec
 
-from streamproc import cli
-from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.adapters.kafka.admin import KafkaAdmin
+from streamproc.cli import parser as cli
 from streamproc.errors import InfraError
-from streamproc.topology import TopicSpec, load_topic_specs, plan_changes
+from streamproc.spec.topics import TopicSpec, load_topic_specs, plan_changes
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, free_port
 

@@ -8,9 +8,9 @@ from typing import NoReturn
 
 import pytest
 
-from streamproc.adapters.batch_flow import BatchFlow, Complete
-from streamproc.adapters.positions import FetchedBatch, Positions
-from streamproc.events import Envelope
+from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete
+from streamproc.adapters.kafka.positions import FetchedBatch, Positions
+from streamproc.records import Envelope
 
 TOPIC = "t"
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc import canonical
+from streamproc.core import canonical
 from streamproc.errors import EventRejected
 
 MAR_29_0130_UTC = 1_774_747_800_000  # 2026-03-29T01:30:00Z

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streamproc import cli
+from streamproc.cli import parser as cli
 
 
 def test_bench_outside_a_clone_is_a_configuration_error(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from streamproc import cli
-from streamproc.config import load_settings
+from streamproc.cli import parser as cli
 from streamproc.errors import ConfigError
+from streamproc.spec.settings import load_settings
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,8 @@ from river import datasets
 from river.datasets import base
 
 from streamproc.cli import main
-from streamproc.datasets import START_MS, known, labels_path, stream
 from streamproc.errors import ConfigError
+from streamproc.scenario.river_datasets import START_MS, known, labels_path, stream
 
 
 def bundled_binary() -> list[str]:

@@ -12,15 +12,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from streamproc import datasets as streamed
-from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.cli import main
-from streamproc.datasets import RiverDataset, declare, known, labels_path, names, stream
 from streamproc.errors import ConfigError
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
-from streamproc.tabular import load_tabular
-from streamproc.topology import load_topic_specs
+from streamproc.scenario import river_datasets as streamed
+from streamproc.scenario.river_datasets import (
+    RiverDataset,
+    declare,
+    known,
+    labels_path,
+    names,
+    stream,
+)
+from streamproc.spec.tabular import load_tabular
+from streamproc.spec.topics import load_topic_specs
 from tests.conftest import REPO
 from tests.unit.test_datasets import bundled_binary
 

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.dedupe import fingerprint
+from streamproc.core.dedupe import fingerprint
 
 FIELDS = ["entity_key", "amount_gross_eur", "items"]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from streamproc.demo import summary_lines, truth_mismatches
-from streamproc.generator import GeneratorConfig, generate
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.tools.demo import summary_lines, truth_mismatches
 
 CLEAN = "shop.order.clean.v1"
 

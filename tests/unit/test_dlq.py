@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streamproc.adapters import dlq
+from streamproc.adapters.kafka import dlq
 from streamproc.errors import DecodeError
-from streamproc.events import Envelope, Rejection
+from streamproc.records import Envelope, Rejection
 
 
 def _rejection(headers: tuple[tuple[str, bytes], ...] = ()) -> Rejection:

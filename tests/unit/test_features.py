@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from streamproc.features import (
+from streamproc.core.features import (
     FeatureClient,
     FeatureEvent,
     FeatureStage,
     InMemoryFeatureStore,
     OffsetConflict,
 )
-from streamproc.generator import GeneratorConfig, generate
-from streamproc.pipeline import Features, PipelineSpec, load_pipeline
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.spec.pipeline import Features, PipelineSpec, load_pipeline
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, recompute, same
 

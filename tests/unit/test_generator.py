@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamproc.generator import (
+from streamproc.scenario.shop import (
     RATES_TO_EUR,
     RESUBMISSION_WINDOW_MS,
     TAX_RATES,
@@ -27,7 +27,7 @@ from streamproc.generator import (
     roc_auc,
     write_scenario,
 )
-from streamproc.pipeline import load_pipeline
+from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
 
 N = 6_000

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from streamproc.adapters import kafka
-from streamproc.adapters.kafka import KafkaAdmin
+from streamproc.adapters.kafka import admin as kafka
+from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.errors import InfraError
-from streamproc.topology import TopicSpec
+from streamproc.spec.topics import TopicSpec
 
 
 @dataclass

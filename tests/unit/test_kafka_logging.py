@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
-from streamproc.adapters.kafka_logging import DedupLog, client_config
+from streamproc.adapters.kafka.client_logs import DedupLog, client_config
 from tests.conftest import REPO
 
 REFUSED = (

@@ -11,13 +11,10 @@ from typing import Any
 
 import pytest
 
-from streamproc import lifecycle
-from streamproc.adapters import snapshots
-from streamproc.adapters.snapshots import Keep
-from streamproc.metrics import StageMetrics
-from streamproc.modelspec import Labels, ModelInputs, Models, ModelSpec
-from streamproc.predict import PredictStep
-from streamproc.training import (
+from streamproc.adapters.kafka import model_snapshots, snapshots
+from streamproc.adapters.kafka.snapshots import Keep
+from streamproc.adapters.metrics import StageMetrics
+from streamproc.core.training import (
     Label,
     dump_serving,
     dump_state,
@@ -26,6 +23,10 @@ from streamproc.training import (
     load_state,
     read_header,
 )
+from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
+from streamproc.stages.predict import PredictStep
+from streamproc.worker import follower as follower_module
+from streamproc.worker import trainer as trainer_module
 
 SCOPE = "app/shop"
 MODELS = Models(
@@ -79,16 +80,16 @@ async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     BufferingTopic.log = []
-    monkeypatch.setattr(lifecycle, "SnapshotTopic", BufferingTopic)
-    monkeypatch.setattr(lifecycle, "BatchSender", lambda _bootstrap: None)
+    monkeypatch.setattr(trainer_module, "SnapshotTopic", BufferingTopic)
+    monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap: None)
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
     metrics = StageMetrics()
-    follower = lifecycle.SnapshotFollower(SCOPE, BufferingTopic(), step, metrics)
+    follower = follower_module.SnapshotFollower(SCOPE, BufferingTopic(), step, metrics)
     unused: Any = None  # the served log and the lease: restore needs neither
-    loop = lifecycle.TrainerLoop(
+    loop = trainer_module.TrainerLoop(
         SCOPE, step, unused, "unused:9092", "group", unused, unused, follower, metrics
     )
-    key = lifecycle.models_key(SCOPE)
+    key = model_snapshots.models_key(SCOPE)
     BufferingTopic.log.append((key, _snapshot(3)))
 
     trainer = await loop._restore()
@@ -116,15 +117,15 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
         loaded_in.add(threading.current_thread().name)
         return load_served_model(data, name, models)
 
-    monkeypatch.setattr(lifecycle, "load_served_model", loading)
-    monkeypatch.setattr(lifecycle, "release_freed_memory", lambda: releases.append(1))
+    monkeypatch.setattr(follower_module, "load_served_model", loading)
+    monkeypatch.setattr(follower_module, "release_freed_memory", lambda: releases.append(1))
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = lifecycle.SnapshotFollower(SCOPE, BufferingTopic(), step, StageMetrics())
+    follower = follower_module.SnapshotFollower(SCOPE, BufferingTopic(), step, StageMetrics())
     for version in range(1, 41):
         state = fresh_state(MODELS)
         state.version = version
         served = dump_serving(state, SCOPE, epoch=1, taken_at_ms=0)
-        BufferingTopic.log.append((lifecycle.serving_key(SCOPE), served))
+        BufferingTopic.log.append((model_snapshots.serving_key(SCOPE), served))
         await follower.poll()
         await follower.poll()  # nothing new: nothing loaded, nothing to release
     assert step.serving.version == 40

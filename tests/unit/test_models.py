@@ -10,8 +10,8 @@ import pytest
 from river import datasets, evaluate
 from river import metrics as river_metrics
 
-from streamproc.generator import GeneratorConfig, generate, roc_auc, write_scenario
-from streamproc.models import (
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.core.learning import (
     STEPS,
     UNINFORMED,
     DelayedLabels,
@@ -21,10 +21,17 @@ from streamproc.models import (
     build_x,
     probability,
 )
-from streamproc.modelspec import MODEL_STEPS, Labels, ModelInputs, Models, ModelSpec, PromotionRule
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.runfile import run_file
-from streamproc.schemas import SchemaCatalog
+from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc, write_scenario
+from streamproc.spec.models import (
+    MODEL_STEPS,
+    Labels,
+    ModelInputs,
+    Models,
+    ModelSpec,
+    PromotionRule,
+)
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.tools.run_file import run_file
 from tests.conftest import REPO
 
 

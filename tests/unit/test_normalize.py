@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamproc import canonical
+from streamproc.core import canonical
+from streamproc.core.normalize import Normalizer
 from streamproc.errors import EventRejected
-from streamproc.normalize import Normalizer
-from streamproc.pipeline import PipelineSpec, SourceHabits
+from streamproc.spec.pipeline import PipelineSpec, SourceHabits
 from tests.builders import order
 from tests.conftest import REPO
 
@@ -21,7 +21,7 @@ KEY = b"test-key"
 
 @pytest.fixture(scope="module")
 def spec() -> PipelineSpec:
-    from streamproc.pipeline import load_pipeline
+    from streamproc.spec.pipeline import load_pipeline
 
     return load_pipeline(REPO / "pipelines/shop_orders.yaml")
 

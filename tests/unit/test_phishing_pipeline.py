@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from river import datasets, evaluate, linear_model, metrics, preprocessing
 
+from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.cli import main
-from streamproc.datasets import keyed, labels_path, stream
-from streamproc.serde import AvroSerde
+from streamproc.scenario.river_datasets import keyed, labels_path, stream
 from tests.conftest import REPO
 
 

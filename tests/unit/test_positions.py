@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 import time
 
-from streamproc.adapters.positions import FetchedBatch, Positions
-from streamproc.events import Envelope
+from streamproc.adapters.kafka.positions import FetchedBatch, Positions
+from streamproc.records import Envelope
 
 TOPIC = "t"
 

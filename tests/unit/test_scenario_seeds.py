@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from streamproc.generator import GeneratorConfig, generate, write_scenario
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.runfile import run_file
-from streamproc.schemas import SchemaCatalog
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.tools.run_file import run_file
 from tests.conftest import REPO
 from tests.truth import compare
 

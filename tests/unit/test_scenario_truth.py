@@ -8,9 +8,17 @@ from typing import Any
 
 import pytest
 
-from streamproc.adapters.dlq import EXCEPTION, MESSAGE, OFFSET, PARTITION, REASON, STACKTRACE, TOPIC
+from streamproc.adapters.kafka.dlq import (
+    EXCEPTION,
+    MESSAGE,
+    OFFSET,
+    PARTITION,
+    REASON,
+    STACKTRACE,
+    TOPIC,
+)
 from streamproc.cli import main
-from streamproc.generator import read_truth
+from streamproc.scenario.shop import read_truth
 from tests.truth import Report, compare
 
 PII_KEY = "scenario-test-key"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.errors import ConfigError
-from streamproc.schemas import SchemaCatalog
 
 # SCENARIO.md: producers outside this repo publish with exactly these names.
 RAW_ORDER_FIELDS = [

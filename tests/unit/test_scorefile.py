@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.cli import main
-from streamproc.generator import GeneratorConfig, generate, write_scenario
+from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
 
 
 def test_orders_are_scored_and_the_models_report_what_they_learned(

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from streamproc.adapters.registry import EmbeddedRegistry
+from streamproc.adapters.avro.registry import EmbeddedRegistry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.errors import DecodeError
-from streamproc.schemas import SchemaCatalog
-from streamproc.serde import AvroSerde
 from tests.builders import ORDER_SUBMITTED, order, orders
 
 TOPIC = "shop.order.v1"

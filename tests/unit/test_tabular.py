@@ -9,19 +9,19 @@ from typing import Any
 
 import pytest
 
+from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.errors import ConfigError
-from streamproc.pipeline import PipelineSpec, load_pipeline
-from streamproc.processor import RecordShape
-from streamproc.runfile import run_tabular_file
-from streamproc.schemas import SchemaCatalog
-from streamproc.scorefile import score_file
-from streamproc.tabular import (
+from streamproc.spec.pipeline import PipelineSpec, load_pipeline
+from streamproc.spec.tabular import (
     TabularSpec,
     auto_inputs,
     field_kinds,
     load_declaration,
     load_tabular,
 )
+from streamproc.stages.clean import RecordShape
+from streamproc.tools.run_file import run_tabular_file
+from streamproc.tools.score_file import score_file
 from tests.conftest import REPO
 
 PHISHING = REPO / "pipelines/phishing.yaml"

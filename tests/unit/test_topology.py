@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streamproc.errors import ConfigError
-from streamproc.topology import TopicSpec, TopicState, load_topic_specs, plan_changes
+from streamproc.spec.topics import TopicSpec, TopicState, load_topic_specs, plan_changes
 from tests.conftest import REPO
 
 

@@ -7,9 +7,8 @@ import random
 
 import pytest
 
-from streamproc.models import ModelSet, SnapshotMismatch
-from streamproc.modelspec import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
-from streamproc.training import (
+from streamproc.core.learning import ModelSet, SnapshotMismatch
+from streamproc.core.training import (
     HELD_RETRY_MS,
     PARTITION_IDLE_MS,
     Label,
@@ -19,6 +18,7 @@ from streamproc.training import (
     load_state,
     read_header,
 )
+from streamproc.spec.models import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 
 LOGREG = ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression")
 TREE = ModelSpec(name="tree", pipeline="HoeffdingTreeClassifier")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from streamproc.unitswitch import (
+from streamproc.core.unitswitch import (
     MAX_GROUPS,
     InMemoryUnitStatsStore,
     UnitStatsRefresh,

@@ -11,8 +11,8 @@ from pathlib import Path
 import faust
 import pytest
 
-from streamproc.app import faust_worker, require_topics
 from streamproc.errors import ConfigError
+from streamproc.worker.app import faust_worker, require_topics
 
 
 class FakeCluster:

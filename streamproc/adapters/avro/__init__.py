@@ -1,0 +1,1 @@
+"""Avro: the schema catalog, the Confluent wire format, and schema registries."""

@@ -1,0 +1,102 @@
+"""Edge: dead-letter records with the headers Kafka Streams writes (KIP-1034), plus our reason."""
+
+from __future__ import annotations
+
+import traceback
+
+from streamproc.records import Headers, OutRecord, Rejection
+
+EXCEPTION = "__streams.errors.exception"
+MESSAGE = "__streams.errors.message"
+STACKTRACE = "__streams.errors.stacktrace"
+TOPIC = "__streams.errors.topic"
+PARTITION = "__streams.errors.partition"
+OFFSET = "__streams.errors.offset"
+REASON = "streamproc.errors.reason"
+DROPPED = "streamproc.errors.dropped"  # what of the original record did not fit: "value", ...
+
+_ERROR_HEADERS = frozenset(
+    {EXCEPTION, MESSAGE, STACKTRACE, TOPIC, PARTITION, OFFSET, REASON, DROPPED}
+)
+
+# The largest record the worker sends: the producer's message.max.bytes (BatchSender sets it).
+# A topic at the broker's default max.message.bytes (1,048,588 bytes per record batch) takes
+# any such record with its batch header; a topic set lower refuses it on delivery.
+MAX_RECORD_BYTES = 1_000_000
+RECORD_TOO_LARGE = "record_too_large"  # an output, or a dead letter, over a size limit
+RECORD_REFUSED = "record_refused"  # an output Kafka refuses for itself (e.g. its timestamp)
+
+# An error about a huge value may quote it, and the stack trace quotes the message again.
+MESSAGE_MAX_BYTES = 4_096
+STACKTRACE_MAX_BYTES = 8_192
+_LINE_MAX_CHARS = 1_024  # a long line cut alone keeps the trace's frames and chained errors
+_CUT_RESERVE = 48  # room for the cut marker
+
+
+def dlq_topic(source_topic: str) -> str:
+    return f"{source_topic}.dlq"
+
+
+def dead_letter(rejection: Rejection, max_bytes: int = MAX_RECORD_BYTES) -> OutRecord:
+    """The original key, value and headers, plus why and where the record failed.
+
+    Error headers from an earlier trip through a DLQ are replaced, not repeated, so a
+    replayed record that fails again carries one consistent set. A record that would not fit
+    in `max_bytes` leaves out its value, then its key and headers too (named in the
+    `streamproc.errors.dropped` header); topic, partition and offset still say where it is.
+    """
+    source = rejection.source
+    error = rejection.error
+    kept: Headers = tuple((k, v) for k, v in source.headers if k not in _ERROR_HEADERS)
+    added = (
+        (EXCEPTION, _qualified_name(error).encode()),
+        (MESSAGE, bounded(str(error), MESSAGE_MAX_BYTES)),
+        (STACKTRACE, _stacktrace(error)),
+        (TOPIC, source.topic.encode()),
+        (PARTITION, str(source.partition).encode()),
+        (OFFSET, str(source.offset).encode()),
+        (REASON, rejection.reason.encode()),
+    )
+    topic, stamp = dlq_topic(source.topic), source.timestamp_ms
+    whole = OutRecord(topic, source.key, source.value, (*kept, *added), stamp)
+    if wire_size(whole) <= max_bytes:
+        return whole
+    without_value = OutRecord(topic, source.key, None, (*kept, *added, (DROPPED, b"value")), stamp)
+    if wire_size(without_value) <= max_bytes:
+        return without_value
+    return OutRecord(topic, None, None, (*added, (DROPPED, b"value,key,headers")), stamp)
+
+
+def reference(rejection: Rejection) -> OutRecord:
+    """A dead letter that only says where the record is: for a DLQ that refused the whole one."""
+    return dead_letter(rejection, max_bytes=0)
+
+
+def wire_size(record: OutRecord) -> int:
+    """At least what librdkafka counts against message.max.bytes: a record's 36 bytes of
+    framing, and up to 10 per header for its two length varints."""
+    headers = sum(len(name.encode()) + len(value or b"") + 10 for name, value in record.headers)
+    return 36 + len(record.key or b"") + len(record.value or b"") + headers
+
+
+def bounded(text: str, max_bytes: int) -> bytes:
+    """`text` in UTF-8, cut to at most `max_bytes` with a marker saying how much was cut."""
+    data = text.encode(errors="backslashreplace")  # str(error) may hold lone surrogates
+    if len(data) <= max_bytes:
+        return data
+    head = data[: max(max_bytes - _CUT_RESERVE, 0)].decode(errors="ignore").encode()
+    return head + f" ... [cut {len(data) - len(head):,} of {len(data):,} bytes]".encode()
+
+
+def _stacktrace(error: BaseException) -> bytes:
+    lines = "".join(traceback.format_exception(error)).split("\n")
+    short = (
+        line if len(line) <= _LINE_MAX_CHARS else bounded(line, _LINE_MAX_CHARS).decode()
+        for line in lines
+    )
+    return bounded("\n".join(short), STACKTRACE_MAX_BYTES)
+
+
+def _qualified_name(error: BaseException) -> str:
+    kind = type(error)
+    return f"{kind.__module__}.{kind.__qualname__}"

@@ -1,0 +1,210 @@
+"""Edge: a worker's input. One librdkafka consumer, in its own thread, fetches whole batches and
+hands each to the event loop; offsets are stored only for finished batches (Positions).
+
+Why not Faust's consumer: its per-record drain loop costs 130-200 us of CPU per record and
+hop, whatever the settings; one hand-over per fetch costs a few us per record.
+
+The thread is the only one that touches the Consumer: while a rebalance callback runs, a call
+from any other thread blocks, so the event loop reports finished batches to Positions and
+this thread stores their offsets before each poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
+from streamproc.errors import InfraError
+from streamproc.records import Envelope, Headers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """How a worker's consumer fetches and commits (the STREAMPROC_* settings behind each
+    are documented in spec/settings.py)."""
+
+    bootstrap: str
+    group: str
+    topics: tuple[str, ...]
+    batch_size: int = 500  # records per fetch, at most
+    batches_in_flight: int = 4  # fetched and not yet acked, per topic
+    commit_interval_s: float = 1.0
+    session_timeout_s: float = 30.0
+    fetch_wait_ms: int = 5
+    fetch_min_bytes: int = 65_536
+    idle_poll_s: float = 0.1  # how often an idle consumer looks up (stop, stored offsets)
+
+    @property
+    def revoke_timeout_s(self) -> float:
+        """How long a revoke waits for begun batches: well inside the session timeout."""
+        return self.session_timeout_s / 2
+
+    def consumer_overrides(self) -> dict[str, Any]:
+        """What the worker's consumer sets over librdkafka's defaults."""
+        return {
+            "group.id": self.group,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,  # only finished batches are stored
+            "auto.commit.interval.ms": int(self.commit_interval_s * 1000),
+            "session.timeout.ms": int(self.session_timeout_s * 1000),
+            # a partition moves within a heartbeat or two of a rebalance's start
+            "heartbeat.interval.ms": int(min(1.0, self.session_timeout_s / 10) * 1000),
+            # the broker answers once it has fetch.min.bytes or fetch.wait.max.ms has passed
+            "fetch.min.bytes": self.fetch_min_bytes,
+            "fetch.wait.max.ms": self.fetch_wait_ms,
+            # librdkafka reads ahead up to 64 MB by default: a worker that lags (a backlog, a
+            # burst) held that much in memory; a few batches ahead keep it busy just as well
+            "queued.max.messages.kbytes": 16_384,
+        }
+
+
+class BatchConsumer:
+    """Fetches batches until stopped; `hand_over` (called in this thread, may block) passes
+    each to the processing side, which calls `positions.begin` and `positions.finish`."""
+
+    def __init__(
+        self,
+        settings: SourceSettings,
+        positions: Positions,
+        hand_over: Callable[[FetchedBatch], None],
+    ) -> None:
+        self._settings = settings
+        self._positions = positions
+        self._hand_over = hand_over
+        self._stopping = threading.Event()
+        self._room = len(settings.topics)  # about one batch waiting per agent
+
+    def stop(self) -> None:
+        """Fetch no more; `run` then waits for begun batches, commits, and returns."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Poll, hand over, store finished offsets; until stopped. Blocks: run it in a
+        thread of its own. Raises InfraError on a fatal Kafka error."""
+        settings = self._settings
+        consumer = Consumer(client_config(settings.bootstrap, **settings.consumer_overrides()))
+        consumer.subscribe(
+            list(settings.topics),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            while not self._stopping.is_set():
+                self._store(consumer)
+                if not self._positions.wait_for_room(self._room, settings.idle_poll_s):
+                    continue
+                # One record first (returns as soon as there is one), then what is already
+                # fetched: small batches when traffic is light, full ones when it is heavy.
+                first = consumer.poll(settings.idle_poll_s)
+                if first is None:
+                    continue
+                more = (
+                    consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
+                )
+                for batch in self._batches([first, *more]):
+                    self._hand_over(self._positions.hand_over(batch))
+            if not self._positions.drain(settings.revoke_timeout_s):
+                log.warning("stopping with batches unfinished: they are read again on restart")
+            self._store(consumer)
+            _commit(consumer)
+        finally:
+            consumer.close()  # leaves the group now: its partitions move without a timeout
+
+    def _batches(self, messages: Sequence[Any]) -> list[FetchedBatch]:
+        """The fetched records as one batch per topic, each partition tagged with its
+        current assignment epoch."""
+        batches: dict[str, FetchedBatch] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                _check(error)
+                continue
+            topic, partition = message.topic(), message.partition()
+            batch = batches.get(topic)
+            if batch is None:
+                batch = batches[topic] = FetchedBatch(topic, [], {})
+            if partition not in batch.epochs:
+                batch.epochs[partition] = self._positions.epoch((topic, partition))
+            kind, stamp = message.timestamp()
+            batch.records.append(
+                Envelope(
+                    topic,
+                    partition,
+                    message.offset(),
+                    message.key(),
+                    message.value(),
+                    cast(Headers, message.headers() or ()),
+                    stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                )
+            )
+        return list(batches.values())
+
+    def _store(self, consumer: Consumer) -> None:
+        offsets = self._positions.take_committable()
+        if offsets:
+            consumer.store_offsets(offsets=_kafka_partitions(offsets))
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        self._positions.assign(_partitions(partitions))
+        log.info("assigned %s", _names(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        """Before a partition moves: its begun batches finish, their offsets are committed."""
+        offsets = self._positions.revoke(_partitions(partitions), self._settings.revoke_timeout_s)
+        if offsets:
+            consumer.store_offsets(offsets=_kafka_partitions(offsets))
+        _commit(consumer)
+        log.info("revoked %s", _names(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        self._positions.lose(_partitions(partitions))
+        log.warning(
+            "lost %s (this worker was out of the group too long); "
+            "their uncommitted records are read again by their new owner",
+            _names(partitions),
+        )
+
+
+def _check(error: KafkaError) -> None:
+    """A consumer error record: fatal ones stop the worker, the rest are the client's to
+    retry (it logs them through kafka_logging)."""
+    if error.fatal():
+        raise InfraError(f"Kafka consumer: {error.str()}")
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("Kafka consumer: %s", error.str())
+
+
+def _commit(consumer: Consumer) -> None:
+    """Commit the stored offsets now; nothing stored since the last commit is no error."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            log.warning("commit failed (the records are read again): %s", exc)
+
+
+def _partitions(partitions: list[KafkaPartition]) -> list[Partition]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+def _kafka_partitions(offsets: dict[Partition, int]) -> list[KafkaPartition]:
+    return [
+        KafkaPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()
+    ]
+
+
+def _names(partitions: list[KafkaPartition]) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"

@@ -1,0 +1,208 @@
+"""Edge: every Prometheus metric of the service, with bounded label sets."""
+
+from __future__ import annotations
+
+from collections import Counter as Counter_
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from streamproc.core.training import TrainingReport
+from streamproc.records import OutRecord, Rejection
+from streamproc.stages.clean import CleanBatch, FeatureStepBatch
+
+# Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
+EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
+_BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+_DELAY_SECONDS = (60, 600, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400)
+_BATCH_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class StageMetrics:
+    """Counts of one worker's stages; labels are topics and reason codes, both finite sets."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.consumed = Counter(
+            "streamproc_records_consumed",
+            "Records read from an input topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.produced = Counter(
+            "streamproc_records_produced",
+            "Records written to an output topic (DLQ records are counted in dead_letters).",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "streamproc_dead_letters",
+            "Records sent to a DLQ, by source topic and reason code.",
+            ["topic", "reason"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "streamproc_duplicates",
+            "Events dropped as duplicates, by kind (retry: same id; resubmission: same content).",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.quality_flags = Counter(
+            "streamproc_quality_flags",
+            "Clean events carrying a quality flag (what was assumed or repaired), by flag.",
+            ["flag"],
+            registry=self.registry,
+        )
+        self.unit_switches = Counter(
+            "streamproc_unit_switch_suspected",
+            "Values whose magnitude says their unit is not the declared one.",
+            ["source", "field"],
+            registry=self.registry,
+        )
+        self.feature_events = Counter(
+            "streamproc_feature_events",
+            "Clean events seen by the feature step, by outcome: applied, late (applied or "
+            "diverted per the pipeline), replayed (its source position was applied before: a "
+            "replay after a crash), no_entity.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.feature_writes = Counter(
+            "streamproc_feature_writes",
+            "Entity hashes written (one guarded Lua call per batch writes them all).",
+            registry=self.registry,
+        )
+        self.labels = Counter(
+            "streamproc_labels",
+            "Labels taken by the trainer, by outcome: learned, held (its event not scored yet, "
+            "waiting up to the hold time), unjoined (given up: no served x), dead_letter, "
+            "sampled_out (not in the pipeline's labels.sample).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.label_delay = Histogram(
+            "streamproc_label_join_delay_seconds",
+            "Event time from an order to its label, for the labels learned.",
+            buckets=_DELAY_SECONDS,
+            registry=self.registry,
+        )
+        self.model_quality = Gauge(
+            "streamproc_model_quality",
+            "Each model's prequential quality on the labels learned: roc_auc (rolling), "
+            "log_loss, accuracy; published by the trainer.",
+            ["model", "metric"],
+            registry=self.registry,
+        )
+        self.serving = Gauge(
+            "streamproc_model_serving",
+            "1 for the model whose score is served (the champion), 0 for the shadows.",
+            ["model"],
+            registry=self.registry,
+        )
+        self.serving_version = Gauge(
+            "streamproc_model_version",
+            "Version of the snapshot the worker scores with (0: untrained).",
+            registry=self.registry,
+        )
+        self.snapshots = Counter(
+            "streamproc_model_snapshots",
+            "Snapshots published by this worker's trainer.",
+            registry=self.registry,
+        )
+        self.snapshot_bytes = Gauge(
+            "streamproc_model_snapshot_bytes",
+            "Size of the last snapshot published.",
+            registry=self.registry,
+        )
+        self.drift = Counter(
+            "streamproc_drift_detections",
+            "ADWIN detections, on a model's error (kind error) or an input (kind feature).",
+            ["kind", "stream"],
+            registry=self.registry,
+        )
+        self.promotions = Counter(
+            "streamproc_model_promotions",
+            "Challengers promoted to champion by the promotion rule.",
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "streamproc_batch_size",
+            "Records per processed batch.",
+            ["topic"],
+            buckets=_BATCH_SIZES,
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "streamproc_batch_seconds",
+            "Wall time to process and send one batch.",
+            ["topic"],
+            buckets=_BATCH_SECONDS,
+            registry=self.registry,
+        )
+
+    def observe_batch(self, topic: str, size: int, result: CleanBatch, seconds: float) -> None:
+        self._observe(topic, size, seconds, result.outputs, result.rejections)
+        for kind, count in result.duplicate_kinds.items():
+            self.duplicates.labels(kind).inc(count)
+        for flag, count in result.flags.items():
+            self.quality_flags.labels(flag).inc(count)
+        for (source, field), count in result.unit_switches.items():
+            self.unit_switches.labels(source, field).inc(count)
+
+    def observe_features(
+        self,
+        topic: str,
+        size: int,
+        result: FeatureStepBatch,
+        predictions: Sequence[OutRecord],
+        seconds: float,
+    ) -> None:
+        self._observe(topic, size, seconds, [*result.diverted, *predictions], result.rejections)
+        features = result.features
+        applied = len(features.served) - features.late - features.replayed
+        for outcome, count in (
+            ("applied", applied),
+            ("late", features.late),
+            ("replayed", features.replayed),
+            ("no_entity", result.without_entity),
+        ):
+            self.feature_events.labels(outcome).inc(count)
+        self.feature_writes.inc(features.writes)
+
+    def _observe(
+        self,
+        topic: str,
+        size: int,
+        seconds: float,
+        outputs: Sequence[OutRecord],
+        rejections: Sequence[Rejection],
+    ) -> None:
+        """What every batch of every step counts: its size, time, outputs and dead letters."""
+        self.consumed.labels(topic).inc(size)
+        self.batch_size.labels(topic).observe(size)
+        self.batch_seconds.labels(topic).observe(seconds)
+        for sink, count in Counter_(output.topic for output in outputs).items():
+            self.produced.labels(sink).inc(count)
+        for reason, count in Counter_(r.reason for r in rejections).items():
+            self.dead_letters.labels(topic, reason).inc(count)
+
+    def observe_training(self, report: TrainingReport, scores: dict[str, dict[str, float]]) -> None:
+        for outcome, count in (
+            ("learned", report.learned),
+            ("held", report.held),
+            ("unjoined", report.unjoined),
+        ):
+            self.labels.labels(outcome).inc(count)
+        for delay_ms in report.join_delays_ms:
+            self.label_delay.observe(delay_ms / 1000)
+        for detected in report.drift:
+            self.drift.labels(detected.kind, detected.stream).inc()
+        self.promotions.inc(len(report.promotions))
+        for model, card in scores.items():
+            for metric, value in card.items():
+                if metric != "labels":
+                    self.model_quality.labels(model, metric).set(value)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""Redis: the stores behind the core's ports, one script call per batch."""

@@ -1,0 +1,295 @@
+"""Core: online models declared in the pipeline: River pipelines built from a whitelist of
+steps, and the input vector x built from a clean event and the features served to it.
+
+No I/O: the worker, run-file and the trainer feed events and labels; this module predicts and
+learns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
+
+from streamproc.errors import EventRejected
+from streamproc.spec.models import ModelInputs, Models, ModelSpec, PromotionRule
+
+# The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
+# optimizers their parameters may name. A whitelist: a pipeline file must never be a way to
+# import arbitrary code.
+STEPS: dict[str, Any] = {
+    "StandardScaler": preprocessing.StandardScaler,
+    "MinMaxScaler": preprocessing.MinMaxScaler,
+    "LogisticRegression": linear_model.LogisticRegression,
+    "HoeffdingTreeClassifier": tree.HoeffdingTreeClassifier,
+    "HoeffdingAdaptiveTreeClassifier": tree.HoeffdingAdaptiveTreeClassifier,
+    "ARFClassifier": forest.ARFClassifier,
+}
+OPTIMIZERS: dict[str, Any] = {"SGD": optim.SGD, "Adam": optim.Adam, "AdaGrad": optim.AdaGrad}
+
+
+def build_pipeline(spec: ModelSpec) -> Any:
+    """The River pipeline a model spec declares, fresh (nothing learned)."""
+    steps = []
+    for name in (part.strip() for part in spec.pipeline.split("|")):
+        params = dict(spec.params.get(name, {}))
+        if "optimizer" in params:
+            params["optimizer"] = _optimizer(params["optimizer"])
+        steps.append(STEPS[name](**params))
+    return compose.Pipeline(*steps) if len(steps) > 1 else steps[0]
+
+
+def _optimizer(declared: Any) -> Any:
+    """{"SGD": {"lr": 0.05}} → optim.SGD(lr=0.05)."""
+    [(name, params)] = dict(declared).items()
+    return OPTIMIZERS[name](**(params or {}))
+
+
+def build_x(
+    inputs: ModelInputs, event: Mapping[str, Any], features: Mapping[str, Any]
+) -> dict[str, float]:
+    """The model's input from the clean event and its served features (values or FeatureValue
+    tuples). A missing number is left out, with a `<name>_missing` indicator, never a zero;
+    categories are one-hot; `matches` says whether two values are equal."""
+
+    def value(name: str) -> Any:
+        if name in features:
+            found = features[name]
+            return found[0] if isinstance(found, tuple) else found
+        return event.get(name)
+
+    x: dict[str, float] = {}
+    for names, scale in ((inputs.numeric, float), (inputs.log, _log1p)):
+        for name in names:
+            number = value(name)
+            if (
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or math.isnan(number)
+            ):
+                x[f"{name}_missing"] = 1.0
+            else:
+                x[name] = _bounded(name, scale(number))
+    for name in inputs.present:
+        x[f"{name}_present"] = 0.0 if value(name) in (None, "") else 1.0
+    for name in inputs.boolean:
+        flag = value(name)
+        if flag is None:
+            x[f"{name}_missing"] = 1.0
+        else:
+            x[name] = 1.0 if flag else 0.0
+    for name in inputs.categorical:
+        category = value(name)
+        x[f"{name}={category if category is not None else '∅'}"] = 1.0
+    for name, (left, right) in inputs.matches.items():
+        a, b = value(left), value(right)
+        if a is None or b is None:
+            x[f"{name}_missing"] = 1.0
+        else:
+            x[name] = 1.0 if a == b else 0.0
+    return x
+
+
+# Beyond this an input is a broken value, not a measurement; its square still fits a float, so
+# River's running variances stay finite (one 1e308 made StandardScaler return NaN for good).
+INPUT_LIMIT = 1e12
+
+
+def _bounded(name: str, number: float) -> float:
+    if not -INPUT_LIMIT <= number <= INPUT_LIMIT:  # infinities too
+        raise EventRejected("invalid_input", f"model input {name} is {number!r}")
+    return number
+
+
+def _log1p(number: float) -> float:
+    return math.log1p(max(0.0, float(number)))
+
+
+UNINFORMED = 0.5  # the score of a model that knows nothing yet
+
+
+def probability(model: Any, x: Mapping[str, float]) -> float:
+    """P(label is true). River leaves out a class it has not seen, so a missing True after
+    negatives only is 0, not unknown; only an empty answer (nothing learned) is UNINFORMED."""
+    proba = model.predict_proba_one(dict(x))
+    if not proba:
+        return UNINFORMED
+    return float(proba.get(True, 0.0))
+
+
+_EARLY_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, they are dropped
+
+
+class DelayedLabels:
+    """Prequential learning with late labels: each event is scored before its label is known;
+    a label is learned once the stream's event time reaches the time it arrived, from the x
+    the event was served (no leakage: the model never sees a label before its time)."""
+
+    def __init__(self, model: Any, score: PrequentialScore | None = None) -> None:
+        self.model = model
+        self.score_card = score or PrequentialScore()
+        self._due: list[tuple[int, str, bool]] = []  # (arrives at, event id, label): a heap
+        self._served: dict[str, tuple[dict[str, float], float]] = {}
+        self._early: dict[str, bool] = {}  # labels that came before their event was scored
+        self.learned = 0
+        self.early_labels = 0
+
+    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
+        heapq.heappush(self._due, (arrives_at_ms, event_id, label))
+
+    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> float:
+        self.advance(at_ms)
+        p = probability(self.model, x)
+        self._served[event_id] = (dict(x), p)
+        if event_id in self._early:  # its label was waiting: learn it now, after the score
+            self._learn(event_id, self._early.pop(event_id))
+        return p
+
+    def advance(self, now_ms: int) -> None:
+        """Learn every label that has arrived by `now_ms` and whose event was scored."""
+        while self._due and self._due[0][0] <= now_ms:
+            _, event_id, label = heapq.heappop(self._due)
+            if event_id in self._served:
+                self._learn(event_id, label)
+            elif len(self._early) < _EARLY_LABELS_KEPT:
+                self._early[event_id] = label
+                self.early_labels += 1
+
+    def _learn(self, event_id: str, label: bool) -> None:
+        x, predicted = self._served.pop(event_id)
+        self.score_card.update(label, predicted)  # scored as it was served: no leak
+        self.model.learn_one(x, label)
+        self.learned += 1
+
+
+class PrequentialScore:
+    """A model's rolling quality on the labels it learns (test, then train): ROC AUC over the
+    last `window` labels, log loss and accuracy (threshold 0.5), as River computes them."""
+
+    def __init__(self, window: int = 5_000) -> None:
+        self._auc = metrics.RollingROCAUC(window_size=window)
+        self._log_loss = metrics.LogLoss()
+        self._accuracy = metrics.Accuracy()
+        self.labels = 0
+
+    def update(self, label: bool, probability_true: float) -> None:
+        self._auc.update(label, probability_true)
+        self._log_loss.update(label, {True: probability_true, False: 1 - probability_true})
+        self._accuracy.update(label, probability_true >= 0.5)
+        self.labels += 1
+
+    def snapshot(self) -> dict[str, float]:
+        return {
+            "roc_auc": float(self._auc.get()),
+            "log_loss": float(self._log_loss.get()),
+            "accuracy": float(self._accuracy.get()),
+            "labels": float(self.labels),
+        }
+
+
+class SnapshotMismatch(Exception):
+    """A snapshot of models declared differently: restoring them would mix two models."""
+
+
+def spec_hash(inputs: ModelInputs, spec: ModelSpec) -> str:
+    """What a model is: its pipeline, parameters and inputs. A change makes a new model."""
+    declared = {"inputs": inputs.model_dump(), "model": spec.model_dump()}
+    return hashlib.sha256(json.dumps(declared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DriftWatch:
+    """ADWIN (River) over a stream of numbers, e.g. a model's absolute error per label or a
+    feature's values: says when the recent mean has moved away from the older one."""
+
+    def __init__(self, delta: float = 0.002) -> None:
+        self._adwin = drift.ADWIN(delta=delta)
+        self.detections = 0
+
+    def update(self, value: float) -> bool:
+        self._adwin.update(value)
+        if self._adwin.drift_detected:
+            self.detections += 1
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A challenger became champion."""
+
+    after_labels: int
+    retired: str
+    promoted: str
+    retired_auc: float
+    promoted_auc: float
+
+
+def in_sample(key: str, share: float) -> bool:
+    """Whether a label is in a sample of `share`: by a hash of its key that every process
+    and every replay computes alike (Python's hash() of a str changes per process)."""
+    return share >= 1.0 or zlib.crc32(key.encode()) < share * 2**32
+
+
+class ModelSet:
+    """The champion and its challengers, scored side by side on every event (the challengers
+    in shadow: only the champion's score is served) and learning the same labels."""
+
+    def __init__(self, models: Models) -> None:
+        self._rule = models.promotion
+        self._sample = models.labels.sample
+        self.sampled_out = 0
+        window = models.promotion.window
+        self.learners = {
+            spec.name: DelayedLabels(build_pipeline(spec), PrequentialScore(window))
+            for spec in models.specs()
+        }
+        self.champion = models.champion.name
+        self.promotions: list[Promotion] = []
+
+    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
+        if not in_sample(event_id, self._sample):
+            self.sampled_out += 1
+            return
+        for learner in self.learners.values():
+            learner.expect(event_id, label, arrives_at_ms)
+
+    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> dict[str, float]:
+        """Every model's score; the champion's is the one to serve."""
+        scores = {
+            name: learner.score(event_id, at_ms, x) for name, learner in self.learners.items()
+        }
+        self._consider_promotion()
+        return scores
+
+    def _consider_promotion(self) -> None:
+        cards = {name: learner.score_card for name, learner in self.learners.items()}
+        promotion = better_champion(self._rule, self.champion, cards)
+        if promotion is not None:
+            self.promotions.append(promotion)
+            self.champion = promotion.promoted
+
+
+def better_champion(
+    rule: PromotionRule, champion: str, cards: Mapping[str, PrequentialScore]
+) -> Promotion | None:
+    """The challenger whose rolling ROC AUC beats the champion's by the rule's margin, both
+    over at least `window` labels; None when the champion stays."""
+    current = cards[champion]
+    if current.labels < rule.window:
+        return None
+    champion_auc = current.snapshot()["roc_auc"]
+    best, best_auc = champion, champion_auc
+    for name, card in cards.items():
+        auc = card.snapshot()["roc_auc"]
+        if name != champion and card.labels >= rule.window and auc > best_auc:
+            best, best_auc = name, auc
+    if best == champion or best_auc - champion_auc < rule.margin:
+        return None
+    return Promotion(current.labels, champion, best, champion_auc, best_auc)

@@ -1,0 +1,3 @@
+"""Worker: the long-running service: the Faust app (the only package that imports Faust), the
+trainer and the snapshot follower.
+"""
