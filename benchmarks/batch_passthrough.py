@@ -13,8 +13,8 @@ from typing import Any
 
 import mode.loop
 
-from streamproc.adapters.kafka.admin import BatchSender
 from streamproc.adapters.kafka.batch_flow import Complete
+from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.records import Envelope, OutRecord
 from streamproc.spec.settings import load_settings
 from streamproc.worker.app import faust_worker, serve_batches, tune_gc, worker_app

@@ -32,7 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import end_offsets, produce_all, start_group_at
+from streamproc.adapters.kafka.admin import end_offsets, start_group_at
+from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 

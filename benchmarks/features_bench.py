@@ -18,15 +18,11 @@ from collections.abc import Sequence
 
 import redis
 
+from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features import (
-    EntityWrite,
-    FeatureClient,
-    FeatureEvent,
-    FeatureStage,
-    FeatureStore,
-    InMemoryFeatureStore,
-)
+from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.stage import FeatureStage
+from streamproc.core.features.state import EntityWrite, FeatureEvent, FeatureStore
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO

@@ -19,15 +19,20 @@ from dataclasses import dataclass
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.dedupe import InMemorySeenStore
-from streamproc.core.features import FeatureStage, InMemoryFeatureStore
-from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.memory import (
+    InMemoryFeatureStore,
+    InMemorySeenStore,
+    InMemoryServedLog,
+    InMemoryUnitStatsStore,
+)
+from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 from streamproc.spec.pipeline import PipelineSpec, load_pipeline
-from streamproc.stages.clean import CleanStage, FeatureStep
+from streamproc.stages.clean import CleanStage
+from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep
-from streamproc.stages.scored import InMemoryServedLog, ScoredChain
+from streamproc.stages.scored import ScoredChain
 from streamproc.worker.app import tune_gc
 from tests.conftest import REPO
 

@@ -53,13 +53,9 @@ from benchmarks.hotpath_bench import events_per_s as hotpath_events_per_s
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import (
-    end_offsets,
-    make_producer,
-    produce_records,
-    start_group_at,
-)
+from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
+from streamproc.adapters.kafka.producer import make_producer, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.scenario.shop import HOUR_MS, GeneratorConfig, Scenario, generate

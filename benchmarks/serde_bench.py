@@ -24,8 +24,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.dedupe import InMemorySeenStore
-from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.memory import InMemorySeenStore, InMemoryUnitStatsStore
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import load_pipeline

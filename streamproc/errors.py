@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+INTERNAL_ERROR = "internal_error"  # the reason code of an event that met a bug of ours
+
 DecodeReason = Literal["not_wire_format", "unknown_schema_id", "truncated", "schema_mismatch"]
 
 

@@ -39,3 +39,23 @@ class Rejection:
     source: Envelope
     reason: str
     error: BaseException
+
+
+# Where a clean event was read: "<partition>/<offset>" of the source topic. The feature step
+# guards on it, so an event the clean stage sends twice (a replay after its crash) counts once.
+SOURCE_HEADER = "streamproc.source"
+
+
+def source_stamp(envelope: Envelope) -> bytes:
+    """The SOURCE_HEADER value naming where `envelope` was read."""
+    return f"{envelope.partition}/{envelope.offset}".encode()
+
+
+def source_position(envelope: Envelope) -> tuple[int, int]:
+    """The source position the clean stage stamped; a record without one (produced by
+    another writer) is placed by its own position, in partitions of its own."""
+    for name, value in envelope.headers:
+        if name == SOURCE_HEADER:
+            partition, _, offset = value.decode().partition("/")
+            return int(partition), int(offset)
+    return -1 - envelope.partition, envelope.offset

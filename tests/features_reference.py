@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from streamproc.core.canonical import keyed_hash
-from streamproc.core.features import FeatureEvent
+from streamproc.core.features.state import FeatureEvent
 from streamproc.scenario.shop import Truth
 from streamproc.spec.base import duration_ms
 from streamproc.spec.pipeline import FeatureView

@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from streamproc.core.training import TrainingReport
 from streamproc.records import OutRecord, Rejection
-from streamproc.stages.clean import CleanBatch, FeatureStepBatch
+from streamproc.stages.clean import CleanBatch
+from streamproc.stages.feature_step import FeatureStepBatch
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"

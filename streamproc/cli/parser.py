@@ -20,11 +20,13 @@ from typing import Any
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.adapters.kafka.admin import KafkaAdmin, produce_all
+from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
+from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, redis_client
-from streamproc.core.features import FeatureClient, FeatureValue
+from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.state import FeatureValue
 from streamproc.errors import ConfigError, InfraError
 from streamproc.scenario.river_datasets import (
     declare,
@@ -44,7 +46,7 @@ from streamproc.spec.pipeline import Features, PipelineSpec, load_pipeline
 from streamproc.spec.settings import Settings, load_settings
 from streamproc.spec.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.spec.topics import Plan, load_topic_specs, plan_changes
-from streamproc.stages.clean import RecordShape
+from streamproc.stages.feature_step import RecordShape
 from streamproc.tools.demo import (
     DemoPlan,
     produce_scenario,

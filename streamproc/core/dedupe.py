@@ -112,25 +112,3 @@ def judge(
     ):
         return Verdict("resubmission", by_content), by_id is None, False
     return FIRST_SEEN, by_id is None, True
-
-
-class InMemorySeenStore:
-    """The SeenStore for files and tests; keeps everything (no expiry) for one run."""
-
-    def __init__(self) -> None:
-        self._ids: dict[str, Sighting] = {}
-        self._contents: dict[str, Sighting] = {}
-
-    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
-        verdicts = []
-        for claim in claims:
-            content = self._contents.get(claim.fingerprint) if claim.fingerprint else None
-            verdict, write_id, write_content = judge(
-                claim, self._ids.get(claim.sighting.event_id), content, rules
-            )
-            if write_id:
-                self._ids[claim.sighting.event_id] = claim.sighting
-            if write_content and claim.fingerprint is not None:
-                self._contents[claim.fingerprint] = claim.sighting
-            verdicts.append(verdict)
-        return verdicts

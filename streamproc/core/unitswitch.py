@@ -292,36 +292,3 @@ def _steps(declared_unit: str) -> Sequence[tuple[float, float]]:
             prior = _PRIOR_NEIGHBOUR + _PRIOR_PER_FURTHER_RUNG * further
             steps.append((UNIT_SECONDS[unit] / UNIT_SECONDS[declared_unit], prior))
     return tuple(steps)
-
-
-class InMemoryUnitStatsStore:
-    """The UnitStatsStore of one process (files, tests): the Redis one's rules, in a dict."""
-
-    def __init__(self) -> None:
-        self._stats = UnitStats()
-        self._guard: dict[int, int] = {}
-
-    async def exchange(self, update: UnitStatsUpdate) -> UnitStats:
-        await self.send(update)
-        return _copy(self._stats)
-
-    async def send(self, update: UnitStatsUpdate) -> None:
-        before = dict(self._guard)
-        for sighting in update.sightings:
-            if sighting.offset > before.get(sighting.partition, -1):
-                self._stats.counts.setdefault(sighting.group, Counter())[sighting.bin] += 1
-                newest = self._guard.get(sighting.partition, -1)
-                self._guard[sighting.partition] = max(newest, sighting.offset)
-        for group, step in update.steps.items():
-            self._stats.steps.setdefault(group, step)
-        for key, version in update.references.items():
-            self._stats.references.setdefault(key, version)
-
-
-def _copy(stats: UnitStats) -> UnitStats:
-    """A deep copy: a detector changes its view as it counts, the store's must not move."""
-    return UnitStats(
-        {group: Counter(counts) for group, counts in stats.counts.items()},
-        dict(stats.steps),
-        dict(stats.references),
-    )

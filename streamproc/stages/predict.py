@@ -9,13 +9,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamproc.core.features import FeatureValue
+from streamproc.core.features.state import FeatureValue
 from streamproc.core.learning import build_pipeline, build_x, probability
 from streamproc.core.training import ServedX
-from streamproc.errors import EventRejected
+from streamproc.errors import INTERNAL_ERROR, EventRejected
+from streamproc.ports import Codec
 from streamproc.records import OutRecord, Rejection
 from streamproc.spec.models import Models
-from streamproc.stages.clean import CLEAN_ORDER, INTERNAL_ERROR, Codec, RecordShape, ServedOrder
+from streamproc.stages.feature_step import CLEAN_ORDER, RecordShape, ServedOrder
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from streamproc.core.training import ServedX
 from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.stages.clean import FeatureStep, FeatureStepBatch
+from streamproc.stages.feature_step import FeatureStep, FeatureStepBatch
 from streamproc.stages.predict import PredictStep
 
 
@@ -26,26 +26,6 @@ class ServedLog(Protocol):
         newest_ms: Mapping[int, int],
         wall_ms: int,
     ) -> None: ...
-
-
-class InMemoryServedLog:
-    """A served-x log in memory, encoded as Redis keeps it: for files and benchmarks."""
-
-    def __init__(self) -> None:
-        self.x: dict[str, bytes] = {}
-        self.newest_ms: dict[int, int] = {}
-
-    async def log(
-        self,
-        served: Sequence[tuple[str, ServedX]],
-        ttl_ms: int,
-        newest_ms: Mapping[int, int],
-        wall_ms: int,
-    ) -> None:
-        for event_id, x in served:
-            self.x.setdefault(event_id, x.dump())  # the first x stays, as in Redis
-        for partition, at_ms in newest_ms.items():
-            self.newest_ms[partition] = max(self.newest_ms.get(partition, at_ms), at_ms)
 
 
 @dataclass(slots=True)

@@ -20,17 +20,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamproc.adapters.kafka.admin import (
-    KafkaAdmin,
-    end_offsets,
-    produce_all,
-    produce_records,
-    start_group_at,
-)
+from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
+from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features import FeatureClient
+from streamproc.core.features.reader import FeatureClient
 from streamproc.errors import InfraError
 from streamproc.scenario.shop import Scenario, producer_key
 from streamproc.spec.pipeline import Features

@@ -19,14 +19,19 @@ from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.dlq import REASON, dead_letter
-from streamproc.core.dedupe import InMemorySeenStore
-from streamproc.core.features import FeatureEvent, FeatureStage, InMemoryFeatureStore, Served
-from streamproc.core.unitswitch import InMemoryUnitStatsStore
+from streamproc.adapters.memory import (
+    InMemoryFeatureStore,
+    InMemorySeenStore,
+    InMemoryUnitStatsStore,
+)
+from streamproc.core.features.stage import FeatureStage
+from streamproc.core.features.state import FeatureEvent, Served
 from streamproc.errors import ConfigError, DecodeError
 from streamproc.records import Envelope, OutRecord, Rejection
 from streamproc.spec.pipeline import PipelineSpec
 from streamproc.spec.tabular import TabularSpec
-from streamproc.stages.clean import CleanStage, FeatureStep
+from streamproc.stages.clean import CleanStage
+from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.scored import ScoredChain
 
 BATCH = 500

@@ -17,7 +17,7 @@ from typing import Any
 from streamproc.core.learning import ModelSet, build_x
 from streamproc.errors import ConfigError, EventRejected
 from streamproc.spec.models import Models
-from streamproc.stages.clean import CLEAN_ORDER, RecordShape
+from streamproc.stages.feature_step import CLEAN_ORDER, RecordShape
 
 PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"
 

@@ -22,12 +22,13 @@ from prometheus_client import start_http_server
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.adapters.kafka.admin import BatchSender, KafkaAdmin, TopicLister
+from streamproc.adapters.kafka.admin import KafkaAdmin, TopicLister
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
 from streamproc.adapters.kafka.delivery import Delivery, delivered
 from streamproc.adapters.kafka.dlq import dlq_topic
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
+from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
@@ -39,16 +40,16 @@ from streamproc.adapters.redis.stores import (
     redis_client,
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
-from streamproc.core.features import FeatureStage
+from streamproc.core.features.stage import FeatureStage
 from streamproc.errors import ConfigError, InfraError
 from streamproc.records import Envelope
 from streamproc.spec.models import Models
 from streamproc.spec.pipeline import Features, PipelineSpec
 from streamproc.spec.settings import DEV_PII_KEY, Settings
 from streamproc.spec.tabular import TabularSpec, load_declaration, load_tabular
-from streamproc.stages.clean import (
+from streamproc.stages.clean import CleanStage
+from streamproc.stages.feature_step import (
     CLEAN_ORDER,
-    CleanStage,
     FeatureStep,
     RecordShape,
     divert_topic,

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from streamproc.adapters.kafka.admin import BatchSender, PartitionReader
 from streamproc.adapters.kafka.dlq import dead_letter
 from streamproc.adapters.kafka.model_snapshots import (
     SNAPSHOTS_TOPIC,
@@ -21,6 +20,8 @@ from streamproc.adapters.kafka.model_snapshots import (
     read_latest,
     serving_key,
 )
+from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.adapters.kafka.reader import PartitionReader
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.redis.stores import RedisLease, RedisServedLog
@@ -34,8 +35,8 @@ from streamproc.core.training import (
     load_state,
 )
 from streamproc.errors import EventRejected
+from streamproc.ports import Codec
 from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.stages.clean import Codec
 from streamproc.stages.predict import PredictStep
 from streamproc.worker.follower import SnapshotFollower
 from streamproc.worker.snapshot_thread import in_snapshot_thread

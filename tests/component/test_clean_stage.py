@@ -7,16 +7,12 @@ from typing import Any
 import pytest
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.dedupe import InMemorySeenStore
-from streamproc.core.unitswitch import (
-    InMemoryUnitStatsStore,
-    UnitStats,
-    UnitStatsRefresh,
-    UnitStatsUpdate,
-)
-from streamproc.records import Envelope
+from streamproc.adapters.memory import InMemorySeenStore, InMemoryUnitStatsStore
+from streamproc.core.unitswitch import UnitStats, UnitStatsRefresh, UnitStatsUpdate
+from streamproc.errors import INTERNAL_ERROR
+from streamproc.records import SOURCE_HEADER, Envelope
 from streamproc.spec.pipeline import PipelineSpec, load_pipeline
-from streamproc.stages.clean import INTERNAL_ERROR, SOURCE_HEADER, CleanStage
+from streamproc.stages.clean import CleanStage
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import ExplodingCodec

@@ -6,10 +6,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from streamproc.core.features import FeatureStage, InMemoryFeatureStore
+from streamproc.adapters.memory import InMemoryFeatureStore
+from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope
 from streamproc.spec.pipeline import Features, FeatureView
-from streamproc.stages.clean import FeatureStep, RecordShape
+from streamproc.stages.feature_step import FeatureStep, RecordShape
 
 SHAPE = RecordShape("click_id", "at", "user", "probability")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.features import FeatureValue
+from streamproc.core.features.state import FeatureValue
 from streamproc.records import Envelope
 from streamproc.spec.pipeline import load_pipeline
-from streamproc.stages.clean import ServedOrder
+from streamproc.stages.feature_step import ServedOrder
 from streamproc.stages.predict import PredictStep, ServingModels
 from tests.conftest import REPO
 

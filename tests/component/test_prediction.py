@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.features import FeatureValue
-from streamproc.stages.clean import CLEAN_ORDER
+from streamproc.core.features.state import FeatureValue
+from streamproc.stages.feature_step import CLEAN_ORDER
 from streamproc.stages.predict import prediction
 
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 import pytest
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.core.dedupe import InMemorySeenStore
-from streamproc.core.features import FeatureStage, InMemoryFeatureStore
+from streamproc.adapters.memory import (
+    InMemoryFeatureStore,
+    InMemorySeenStore,
+    InMemoryServedLog,
+    InMemoryUnitStatsStore,
+)
+from streamproc.core.features.stage import FeatureStage
 from streamproc.core.training import ServedX
-from streamproc.core.unitswitch import InMemoryUnitStatsStore
 from streamproc.records import Envelope
 from streamproc.spec.pipeline import load_pipeline
-from streamproc.stages.clean import CleanStage, FeatureStep
+from streamproc.stages.clean import CleanStage
+from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep
-from streamproc.stages.scored import InMemoryServedLog, ScoredChain
+from streamproc.stages.scored import ScoredChain
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 

@@ -9,15 +9,10 @@ from typing import Any
 
 import pytest
 
+from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.stores import RedisFeatureStore
-from streamproc.core.features import (
-    EntityWrite,
-    FeatureEvent,
-    FeatureStage,
-    FeatureStore,
-    InMemoryFeatureStore,
-    OffsetConflict,
-)
+from streamproc.core.features.stage import FeatureStage
+from streamproc.core.features.state import EntityWrite, FeatureEvent, FeatureStore, OffsetConflict
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import Features, load_pipeline
 from tests.conftest import REPO

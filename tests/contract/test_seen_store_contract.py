@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from streamproc.adapters.memory import InMemorySeenStore
 from streamproc.adapters.redis.stores import RedisSeenStore
-from streamproc.core.dedupe import Claim, DedupeRules, InMemorySeenStore, SeenStore, Sighting
+from streamproc.core.dedupe import Claim, DedupeRules, SeenStore, Sighting
 from tests.contract.conftest import REDIS_KINDS, each_store
 
 RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)

@@ -7,13 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from streamproc.adapters.memory import InMemoryUnitStatsStore
 from streamproc.adapters.redis.units import RedisUnitStatsStore
-from streamproc.core.unitswitch import (
-    InMemoryUnitStatsStore,
-    Sighting,
-    UnitStatsStore,
-    UnitStatsUpdate,
-)
+from streamproc.core.unitswitch import Sighting, UnitStatsStore, UnitStatsUpdate
 from tests.contract.conftest import REDIS_KINDS, each_store
 
 V4 = ("app", "session_duration", "4")

@@ -15,7 +15,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamproc.adapters.kafka import dlq
-from streamproc.adapters.kafka.admin import BatchSender, KafkaAdmin, end_offsets
+from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets
+from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.errors import InfraError
 from streamproc.records import OutRecord
 from streamproc.spec.topics import Plan, TopicSpec

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features import FeatureClient
+from streamproc.core.features.reader import FeatureClient
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 from streamproc.spec.pipeline import load_pipeline
 from tests.builders import ORDER_SUBMITTED

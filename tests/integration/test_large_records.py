@@ -15,12 +15,12 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka import dlq
-from streamproc.adapters.kafka.admin import BatchSender, end_offsets
+from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.kafka.delivery import deliver
+from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.errors import EventRejected
-from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.stages.clean import SOURCE_HEADER
+from streamproc.records import SOURCE_HEADER, Envelope, OutRecord, Rejection
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.integration.conftest import (

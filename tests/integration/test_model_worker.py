@@ -18,13 +18,14 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import end_offsets, produce_all
+from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.kafka.model_snapshots import (
     SNAPSHOTS_TOPIC,
     forget_models,
     models_key,
     read_latest,
 )
+from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.core.training import read_header

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features import EntityWrite
+from streamproc.core.features.state import EntityWrite
 from streamproc.errors import InfraError
 from tests.integration.conftest import Stack
 

@@ -13,8 +13,9 @@ import yaml
 from confluent_kafka import Consumer
 
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import end_offsets, produce_records, start_group_at
+from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
+from streamproc.adapters.kafka.producer import produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.scenario.river_datasets import keyed, stream

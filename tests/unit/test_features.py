@@ -8,13 +8,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from streamproc.core.features import (
-    FeatureClient,
-    FeatureEvent,
-    FeatureStage,
-    InMemoryFeatureStore,
-    OffsetConflict,
-)
+from streamproc.adapters.memory import InMemoryFeatureStore
+from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.stage import FeatureStage
+from streamproc.core.features.state import FeatureEvent, OffsetConflict
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import Features, PipelineSpec, load_pipeline
 from tests.conftest import REPO

@@ -16,13 +16,15 @@ from tests.conftest import REPO
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
-def _lint_imports_with(tmp_path: Path, module: str, source: str) -> subprocess.CompletedProcess[str]:
+def _lint_imports_with(
+    tmp_path: Path, module: str, source: str
+) -> subprocess.CompletedProcess[str]:
     """lint-imports, with the repo's contracts, on a copy of streamproc holding one new module."""
     shutil.copytree(REPO / "streamproc", tmp_path / "streamproc")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     (tmp_path / "streamproc" / Path(*module.split("."))).with_suffix(".py").write_text(source)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    return subprocess.run(
+    return subprocess.run(  # noqa: S603 (our own lint-imports, fixed arguments)
         [str(LINT_IMPORTS), "--no-cache"],
         cwd=tmp_path,
         env=env,

@@ -19,7 +19,7 @@ from streamproc.spec.tabular import (
     load_declaration,
     load_tabular,
 )
-from streamproc.stages.clean import RecordShape
+from streamproc.stages.feature_step import RecordShape
 from streamproc.tools.run_file import run_tabular_file
 from streamproc.tools.score_file import score_file
 from tests.conftest import REPO

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import pytest
 
+from streamproc.adapters.memory import InMemoryUnitStatsStore
 from streamproc.core.unitswitch import (
     MAX_GROUPS,
-    InMemoryUnitStatsStore,
     UnitStatsRefresh,
     UnitStatsUpdate,
     UnitSwitchDetector,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from streamproc.adapters.kafka.admin import BatchSender, Submitted
 from streamproc.adapters.kafka.dlq import dead_letter, reference
+from streamproc.adapters.kafka.producer import BatchSender, Submitted
 from streamproc.errors import InfraError
-from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.stages.clean import SOURCE_HEADER, source_stamp
+from streamproc.records import SOURCE_HEADER, Envelope, OutRecord, Rejection, source_stamp
 
 log = logging.getLogger(__name__)
 

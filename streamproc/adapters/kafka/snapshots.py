@@ -10,8 +10,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streamproc.adapters.kafka.admin import make_producer
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.producer import make_producer
 from streamproc.errors import InfraError
 
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?

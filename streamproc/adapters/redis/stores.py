@@ -12,7 +12,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from streamproc.core.dedupe import Claim, DedupeRules, Sighting, Verdict
-from streamproc.core.features import EntityWrite, OffsetConflict
+from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
 from streamproc.errors import InfraError
 

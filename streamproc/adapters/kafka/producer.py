@@ -1,0 +1,276 @@
+"""Edge: sending: an idempotent producer, blocking sends for tools, and the batch sender whose
+acks a worker awaits while it processes the next batch."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import (
+    KafkaError,
+    KafkaException,
+    Producer,
+)
+
+from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.dlq import (
+    MAX_RECORD_BYTES,
+    RECORD_REFUSED,
+    RECORD_TOO_LARGE,
+    wire_size,
+)
+from streamproc.errors import EventRejected, InfraError
+from streamproc.records import OutRecord
+
+
+def make_producer(bootstrap: str, **overrides: Any) -> Producer:
+    """Idempotent (acks from all in-sync replicas, no duplicates or reordering on retry); the
+    murmur2 partitioner puts a key where Java clients and aiokafka put it."""
+    settings = {"linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
+    return Producer(client_config(bootstrap, **{**settings, **overrides}))
+
+
+def produce_all(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+) -> int:
+    """Send (key, value, timestamp ms) records and wait for every ack; returns the count."""
+    return produce_records(bootstrap, ((topic, *record) for record in records))
+
+
+def produce_records(
+    bootstrap: str,
+    records: Iterable[tuple[str, bytes | None, bytes, int | None]],
+    per_second: float | None = None,
+) -> int:
+    """Send (topic, key, value, timestamp ms) records, at most `per_second` (None: as fast
+    as the broker takes them), and wait for every ack; returns the count."""
+    producer = make_producer(
+        bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}
+    )
+    failures: list[str] = []
+
+    def on_delivery(error: Any, _message: Any) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    sent, started = 0, time.monotonic()
+    for topic, key, value, timestamp_ms in records:
+        while True:
+            try:
+                producer.produce(
+                    topic, value, key, on_delivery=on_delivery, timestamp=timestamp_ms or 0
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+        sent += 1
+        producer.poll(0)
+        if per_second and (ahead := sent / per_second - (time.monotonic() - started)) > 0.01:
+            time.sleep(ahead)
+    if producer.flush(60) or failures:
+        raise InfraError(f"{len(failures)} records not delivered: {failures[:3]}")
+    return sent
+
+
+class Acks:
+    """The broker's answers for one submitted batch, filled in by librdkafka's delivery
+    callbacks (in the sender's poll thread) and awaited on the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.refusals: dict[int, Any] = {}  # index -> a per-record refusal (REFUSALS)
+        self.failures: list[str] = []
+        self._loop = loop
+        self._left = count
+        self._all = loop.create_future()
+        if count == 0:
+            self._all.set_result(None)
+
+    def on_delivery(self, index: int, error: Any, message: Any) -> None:
+        if error is not None:
+            if error.code() in BatchSender.REFUSALS:
+                self.refusals[index] = error
+            else:
+                self.failures.append(f"{message.topic()}: {error}")
+        self._left -= 1
+        if self._left == 0:
+            self._loop.call_soon_threadsafe(_settle, self._all)
+
+    def cancel_one(self) -> None:
+        """A record that never reached librdkafka (refused at produce time)."""
+        self.on_delivery(-1, None, None)
+
+    async def all_answered(self, ack_timeout_s: float) -> None:
+        """Every record acked or refused for itself; InfraError if any failed otherwise."""
+        try:  # librdkafka answers every record within message.timeout.ms; the margin is ours
+            await asyncio.wait_for(asyncio.shield(self._all), ack_timeout_s + 30)
+        except TimeoutError:
+            raise InfraError(f"records not acked in {ack_timeout_s:.0f} s") from None
+        if self.failures:
+            raise InfraError(f"{len(self.failures)} records not acked: {self.failures[:3]}")
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Submitted:
+    """A batch handed to librdkafka: `refused()` waits for its acks."""
+
+    def __init__(self, sender: BatchSender, records: Sequence[OutRecord], acks: Acks) -> None:
+        self._sender = sender
+        self._records = records
+        self._acks = acks
+        self.refused_early: dict[int, EventRejected] = {}
+
+    async def refused(self) -> dict[int, EventRejected]:
+        """Returns once the broker has acked every record it takes, with those refused for
+        themselves by index (reason RECORD_TOO_LARGE or RECORD_REFUSED). Raises InfraError
+        when a record is not acked in time or Kafka fails otherwise: nothing may be
+        committed then."""
+        sender, acks = self._sender, self._acks
+        await acks.all_answered(sender.ack_timeout_s)
+        refused = dict(self.refused_early)
+        # The broker refuses a record batch whole for one record in it; sent alone, each
+        # shows whether it was that one. Only a topic whose max.message.bytes is below the
+        # producer's limit does this; the batch's others then land after later batches.
+        for index in sorted(acks.refusals):
+            rejected = await sender.send_alone(self._records[index])
+            if rejected is not None:
+                refused[index] = rejected
+        return dict(sorted(refused.items()))
+
+
+class BatchSender:
+    """A worker's output: a batch goes to librdkafka in one pass; its acks are awaited apart,
+    so the worker can process the next batch meanwhile (and acks a batch's input only once
+    all of its outputs are acked).
+
+    librdkafka batches, compresses and retries in its own threads; a thread of ours serves
+    its delivery callbacks, which count each batch's acks down and wake the event loop once.
+
+    A record Kafka refuses for itself (too large, say) is not the batch's failure: it is
+    returned, so that its source can go to the DLQ instead.
+    """
+
+    # Per record and permanent: a retry cannot help, and no other record is at fault.
+    REFUSALS: dict[int, str] = {
+        KafkaError.MSG_SIZE_TOO_LARGE: RECORD_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE: RECORD_TOO_LARGE,  # over the topic's segment.bytes
+        KafkaError.INVALID_RECORD: RECORD_REFUSED,
+        KafkaError.INVALID_TIMESTAMP: RECORD_REFUSED,
+    }
+
+    def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0, linger_ms: float = 5) -> None:
+        self.ack_timeout_s = ack_timeout_s
+        self._producer = make_producer(
+            bootstrap,
+            **{
+                "message.max.bytes": MAX_RECORD_BYTES,
+                "message.timeout.ms": int(ack_timeout_s * 1000),
+                "linger.ms": linger_ms,
+            },
+        )
+        self._polling: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._sent = threading.Event()  # records handed over: the poll thread has work
+
+    async def send(self, records: Sequence[OutRecord]) -> None:
+        """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
+        refused = await self.offer(records)
+        if refused:
+            raise InfraError(f"{len(refused)} records refused: {list(refused.values())[:3]}")
+
+    async def offer(self, records: Sequence[OutRecord]) -> dict[int, EventRejected]:
+        """Sends `records` and waits for their acks: see Submitted.refused."""
+        return await (await self.submit(records)).refused()
+
+    async def submit(self, records: Sequence[OutRecord]) -> Submitted:
+        """Hands `records` to librdkafka, in order, and returns without waiting for acks."""
+        self._start_polling()
+        acks = Acks(asyncio.get_running_loop(), len(records))
+        submitted = Submitted(self, records, acks)
+        for index, record in enumerate(records):
+            while True:
+                try:
+                    rejected = self._produce(
+                        record, lambda e, m, i=index: acks.on_delivery(i, e, m)
+                    )
+                    break
+                except BufferError:  # librdkafka's queue is full: its acks will drain it
+                    self._sent.set()
+                    await asyncio.sleep(0.005)
+            if rejected is not None:
+                submitted.refused_early[index] = rejected
+                acks.cancel_one()
+        self._sent.set()  # after the records: the poll thread finds them waiting
+        return submitted
+
+    async def send_alone(self, record: OutRecord) -> EventRejected | None:
+        """`record` in a request of its own: None once acked, or why Kafka refused it."""
+        self._start_polling()
+        acks = Acks(asyncio.get_running_loop(), 1)
+        rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
+        if rejected is not None:
+            return rejected
+        self._sent.set()
+        await acks.all_answered(self.ack_timeout_s)
+        error = acks.refusals.get(0)
+        return None if error is None else self._refusal(record, error, "the broker")
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (up to `timeout_s`), then stop the poll thread."""
+        self._closed.set()
+        self._sent.set()
+        if self._polling is not None:
+            self._polling.join(timeout_s)
+        self._producer.flush(timeout_s)
+
+    def _start_polling(self) -> None:
+        if self._polling is None:
+            self._polling = threading.Thread(
+                target=self._poll, name="streamproc-producer-acks", daemon=True
+            )
+            self._polling.start()
+
+    def _poll(self) -> None:
+        """Serve delivery callbacks while records await acks; otherwise wait outside
+        librdkafka, so an idle sender's thread is never inside the client at teardown."""
+        while not self._closed.is_set():
+            if len(self._producer) == 0:
+                self._sent.wait(0.5)
+                self._sent.clear()
+                if len(self._producer) == 0:
+                    continue
+            self._producer.poll(0.05)
+
+    def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
+        try:
+            self._producer.produce(
+                record.topic,
+                record.value,
+                record.key,
+                headers=list(record.headers),
+                timestamp=record.timestamp_ms or 0,
+                on_delivery=on_delivery,
+            )
+        except KafkaException as exc:
+            rejected = self._refusal(record, exc.args[0], "the producer")
+            if rejected is None:
+                raise InfraError(f"{record.topic}: {exc}") from exc
+            return rejected
+        return None
+
+    def _refusal(self, record: OutRecord, error: Any, by: str) -> EventRejected | None:
+        reason = self.REFUSALS.get(error.code())
+        if reason is None:
+            return None
+        limit = f"; the producer's limit is {MAX_RECORD_BYTES:,} bytes"
+        return EventRejected(
+            reason,
+            f"{by} refused a {wire_size(record):,}-byte record for {record.topic} "
+            f"({error.name()}{limit if reason == RECORD_TOO_LARGE else ''})",
+        )

@@ -1,0 +1,74 @@
+"""Edge: a partition reader: the trainer's consumer of the label topic, committing what it
+learned."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+
+from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.errors import InfraError
+from streamproc.records import Envelope, Headers
+
+
+class PartitionReader:
+    """Reads every partition of a topic from given offsets; it never commits: the reader
+    keeps its positions itself (the trainer's are in its snapshots). A partition without a
+    given offset starts where `group` has committed one (a new deployment can be started
+    at the end of the topic), else at the beginning."""
+
+    def __init__(self, bootstrap: str, topic: str, start: dict[int, int], group: str) -> None:
+        self._topic = topic
+        self._consumer = Consumer(
+            client_config(bootstrap, **{"group.id": group, "enable.auto.commit": False})
+        )
+        try:
+            partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            committed = self._consumer.committed(
+                [TopicPartition(topic, p) for p in sorted(partitions)], timeout=15
+            )
+        except KafkaException as exc:
+            raise InfraError(f"{topic}: no metadata or offsets: {exc}") from exc
+        self._consumer.assign(
+            [
+                TopicPartition(
+                    topic,
+                    c.partition,
+                    start.get(c.partition, c.offset if c.offset >= 0 else OFFSET_BEGINNING),
+                )
+                for c in committed
+            ]
+        )
+
+    def read(self, max_records: int, timeout_s: float) -> list[Envelope]:
+        envelopes = []
+        for message in self._consumer.consume(max_records, timeout=timeout_s):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise InfraError(f"{self._topic}: {error}")
+            kind, stamp = message.timestamp()
+            envelopes.append(
+                Envelope(
+                    self._topic,
+                    message.partition() or 0,
+                    message.offset() or 0,
+                    message.key(),
+                    message.value(),
+                    cast(Headers, tuple(message.headers() or ())),
+                    stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
+                )
+            )
+        return envelopes
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,2 @@
+"""Online features: the state layout (state), one view's arithmetic (view), a batch applied
+in order (stage), and the read path (reader)."""
