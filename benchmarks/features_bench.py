@@ -20,7 +20,7 @@ import redis
 
 from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import EntityWrite, FeatureEvent, FeatureStore
 from streamproc.scenario.shop import GeneratorConfig, generate
@@ -72,7 +72,7 @@ async def main_async(events_wanted: int) -> None:
         redis_us = await _apply(counting, events)
         batches = -(-len(events) // BATCH)
         features = load_pipeline(REPO / "pipelines/shop_orders.yaml").features
-        reader = FeatureClient(features, RedisFeatureStore(client, namespace))
+        reader = FeatureReader(features, RedisFeatureStore(client, namespace))
         entities = sorted({e.entity for e in events})
         rng = random.Random(1)  # noqa: S311 - a sample, not a secret
         sample = [rng.choice(entities) for _ in range(READS)]
@@ -94,7 +94,7 @@ async def main_async(events_wanted: int) -> None:
         f"(×{redis_us / memory_us:.2f}); {1e6 / redis_us:,.0f} events/s"
     )
     print(
-        f"single-entity read: FeatureClient.get p50 {_pct(get_ms, 50):.3f} ms, "
+        f"single-entity read: FeatureReader.get p50 {_pct(get_ms, 50):.3f} ms, "
         f"p99 {_pct(get_ms, 99):.3f} ms; bare HGETALL p50 {_pct(raw_ms, 50):.3f} ms, "
         f"p99 {_pct(raw_ms, 99):.3f} ms"
     )

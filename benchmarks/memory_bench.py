@@ -131,7 +131,7 @@ class Replay:
                     Label(
                         item.event_id + suffix,
                         item.value,
-                        item.occurred_at + shift,
+                        item.occurred_at_ms + shift,
                         0,
                         self.offset,
                     )

@@ -111,7 +111,7 @@ def _trainer(spec: Any, labels: list[Label], served: dict[str, ServedX]) -> dict
         batch = labels[start : start + BATCH]
         started = CLOCK()
         trainer.accept(batch)
-        trainer.learn(trainer.due(batch[-1].occurred_at), served, batch[-1].occurred_at)
+        trainer.learn(trainer.due(batch[-1].occurred_at_ms), served, batch[-1].occurred_at_ms)
         elapsed += CLOCK() - started
         if marks and (trainer.state.learned >= marks[0] or start + BATCH >= len(labels)):
             marks = [m for m in marks if m > trainer.state.learned]

@@ -23,7 +23,7 @@ def recompute(view: FeatureView, events: Sequence[FeatureEvent]) -> list[dict[st
     history: dict[str, list[FeatureEvent]] = defaultdict(list)
     vectors = []
     for event in events:
-        vectors.append(features_at(view, history[event.entity], event.occurred_at, event.values))
+        vectors.append(features_at(view, history[event.entity], event.occurred_at_ms, event.values))
         history[event.entity].append(event)
     return vectors
 
@@ -39,16 +39,16 @@ def features_at(
             xs = [
                 float(e.values[aggregate.field])
                 for e in earlier
-                if last - buckets < e.occurred_at // size <= last
+                if last - buckets < e.occurred_at_ms // size <= last
                 and isinstance(e.values.get(aggregate.field), int | float)
             ]
             for op in aggregate.ops:
                 out[f"{name}_{op}_{window}"] = _op(op, xs)
-    newest = max((e.occurred_at for e in earlier), default=None)
+    newest = max((e.occurred_at_ms for e in earlier), default=None)
     out[view.since_last] = None if newest is None else max(0, at_ms - newest) / 1000
     for name, source in view.last.items():
         # the newest event's value; of equally new ones, the one that arrived last
-        latest = [e for e in earlier if e.occurred_at == newest]
+        latest = [e for e in earlier if e.occurred_at_ms == newest]
         out[name] = latest[-1].values.get(source) if latest else None
     for name, source in view.most_frequent.items():
         counts = Counter(str(e.values[source]) for e in earlier if e.values.get(source) is not None)

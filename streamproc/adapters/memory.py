@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from streamproc.core.dedupe import Claim, DedupeRules, Sighting, Verdict, judge
+from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting, judge
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import ServedX
 from streamproc.core.unitswitch import UnitStats, UnitStatsUpdate
@@ -40,7 +40,7 @@ class InMemorySeenStore:
         self._ids: dict[str, Sighting] = {}
         self._contents: dict[str, Sighting] = {}
 
-    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
+    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]:
         verdicts = []
         for claim in claims:
             content = self._contents.get(claim.fingerprint) if claim.fingerprint else None

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from streamproc.core.training import TrainingReport
 from streamproc.records import OutRecord, Rejection
-from streamproc.stages.clean import CleanBatch
-from streamproc.stages.feature_step import FeatureStepBatch
+from streamproc.stages.clean import CleanOutcome
+from streamproc.stages.feature_step import FeatureStepOutcome
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
@@ -141,7 +141,7 @@ class StageMetrics:
             registry=self.registry,
         )
 
-    def observe_batch(self, topic: str, size: int, result: CleanBatch, seconds: float) -> None:
+    def observe_batch(self, topic: str, size: int, result: CleanOutcome, seconds: float) -> None:
         self._observe(topic, size, seconds, result.outputs, result.rejections)
         for kind, count in result.duplicate_kinds.items():
             self.duplicates.labels(kind).inc(count)
@@ -154,7 +154,7 @@ class StageMetrics:
         self,
         topic: str,
         size: int,
-        result: FeatureStepBatch,
+        result: FeatureStepOutcome,
         predictions: Sequence[OutRecord],
         seconds: float,
     ) -> None:

@@ -25,7 +25,7 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_sco
 from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, redis_client
-from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.state import FeatureValue
 from streamproc.errors import ConfigError, InfraError
 from streamproc.scenario.river_datasets import (
@@ -432,7 +432,7 @@ async def _read_features(
     client = redis_client(settings.redis_url, settings.redis_cluster)
     try:
         store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
-        reader = FeatureClient(features, store)
+        reader = FeatureReader(features, store)
         return await reader.get_many(entities, int(time.time() * 1000), at_ms)
     finally:
         await client.aclose()

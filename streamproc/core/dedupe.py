@@ -23,13 +23,13 @@ class Sighting:
     event_id: str
     partition: int
     offset: int
-    occurred_at: int
+    occurred_at_ms: int
 
     def same_record(self, other: Sighting) -> bool:
         return (self.partition, self.offset) == (other.partition, other.offset)
 
     def encode(self) -> str:
-        return f"{self.partition}|{self.offset}|{self.occurred_at}|{self.event_id}"
+        return f"{self.partition}|{self.offset}|{self.occurred_at_ms}|{self.event_id}"
 
     @classmethod
     def decode(cls, text: str) -> Sighting:
@@ -47,12 +47,12 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class DedupeVerdict:
     kind: DuplicateKind | None = None
     first: Sighting | None = None
 
 
-FIRST_SEEN = Verdict()
+FIRST_SEEN = DedupeVerdict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class DedupeRules:
 class SeenStore(Protocol):
     """Remembers sightings; `claim` answers a whole batch in one round trip, in order."""
 
-    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]: ...
+    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]: ...
 
 
 def fingerprint(clean: Mapping[str, Any], fields: Sequence[str]) -> str | None:
@@ -94,7 +94,7 @@ def judge(
     by_id: Sighting | None,
     by_content: Sighting | None,
     rules: DedupeRules,
-) -> tuple[Verdict, bool, bool]:
+) -> tuple[DedupeVerdict, bool, bool]:
     """The verdict for one claim given what the store holds, and which keys to (re)write.
 
     Returns (verdict, write the id key, write the content key). The Redis script applies the
@@ -102,13 +102,13 @@ def judge(
     """
     mine = claim.sighting
     if by_id is not None and not by_id.same_record(mine):
-        return Verdict("retry", by_id), False, False
+        return DedupeVerdict("retry", by_id), False, False
     if claim.fingerprint is None:
         return FIRST_SEEN, by_id is None, False
     if (
         by_content is not None
         and not by_content.same_record(mine)
-        and abs(mine.occurred_at - by_content.occurred_at) <= rules.window_ms
+        and abs(mine.occurred_at_ms - by_content.occurred_at_ms) <= rules.window_ms
     ):
-        return Verdict("resubmission", by_content), by_id is None, False
+        return DedupeVerdict("resubmission", by_content), by_id is None, False
     return FIRST_SEEN, by_id is None, True

@@ -47,7 +47,7 @@ class Label:
 
     event_id: str
     value: bool
-    occurred_at: int  # when the label became known, in event time
+    occurred_at_ms: int  # when the label became known, in event time
     partition: int
     offset: int
 
@@ -59,7 +59,7 @@ class ServedX:
 
     x: dict[str, float]
     scores: dict[str, float]
-    occurred_at: int
+    occurred_at_ms: int
     version: int
     # event time of the oldest feature state served (its view's newest event then); None
     # when the entity had no features yet: what a point-in-time audit checks x against
@@ -68,7 +68,7 @@ class ServedX:
     def dump(self) -> bytes:
         """Compact JSON by orjson, one per scored event: a quarter of json's cost here
         (hotpath_bench served_x 7.2 → 1.9 µs); x is finite, the models refuse anything else."""
-        fields = {"x": self.x, "s": self.scores, "t": self.occurred_at, "v": self.version}
+        fields = {"x": self.x, "s": self.scores, "t": self.occurred_at_ms, "v": self.version}
         return orjson.dumps({**fields, "f": self.features_as_of})
 
     @classmethod
@@ -187,9 +187,9 @@ class Trainer:
         `label_offsets` stays exact. With `wall_ms` (a live trainer), the held ones at most
         every HELD_RETRY_MS."""
         heads = [
-            (queue[0].occurred_at, partition, queue[0].offset)
+            (queue[0].occurred_at_ms, partition, queue[0].offset)
             for partition, queue in self._waiting.items()
-            if queue and queue[0].occurred_at <= watermark_ms
+            if queue and queue[0].occurred_at_ms <= watermark_ms
         ]
         heapq.heapify(heads)
         ready: list[Label] = []
@@ -197,8 +197,8 @@ class Trainer:
             _, partition, _ = heapq.heappop(heads)
             queue = self._waiting[partition]
             ready.append(queue.popleft())
-            if queue and queue[0].occurred_at <= watermark_ms:
-                heapq.heappush(heads, (queue[0].occurred_at, partition, queue[0].offset))
+            if queue and queue[0].occurred_at_ms <= watermark_ms:
+                heapq.heappush(heads, (queue[0].occurred_at_ms, partition, queue[0].offset))
         if wall_ms is not None:
             if wall_ms < self._held_retry_at_wall:
                 return ready
@@ -252,7 +252,7 @@ class Trainer:
         state = self.state
         state.learned += 1
         report.learned += 1
-        report.join_delays_ms.append(label.occurred_at - served.occurred_at)
+        report.join_delays_ms.append(label.occurred_at_ms - served.occurred_at_ms)
         rule = self.declared.drift
         for name, model in state.models.items():
             # Test, then train, every model alike on the x the event was served: the served
@@ -271,7 +271,7 @@ class Trainer:
         self, report: TrainingReport, kind: str, stream: str, label: Label, action: str
     ) -> None:
         report.drift.append(
-            DriftDetected(kind, stream, label.occurred_at, self.state.learned, action)
+            DriftDetected(kind, stream, label.occurred_at_ms, self.state.learned, action)
         )
         if action == "reset_challengers":
             for spec in self.declared.challengers:

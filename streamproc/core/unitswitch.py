@@ -57,7 +57,7 @@ class UnitStats:
 
 
 @dataclass(frozen=True, slots=True)
-class Sighting:
+class UnitSighting:
     """One counted value: where it was read (the guard) and its bin."""
 
     partition: int
@@ -70,7 +70,7 @@ class Sighting:
 class UnitStatsUpdate:
     """What one batch learned. Steps and references are proposals: the first one stored wins."""
 
-    sightings: list[Sighting] = field(default_factory=list)
+    sightings: list[UnitSighting] = field(default_factory=list)
     steps: dict[GroupKey, float] = field(default_factory=dict)
     references: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -106,7 +106,7 @@ class UnitStatsRefresh:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class UnitVerdict:
     """`correction` multiplies the value into the declared unit; 1.0 when nothing is wrong.
     `unchecked`: no reference exists yet to judge the value against."""
 
@@ -115,8 +115,8 @@ class Verdict:
     unchecked: bool = False
 
 
-NOTHING_WRONG = Verdict(False)
-UNCHECKED = Verdict(False, unchecked=True)
+NOTHING_WRONG = UnitVerdict(False)
+UNCHECKED = UnitVerdict(False, unchecked=True)
 
 
 @dataclass(slots=True)
@@ -164,7 +164,7 @@ class UnitSwitchDetector:
         value: float,
         declared_unit: str,
         position: tuple[int, int],
-    ) -> Verdict:
+    ) -> UnitVerdict:
         """`value` is already converted from `declared_unit`; is that unit really the one?"""
         group: GroupKey = (source, field_name, "" if version is None else str(version))
         settled = self._stats.steps.get(group)
@@ -201,7 +201,7 @@ class UnitSwitchDetector:
         if counts is None:
             counts = self._stats.counts[group] = Counter()
         counts[bin_] += 1
-        self._pending.sightings.append(Sighting(position[0], position[1], group, bin_))
+        self._pending.sightings.append(UnitSighting(position[0], position[1], group, bin_))
 
     def _pinned(self, key: tuple[str, str]) -> str | None:
         """The reference version of (source, field), pinning the first group big enough."""
@@ -248,8 +248,8 @@ class UnitSwitchDetector:
         return step, settled
 
 
-def _verdict(step: float) -> Verdict:
-    return NOTHING_WRONG if step == 1.0 else Verdict(True, step)
+def _verdict(step: float) -> UnitVerdict:
+    return NOTHING_WRONG if step == 1.0 else UnitVerdict(True, step)
 
 
 def _summary(counts: Counter[int], n: int) -> _Reference:

@@ -10,7 +10,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamproc.core.dedupe import Claim, DedupeRules, SeenStore, Sighting, Verdict, fingerprint
+from streamproc.core.dedupe import (
+    Claim,
+    DedupeRules,
+    DedupeVerdict,
+    SeenStore,
+    Sighting,
+    fingerprint,
+)
 from streamproc.core.normalize import Normalizer
 from streamproc.core.unitswitch import UnitStatsRefresh, UnitStatsStore, UnitSwitchDetector
 from streamproc.errors import INTERNAL_ERROR, EventRejected
@@ -23,7 +30,7 @@ UNIT_UNVERIFIED = "unit_unverified"  # no reference yet to check the unit agains
 
 
 @dataclass(slots=True)
-class CleanBatch:
+class CleanOutcome:
     """What one batch produced, in input order, and what happened to it, counted."""
 
     clean: list[OutRecord] = field(default_factory=list)
@@ -63,9 +70,9 @@ class CleanStage:
             spec.dedupe.window_ms, spec.dedupe.exact_ttl_ms, spec.dedupe.content_ttl_ms
         )
 
-    async def process(self, batch: Sequence[Envelope]) -> CleanBatch:
+    async def process(self, batch: Sequence[Envelope]) -> CleanOutcome:
         """Never raises for a bad event; only the store's InfraError escapes."""
-        result = CleanBatch()
+        result = CleanOutcome()
         if not self._units_loaded:  # judge from the start as the deployment's other workers do
             await self._share_units()  # nothing to send yet: the first read of the state
             self._units_loaded = True
@@ -96,7 +103,7 @@ class CleanStage:
         elif update:
             await self._units.send(update)
 
-    def _clean(self, envelope: Envelope, result: CleanBatch) -> dict[str, Any]:
+    def _clean(self, envelope: Envelope, result: CleanOutcome) -> dict[str, Any]:
         raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
         clean = self._normalizer.normalize(raw)
         self._check_units(raw, clean, (envelope.partition, envelope.offset), result)
@@ -107,7 +114,7 @@ class CleanStage:
         raw: Mapping[str, Any],
         clean: dict[str, Any],
         position: tuple[int, int],
-        result: CleanBatch,
+        result: CleanOutcome,
     ) -> None:
         """Only session_duration is declared today; its canonical value is in seconds."""
         names, switch = self.spec.fields, self.spec.unit_switch
@@ -147,7 +154,11 @@ class CleanStage:
         return Claim(sighting, content, clean["entity_key"] or clean["event_id"])
 
     def _emit(
-        self, envelope: Envelope, clean: dict[str, Any], verdict: Verdict, result: CleanBatch
+        self,
+        envelope: Envelope,
+        clean: dict[str, Any],
+        verdict: DedupeVerdict,
+        result: CleanOutcome,
     ) -> None:
         if verdict.kind is None or verdict.first is None:
             clean["quality_flags"] = list(dict.fromkeys(clean["quality_flags"]))  # a set
@@ -170,7 +181,7 @@ class CleanStage:
             "partition": envelope.partition,
             "offset": envelope.offset,
             "occurred_at": clean["occurred_at"],
-            "first_occurred_at": first.occurred_at,
+            "first_occurred_at": first.occurred_at_ms,
             "entity_key": clean["entity_key"],
         }
         topic, schema = self.spec.duplicates.topic, self.spec.duplicates.schema_name

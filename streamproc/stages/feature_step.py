@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamproc.core import canonical
-from streamproc.core.features.stage import FeatureBatch, FeatureStage
+from streamproc.core.features.stage import FeatureOutcome, FeatureStage
 from streamproc.core.features.state import FeatureEvent, FeatureValue
 from streamproc.errors import INTERNAL_ERROR, EventRejected
 from streamproc.ports import Codec
@@ -26,10 +26,10 @@ class ServedOrder:
 
 
 @dataclass(slots=True)
-class FeatureStepBatch:
+class FeatureStepOutcome:
     """What one batch of clean events did to the features, and the records to send."""
 
-    features: FeatureBatch = field(default_factory=FeatureBatch)
+    features: FeatureOutcome = field(default_factory=FeatureOutcome)
     orders: list[ServedOrder] = field(default_factory=list)  # every decoded one, in order
     diverted: list[OutRecord] = field(default_factory=list)  # too late: to the late topic
     rejections: list[Rejection] = field(default_factory=list)
@@ -74,9 +74,9 @@ class FeatureStep:
         """The shop pipeline's step on its clean topic."""
         return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, divert_topic(spec))
 
-    async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepBatch:
+    async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepOutcome:
         """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
-        result = FeatureStepBatch()
+        result = FeatureStepOutcome()
         decoded: list[tuple[Envelope, dict[str, Any], FeatureEvent | None]] = []
         for envelope in batch:
             try:  # everything read from a record is read here: a bad one costs itself only

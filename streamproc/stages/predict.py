@@ -36,7 +36,7 @@ class ServingModels:
 
 
 @dataclass(slots=True)
-class PredictBatch:
+class PredictOutcome:
     predictions: list[OutRecord] = field(default_factory=list)
     served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id → x to log
     rejections: list[Rejection] = field(default_factory=list)
@@ -55,9 +55,9 @@ class PredictStep:
         self._codec = codec
         self._shape = shape
 
-    def process(self, batch: Sequence[ServedOrder], now_ms: int) -> PredictBatch:
+    def process(self, batch: Sequence[ServedOrder], now_ms: int) -> PredictOutcome:
         """Never raises for a bad event: it becomes a rejection."""
-        result = PredictBatch()
+        result = PredictOutcome()
         serving = self.serving  # one version for the whole batch
         champion = serving.models[serving.champion]
         topic, schema = self.declared.predictions.topic, self.declared.predictions.schema_name

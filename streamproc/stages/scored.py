@@ -12,7 +12,7 @@ from typing import Protocol
 
 from streamproc.core.training import ServedX
 from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.stages.feature_step import FeatureStep, FeatureStepBatch
+from streamproc.stages.feature_step import FeatureStep, FeatureStepOutcome
 from streamproc.stages.predict import PredictStep
 
 
@@ -29,11 +29,11 @@ class ServedLog(Protocol):
 
 
 @dataclass(slots=True)
-class ScoredBatch:
+class ScoredOutcome:
     """What a batch of clean records became: the feature step's result (late records to
     divert among it), the predictions, every rejection, and seconds spent per step."""
 
-    step: FeatureStepBatch
+    step: FeatureStepOutcome
     predictions: list[OutRecord] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -63,11 +63,11 @@ class ScoredChain:
         self._served_log = served_log
         self._clock_ms = clock_ms
 
-    async def process(self, batch: Sequence[Envelope]) -> ScoredBatch:
+    async def process(self, batch: Sequence[Envelope]) -> ScoredOutcome:
         """Never raises for a bad record (it becomes a rejection); a store's InfraError and
         OffsetConflict escape."""
         started = time.perf_counter()
-        result = ScoredBatch(await self._features.process(batch, wall_ms=self._clock_ms()))
+        result = ScoredOutcome(await self._features.process(batch, wall_ms=self._clock_ms()))
         featured = time.perf_counter()
         result.seconds["features"] = featured - started
         if self._predict is None or self._served_log is None:

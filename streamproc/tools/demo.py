@@ -25,7 +25,7 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.reader import FeatureReader
 from streamproc.errors import InfraError
 from streamproc.scenario.shop import Scenario, producer_key
 from streamproc.spec.pipeline import Features
@@ -184,7 +184,7 @@ async def _show_features(plan: DemoPlan, entity: str, namespace: str) -> None:
     """An entity's features as the read path serves them, at its newest order."""
     client = redis_client(plan.redis_url)
     try:
-        reader = FeatureClient(plan.features, RedisFeatureStore(client, namespace))
+        reader = FeatureReader(plan.features, RedisFeatureStore(client, namespace))
         features = await reader.get(entity, wall_ms=int(time.time() * 1000))
     finally:
         await client.aclose()

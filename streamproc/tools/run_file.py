@@ -159,7 +159,7 @@ def _served_line(served: Served) -> str:
     line = {
         "event_id": event.event_id,
         "entity_key": event.entity,
-        "occurred_at": event.occurred_at,
+        "occurred_at": event.occurred_at_ms,
         "late": served.late,
         "features": {name: value._asdict() for name, value in served.features.items()},
     }

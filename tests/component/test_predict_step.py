@@ -27,7 +27,7 @@ def _order(event_id: str, partition: int, at: int, **fields: object) -> ServedOr
         "customer_id": "C1",
         **fields,
     }
-    features = {"amount_count_1h": FeatureValue(3, "present", 60_000)}
+    features = {"amount_count_1h": FeatureValue(3, "fresh", 60_000)}
     envelope = Envelope("shop.order.clean.v1", partition, 0, b"C1", b"", (), at + 5)
     return ServedOrder(envelope, record, features)
 
@@ -63,7 +63,7 @@ def test_a_non_finite_or_absurd_input_is_never_scored_nor_served(serde: AvroSerd
         _order("huge", 0, 1_500, amount_gross_eur=1e308),
         _order("ok", 0, 2_000),
     ]
-    batch[1].features["amount_count_1h"] = FeatureValue(1e300, "present", 0)
+    batch[1].features["amount_count_1h"] = FeatureValue(1e300, "fresh", 0)
     result = step.process(batch, now_ms=10_000)
     assert [r.reason for r in result.rejections] == ["invalid_input", "invalid_input"]
     assert [event_id for event_id, _ in result.served] == ["ok"]

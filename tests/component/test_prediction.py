@@ -12,7 +12,7 @@ def test_a_prediction_record_fits_its_schema_and_says_how_fresh_its_features_wer
     serde: AvroSerde,
 ) -> None:
     order = {"event_id": "e-1", "entity_key": "C1", "occurred_at": 1_774_746_000_000}
-    fresh = {"amount_count_1h": FeatureValue(2, "present", 60_000)}
+    fresh = {"amount_count_1h": FeatureValue(2, "fresh", 60_000)}
     stale = {**fresh, "usual_country": FeatureValue("DE", "stale", 9 * 86_400_000)}
     unknown = {"amount_mean_1h": FeatureValue(None, "missing", None)}
     records = [

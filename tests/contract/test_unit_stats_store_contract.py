@@ -9,7 +9,7 @@ import pytest
 
 from streamproc.adapters.memory import InMemoryUnitStatsStore
 from streamproc.adapters.redis.units import RedisUnitStatsStore
-from streamproc.core.unitswitch import Sighting, UnitStatsStore, UnitStatsUpdate
+from streamproc.core.unitswitch import UnitSighting, UnitStatsStore, UnitStatsUpdate
 from tests.contract.conftest import REDIS_KINDS, each_store
 
 V4 = ("app", "session_duration", "4")
@@ -25,7 +25,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[UnitStatsStore]
 def _seen(
     partition: int, offsets: range, group: tuple[str, str, str], bin_: int
 ) -> UnitStatsUpdate:
-    return UnitStatsUpdate([Sighting(partition, o, group, bin_) for o in offsets])
+    return UnitStatsUpdate([UnitSighting(partition, o, group, bin_) for o in offsets])
 
 
 async def test_an_empty_store_says_nothing(store: UnitStatsStore) -> None:
@@ -49,7 +49,9 @@ async def test_a_replayed_batch_is_not_counted_again(store: UnitStatsStore) -> N
 
 
 async def test_two_fields_of_one_record_are_both_counted(store: UnitStatsStore) -> None:
-    update = UnitStatsUpdate([Sighting(0, 5, V4, 1), Sighting(0, 5, ("app", "other", "4"), 2)])
+    update = UnitStatsUpdate(
+        [UnitSighting(0, 5, V4, 1), UnitSighting(0, 5, ("app", "other", "4"), 2)]
+    )
     stats = await store.exchange(update)
     assert stats.counts[("app", "other", "4")][2] == 1 and stats.counts[V4][1] == 1
 
@@ -63,7 +65,9 @@ async def test_the_first_step_and_reference_stored_win(store: UnitStatsStore) ->
 
 async def test_versions_with_any_text_round_trip(store: UnitStatsStore) -> None:
     group = ("app", "session_duration", "5.1|beta:{x}")
-    stats = await store.exchange(UnitStatsUpdate([Sighting(0, 1, group, 3)], steps={group: 0.001}))
+    stats = await store.exchange(
+        UnitStatsUpdate([UnitSighting(0, 1, group, 3)], steps={group: 0.001})
+    )
     assert stats.counts[group][3] == 1 and stats.steps[group] == 0.001
 
 

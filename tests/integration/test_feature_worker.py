@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
-from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.reader import FeatureReader
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 from streamproc.spec.pipeline import load_pipeline
 from tests.builders import ORDER_SUBMITTED
@@ -127,10 +127,10 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
         by_entity: dict[str, list] = {}
         for event in events:
             by_entity.setdefault(event.entity, []).append(event)
-        at = max(e.occurred_at for e in events) + 1
+        at = max(e.occurred_at_ms for e in events) + 1
         client = redis_client(stack.redis_url)
         spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
-        reader = FeatureClient(spec.features, RedisFeatureStore(client, namespace))
+        reader = FeatureReader(spec.features, RedisFeatureStore(client, namespace))
         online = await reader.get_many(sorted(by_entity), int(time.time() * 1000), at)
         await client.aclose()
         wrong = [

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 
 from streamproc.adapters.memory import InMemoryFeatureStore
-from streamproc.core.features.reader import FeatureClient
+from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import FeatureEvent, OffsetConflict
 from streamproc.scenario.shop import GeneratorConfig, generate
@@ -64,7 +64,7 @@ async def test_missing_values_are_not_zeros(spec: PipelineSpec) -> None:
     served = (await stage.process(events, wall_ms=0)).served
     assert served[1].features["amount_count_1h"].value == 0
     assert served[1].features["amount_mean_1h"].status == "missing"
-    assert served[1].features["seconds_since_last"].status == "present"
+    assert served[1].features["seconds_since_last"].status == "fresh"
     assert served[0].features["seconds_since_last"].status == "missing"
 
 
@@ -133,9 +133,9 @@ async def test_online_features_equal_a_plain_recomputation_out_of_order(
     scenario = generate(GeneratorConfig(events=12_000, seed=31))
     events = events_from_truth(scenario.truth)
     rng = random.Random(5)  # arrival up to 30 minutes off event time: out of order, not late
-    events.sort(key=lambda e: e.occurred_at + rng.randrange(30 * MINUTE))
+    events.sort(key=lambda e: e.occurred_at_ms + rng.randrange(30 * MINUTE))
     events = [
-        FeatureEvent(e.entity, 0, offset, e.occurred_at, e.values, e.event_id)
+        FeatureEvent(e.entity, 0, offset, e.occurred_at_ms, e.values, e.event_id)
         for offset, e in enumerate(events)
     ]
     assert len(events) >= 10_000
@@ -186,7 +186,7 @@ async def test_the_read_path_reads_many_entities_in_one_round_trip(spec: Pipelin
     ]
     await FeatureStage(spec.features, store).process(events, wall_ms=1_000)
     store.loads = 0
-    reader = FeatureClient(spec.features, store)
+    reader = FeatureReader(spec.features, store)
     vectors = await reader.get_many(["c0", "c1", "c2", "nobody"], wall_ms=2_000)
     assert store.loads == 1
     assert vectors["c0"]["amount_count_24h"].value == 3  # at its newest event, inclusive
@@ -199,11 +199,11 @@ async def test_the_read_path_reads_many_entities_in_one_round_trip(spec: Pipelin
 async def test_the_ttl_is_enforced_at_read_time_by_the_last_write(spec: PipelineSpec) -> None:
     store = InMemoryFeatureStore()
     await FeatureStage(spec.features, store).process([_event(0, T0)], wall_ms=0)
-    reader = FeatureClient(spec.features, store)
+    reader = FeatureReader(spec.features, store)
     eight_days = 8 * 24 * 60 * MINUTE
     fresh = await reader.get("c1", wall_ms=eight_days)
     stale = await reader.get("c1", wall_ms=eight_days + 1)
-    assert fresh["usual_country"].status == "present"
+    assert fresh["usual_country"].status == "fresh"
     assert (stale["usual_country"].status, stale["usual_country"].value) == ("stale", "DE")
 
 

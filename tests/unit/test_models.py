@@ -65,7 +65,7 @@ def test_x_has_no_silent_zeros_and_one_hot_categories() -> None:
         matches={"country_is_usual": ("country", "usual_country")},
     )
     event = {"session_duration_s": None, "customer_id": "C1", "source": "web", "country": "DE"}
-    features = {"amount_count_1h": (2, "present", 0), "usual_country": ("DE", "present", 0)}
+    features = {"amount_count_1h": (2, "fresh", 0), "usual_country": ("DE", "fresh", 0)}
     x = build_x(inputs, event, features)
     assert x == {
         "amount_count_1h": 2.0,

@@ -62,10 +62,10 @@ def test_a_label_is_learned_only_once_the_scored_stream_reaches_its_time() -> No
     labels, served = _stream(100)
     trainer = Trainer(_models())
     trainer.accept(labels)
-    assert trainer.due(labels[0].occurred_at - 1) == []
-    due = trainer.due(labels[9].occurred_at)
+    assert trainer.due(labels[0].occurred_at_ms - 1) == []
+    due = trainer.due(labels[9].occurred_at_ms)
     assert [label.event_id for label in due] == [f"e{i}" for i in range(10)]
-    report = trainer.learn(due, served, labels[9].occurred_at)
+    report = trainer.learn(due, served, labels[9].occurred_at_ms)
     assert report.learned == 10
     assert report.join_delays_ms == [3_600_000] * 10
     assert trainer.waiting == 90
@@ -135,9 +135,9 @@ def test_a_restore_from_any_snapshot_learns_what_an_uninterrupted_trainer_learns
     _run(straight, labels, served, until=10**12)
 
     crashed = Trainer(declared)
-    _run(crashed, labels[:250], served, until=labels[200].occurred_at)
+    _run(crashed, labels[:250], served, until=labels[200].occurred_at_ms)
     data = dump_state(crashed.state, "shop", epoch=1, taken_at_ms=0)
-    _run(crashed, labels[250:400], served, until=labels[380].occurred_at)  # lost in the crash
+    _run(crashed, labels[250:400], served, until=labels[380].occurred_at_ms)  # lost in the crash
     state, restarted = load_state(data, declared)
     assert restarted == []
     restored = Trainer(declared, state)
@@ -231,7 +231,7 @@ def test_every_model_is_scored_by_the_trainer_before_it_learns_not_by_its_served
     """The comparison is test-then-train for champion and challengers alike: a served score
     (from an older snapshot, the champion's only) never enters a model's card."""
     labels, served = _stream(300)
-    stale = {e: ServedX(x.x, {"logreg": 0.5}, x.occurred_at, 0) for e, x in served.items()}
+    stale = {e: ServedX(x.x, {"logreg": 0.5}, x.occurred_at_ms, 0) for e, x in served.items()}
     trainer = Trainer(_models())
     assert _run(trainer, labels, stale, until=10**12) == 300
     cards = trainer.scores()
@@ -246,7 +246,7 @@ def test_a_declared_sample_learns_the_same_labels_in_every_process_and_moves_off
     left_out = first.accept(labels)
     assert again.accept(labels) == left_out
     assert 600 < left_out < 800  # about 70% left out
-    until = labels[-1].occurred_at
+    until = labels[-1].occurred_at_ms
     due = first.due(until)
     assert [label.event_id for label in due] == [label.event_id for label in again.due(until)]
     report = first.learn(due, served, until)
@@ -261,7 +261,7 @@ def test_run_file_learns_the_same_sample_as_the_worker() -> None:
     declared = _models(labels=Labels(topic="labels", hold="10m", sample=0.5))
     models = ModelSet(declared)
     for label in labels:
-        models.expect(label.event_id, label.value, label.occurred_at)
+        models.expect(label.event_id, label.value, label.occurred_at_ms)
     assert models.sampled_out == Trainer(declared).accept(labels)
 
 
@@ -275,7 +275,7 @@ def test_due_labels_come_in_bounded_steps_in_event_time_order_with_exact_offsets
     labels, served = _stream(100)  # three partitions, in event time
     whole = Trainer(_models())
     whole.accept(labels)
-    until = labels[-1].occurred_at
+    until = labels[-1].occurred_at_ms
     expected = [label.event_id for label in whole.due(until)]
     stepped = Trainer(_models())
     stepped.accept(labels)

@@ -15,7 +15,7 @@ from streamproc.core.unitswitch import (
     UnitStatsRefresh,
     UnitStatsUpdate,
     UnitSwitchDetector,
-    Verdict,
+    UnitVerdict,
 )
 
 Sessions = Callable[[random.Random, int], list[float]]
@@ -30,7 +30,7 @@ class _Feed:
 
     def check(
         self, version: object, value: float, unit: str = "ms", source: str = "app"
-    ) -> Verdict:
+    ) -> UnitVerdict:
         self.offset += 1
         return self.detector.check(
             source, "session_duration", version, value, unit, (0, self.offset)
@@ -121,7 +121,7 @@ def test_versions_are_compared_per_source_and_field() -> None:
     for seconds in _narrow(rng, 100):
         feed.check(4, seconds)
     # web has no reference of its own yet: app's is not used for it
-    assert feed.check(None, 0.05, "s", source="web") == Verdict(False, unchecked=True)
+    assert feed.check(None, 0.05, "s", source="web") == UnitVerdict(False, unchecked=True)
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, math.inf, math.nan])
@@ -136,7 +136,7 @@ def test_values_that_say_nothing_about_a_unit_are_not_counted(value: float) -> N
 def test_values_before_a_reference_exists_are_unchecked_not_passed_silently() -> None:
     feed = _Feed()
     verdicts = [feed.check(5, 0.09) for _ in range(29)]
-    assert all(v == Verdict(False, unchecked=True) for v in verdicts)
+    assert all(v == UnitVerdict(False, unchecked=True) for v in verdicts)
 
 
 async def test_a_worker_taking_over_judges_as_its_predecessor_did() -> None:
@@ -154,7 +154,7 @@ async def test_a_worker_taking_over_judges_as_its_predecessor_did() -> None:
     successor.offset = first.offset
     successor.detector.adopt(await store.exchange(successor.detector.take_update()))
     verdict = successor.check(5, 0.061)  # "61" seconds, read as ms
-    assert verdict == Verdict(True, 1000.0)
+    assert verdict == UnitVerdict(True, 1000.0)
 
 
 async def test_a_replayed_batch_counts_nothing_twice() -> None:
@@ -193,7 +193,7 @@ async def test_a_worker_judges_by_its_own_counts_between_reads() -> None:
     for seconds in _narrow(rng, 40):
         feed.check(4, seconds)
     await store.send(feed.detector.take_update())  # no read back
-    assert feed.check(5, 0.2) == Verdict(True, 1000.0)  # "200" seconds, read as ms
+    assert feed.check(5, 0.2) == UnitVerdict(True, 1000.0)  # "200" seconds, read as ms
     shared = await store.exchange(feed.detector.take_update())
     assert sum(shared.counts[("app", "session_duration", "4")].values()) == 40
 
@@ -211,5 +211,5 @@ def test_versions_past_the_cap_are_judged_alone_and_not_kept() -> None:
         group for group in feed.detector.stats.counts if group[:2] == ("app", "session_duration")
     ]
     assert len(kept) == MAX_GROUPS
-    assert feed.check("5.0.1", 61 / 1000) == Verdict(True, 1000.0)  # 61 s, read as ms
+    assert feed.check("5.0.1", 61 / 1000) == UnitVerdict(True, 1000.0)  # 61 s, read as ms
     assert not feed.check("4.0.999", 120.0).suspected

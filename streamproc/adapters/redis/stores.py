@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from streamproc.core.dedupe import Claim, DedupeRules, Sighting, Verdict
+from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
 from streamproc.errors import InfraError
@@ -84,11 +84,11 @@ class RedisSeenStore:
         self._prefix = f"{namespace}:dd"
         self._script = client.register_script(_CLAIM_SCRIPT)
 
-    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[Verdict]:
+    async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]:
         if not claims:
             return []
         tags = [f"{self._prefix}:{{{claim.group}}}" for claim in claims]
-        verdicts: list[Verdict] = [Verdict()] * len(claims)
+        verdicts: list[DedupeVerdict] = [DedupeVerdict()] * len(claims)
         for group in _slot_groups(self._client, tags):
             keys: list[str] = []
             args: list[str | int] = [rules.window_ms, rules.id_ttl_ms, rules.content_ttl_ms]
@@ -107,14 +107,14 @@ class RedisSeenStore:
         return verdicts
 
 
-def _verdict(reply: bytes | str) -> Verdict:
+def _verdict(reply: bytes | str) -> DedupeVerdict:
     text = reply.decode() if isinstance(reply, bytes) else reply
     if not text:
-        return Verdict()
+        return DedupeVerdict()
     kind, _, first = text.partition("|")
     if kind not in ("retry", "resubmission"):
         raise InfraError(f"unexpected reply from the dedupe script: {text!r}")
-    return Verdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
+    return DedupeVerdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
 
 
 def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:

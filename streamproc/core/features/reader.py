@@ -10,7 +10,7 @@ from streamproc.core.features.view import ViewComputer
 from streamproc.spec.pipeline import Features
 
 
-class FeatureClient:
+class FeatureReader:
     """The read path: an entity's current features, many entities in one round trip.
 
     Windows are evaluated at `at_ms` (event time; default: each entity's newest event). The

@@ -21,7 +21,7 @@ from streamproc.spec.pipeline import Features
 
 
 @dataclass(slots=True)
-class FeatureBatch:
+class FeatureOutcome:
     served: list[Served] = field(default_factory=list)
     late: int = 0
     replayed: int = 0
@@ -53,10 +53,10 @@ class FeatureStage:
     def views(self) -> list[ViewComputer]:
         return self._views
 
-    async def process(self, events: Sequence[FeatureEvent], wall_ms: int) -> FeatureBatch:
+    async def process(self, events: Sequence[FeatureEvent], wall_ms: int) -> FeatureOutcome:
         """Served vectors in input order (one per event and view, views merged)."""
         if not self._views or not events:
-            return FeatureBatch()
+            return FeatureOutcome()
         try:
             return await self._process(events, wall_ms, use_cache=True)
         except OffsetConflict:
@@ -65,7 +65,7 @@ class FeatureStage:
 
     async def _process(
         self, events: Sequence[FeatureEvent], wall_ms: int, use_cache: bool
-    ) -> FeatureBatch:
+    ) -> FeatureOutcome:
         keys = sorted({view.key(e.entity) for view in self._views for e in events})
         states: dict[str, EntityState] = {}
         if use_cache:
@@ -90,7 +90,7 @@ class FeatureStage:
                 self._cache.pop(key, None)
             raise
         self._remember(states)
-        result = FeatureBatch(writes=len(writes))
+        result = FeatureOutcome(writes=len(writes))
         for event, features, (late, replayed) in zip(events, merged, flags, strict=True):
             result.served.append(Served(event, features, late, replayed))
             result.late += late

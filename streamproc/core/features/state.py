@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-Status = Literal["present", "missing", "stale"]
+Status = Literal["fresh", "missing", "stale"]  # the words of the prediction's feature_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class FeatureEvent:
     entity: str
     partition: int
     offset: int
-    occurred_at: int
+    occurred_at_ms: int
     values: Mapping[str, Any]
     event_id: str = ""
 

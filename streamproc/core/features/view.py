@@ -70,19 +70,19 @@ class ViewComputer:
     def apply(self, state: EntityState, event: FeatureEvent) -> Served:
         mark = state.marks.get(event.partition)
         if mark is not None and event.offset <= mark:
-            features = self.serve(state, event.occurred_at, event.values)
+            features = self.serve(state, event.occurred_at_ms, event.values)
             return Served(event, features, replayed=True)
-        features = self.serve(state, event.occurred_at, event.values)
+        features = self.serve(state, event.occurred_at_ms, event.values)
         state.marks[event.partition] = event.offset
         state.changed.add(f"o|{event.partition}")
-        late = state.newest is not None and event.occurred_at < state.newest - self._lateness_ms
+        late = state.newest is not None and event.occurred_at_ms < state.newest - self._lateness_ms
         if late and self._divert_late:
             return Served(event, features, late=True)
         self._update(state, event)
         return Served(event, features, late=late)
 
     def _update(self, state: EntityState, event: FeatureEvent) -> None:
-        t = event.occurred_at
+        t = event.occurred_at_ms
         changed = state.changed
         if state.newest is None or t >= state.newest:  # an older event does not change "last"
             for name, source in self.view.last.items():
@@ -157,7 +157,7 @@ class ViewComputer:
             denominator = found[against]
             ok = isinstance(numerator, int | float) and denominator
             found[name] = float(numerator) / denominator if ok else None  # type: ignore[arg-type]
-        known: Status = "stale" if stale else "present"
+        known: Status = "stale" if stale else "fresh"
         served = self._served
         return {
             name: FeatureValue(value, "missing" if value is None else known, age)
