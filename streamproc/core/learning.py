@@ -1,14 +1,13 @@
 """Core: online models declared in the pipeline: River pipelines built from a whitelist of
 steps, and the input vector x built from a clean event and the features served to it.
 
-No I/O: the worker, run-file and the trainer feed events and labels; this module predicts and
-learns.
+No I/O: the trainer (core.training) learns with these; the worker and the files feed it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
+import importlib
 import json
 import math
 import zlib
@@ -16,22 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, drift, forest, linear_model, metrics, optim, preprocessing, tree
+from river import compose, drift, metrics, optim
 
 from streamproc.errors import EventRejected
-from streamproc.spec.models import ModelInputs, Models, ModelSpec, PromotionRule
+from streamproc.spec.models import MODEL_STEPS, ModelInputs, ModelSpec, PromotionRule
 
-# The River steps a pipeline may name (pipeline.MODEL_STEPS checks declarations), and the
-# optimizers their parameters may name. A whitelist: a pipeline file must never be a way to
-# import arbitrary code.
-STEPS: dict[str, Any] = {
-    "StandardScaler": preprocessing.StandardScaler,
-    "MinMaxScaler": preprocessing.MinMaxScaler,
-    "LogisticRegression": linear_model.LogisticRegression,
-    "HoeffdingTreeClassifier": tree.HoeffdingTreeClassifier,
-    "HoeffdingAdaptiveTreeClassifier": tree.HoeffdingAdaptiveTreeClassifier,
-    "ARFClassifier": forest.ARFClassifier,
-}
+# The optimizers a step's parameters may name (the steps: spec.models.MODEL_STEPS).
 OPTIMIZERS: dict[str, Any] = {"SGD": optim.SGD, "Adam": optim.Adam, "AdaGrad": optim.AdaGrad}
 
 
@@ -42,8 +31,13 @@ def build_pipeline(spec: ModelSpec) -> Any:
         params = dict(spec.params.get(name, {}))
         if "optimizer" in params:
             params["optimizer"] = _optimizer(params["optimizer"])
-        steps.append(STEPS[name](**params))
+        steps.append(_river_step(name)(**params))
     return compose.Pipeline(*steps) if len(steps) > 1 else steps[0]
+
+
+def _river_step(name: str) -> Any:
+    """The River class of a whitelisted step (the declaration refused any other name)."""
+    return getattr(importlib.import_module(f"river.{MODEL_STEPS[name]}"), name)
 
 
 def _optimizer(declared: Any) -> Any:
@@ -124,51 +118,6 @@ def probability(model: Any, x: Mapping[str, float]) -> float:
     return float(proba.get(True, 0.0))
 
 
-_EARLY_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, they are dropped
-
-
-class DelayedLabels:
-    """Prequential learning with late labels: each event is scored before its label is known;
-    a label is learned once the stream's event time reaches the time it arrived, from the x
-    the event was served (no leakage: the model never sees a label before its time)."""
-
-    def __init__(self, model: Any, score: PrequentialScore | None = None) -> None:
-        self.model = model
-        self.score_card = score or PrequentialScore()
-        self._due: list[tuple[int, str, bool]] = []  # (arrives at, event id, label): a heap
-        self._served: dict[str, tuple[dict[str, float], float]] = {}
-        self._early: dict[str, bool] = {}  # labels that came before their event was scored
-        self.learned = 0
-        self.early_labels = 0
-
-    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
-        heapq.heappush(self._due, (arrives_at_ms, event_id, label))
-
-    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> float:
-        self.advance(at_ms)
-        p = probability(self.model, x)
-        self._served[event_id] = (dict(x), p)
-        if event_id in self._early:  # its label was waiting: learn it now, after the score
-            self._learn(event_id, self._early.pop(event_id))
-        return p
-
-    def advance(self, now_ms: int) -> None:
-        """Learn every label that has arrived by `now_ms` and whose event was scored."""
-        while self._due and self._due[0][0] <= now_ms:
-            _, event_id, label = heapq.heappop(self._due)
-            if event_id in self._served:
-                self._learn(event_id, label)
-            elif len(self._early) < _EARLY_LABELS_KEPT:
-                self._early[event_id] = label
-                self.early_labels += 1
-
-    def _learn(self, event_id: str, label: bool) -> None:
-        x, predicted = self._served.pop(event_id)
-        self.score_card.update(label, predicted)  # scored as it was served: no leak
-        self.model.learn_one(x, label)
-        self.learned += 1
-
-
 class PrequentialScore:
     """A model's rolling quality on the labels it learns (test, then train): ROC AUC over the
     last `window` labels, log loss and accuracy (threshold 0.5), as River computes them."""
@@ -235,45 +184,6 @@ def in_sample(key: str, share: float) -> bool:
     """Whether a label is in a sample of `share`: by a hash of its key that every process
     and every replay computes alike (Python's hash() of a str changes per process)."""
     return share >= 1.0 or zlib.crc32(key.encode()) < share * 2**32
-
-
-class ModelSet:
-    """The champion and its challengers, scored side by side on every event (the challengers
-    in shadow: only the champion's score is served) and learning the same labels."""
-
-    def __init__(self, models: Models) -> None:
-        self._rule = models.promotion
-        self._sample = models.labels.sample
-        self.sampled_out = 0
-        window = models.promotion.window
-        self.learners = {
-            spec.name: DelayedLabels(build_pipeline(spec), PrequentialScore(window))
-            for spec in models.specs()
-        }
-        self.champion = models.champion.name
-        self.promotions: list[Promotion] = []
-
-    def expect(self, event_id: str, label: bool, arrives_at_ms: int) -> None:
-        if not in_sample(event_id, self._sample):
-            self.sampled_out += 1
-            return
-        for learner in self.learners.values():
-            learner.expect(event_id, label, arrives_at_ms)
-
-    def score(self, event_id: str, at_ms: int, x: Mapping[str, float]) -> dict[str, float]:
-        """Every model's score; the champion's is the one to serve."""
-        scores = {
-            name: learner.score(event_id, at_ms, x) for name, learner in self.learners.items()
-        }
-        self._consider_promotion()
-        return scores
-
-    def _consider_promotion(self) -> None:
-        cards = {name: learner.score_card for name, learner in self.learners.items()}
-        promotion = better_champion(self._rule, self.champion, cards)
-        if promotion is not None:
-            self.promotions.append(promotion)
-            self.champion = promotion.promoted
 
 
 def better_champion(

@@ -9,17 +9,17 @@ from pydantic import Field, field_validator, model_validator
 
 from streamproc.spec.base import Duration, Frozen, TopicRef, duration_ms
 
-# The River steps a model pipeline may name (streamproc.core.learning builds them).
-MODEL_STEPS = frozenset(
-    {
-        "StandardScaler",
-        "MinMaxScaler",
-        "LogisticRegression",
-        "HoeffdingTreeClassifier",
-        "HoeffdingAdaptiveTreeClassifier",
-        "ARFClassifier",
-    }
-)
+# The River steps a model pipeline may name, each with the River module that holds it
+# (core.learning builds them from this table alone). A whitelist: a pipeline file must never
+# be a way to import arbitrary code.
+MODEL_STEPS: dict[str, str] = {
+    "StandardScaler": "preprocessing",
+    "MinMaxScaler": "preprocessing",
+    "LogisticRegression": "linear_model",
+    "HoeffdingTreeClassifier": "tree",
+    "HoeffdingAdaptiveTreeClassifier": "tree",
+    "ARFClassifier": "forest",
+}
 
 
 class ModelInputs(Frozen):
@@ -114,12 +114,10 @@ class PromotionRule(Frozen):
     window: int = Field(2_000, ge=50)
 
 
-class Models(Frozen):
-    inputs: ModelInputs
+class DeclaredModels(Frozen):
+    """What every pipeline kind declares of its models alike."""
+
     labels: Labels
-    predictions: TopicRef = TopicRef.model_validate(
-        {"topic": "shop.order_prediction.v1", "schema": "shop.OrderPrediction"}
-    )
     champion: ModelSpec
     challengers: list[ModelSpec] = []
     promotion: PromotionRule = PromotionRule()
@@ -131,8 +129,24 @@ class Models(Frozen):
         return (self.champion, *self.challengers)
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Models:
-        require_unique_names(self.champion, self.challengers)
+    def _unique_names(self) -> DeclaredModels:
+        """Scores, snapshots and the champion choice go by model name: two alike would clash."""
+        names = [spec.name for spec in self.specs()]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+
+class Models(DeclaredModels):
+    """The `models:` of a shop pipeline, or a tabular one's once its inputs are known."""
+
+    inputs: ModelInputs
+    predictions: TopicRef = TopicRef.model_validate(
+        {"topic": "shop.order_prediction.v1", "schema": "shop.OrderPrediction"}
+    )
+
+    @model_validator(mode="after")
+    def _drift_on_numbers(self) -> Models:
         numbers = {*self.inputs.numeric, *self.inputs.log, *self.inputs.boolean}
         for name in self.drift.features:
             if name not in numbers:
@@ -141,10 +155,3 @@ class Models(Frozen):
                     f"({', '.join(sorted(numbers))})"
                 )
         return self
-
-
-def require_unique_names(champion: ModelSpec, challengers: list[ModelSpec]) -> None:
-    """Scores, snapshots and the champion choice go by model name: two alike would clash."""
-    names = [champion.name, *(c.name for c in challengers)]
-    if len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique, got {names}")

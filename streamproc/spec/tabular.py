@@ -17,14 +17,10 @@ from pydantic import Field, field_validator, model_validator
 from streamproc.errors import ConfigError
 from streamproc.spec.base import Frozen, TopicRef
 from streamproc.spec.models import (
-    Drift,
+    DeclaredModels,
     Labels,
     ModelInputs,
     Models,
-    ModelSpec,
-    PromotionRule,
-    Snapshots,
-    require_unique_names,
 )
 from streamproc.spec.pipeline import (
     Features,
@@ -39,19 +35,13 @@ Problem = tuple[tuple[int | str, ...], str]  # (field path in the YAML, what is 
 _NUMERIC = frozenset({"int", "long", "float", "double"})
 
 
-class TabularModels(Frozen):
+class TabularModels(DeclaredModels):
     """The models of a tabular pipeline: as `models:` of the shop kind, but `inputs` may be
     `auto` and the predictions topic must be named (there is no shop default to fall back on).
     `resolve` turns it into the Models the scorer and the trainer take."""
 
     inputs: ModelInputs | Literal["auto"] = "auto"
-    labels: Labels
     predictions: TopicRef
-    champion: ModelSpec
-    challengers: list[ModelSpec] = []
-    promotion: PromotionRule = PromotionRule()
-    snapshots: Snapshots = Snapshots()
-    drift: Drift = Drift()
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -63,22 +53,9 @@ class TabularModels(Frozen):
             )
         return value
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> TabularModels:
-        require_unique_names(self.champion, self.challengers)
-        return self
-
     def resolve(self, inputs: ModelInputs) -> Models:
-        return Models(
-            inputs=inputs,
-            labels=self.labels,
-            predictions=self.predictions,
-            champion=self.champion,
-            challengers=self.challengers,
-            promotion=self.promotion,
-            snapshots=self.snapshots,
-            drift=self.drift,
-        )
+        shared = {name: getattr(self, name) for name in DeclaredModels.model_fields}
+        return Models(inputs=inputs, predictions=self.predictions, **shared)
 
 
 class TabularSpec(Frozen):

@@ -12,15 +12,13 @@ from river import metrics as river_metrics
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.core.learning import (
-    STEPS,
     UNINFORMED,
-    DelayedLabels,
     DriftWatch,
-    ModelSet,
     build_pipeline,
     build_x,
     probability,
 )
+from streamproc.core.prequential import PrequentialRun
 from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc, write_scenario
 from streamproc.spec.models import (
     MODEL_STEPS,
@@ -40,8 +38,11 @@ def spec() -> PipelineSpec:
     return load_pipeline(REPO / "pipelines/shop_orders.yaml")
 
 
-def test_the_declaration_and_the_builder_know_the_same_steps() -> None:
-    assert set(STEPS) == MODEL_STEPS
+@pytest.mark.parametrize("step", sorted(MODEL_STEPS))
+def test_every_whitelisted_step_is_built_from_river(step: str) -> None:
+    built = build_pipeline(ModelSpec(name="m", pipeline=step))
+    assert type(built).__name__ == step
+    assert type(built).__module__.startswith(f"river.{MODEL_STEPS[step]}")
 
 
 def test_an_unknown_step_is_refused_at_load() -> None:
@@ -76,15 +77,20 @@ def test_x_has_no_silent_zeros_and_one_hot_categories() -> None:
     }
 
 
+def _one_model(spec: ModelSpec, hold: str = "1h") -> Models:
+    return Models(
+        inputs=ModelInputs(numeric=["v"]), labels=Labels(topic="t", hold=hold), champion=spec
+    )
+
+
 def test_labels_are_learned_only_once_their_time_has_come(spec: PipelineSpec) -> None:
     assert spec.models is not None
-    learner = DelayedLabels(build_pipeline(spec.models.champion))
-    learner.expect("a", True, arrives_at_ms=5_000)
-    learner.score("a", 1_000, {"v": 1.0})
-    learner.score("b", 4_999, {"v": 1.0})
-    assert learner.learned == 0
-    learner.score("c", 5_000, {"v": 1.0})
-    assert learner.learned == 1
+    run = PrequentialRun(_one_model(spec.models.champion), [("a", True, 5_000)])
+    run.score("a", 1_000, {"v": 1.0})
+    run.score("b", 4_999, {"v": 1.0})
+    assert run.trainer.state.learned == 0
+    run.score("c", 5_000, {"v": 1.0})
+    assert run.trainer.state.learned == 1
 
 
 @pytest.mark.slow
@@ -104,16 +110,16 @@ async def test_features_bring_the_champion_near_the_best_possible_auc(
         for line in map(json.loads, (tmp_path / "out/features.jsonl").open())
     }
     truth = {t.event_id: t for t in scenario.truth}
+    champion = spec.models.champion.name
     aucs = {}
     for with_features in (True, False):
-        learner = DelayedLabels(build_pipeline(spec.models.champion))
-        for outcome in scenario.outcomes:
-            learner.expect(outcome["event_id"], outcome["is_fraud"], outcome["occurred_at"])
+        known = [(o["event_id"], o["is_fraud"], o["occurred_at"]) for o in scenario.outcomes]
+        run = PrequentialRun(spec.models.model_copy(update={"challengers": []}), known)
         scores, labels, best = [], [], []
         for record in clean:
             features = served.get(record["event_id"], {}) if with_features else {}
             x = build_x(spec.models.inputs, record, features)
-            scores.append(learner.score(record["event_id"], record["occurred_at"], x))
+            scores.append(run.score(record["event_id"], record["occurred_at"], x)[champion])
             order = truth[record["event_id"]]
             labels.append(bool(order.is_fraud))
             best.append(order.fraud_probability or 0.0)
@@ -126,12 +132,13 @@ async def test_features_bring_the_champion_near_the_best_possible_auc(
 
 def test_the_score_card_counts_labels_as_they_were_served(spec: PipelineSpec) -> None:
     assert spec.models is not None
-    learner = DelayedLabels(build_pipeline(spec.models.champion))
+    run = PrequentialRun(
+        _one_model(spec.models.champion), [(f"e{i}", i % 2 == 0, i + 1) for i in range(200)]
+    )
     for i in range(200):
-        learner.expect(f"e{i}", i % 2 == 0, arrives_at_ms=i + 1)
-        learner.score(f"e{i}", i, {"v": 1.0 if i % 2 == 0 else -1.0})
-    learner.advance(10_000)
-    card = learner.score_card.snapshot()
+        run.score(f"e{i}", i, {"v": 1.0 if i % 2 == 0 else -1.0})
+    run.finish(10_000)
+    card = run.trainer.state.cards[spec.models.champion.name].snapshot()
     assert card["labels"] == 200
     assert card["roc_auc"] > 0.9  # a separable toy: learned fast
     assert 0 < card["log_loss"] < 0.7
@@ -155,15 +162,16 @@ def test_immediate_labels_reproduce_rivers_progressive_validation() -> None:
     theirs = evaluate.progressive_val_score(
         dataset, build_pipeline(declared), river_metrics.ROCAUC()
     ).get()
-    learner = DelayedLabels(build_pipeline(declared))
+    known = [(str(t), label, t) for t, (_, label) in enumerate(dataset)]  # at its record's time
+    models = Models(inputs=inputs, labels=Labels(topic="t"), champion=declared)
+    run = PrequentialRun(models, known)
     scores, labels = [], []
     for t, (features, label) in enumerate(dataset):
-        scores.append(learner.score(str(t), t, build_x(inputs, {}, features)))
-        learner.expect(str(t), label, arrives_at_ms=t)  # known right after the score
+        scores.append(run.score(str(t), t, build_x(inputs, {}, features))["phishing"])
         labels.append(label)
-    learner.advance(len(dataset))
+    run.finish(len(dataset))
     assert abs(roc_auc(scores, labels) - theirs) < 0.01
-    assert learner.learned == len(dataset)
+    assert run.trainer.state.learned == len(dataset)
 
 
 def _models(margin: float) -> Models:
@@ -178,38 +186,47 @@ def _models(margin: float) -> Models:
     )
 
 
-def _feed(models: ModelSet, labels: int) -> None:
+def _feed(models: Models, labels: int) -> PrequentialRun:
     rng = random.Random(3)
-    for t in range(labels):
-        label = rng.random() < 0.5
-        models.expect(str(t), label, arrives_at_ms=t)
-        models.score(str(t), t, {"v": (1.0 if label else -1.0) + rng.gauss(0, 0.5)})
+    truth = [rng.random() < 0.5 for _ in range(labels)]
+    run = PrequentialRun(models, [(str(t), label, t) for t, label in enumerate(truth)])
+    for t, label in enumerate(truth):
+        run.score(str(t), t, {"v": (1.0 if label else -1.0) + rng.gauss(0, 0.5)})
+    run.finish(labels)
+    return run
 
 
 def test_a_challenger_that_beats_the_champion_by_the_margin_is_promoted() -> None:
-    models = ModelSet(_models(margin=0.05))
-    _feed(models, 400)
-    assert models.champion == "learner"
-    [promotion] = models.promotions
+    run = _feed(_models(margin=0.05), 400)
+    assert run.champion == "learner"
+    [promotion] = run.promotions
     assert (promotion.retired, promotion.promoted) == ("stuck", "learner")
     assert promotion.promoted_auc - promotion.retired_auc >= 0.05
 
 
 def test_no_promotion_below_the_margin() -> None:
-    models = ModelSet(_models(margin=1.0))  # nobody beats anyone by a whole AUC
-    _feed(models, 400)
-    assert (models.champion, models.promotions) == ("stuck", [])
+    run = _feed(_models(margin=1.0), 400)  # nobody beats anyone by a whole AUC
+    assert (run.champion, run.promotions) == ("stuck", [])
 
 
 def test_a_label_that_comes_before_its_event_waits_for_it(spec: PipelineSpec) -> None:
     assert spec.models is not None
-    learner = DelayedLabels(build_pipeline(spec.models.champion))
-    learner.expect("late-event", True, arrives_at_ms=1_000)
-    learner.advance(2_000)  # the label is here; its order is not (yet)
-    assert (learner.early_labels, learner.learned) == (1, 0)
-    learner.score("late-event", 2_500, {"v": 1.0})
-    assert learner.learned == 1
-    assert learner.score_card.labels == 1
+    run = PrequentialRun(_one_model(spec.models.champion), [("late-event", True, 1_000)])
+    run.score("other", 2_000, {"v": 1.0})  # the label is here; its order is not (yet)
+    assert (len(run.trainer.state.held), run.trainer.state.learned) == (1, 0)
+    run.score("late-event", 2_500, {"v": 1.0})
+    assert run.trainer.state.learned == 1
+    assert run.trainer.state.cards[spec.models.champion.name].labels == 1
+
+
+def test_a_label_whose_event_never_comes_is_given_up_after_the_hold(spec: PipelineSpec) -> None:
+    assert spec.models is not None
+    run = PrequentialRun(_one_model(spec.models.champion, hold="1m"), [("rejected", True, 1_000)])
+    run.score("other", 1_000, {"v": 1.0})
+    run.score("later", 1_000 + 60_000, {"v": 1.0})
+    assert run.unjoined == 0  # held for the whole minute
+    run.score("much-later", 1_000 + 60_001 + 1_000, {"v": 1.0})
+    assert (run.unjoined, run.trainer.state.learned, run.trainer.state.held) == (1, 0, {})
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from streamproc.core.learning import ModelSet, SnapshotMismatch
+from streamproc.core.learning import SnapshotMismatch
 from streamproc.core.training import (
     HELD_RETRY_MS,
     PARTITION_IDLE_MS,
@@ -254,15 +254,6 @@ def test_a_declared_sample_learns_the_same_labels_in_every_process_and_moves_off
     assert all(card.labels == report.learned for card in first.state.cards.values())
     # every label is done with: a restore from these offsets reads nothing again
     assert first.label_offsets() == {0: 334, 1: 333, 2: 333}
-
-
-def test_run_file_learns_the_same_sample_as_the_worker() -> None:
-    labels, _ = _stream(500)
-    declared = _models(labels=Labels(topic="labels", hold="10m", sample=0.5))
-    models = ModelSet(declared)
-    for label in labels:
-        models.expect(label.event_id, label.value, label.occurred_at_ms)
-    assert models.sampled_out == Trainer(declared).accept(labels)
 
 
 @pytest.mark.parametrize("share", [0.0, -0.1, 1.5])
