@@ -24,9 +24,13 @@ import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
+from streamproc.adapters.kafka.producer import make_producer
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.scenario.shop import producer_key
 from streamproc.spec.topics import load_topic_specs, plan_changes
+from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO, unavailable
 
 HERE = Path(__file__).parent
@@ -89,6 +93,20 @@ def stack() -> Iterator[Stack]:
     yield Stack(bootstrap, redis_url)
     if started_here:
         subprocess.run([BASH, str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
+
+
+def produce_raw_orders(
+    stack: Stack, serde: AvroSerde, orders: list[dict[str, Any]], run: bytes | None = None
+) -> None:
+    """Send raw orders as the shop's producers do (keyed by customer, idempotent, murmur2),
+    tagged with `run` for read_run; waits for every ack."""
+    producer = make_producer(stack.bootstrap)
+    headers = [(RUN_HEADER, run)] if run is not None else []
+    for order in orders:
+        value = serde.encode(RAW_ORDERS, ORDER_SUBMITTED, order)
+        producer.produce(RAW_ORDERS, value, producer_key(order), headers=headers)
+        producer.poll(0)
+    assert producer.flush(30) == 0
 
 
 def read_run(

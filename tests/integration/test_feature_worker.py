@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
 from streamproc.core.features.reader import FeatureReader
-from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
+from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import load_pipeline
-from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, features_at, same
 from tests.integration.conftest import (
@@ -27,6 +26,7 @@ from tests.integration.conftest import (
     Stack,
     Worker,
     new_group,
+    produce_raw_orders,
     start_worker,
     stop_worker,
 )
@@ -70,13 +70,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
     scenario = generate(GeneratorConfig(events=EVENTS, seed=41))
     group = new_group(stack)
     clean_start = {tp.partition: tp.offset for tp in end_offsets(stack.bootstrap, CLEAN_ORDERS)}
-    producer = Producer({"bootstrap.servers": stack.bootstrap, "partitioner": "murmur2_random"})
-    for event in scenario.events:
-        producer.produce(
-            RAW_ORDERS, serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event), producer_key(event)
-        )
-        producer.poll(0)
-    assert producer.flush(30) == 0
+    produce_raw_orders(stack, serde, scenario.events)
     namespace = f"{group}:features"
     try:
         # commits far apart: the kill lands after Redis writes the features never committed

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Producer
-
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import end_offsets
-from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
+from streamproc.scenario.shop import GeneratorConfig, generate
 from tests.builders import ORDER_SUBMITTED
-from tests.integration.conftest import PII_KEY, RUN_HEADER, Stack, Worker, read_run
+from tests.integration.conftest import PII_KEY, Stack, Worker, produce_raw_orders, read_run
 from tests.truth import compare
 
 RAW, CLEAN, DUPLICATES, DLQ = (
@@ -29,14 +27,7 @@ def test_generated_traffic_comes_out_as_the_truth_says(
     scenario = generate(GeneratorConfig(events=EVENTS, seed=23))
     run = uuid.uuid4().hex.encode()
     starts = {topic: end_offsets(stack.bootstrap, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
-    producer = Producer(
-        {"bootstrap.servers": stack.bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
-    )
-    for event in scenario.events:
-        value = serde.encode(RAW, ORDER_SUBMITTED, event)
-        producer.produce(RAW, value, producer_key(event), headers=[(RUN_HEADER, run)])
-        producer.poll(0)
-    assert producer.flush(30) == 0
+    produce_raw_orders(stack, serde, scenario.events, run)
 
     kinds = [t.kind for t in scenario.truth]
     clean = read_run(stack, starts[CLEAN], run, kinds.count("order"), timeout_s=120)

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import delete_namespace
-from tests.builders import ORDER_SUBMITTED, order
+from tests.builders import order
 from tests.integration.conftest import (
-    RUN_HEADER,
     Stack,
     new_group,
+    produce_raw_orders,
     read_run,
     start_worker,
     stop_worker,
@@ -46,18 +45,6 @@ def _app_orders(
     ]  # fmt: skip
 
 
-def _produce(stack: Stack, serde: AvroSerde, run: str, records: list[dict[str, Any]]) -> None:
-    producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
-    for record in records:
-        producer.produce(
-            RAW,
-            key=record["customer_id"].encode(),
-            value=serde.encode(RAW, ORDER_SUBMITTED, record),
-            headers=[(RUN_HEADER, run.encode())],
-        )
-    assert producer.flush(30) == 0
-
-
 def test_a_restarted_worker_converts_app_v5_from_its_first_order(
     stack: Stack, serde: AvroSerde, tmp_path: Path
 ) -> None:
@@ -68,14 +55,14 @@ def test_a_restarted_worker_converts_app_v5_from_its_first_order(
     try:
         first = start_worker(stack, group, tmp_path / "first")
         start = end_offsets(stack.bootstrap, CLEAN)
-        _produce(stack, serde, run, v4)
+        produce_raw_orders(stack, serde, v4, run.encode())
         learned = read_run(stack, start, run.encode(), len(v4), timeout_s=90)
         assert len(learned) == len(v4), first.log_tail()
         stop_worker(first)
 
         successor = start_worker(stack, group, tmp_path / "successor")
         start = end_offsets(stack.bootstrap, CLEAN)
-        _produce(stack, serde, run, v5)
+        produce_raw_orders(stack, serde, v5, run.encode())
         found = read_run(stack, start, run.encode(), len(v5), timeout_s=90)
         stop_worker(successor)
         assert len(found) == len(v5), successor.log_tail()
