@@ -1,0 +1,59 @@
+"""What the command groups share: exit codes, the handler and subparsers types, argument types,
+and the Avro encoders a command produces with."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeAlias
+
+from streamproc.adapters.avro.registry import make_registry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
+from streamproc.spec.pipeline import PipelineSpec
+from streamproc.spec.settings import Settings
+
+EXIT_DRIFT = 1
+EXIT_CONFIG = 2
+EXIT_INFRA = 3
+
+Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
+# A string: argparse's subparsers action is generic only to the type checker.
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Encoder: TypeAlias = Callable[[dict[str, object]], bytes]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a whole number ≥ 1")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: expected a share between 0 and 1")
+    return value
+
+
+def raw_encoder(settings: Settings, spec: PipelineSpec) -> Encoder:
+    """Encodes a raw record as a producer would: wire format, the source topic's schema."""
+    return encoder(settings, spec.source.topic, spec.source.schema_name)
+
+
+def label_encoder(settings: Settings, spec: PipelineSpec) -> Encoder | None:
+    labels = spec.models.labels if spec.models else None
+    return encoder(settings, labels.topic, labels.schema_name) if labels else None
+
+
+def encoder(settings: Settings, topic: str, schema: str) -> Encoder:
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    serde = AvroSerde(catalog, registry(settings, catalog))
+    return lambda record: serde.encode(topic, schema, record)
+
+
+def registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
+    auth = settings.schema_registry_auth
+    secret = auth.get_secret_value() if auth is not None else None
+    return make_registry(catalog, settings.schema_registry_url, secret)

@@ -1,0 +1,54 @@
+"""`streamproc features get`: an entity's online features in Redis, with status and age."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+from streamproc.adapters.redis.stores import RedisFeatureStore, redis_client
+from streamproc.cli.common import Subcommands
+from streamproc.core.features.reader import FeatureReader
+from streamproc.core.features.state import FeatureValue
+from streamproc.spec.pipeline import Features, load_pipeline
+from streamproc.spec.settings import Settings
+
+
+def register(commands: Subcommands) -> None:
+    features = commands.add_parser("features", help="online features in Redis")
+    actions = features.add_subparsers(required=True, metavar="ACTION")
+    get = actions.add_parser("get", help="an entity's features, status and age")
+    get.add_argument("entities", nargs="+", metavar="ENTITY", help="entity keys")
+    get.add_argument(
+        "--at", type=int, default=None, help="event time (epoch ms); default: its newest event"
+    )
+    get.add_argument("--json", action="store_true", help="one JSON object per entity")
+    get.set_defaults(command=_get)
+
+
+def _get(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_pipeline(settings.pipeline)
+    vectors = asyncio.run(_read_features(settings, spec.features, args.entities, args.at))
+    for entity, features in vectors.items():
+        if args.json:
+            as_dicts = {name: feature._asdict() for name, feature in features.items()}
+            print(json.dumps({"entity": entity, "features": as_dicts}))
+            continue
+        print(entity)
+        for name, feature in features.items():
+            age = "" if feature.age_ms is None else f"{feature.age_ms / 1000:,.0f} s"
+            print(f"  {name:<28} {feature.value!s:>24}  {feature.status:<8} {age}")
+    return 0
+
+
+async def _read_features(
+    settings: Settings, features: Features, entities: list[str], at_ms: int | None
+) -> dict[str, dict[str, FeatureValue]]:
+    client = redis_client(settings.redis_url, settings.redis_cluster)
+    try:
+        store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
+        reader = FeatureReader(features, store)
+        return await reader.get_many(entities, int(time.time() * 1000), at_ms)
+    finally:
+        await client.aclose()

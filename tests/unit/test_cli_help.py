@@ -1,0 +1,71 @@
+"""Every `streamproc` command and subcommand is registered: its --help exits 0 with its own usage,
+and each group's help lists exactly the actions expected of it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from streamproc.cli import main
+
+# Each command, in the order the help lists them, and its actions (none: it takes no ACTION).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "worker": (),
+    "topics": ("apply", "list"),
+    "generate": (),
+    "demo": (),
+    "run-file": (),
+    "dataset": (),
+    "features": ("get",),
+    "model": ("list", "promote", "rollback", "auto"),
+    "bench": (),
+    "schemas": ("check",),
+}
+EVERY_COMMAND = [(command,) for command in COMMANDS] + [
+    (command, action) for command, actions in COMMANDS.items() for action in actions
+]
+
+
+def _help(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*words, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def _listed(help_text: str) -> list[str]:
+    """The names under COMMAND or ACTION: indented by four, where wrapped help lines are deeper."""
+    return re.findall(r"^ {4}(\S+)", help_text, flags=re.MULTILINE)
+
+
+@pytest.mark.parametrize("words", EVERY_COMMAND, ids=" ".join)
+def test_help_shows_the_commands_own_usage(
+    words: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _help(capsys, *words).startswith(f"usage: streamproc {' '.join(words)} [-h]")
+
+
+def test_the_top_level_help_lists_every_command_in_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert _listed(_help(capsys)) == list(COMMANDS)
+
+
+@pytest.mark.parametrize("command", [name for name, actions in COMMANDS.items() if actions])
+def test_a_groups_help_lists_its_actions(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _listed(_help(capsys, command)) == list(COMMANDS[command])
+
+
+def test_the_command_line_loads_faust_only_for_the_worker() -> None:
+    """In a fresh interpreter: this test session may have imported Faust already."""
+    probe = (
+        "import sys, streamproc.cli; "
+        "print(sorted({'faust', 'streamproc.worker'} & set(sys.modules)))"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed probe
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
