@@ -159,7 +159,7 @@ def worker_app(settings: Settings) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return WorkerApp(
         settings.app_id,
-        store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
+        store="memory://",  # features live in Redis, never in Faust tables (docs/architecture.md)
         datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.web_port,
         web_host=settings.web_host,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import re
 
+import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 from streamproc.adapters.metrics import StageMetrics
@@ -46,14 +47,15 @@ def test_every_exported_metric_is_documented_and_every_documented_one_exists() -
     assert not unknown, f"in docs/metrics.md but not exported: {unknown}"
 
 
-def test_the_prose_names_no_metric_that_does_not_exist() -> None:
+@pytest.mark.parametrize("page", ["docs/metrics.md", "README.md"])
+def test_the_prose_names_no_metric_that_does_not_exist(page: str) -> None:
     series = {
         f"{name}{suffix}"
         for name, (kind, _labels) in _exported().items()
         for suffix in (("", "_bucket", "_sum", "_count") if kind == "histogram" else ("",))
     }
-    named = set(re.findall(r"\bstreamproc_\w+", DOC.read_text(encoding="utf-8")))
-    assert named - series == set(), "docs/metrics.md names series no process exports"
+    named = set(re.findall(r"\bstreamproc_\w+", (REPO / page).read_text(encoding="utf-8")))
+    assert named - series == set(), f"{page} names series no process exports"
 
 
 def test_each_documented_metric_has_its_type_and_labels() -> None:
