@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK := stack/stack.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench clean
+.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.clean_worker_bench
 	$(BIN)/python -m benchmarks.features_bench
 	$(BIN)/python -m benchmarks.models_bench
+
+docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
+	$(BIN)/python -m streamproc.spec.settings > docs/configuration.md.new
+	mv docs/configuration.md.new docs/configuration.md
 
 clean: ## remove the virtualenv and caches (not the stack: see reset)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -11,7 +11,7 @@ ORDER_SUBMITTED = "shop.OrderSubmitted"
 
 
 def order(**overrides: Any) -> dict[str, Any]:
-    """A web order as the checkout form publishes it (SCENARIO.md), fields overridable."""
+    """A web order as the checkout form publishes it (docs/scenario.md), fields overridable."""
     record: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
         "source": "web",

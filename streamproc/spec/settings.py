@@ -1,12 +1,19 @@
-"""Settings: every knob, from STREAMPROC_* environment variables, validated once at start."""
+"""Settings: every knob, from STREAMPROC_* environment variables, validated once at start.
+
+`python -m streamproc.spec.settings` prints the configuration reference (docs/configuration.md,
+written by `make docs`) from the fields below, so the page cannot drift from the code.
+"""
 
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.errors import ConfigError
@@ -26,9 +33,16 @@ class Settings(BaseSettings):
         "127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
     )
     kafka_timeout_s: float = Field(
-        15.0, gt=0, le=300, description="seconds to wait for Kafka's answer to admin requests"
+        15.0,
+        gt=0,
+        le=300,
+        description="seconds Kafka has to answer admin requests (topics, start-up checks)",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="redis://, rediss:// (TLS) or unix:// URL; an ACL user and password go in "
+        "it (redis://user:password@host:6379/0), TLS options in its query string",
+    )
     redis_cluster: bool = Field(
         False, description="the URL names a node of a Redis Cluster (keys are hash-tagged)"
     )
@@ -43,16 +57,24 @@ class Settings(BaseSettings):
     )
     pii_key: SecretStr = Field(
         SecretStr(DEV_PII_KEY),
-        description="secret key of the keyed hash of PII (e-mails); set it in production",
+        description="secret key of the keyed hash of PII (e-mails); the default is a development "
+        "key the worker warns about: set your own in production",
     )
     redis_namespace: str = Field(
-        "streamproc", pattern=r"^[A-Za-z0-9:._-]+$", description="prefix of every Redis key"
+        "streamproc",
+        pattern=r"^[A-Za-z0-9:._-]+$",
+        description="prefix of every Redis key; a new one starts from empty state (for a replay)",
     )
-    schemas_dir: Path = Field(Path("schemas"), description="folder of *.avsc schemas")
-    topics_dir: Path = Field(Path("topics"), description="folder of *.yaml topic specs")
+    schemas_dir: Path = Field(Path("schemas"), description="folder of the `*.avsc` schemas")
+    topics_dir: Path = Field(
+        Path("topics"), description="folder of the `*.yaml` topic declarations"
+    )
     data_dir: Path = Field(Path(".streamproc"), description="folder for the worker's local state")
     app_id: str = Field(
-        "streamproc", pattern=r"^[A-Za-z0-9._-]+$", description="Faust app id / consumer group"
+        "streamproc",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Faust app id, the Kafka consumer group, and the deployment's name on the "
+        "model snapshot topic (what `streamproc model` acts on)",
     )
     batch_size: int = Field(
         500, ge=1, le=100_000, description="most records in one batch (one fetch, one agent step)"
@@ -120,7 +142,10 @@ class Settings(BaseSettings):
         "", description="this worker's name for the trainer lease; empty: host name and web port"
     )
     trainer_lease_s: float = Field(
-        15, ge=1, le=600, description="how long a silent trainer keeps the lease"
+        15,
+        ge=1,
+        le=600,
+        description="how long a silent trainer keeps the lease before another worker takes it",
     )
     follow_interval_s: float = Field(
         5.0,
@@ -129,9 +154,13 @@ class Settings(BaseSettings):
         description="how often a worker looks for a newer model snapshot or champion choice "
         "(each swap unpickles the champion: ~10 ms of CPU per MB)",
     )
-    web_host: str = Field("127.0.0.1", description="address of /metrics; 0.0.0.0 in containers")
+    web_host: str = Field(
+        "127.0.0.1", description="address of /metrics and /healthz; 0.0.0.0 in containers"
+    )
     web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="the lowest level of log records written"
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -185,3 +214,86 @@ def load_settings() -> Settings:
             value = "(hidden)" if secret else repr(problem.get("input"))
             lines.append(f"{variable}={value}: {problem['msg']}{allowed}")
         raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc
+
+
+_REFERENCE_HEAD = """\
+# Configuration reference
+
+<!-- Generated from streamproc/spec/settings.py by `make docs`; edit the descriptions there. -->
+
+Every command reads its settings from `STREAMPROC_*` environment variables once, at start, and
+checks them all. A bad value stops the command with exit code 2 and a message that names the
+variable, the value (hidden for secrets) and the rule it broke. Variables this page does not
+name are ignored. The local stack's own variables (ports, cache folder) are in the README, under
+"The local stack".
+
+| variable | type | default | allowed | meaning |
+|---|---|---|---|---|
+"""
+
+
+def configuration_reference() -> str:
+    """docs/configuration.md: one row per setting, in declaration order."""
+    rows = [_reference_row(name, info) for name, info in Settings.model_fields.items()]
+    return _REFERENCE_HEAD + "".join(rows)
+
+
+def _reference_row(name: str, info: FieldInfo) -> str:
+    if not info.description:
+        raise ValueError(f"Settings.{name} has no description: the reference needs one")
+    cells = (
+        f"`{ENV_PREFIX}{name.upper()}`",
+        _type_name(info.annotation),
+        _default_text(info.default),
+        _allowed_text(info),
+        info.description,
+    )
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |\n"
+
+
+def _type_name(annotation: Any) -> str:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return "choice"
+    if origin in (Union, types.UnionType):
+        kept = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return " or ".join(_type_name(arg) for arg in kept) + ", optional"
+    names = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}
+    return names.get(annotation, "secret string" if annotation is SecretStr else str(annotation))
+
+
+def _default_text(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, SecretStr):
+        return "built in (hidden)"  # never print a key, even the development one
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    if default == "":
+        return "empty"
+    return f"`{default}`"
+
+
+def _allowed_text(info: FieldInfo) -> str:
+    """The rules a value must meet, from the field's type and constraints."""
+    if get_origin(info.annotation) is Literal:
+        return ", ".join(f"`{choice}`" for choice in get_args(info.annotation))
+    if info.annotation is bool:
+        return "`true`, `false`"
+    bounds = (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+    rules = []
+    for rule in info.metadata:  # annotated_types' Gt, Ge, …: each has its one attribute
+        for attribute, symbol in bounds:
+            bound = getattr(rule, attribute, None)
+            if bound is not None:
+                rules.append(f"{symbol} {bound}")
+        pattern = getattr(rule, "pattern", None)
+        if pattern is not None:
+            rules.append(f"matches `{pattern}`")
+    return ", ".join(rules)  # empty: the type, or a validator the meaning describes
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_reference())

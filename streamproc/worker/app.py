@@ -17,11 +17,15 @@ from typing import Any, NoReturn
 import faust
 import mode.loop
 from faust.app.base import BootStrategy
-from prometheus_client import start_http_server
 
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
+from streamproc.adapters.health import (
+    HEALTH_CONTENT_TYPE,
+    Liveness,
+    serve_health_and_metrics,
+)
 from streamproc.adapters.kafka.admin import KafkaAdmin, TopicLister
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
 from streamproc.adapters.kafka.delivery import Delivery, delivered
@@ -155,7 +159,7 @@ def worker_app(settings: Settings) -> faust.App:
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return WorkerApp(
         settings.app_id,
-        store="memory://",  # features live in Redis, never in Faust tables (DESIGN.md §6)
+        store="memory://",  # features live in Redis, never in Faust tables (docs/architecture.md)
         datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.web_port,
         web_host=settings.web_host,
@@ -299,6 +303,12 @@ def create_app(settings: Settings) -> faust.App:
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.exposition(), content_type=EXPOSITION_CONTENT_TYPE)
 
+    liveness = Liveness("worker")
+
+    @app.page("/healthz")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.bytes(liveness.body(), content_type=HEALTH_CONTENT_TYPE)
+
     return app
 
 
@@ -394,7 +404,8 @@ def _learning(
 
 def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream) -> None:
     """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
-    snapshot follower, /metrics on the web port, no Faust agents and no consumer group."""
+    snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
+    group."""
     serde = AvroSerde(catalog, _registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
     metrics = StageMetrics()
@@ -404,8 +415,13 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
             f"{settings.pipeline}: models: STREAMPROC_INFERENCE=false runs only a trainer, and "
             "this pipeline declares no models"
         )
-    start_http_server(settings.web_port, settings.web_host, registry=metrics.registry)
-    log.info("trainer-only process for %s; /metrics on port %d", scored.name, settings.web_port)
+    liveness = Liveness("trainer")
+    serve_health_and_metrics(settings.web_host, settings.web_port, liveness, metrics.registry)
+    log.info(
+        "trainer-only process for %s; /metrics and /healthz on port %d",
+        scored.name,
+        settings.web_port,
+    )
     mode.loop.use("uvloop")
     tune_gc()
     asyncio.run(_train_alone(learning, settings.follow_interval_s))

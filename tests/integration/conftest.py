@@ -5,6 +5,7 @@ With CI=true a stack that cannot be reached fails the session instead of skippin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -166,6 +167,12 @@ class Worker:
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:  # noqa: S310
             text: str = response.read().decode()
             return text
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of /healthz, beside /metrics on the worker's port."""
+        url = self.metrics_url.removesuffix("/metrics") + "/healthz"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
 
     def counter(self, name: str, **labels: str) -> float:
         return metric(self.metrics(), name, **labels)

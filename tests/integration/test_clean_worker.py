@@ -130,6 +130,14 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     _check_metrics(worker.metrics(), bad)
 
 
+def test_the_worker_answers_healthz_while_it_runs(worker: Worker) -> None:
+    status, report = worker.health()
+    assert status == 200
+    assert report["status"] == "ok"
+    assert report["role"] == "worker"
+    assert report["uptime_s"] >= 0
+
+
 def _invalid(serde: AvroSerde) -> list[tuple[bytes, str]]:
     """Records that decode but cannot be orders."""
     return [

@@ -264,6 +264,9 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
         assert trainer.counter(consumed, topic=RAW_ORDERS) == 0
         assert trainer.counter("streamproc_labels_total", outcome="learned") >= 300
         assert inference.counter("streamproc_labels_total", outcome="learned") == 0
+        for process, role in ((inference, "worker"), (trainer, "trainer")):
+            status, report = process.health()
+            assert (status, report["status"], report["role"]) == (200, "ok", role)
 
         more = generate(GeneratorConfig(events=300, seed=48))  # scored after the swap
         produce_scenario(stack.bootstrap, RAW_ORDERS, more, encode)

@@ -1,4 +1,4 @@
-"""The scenario generator: deterministic, shaped like SCENARIO.md, and its truth consistent."""
+"""The scenario generator: deterministic, shaped like docs/scenario.md, and its truth consistent."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import pytest
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.errors import ConfigError
 
-# SCENARIO.md: producers outside this repo publish with exactly these names.
+# docs/scenario.md: producers outside this repo publish with exactly these names.
 RAW_ORDER_FIELDS = [
     "event_id", "source", "customer_id", "customer_name", "email", "country", "amount",
     "amount_includes_tax", "tax_rate", "currency", "items", "occurred_at", "tz",

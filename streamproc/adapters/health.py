@@ -1,0 +1,77 @@
+"""Edge: liveness. The /healthz answer every process gives, and for the process that has no
+Faust web server (the trainer-only one) a small HTTP server for /healthz and /metrics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+HEALTH_PATH = "/healthz"
+HEALTH_CONTENT_TYPE = "application/json"
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Liveness:
+    """What /healthz says: the process answers, so it is alive; its role and uptime help an
+    operator tell the processes of a deployment apart."""
+
+    role: str  # "worker" or "trainer"
+    started: float = field(default_factory=time.monotonic)
+
+    def body(self) -> bytes:
+        uptime_s = round(time.monotonic() - self.started, 1)
+        return json.dumps({"status": "ok", "role": self.role, "uptime_s": uptime_s}).encode()
+
+
+def health_and_metrics_app(liveness: Liveness, registry: CollectorRegistry) -> WsgiApp:
+    """/healthz answers with `liveness`; any other path is the metrics, as prometheus_client's
+    own server has always answered this process's scrapes."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == HEALTH_PATH:
+            body = liveness.body()
+            headers = [("Content-Type", HEALTH_CONTENT_TYPE), ("Content-Length", str(len(body)))]
+            start_response("200 OK", headers)
+            return [body]
+        answer: Iterable[bytes] = metrics(environ, start_response)
+        return answer
+
+    return app
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a scrape in progress must not hold up the process's exit
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily) -> None:
+        self.address_family = family  # read by the base class when it makes the socket
+        super().__init__(address, _QuietHandler)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """A scrape every few seconds is not worth a log line."""
+
+
+def serve_health_and_metrics(
+    host: str, port: int, liveness: Liveness, registry: CollectorRegistry
+) -> WSGIServer:
+    """Answer /healthz and /metrics on (host, port) from a daemon thread, so a busy event loop
+    (the trainer learning a batch) does not delay a scrape. Returns the server (shutdown())."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    server = _ThreadingServer((host, port), family)
+    server.set_app(health_and_metrics_app(liveness, registry))
+    threading.Thread(target=server.serve_forever, name="streamproc-web", daemon=True).start()
+    return server
