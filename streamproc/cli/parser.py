@@ -49,6 +49,7 @@ from streamproc.spec.topics import Plan, load_topic_specs, plan_changes
 from streamproc.stages.feature_step import RecordShape
 from streamproc.tools.demo import (
     DemoPlan,
+    Encode,
     produce_scenario,
     run_demo,
     summary_lines,
@@ -269,19 +270,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_DRIFT if problems else 0
 
 
-def _raw_encoder(settings: Settings, spec: PipelineSpec) -> Callable[[dict[str, object]], bytes]:
+def _raw_encoder(settings: Settings, spec: PipelineSpec) -> Encode:
     """Encodes a raw record as a producer would: wire format, the source topic's schema."""
     return _encoder(settings, spec.source.topic, spec.source.schema_name)
 
 
-def _label_encoder(
-    settings: Settings, spec: PipelineSpec
-) -> Callable[[dict[str, object]], bytes] | None:
+def _label_encoder(settings: Settings, spec: PipelineSpec) -> Encode | None:
     labels = spec.models.labels if spec.models else None
     return _encoder(settings, labels.topic, labels.schema_name) if labels else None
 
 
-def _encoder(settings: Settings, topic: str, schema: str) -> Callable[[dict[str, object]], bytes]:
+def _encoder(settings: Settings, topic: str, schema: str) -> Encode:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, _registry(settings, catalog))
     return lambda record: serde.encode(topic, schema, record)
