@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -446,7 +447,8 @@ def _model_control(settings: Settings) -> ModelControl:
 
 
 def _model_list(args: argparse.Namespace, settings: Settings) -> int:
-    report = _model_control(settings).report()
+    with closing(_model_control(settings)) as control:
+        report = control.report()
     if args.json:
         choice = None if report.choice is None else asdict(report.choice)
         print(json.dumps({"scope": report.scope, "snapshot": report.snapshot, "choice": choice}))
@@ -456,13 +458,13 @@ def _model_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _model_choice(args: argparse.Namespace, settings: Settings) -> int:
-    control = _model_control(settings)
-    if args.action == "promote":
-        choice = control.promote(args.name)
-    elif args.action == "rollback":
-        choice = control.rollback()
-    else:
-        choice = control.release()
+    with closing(_model_control(settings)) as control:
+        if args.action == "promote":
+            choice = control.promote(args.name)
+        elif args.action == "rollback":
+            choice = control.rollback()
+        else:
+            choice = control.release()
     pinned = "pinned" if choice.pinned else "the promotion rule may replace it"
     print(f"champion: {choice.champion} ({pinned}); workers switch within a few seconds")
     return 0
