@@ -12,6 +12,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
 from streamproc.spec.pipeline import PipelineSpec
 from streamproc.spec.settings import Settings
+from streamproc.tools.demo import Encode
 
 EXIT_DRIFT = 1
 EXIT_CONFIG = 2
@@ -20,7 +21,7 @@ EXIT_INFRA = 3
 Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
 # A string: argparse's subparsers action is generic only to the type checker.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-Encoder: TypeAlias = Callable[[dict[str, object]], bytes]
+Encoder: TypeAlias = Encode  # a record to the wire format of its topic's schema
 
 
 def positive_int(text: str) -> int:

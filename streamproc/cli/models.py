@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import closing
 from dataclasses import asdict
 
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
@@ -43,7 +44,8 @@ def _control(settings: Settings) -> ModelControl:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    report = _control(settings).report()
+    with closing(_control(settings)) as control:
+        report = control.report()
     if args.json:
         choice = None if report.choice is None else asdict(report.choice)
         print(json.dumps({"scope": report.scope, "snapshot": report.snapshot, "choice": choice}))
@@ -53,13 +55,13 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _choose(args: argparse.Namespace, settings: Settings) -> int:
-    control = _control(settings)
-    if args.action == "promote":
-        choice = control.promote(args.name)
-    elif args.action == "rollback":
-        choice = control.rollback()
-    else:
-        choice = control.release()
+    with closing(_control(settings)) as control:
+        if args.action == "promote":
+            choice = control.promote(args.name)
+        elif args.action == "rollback":
+            choice = control.rollback()
+        else:
+            choice = control.release()
     pinned = "pinned" if choice.pinned else "the promotion rule may replace it"
     print(f"champion: {choice.champion} ({pinned}); workers switch within a few seconds")
     return 0

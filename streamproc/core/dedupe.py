@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-DuplicateKind = Literal["retry", "resubmission"]
+from streamproc.avro_records import DuplicateKind
+
 _SEPARATOR = "\x1f"
 
 

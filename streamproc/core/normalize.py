@@ -3,16 +3,41 @@
 NULL semantics are explicit: `field_status` says per field whether it was absent from the
 event, present but null, or filled with a declared default; a missing number stays None with
 a `*_missing` flag, never a silent zero. Flags say what was assumed or repaired.
+
+The raw order is read as a Mapping by the names its pipeline declares (FieldNames: a pipeline
+may rename every raw field), so mypy cannot check those reads; the clean order is built whole as
+an OrderClean, whose keys it does check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
+from streamproc.avro_records import OrderClean
 from streamproc.core import canonical
 from streamproc.errors import EventRejected
 from streamproc.spec.pipeline import PipelineSpec, SourceHabits
+
+
+class _Person(TypedDict):
+    entity_key: str | None
+    customer_id: str | None
+    email_hash: str | None
+    given_name: str | None
+    family_name: str | None
+
+
+class _Money(TypedDict):
+    amount_net_eur: float
+    amount_gross_eur: float
+    tax_rate: float
+    currency: str
+
+
+class _Duration(TypedDict):
+    session_duration_s: float | None
+    session_duration_missing: bool
 
 
 class Normalizer:
@@ -25,7 +50,7 @@ class Normalizer:
         self._payment_methods = set(spec.payment_methods or ())
         self._plausible = spec.plausible
 
-    def normalize(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def normalize(self, raw: Mapping[str, Any]) -> OrderClean:
         """The clean order for `raw`; raises EventRejected(reason) when it cannot be one."""
         names = self._names
         flags: list[str] = []
@@ -37,18 +62,30 @@ class Normalizer:
         if habits is None:
             known = ", ".join(sorted(self.spec.sources))
             raise EventRejected("unknown_source", f"source {source!r} is not declared ({known})")
-        clean: dict[str, Any] = {"event_id": event_id, "source": source}
-        clean["occurred_at"] = self._occurred_at(raw, habits, flags, status)
-        clean.update(self._person(raw, flags, status))
-        clean["country"] = self._country(raw, flags, status)
-        clean.update(self._money(raw, habits, clean["country"], flags, status))
-        clean["items"] = _items(raw.get(names.items), self._plausible.items)
-        clean.update(self._duration(raw, habits, flags, status))
-        clean["payment_method"] = self._payment_method(raw, flags, status)
-        clean["app_version"] = _optional(raw, names.version, status)
-        clean["quality_flags"] = flags
-        clean["field_status"] = status
-        return clean
+        # One field after another, in this order: it decides which reason a record with
+        # several faults is rejected for, and the order of its flags.
+        occurred_at = self._occurred_at(raw, habits, flags, status)
+        person = self._person(raw, flags, status)
+        country = self._country(raw, flags, status)
+        money = self._money(raw, habits, country, flags, status)
+        items = _items(raw.get(names.items), self._plausible.items)
+        duration = self._duration(raw, habits, flags, status)
+        payment_method = self._payment_method(raw, flags, status)
+        app_version = _optional(raw, names.version, status)
+        return {
+            "event_id": event_id,
+            "source": source,
+            "occurred_at": occurred_at,
+            **person,
+            "country": country,
+            **money,
+            "items": items,
+            **duration,
+            "payment_method": payment_method,
+            "app_version": app_version,
+            "quality_flags": flags,
+            "field_status": status,
+        }
 
     def _check_text_lengths(self, raw: Mapping[str, Any]) -> None:
         limit = self._plausible.text_chars
@@ -77,9 +114,7 @@ class Normalizer:
         flags.extend(time_flags)
         return ms
 
-    def _person(
-        self, raw: Mapping[str, Any], flags: list[str], status: dict[str, str]
-    ) -> dict[str, Any]:
+    def _person(self, raw: Mapping[str, Any], flags: list[str], status: dict[str, str]) -> _Person:
         names = self._names
         customer_id = _optional_text(raw, names.customer_id, status)
         email_raw = _optional_text(raw, names.email, status)
@@ -91,7 +126,8 @@ class Normalizer:
         entity_key = self._entity_key(raw, email_hash)
         if customer_id is None:
             flags.append("guest")
-        given = family = None
+        given: str | None = None
+        family: str | None = None
         name_raw = _optional_text(raw, names.name, status)
         if name_raw is not None and self.spec.pii.get(names.name, "keep") != "drop":
             given, family, name_flags = canonical.person_name(name_raw)
@@ -133,7 +169,7 @@ class Normalizer:
         country: str,
         flags: list[str],
         status: dict[str, str],
-    ) -> dict[str, Any]:
+    ) -> _Money:
         names, money = self._names, self.spec.money
         amount = raw.get(names.amount)
         if not canonical.is_number(amount) or not amount >= 0:
@@ -173,7 +209,7 @@ class Normalizer:
 
     def _duration(
         self, raw: Mapping[str, Any], habits: SourceHabits, flags: list[str], status: dict[str, str]
-    ) -> dict[str, Any]:
+    ) -> _Duration:
         value = _optional(raw, self._names.session_duration, status)
         if value is None or habits.duration_unit is None:
             flags.append("session_duration_missing")

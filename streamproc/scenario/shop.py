@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from streamproc.avro_records import OrderOutcome, OrderSubmitted
+
 # The world the shop lives in. The reference declaration (pipelines/shop_orders.yaml) knows
 # these standard VAT rates and currencies, and a test holds the two equal; real traffic also
 # brings countries and currencies it does not know (below), whose orders the clean stage must
@@ -163,9 +165,9 @@ class Truth:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    events: list[dict[str, Any]]  # raw records in arrival order, in the raw schema's fields
+    events: list[OrderSubmitted]  # raw records in arrival order
     truth: list[Truth]  # one per raw record, same order
-    outcomes: list[dict[str, Any]]  # labels (shop.OrderOutcome), in the order they arrive
+    outcomes: list[OrderOutcome]  # labels, in the order they arrive
     bayes_auc: float  # ROC AUC of the true probabilities: the best any model can reach
 
 
@@ -198,7 +200,7 @@ class _Intent:
 @dataclass(slots=True)
 class _Record:
     arrival_ms: int
-    event: dict[str, Any]
+    event: OrderSubmitted
     truth: Truth
     sequence: int = field(default=0)
 
@@ -228,7 +230,7 @@ def write_scenario(scenario: Scenario, out: Path) -> tuple[Path, Path, Path]:
     return out, truth_path, outcomes_path
 
 
-def producer_key(event: dict[str, Any]) -> bytes:
+def producer_key(event: OrderSubmitted) -> bytes:
     """How the shop's producers key orders: by customer, else by a digest of the e-mail, so a
     customer's orders, retries and resubmitted forms share a partition and keep their order."""
     if event.get("customer_id"):
@@ -424,7 +426,7 @@ class _Renderer:
         self._emit(intent.at_ms, event, truth)
         if intent.source == "app" and rng.random() < config.retry_rate:
             retry_at = intent.at_ms + rng.randrange(500, 30_000)
-            self._emit(retry_at, dict(event), Truth(event["event_id"], "retry", event["event_id"]))
+            self._emit(retry_at, event.copy(), Truth(event["event_id"], "retry", event["event_id"]))
         if (
             intent.source == "web"
             and canonical["entity"]
@@ -432,10 +434,10 @@ class _Renderer:
         ):
             self._resubmit(intent, event)
 
-    def _emit(self, arrival_ms: int, event: dict[str, Any], truth: Truth) -> None:
+    def _emit(self, arrival_ms: int, event: OrderSubmitted, truth: Truth) -> None:
         self.records.append(_Record(arrival_ms, event, truth, len(self.records)))
 
-    def _order(self, intent: _Intent) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _order(self, intent: _Intent) -> tuple[OrderSubmitted, dict[str, Any]]:
         rng, person, nulls = self.rng, intent.person, self.config.null_rate
         source, at = intent.source, intent.at_ms
         flags: list[str] = []
@@ -475,7 +477,7 @@ class _Renderer:
         if customer_id is None:
             flags.append("guest")
         entity = customer_id or (f"email:{email}" if email else None)
-        event = {
+        event: OrderSubmitted = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "source": source,
             "customer_id": customer_id,
@@ -587,7 +589,7 @@ class _Renderer:
         return f"{person.given} {person.family}", person.given, person.family
 
     def _avoid_accidental_duplicate(
-        self, intent: _Intent, event: dict[str, Any], canonical: dict[str, Any]
+        self, intent: _Intent, event: OrderSubmitted, canonical: dict[str, Any]
     ) -> None:
         """Two real orders of one entity with the same basket inside the window would look
         like a resubmission; the world does that rarely, the truth must not be ambiguous."""
@@ -621,10 +623,13 @@ class _Renderer:
         )
         return {"fraud_probability": probability, "is_fraud": self.rng.random() < probability}
 
-    def _resubmit(self, intent: _Intent, event: dict[str, Any]) -> None:
+    def _resubmit(self, intent: _Intent, event: OrderSubmitted) -> None:
         """The same form sent again: a new event id, the same basket, seconds to minutes later."""
         later = intent.at_ms + self.rng.randrange(2_000, 8 * MINUTE_MS)
-        copy = {**event, "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4))}
+        copy: OrderSubmitted = {
+            **event,
+            "event_id": str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+        }
         copy["occurred_at"] = later
         copy["session_duration"] = None if event["session_duration"] is None else _session(self.rng)
         self._emit(later, copy, Truth(copy["event_id"], "resubmission", event["event_id"]))
@@ -658,7 +663,7 @@ class _Renderer:
         self._emit(intent.at_ms, event, Truth(event["event_id"], "invalid", reason=reason))
 
 
-def _unknown_to_the_shop(event: dict[str, Any], canonical: dict[str, Any]) -> str | None:
+def _unknown_to_the_shop(event: OrderSubmitted, canonical: dict[str, Any]) -> str | None:
     """Why the reference declaration cannot clean this order, if it cannot."""
     if event["currency"] not in RATES_TO_EUR:
         return "unknown_currency"
@@ -674,12 +679,14 @@ def _render(rng: random.Random, config: GeneratorConfig, intents: list[_Intent])
     return renderer.records
 
 
-def _outcomes(rng: random.Random, records: list[_Record]) -> list[dict[str, Any]]:
+def _outcomes(rng: random.Random, records: list[_Record]) -> list[OrderOutcome]:
     """A label per order, minutes to days later; one in twenty never comes."""
-    outcomes = []
+    outcomes: list[OrderOutcome] = []
     for record in records:
         truth = record.truth
         if truth.kind != "order" or rng.random() < 0.05 or truth.canonical is None:
+            continue
+        if truth.is_fraud is None:  # an order's truth always knows it
             continue
         delay = min(rng.lognormvariate(math.log(6 * HOUR_MS), 1.5), 7 * 24 * HOUR_MS)
         outcomes.append(

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.avro_records import OrderClean, OrderDuplicate
 from streamproc.core.dedupe import (
     Claim,
     DedupeRules,
@@ -76,7 +77,7 @@ class CleanStage:
         if not self._units_loaded:  # judge from the start as the deployment's other workers do
             await self._share_units()  # nothing to send yet: the first read of the state
             self._units_loaded = True
-        accepted: list[tuple[Envelope, dict[str, Any]]] = []
+        accepted: list[tuple[Envelope, OrderClean]] = []
         for envelope in batch:
             try:
                 accepted.append((envelope, self._clean(envelope, result)))
@@ -103,7 +104,7 @@ class CleanStage:
         elif update:
             await self._units.send(update)
 
-    def _clean(self, envelope: Envelope, result: CleanOutcome) -> dict[str, Any]:
+    def _clean(self, envelope: Envelope, result: CleanOutcome) -> OrderClean:
         raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
         clean = self._normalizer.normalize(raw)
         self._check_units(raw, clean, (envelope.partition, envelope.offset), result)
@@ -112,24 +113,25 @@ class CleanStage:
     def _check_units(
         self,
         raw: Mapping[str, Any],
-        clean: dict[str, Any],
+        clean: OrderClean,
         position: tuple[int, int],
         result: CleanOutcome,
     ) -> None:
         """Only session_duration is declared today; its canonical value is in seconds."""
         names, switch = self.spec.fields, self.spec.unit_switch
-        if names.session_duration not in switch.fields or clean["session_duration_s"] is None:
+        seconds = clean["session_duration_s"]
+        if names.session_duration not in switch.fields or seconds is None:
             return
         unit = self.spec.sources[clean["source"]].duration_unit or "s"
         verdict = self._detector.check(
             clean["source"],
             names.session_duration,
-            raw.get(names.version),
-            clean["session_duration_s"],
+            raw.get(names.version),  # the raw order's field: named by the pipeline
+            seconds,
             unit,
             position,
         )
-        flags: list[str] = clean["quality_flags"]
+        flags = clean["quality_flags"]
         if verdict.unchecked:
             flags.append(UNIT_UNVERIFIED)
         if not verdict.suspected:
@@ -142,21 +144,22 @@ class CleanStage:
             )
         flags.append(UNIT_SWITCH)
         if switch.action == "convert":
-            clean["session_duration_s"] *= verdict.correction
-            self._normalizer.check_duration(clean["session_duration_s"])
+            clean["session_duration_s"] = seconds = seconds * verdict.correction
+            self._normalizer.check_duration(seconds)
             flags.append("unit_converted")  # maybe again: flags become a set when emitted
 
-    def _claim(self, envelope: Envelope, clean: Mapping[str, Any]) -> Claim:
+    def _claim(self, envelope: Envelope, clean: OrderClean) -> Claim:
         sighting = Sighting(
             clean["event_id"], envelope.partition, envelope.offset, clean["occurred_at"]
         )
+        # The pipeline names the fields a duplicate's content is compared on: read by name.
         content = fingerprint(clean, self.spec.dedupe.content_fields)
         return Claim(sighting, content, clean["entity_key"] or clean["event_id"])
 
     def _emit(
         self,
         envelope: Envelope,
-        clean: dict[str, Any],
+        clean: OrderClean,
         verdict: DedupeVerdict,
         result: CleanOutcome,
     ) -> None:
@@ -172,7 +175,7 @@ class CleanStage:
             result.flags.update(clean["quality_flags"])
             return
         first = verdict.first
-        audit = {
+        audit: OrderDuplicate = {
             "event_id": clean["event_id"],
             "kind": verdict.kind,
             "first_event_id": first.event_id,

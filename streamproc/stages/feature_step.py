@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.avro_records import ProbabilityField
 from streamproc.core import canonical
 from streamproc.core.features.stage import FeatureOutcome, FeatureStage
 from streamproc.core.features.state import FeatureEvent, FeatureValue
@@ -18,7 +19,12 @@ from streamproc.spec.pipeline import PipelineSpec
 
 @dataclass(frozen=True, slots=True)
 class ServedOrder:
-    """A clean order and the features served to it (none for an order without entity)."""
+    """A clean order and the features served to it (none for an order without entity).
+
+    `record` is the decoded record as it is: an OrderClean on the shop pipeline, a record of
+    the pipeline's own schema on a tabular one. The step reads it only by RecordShape's names,
+    which the pipeline chooses at run time, so it is not cast to a TypedDict mypy would trust.
+    """
 
     envelope: Envelope
     record: Mapping[str, Any]
@@ -40,12 +46,13 @@ class FeatureStepOutcome:
 class RecordShape:
     """Which fields of a scored record identify, time and key it (the shop's clean order by
     default; a tabular pipeline names its own), and what the served probability is called.
-    Without a time field, records go by their order (files only: the worker needs a time)."""
+    Without a time field, records go by their order (files only: the worker needs a time).
+    The defaults are OrderClean's and OrderPrediction's names; a unit test holds them so."""
 
     event_id: str = "event_id"
     time: str | None = "occurred_at"
     entity: str | None = "entity_key"
-    probability: str = "fraud_probability"
+    probability: ProbabilityField = "fraud_probability"
 
 
 CLEAN_ORDER = RecordShape()  # the shop pipeline's clean order

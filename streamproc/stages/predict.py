@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamproc.avro_records import FeatureStatus, OrderPrediction, Prediction, ScoreFields
 from streamproc.core.features.state import FeatureValue
 from streamproc.core.learning import build_pipeline, build_x, probability
 from streamproc.core.training import ServedX
@@ -84,7 +85,7 @@ class PredictStep:
             except Exception as exc:  # a bug must cost one event, never the partition
                 result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc))
                 continue
-            occurred_at = int(record["occurred_at"])
+            occurred_at = record["occurred_at"]
             result.predictions.append(
                 OutRecord(topic, item.envelope.key, value, (), item.envelope.timestamp_ms)
             )
@@ -105,11 +106,13 @@ def prediction(
     model: tuple[str, int],
     raw_timestamp_ms: int | None,
     now_ms: int,
-) -> dict[str, Any]:
+) -> OrderPrediction | Prediction:
     """The prediction record (shop.OrderPrediction, or streamproc.Prediction for a tabular
-    pipeline: `shape` names the fields) for one scored record."""
+    pipeline: `shape` names the scored record's fields and the probability's) for one scored
+    record. The scored record is read by those names: its schema is the pipeline's choice."""
     statuses = {feature.status for feature in features.values()}
     ages = [feature.age_ms for feature in features.values() if feature.age_ms is not None]
+    status: FeatureStatus
     if not features or not ages:
         status = "missing"  # nothing known about the entity before this record
     elif "stale" in statuses:
@@ -118,10 +121,9 @@ def prediction(
         status = "fresh"
     name, version = model
     entity = scored.get(shape.entity) if shape.entity else None
-    return {
+    score: ScoreFields = {
         "event_id": str(scored[shape.event_id]),
         "entity_key": None if entity in (None, "") else str(entity),
-        shape.probability: probability_true,
         "model_name": name,
         "model_version": version,
         "occurred_at": int(scored[shape.time or ""]),
@@ -130,3 +132,6 @@ def prediction(
         "feature_status": status,
         "latency_ms": max(0, now_ms - raw_timestamp_ms) if raw_timestamp_ms else 0,
     }
+    if shape.probability == "probability":
+        return {**score, "probability": probability_true}
+    return {**score, "fraud_probability": probability_true}

@@ -31,7 +31,7 @@ from streamproc.scenario.shop import Scenario, producer_key
 from streamproc.spec.pipeline import Features
 from streamproc.spec.topics import load_topic_specs, plan_changes
 
-Encode = Callable[[dict[str, object]], bytes]
+Encode = Callable[[Mapping[str, object]], bytes]
 
 
 @dataclass(frozen=True, slots=True)

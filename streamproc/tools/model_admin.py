@@ -87,6 +87,10 @@ class ModelControl:
         self._topic.publish(champion_key(self._scope), choice.dump())
         return choice
 
+    def close(self) -> None:
+        """Closes the topic's consumer (a report reads the topic); done with the command."""
+        self._topic.close()
+
 
 def report_lines(report: ModelReport) -> list[str]:
     snapshot = report.snapshot

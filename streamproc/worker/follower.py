@@ -31,13 +31,21 @@ class SnapshotFollower:
         self._metrics = metrics
         self.choice: ChampionChoice | None = None
         self._published: bytes | None = None  # the newest serving record
+        self._reading: asyncio.Future[dict[str, bytes]] | None = None
         self.ready = asyncio.Event()  # set once the topic has been read to its end
 
     async def follow(self, interval_s: float) -> None:
-        while True:
-            await self.poll()
-            self.ready.set()
-            await asyncio.sleep(interval_s)
+        """Until cancelled (the worker stops); then the topic's consumer is closed."""
+        try:
+            while True:
+                await self.poll()
+                self.ready.set()
+                await asyncio.sleep(interval_s)
+        finally:
+            # Cancelled, a read goes on in its thread: the consumer is closed after it.
+            if self._reading is not None:
+                await asyncio.wait([self._reading])
+            await asyncio.to_thread(self._topic.close)
 
     async def poll(self) -> None:
         if await self._poll():  # the previous models and the snapshot read are freed now
@@ -45,7 +53,10 @@ class SnapshotFollower:
 
     async def _poll(self) -> bool:
         """Whether other models were swapped in."""
-        found = await asyncio.to_thread(read_latest, self._topic, self._pipeline)
+        self._reading = asyncio.ensure_future(
+            asyncio.to_thread(read_latest, self._topic, self._pipeline)
+        )
+        found = await asyncio.shield(self._reading)
         if (data := found.get(champion_key(self._pipeline))) is not None:
             self.choice = ChampionChoice.load(data)
         newest = found.get(serving_key(self._pipeline))

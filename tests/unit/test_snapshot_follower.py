@@ -1,10 +1,15 @@
 """A serving worker follows the trainer's snapshots through the serving record: it unpickles
 the champion alone, switches champion on an operator's or the rule's choice without waiting
-for a snapshot, and never goes back to an older trainer's models."""
+for a snapshot, and never goes back to an older trainer's models; stopped, it closes the topic
+after the read in flight."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
+
+import pytest
 
 from streamproc.adapters.kafka import model_snapshots
 from streamproc.adapters.kafka.snapshots import Keep
@@ -38,6 +43,25 @@ class MemoryTopic:
                 found[key] = value
         self._position = len(self.log)
         return found
+
+
+class HeldTopic(MemoryTopic):
+    """A topic whose read waits to be let through, and that notes its reads and its close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = threading.Event()
+        self.let_through = threading.Event()
+        self.calls: list[str] = []
+
+    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
+        self.reading.set()
+        self.let_through.wait(10)
+        self.calls.append("read")
+        return super().read_new(prefix, keep)
+
+    def close(self) -> None:
+        self.calls.append("close")
 
 
 def _trained(version: int, epoch: int = 1) -> tuple[TrainerState, bytes]:
@@ -109,3 +133,31 @@ async def test_before_any_snapshot_the_choice_picks_among_the_untrained_models()
     topic.log.append((model_snapshots.serving_key(SCOPE), _trained(1)[1]))
     await follower.poll()
     assert (step.serving.version, list(step.serving.models)) == (1, ["forest"])
+
+
+async def test_a_stopped_follower_closes_the_topic_once_the_read_in_flight_is_done() -> None:
+    topic = HeldTopic()
+    step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    following = asyncio.create_task(follower.follow(0.01))
+    assert await asyncio.to_thread(topic.reading.wait, 10)
+    following.cancel()
+    await asyncio.sleep(0.05)
+    assert topic.calls == []  # the read still runs in its thread: the consumer stays open
+    topic.let_through.set()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+    assert topic.calls == ["read", "close"]
+
+
+async def test_a_follower_stopped_between_reads_closes_the_topic() -> None:
+    topic = HeldTopic()
+    topic.let_through.set()
+    step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    following = asyncio.create_task(follower.follow(60))
+    await asyncio.wait_for(follower.ready.wait(), 10)
+    following.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await following
+    assert topic.calls == ["read", "close"]

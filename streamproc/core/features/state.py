@@ -26,9 +26,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-Status = Literal["fresh", "missing", "stale"]  # the words of the prediction's feature_status
+from streamproc.avro_records import FeatureStatus
+
+Status = FeatureStatus  # a served feature's status: the words of the prediction's feature_status
 
 
 @dataclass(frozen=True, slots=True)
