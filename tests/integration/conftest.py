@@ -214,6 +214,7 @@ def start_worker(stack: Stack, group: str, folder: Path, **env_overrides: str) -
             [sys.executable, "-m", "streamproc.cli", "worker"], env=env, stdout=out, stderr=out
         )
     running = Worker(process, f"http://127.0.0.1:{port}/metrics", log)
+    _STARTED.append(running)
     deadline = time.monotonic() + 60
     while True:
         if process.poll() is not None:
@@ -226,6 +227,20 @@ def start_worker(stack: Stack, group: str, folder: Path, **env_overrides: str) -
                 process.kill()
                 pytest.fail(f"the worker did not serve /metrics in 60s:\n{running.log_tail()}")
             time.sleep(0.3)
+
+
+# Every worker a test started: one a failed assertion left running would go on consuming the
+# shared topics and skew the next tests' counts (seen: three times the expected records).
+_STARTED: list[Worker] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test() -> Iterator[None]:
+    yield
+    while _STARTED:
+        worker = _STARTED.pop()
+        if worker.process.poll() is None:
+            stop_worker(worker)
 
 
 def stop_worker(worker: Worker) -> None:
