@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from streamproc.errors import EventRejected
+from streamproc.records import OutRecord
 
 
 class ExplodingCodec:
@@ -22,3 +26,25 @@ class ExplodingCodec:
     def encode(self, topic: str, schema_name: str, record: Mapping[str, Any]) -> bytes:
         encoded: bytes = self._inner.encode(topic, schema_name, record)
         return encoded
+
+
+class HeldAcksSender:
+    """A BatchSender whose broker acks only when the test says so: `submitted` holds every
+    batch handed over; each batch's `refused()` waits for `acked`, then refuses nothing."""
+
+    def __init__(self) -> None:
+        self.submitted: list[list[OutRecord]] = []
+        self.acked = asyncio.Event()
+
+    async def submit(self, records: Sequence[OutRecord]) -> _HeldAcks:
+        self.submitted.append(list(records))
+        return _HeldAcks(self.acked)
+
+
+class _HeldAcks:
+    def __init__(self, acked: asyncio.Event) -> None:
+        self._acked = acked
+
+    async def refused(self) -> dict[int, EventRejected]:
+        await self._acked.wait()
+        return {}
