@@ -187,12 +187,21 @@ def serve_batches(
         fetch_wait_ms=settings.fetch_wait_ms,
         fetch_min_bytes=settings.fetch_min_bytes,
     )
+    channels = batch_agents(app, flows, positions, settings.batches_in_flight)
+    _intake(app, source, positions, channels, ready)
+
+
+def batch_agents(
+    app: faust.App, flows: Mapping[str, Process], positions: Positions, in_flight: int
+) -> dict[str, Any]:
+    """Per topic of `flows`, a channel and an agent walking the batches handed onto it with
+    the topic's flow (a failure stops the process: _die); returns the channels."""
     # room for every batch the consumer may have queued (one per topic): a hand-over never waits
     channels = {topic: app.channel(maxsize=len(flows) + 1) for topic in flows}
     for topic, process in flows.items():
-        flow = BatchFlow(positions, process, settings.batches_in_flight, _die)
+        flow = BatchFlow(positions, process, in_flight, _die)
         _agent(app, channels[topic], f"batches_of_{topic}", flow)
-    _intake(app, source, positions, channels, ready)
+    return channels
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -226,56 +235,16 @@ def create_app(settings: Settings) -> faust.App:
         learning.served_log if learning else None,
     )
 
-    async def feature_batch(batch: list[Envelope]) -> Complete:
-        started = time.perf_counter()
-        result = await chain.process(batch)
-        sending = await Delivery.start(
-            sender, batch, result.outputs(), result.rejections, positions=False
-        )
-
-        async def complete() -> None:
-            refused = await sending.refused()
-            step = result.step
-            if refused:
-                step.diverted, result.predictions = delivered(
-                    refused, step.diverted, result.predictions
-                )
-                step.rejections.extend(refused.values())
-            seconds = time.perf_counter() - started
-            metrics.observe_features(scored.topic, len(batch), step, result.predictions, seconds)
-
-        return complete
-
     if shop is not None:
         seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
         units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
         pii_key = settings.pii_key.get_secret_value().encode()
         stage = CleanStage(shop, serde, seen, units, pii_key)
-
-        async def clean_batch(batch: list[Envelope]) -> Complete:
-            started = time.perf_counter()
-            result = await stage.process(batch)
-            sending = await Delivery.start(
-                sender, batch, result.outputs, result.rejections, positions=True
-            )
-
-            async def complete() -> None:
-                refused = await sending.refused()
-                if refused:
-                    result.clean, result.duplicates = delivered(
-                        refused, result.clean, result.duplicates
-                    )
-                    result.rejections.extend(refused.values())
-                seconds = time.perf_counter() - started
-                metrics.observe_batch(shop.source.topic, len(batch), result, seconds)
-
-            return complete
-
-        flows[shop.source.topic] = clean_batch
+        flows[shop.source.topic] = clean_flow(stage, sender, metrics, shop.source.topic)
     if scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
-        flows[scored.topic] = feature_batch
+        flows[scored.topic] = scored_flow(chain, sender, metrics, scored.topic)
 
     # A restarted worker scores with its restored models: it reads no topic before them (a
     # batch waiting for them inside an agent held up the other topics' batches as well).
@@ -310,6 +279,63 @@ def create_app(settings: Settings) -> faust.App:
         return web.bytes(liveness.body(), content_type=HEALTH_CONTENT_TYPE)
 
     return app
+
+
+def clean_flow(
+    stage: CleanStage, sender: BatchSender, metrics: StageMetrics, topic: str
+) -> Process:
+    """A raw topic's flow: clean a batch, hand its outputs to `sender`; the completion waits
+    for their acks and counts the batch (less what Kafka refused, dead-lettered instead)."""
+
+    async def clean_batch(batch: list[Envelope]) -> Complete:
+        started = time.perf_counter()
+        result = await stage.process(batch)
+        sending = await Delivery.start(
+            sender, batch, result.outputs, result.rejections, positions=True
+        )
+
+        async def complete() -> None:
+            refused = await sending.refused()
+            if refused:
+                result.clean, result.duplicates = delivered(
+                    refused, result.clean, result.duplicates
+                )
+                result.rejections.extend(refused.values())
+            seconds = time.perf_counter() - started
+            metrics.observe_batch(topic, len(batch), result, seconds)
+
+        return complete
+
+    return clean_batch
+
+
+def scored_flow(
+    chain: ScoredChain, sender: BatchSender, metrics: StageMetrics, topic: str
+) -> Process:
+    """The scored topic's flow: features and predictions of a batch, handed to `sender`; the
+    completion waits for their acks and counts the batch."""
+
+    async def feature_batch(batch: list[Envelope]) -> Complete:
+        started = time.perf_counter()
+        result = await chain.process(batch)
+        sending = await Delivery.start(
+            sender, batch, result.outputs(), result.rejections, positions=False
+        )
+
+        async def complete() -> None:
+            refused = await sending.refused()
+            step = result.step
+            if refused:
+                step.diverted, result.predictions = delivered(
+                    refused, step.diverted, result.predictions
+                )
+                step.rejections.extend(refused.values())
+            seconds = time.perf_counter() - started
+            metrics.observe_features(topic, len(batch), step, result.predictions, seconds)
+
+        return complete
+
+    return feature_batch
 
 
 def _agent(app: faust.App, channel: Any, name: str, flow: BatchFlow) -> None:

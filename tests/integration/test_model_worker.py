@@ -154,14 +154,17 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
         produce_scenario(stack.bootstrap, RAW_ORDERS, second, encode)
         orders = {t.event_id for t in scenario.truth if t.kind == "order"}
         predicted = _predictions(stack, predictions_start, orders, serde, timeout_s=180)
-        scored = {p["event_id"]: p for p in predicted}
-        clean = set(scored)
-        assert len(clean) >= 0.95 * len(orders)
-        # Every label whose order was scored and whose time the stream reached, learned once.
+        # Every order is scored, those in flight at the kill too: a batch's input offsets are
+        # committed only once its outputs are acked, so the restarted worker reads again what
+        # the killed one had not finished, on both topics; the seen store knows a record met
+        # again at its own offset (not a duplicate), and the served-x log keeps the first x.
+        # Such an order may be scored twice (its prediction acked, its offset not committed
+        # yet): at least once, never lost; `_predictions` keeps the first of each.
+        missing = orders - {p["event_id"] for p in predicted}
+        assert not missing, f"{len(missing)} of {len(orders)} orders never scored"
+        # Every label whose time the stream reached, learned once.
         watermark = max(p["occurred_at"] for p in predicted)
-        expected = sum(
-            1 for o in scenario.outcomes if o["event_id"] in clean and o["occurred_at"] <= watermark
-        )
+        expected = sum(1 for o in scenario.outcomes if o["occurred_at"] <= watermark)
         _wait(
             lambda: (header := snapshots.header()) is not None and header["learned"] >= expected,
             f"a snapshot with all {expected} due labels learned",

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from streamproc.adapters.kafka import model_snapshots, snapshots
-from streamproc.adapters.kafka.snapshots import Keep
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.core.training import (
     Label,
@@ -27,6 +26,7 @@ from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.stages.predict import PredictStep
 from streamproc.worker import follower as follower_module
 from streamproc.worker import trainer as trainer_module
+from tests.fakes import MemorySnapshotTopic
 
 SCOPE = "app/shop"
 MODELS = Models(
@@ -34,37 +34,6 @@ MODELS = Models(
     labels=Labels(topic="labels"),
     champion=ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression"),
 )
-
-
-class BufferingTopic:
-    """SnapshotTopic in memory, with librdkafka's read-ahead: while a consumer is open, every
-    record published is fetched into its queue, read or not."""
-
-    log: list[tuple[str, bytes]] = []
-
-    def __init__(self, _bootstrap: str = "", _topic: str = "") -> None:
-        self.open = False
-        self.position = 0
-
-    def publish(self, key: str, value: bytes) -> None:
-        BufferingTopic.log.append((key, value))
-
-    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
-        if not self.open:  # a consumer (re)opened reads the topic from its start
-            self.open, self.position = True, 0
-        found: dict[str, bytes] = {}
-        for key, value in self.log[self.position :]:
-            if key.startswith(prefix) and (key not in found or keep(key, found[key], value)):
-                found[key] = value
-        self.position = len(self.log)
-        return found
-
-    @property
-    def buffered_bytes(self) -> int:
-        return sum(len(value) for _, value in self.log[self.position :]) if self.open else 0
-
-    def close(self) -> None:
-        self.open = False
 
 
 def _snapshot(version: int, padding: int = 0) -> bytes:
@@ -79,24 +48,26 @@ def _snapshot(version: int, padding: int = 0) -> bytes:
 async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    BufferingTopic.log = []
-    monkeypatch.setattr(trainer_module, "SnapshotTopic", BufferingTopic)
+    topic = MemorySnapshotTopic()
+    monkeypatch.setattr(trainer_module, "SnapshotTopic", topic.opener())
     monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap: None)
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
     metrics = StageMetrics()
-    follower = follower_module.SnapshotFollower(SCOPE, BufferingTopic(), step, metrics)
+    follower = follower_module.SnapshotFollower(
+        SCOPE, MemorySnapshotTopic(topic.log), step, metrics
+    )  # type: ignore[arg-type]
     unused: Any = None  # the served log and the lease: restore needs neither
     loop = trainer_module.TrainerLoop(
         SCOPE, step, unused, "unused:9092", "group", unused, unused, follower, metrics
     )
     key = model_snapshots.models_key(SCOPE)
-    BufferingTopic.log.append((key, _snapshot(3)))
+    topic.publish(key, _snapshot(3))
 
     trainer = await loop._restore()
     assert trainer.state.version == 3
     snapshot = _snapshot(4, padding=10_000)
     for _ in range(100):  # the trainer's own snapshots, one per cycle
-        BufferingTopic.log.append((key, snapshot))
+        topic.publish(key, snapshot)
     assert loop._snapshots.buffered_bytes == 0  # type: ignore[attr-defined]
 
     again = await loop._restore()  # a lease taken again: the newest snapshot, read anew
@@ -109,7 +80,7 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
 ) -> None:
     """One thread: one malloc arena reused by every snapshot (glibc keeps an arena per thread
     that allocates), and the freed models handed back once per swap, not per poll."""
-    BufferingTopic.log = []
+    topic = MemorySnapshotTopic()
     loaded_in: set[str] = set()
     releases: list[int] = []
 
@@ -120,12 +91,12 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
     monkeypatch.setattr(follower_module, "load_served_model", loading)
     monkeypatch.setattr(follower_module, "release_freed_memory", lambda: releases.append(1))
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = follower_module.SnapshotFollower(SCOPE, BufferingTopic(), step, StageMetrics())
+    follower = follower_module.SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
     for version in range(1, 41):
         state = fresh_state(MODELS)
         state.version = version
         served = dump_serving(state, SCOPE, epoch=1, taken_at_ms=0)
-        BufferingTopic.log.append((model_snapshots.serving_key(SCOPE), served))
+        topic.publish(model_snapshots.serving_key(SCOPE), served)
         await follower.poll()
         await follower.poll()  # nothing new: nothing loaded, nothing to release
     assert step.serving.version == 40

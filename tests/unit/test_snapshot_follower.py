@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from streamproc.adapters.kafka import model_snapshots
-from streamproc.adapters.kafka.snapshots import Keep
+from streamproc.adapters.kafka.snapshots import Keep, last_wins
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.core.learning import probability
 from streamproc.core.training import TrainerState, dump_serving, fresh_state
 from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.stages.predict import PredictStep
 from streamproc.worker.follower import SnapshotFollower
+from tests.fakes import MemorySnapshotTopic
 
 SCOPE = "app/shop"
 MODELS = Models(
@@ -29,23 +30,7 @@ MODELS = Models(
 )
 
 
-class MemoryTopic:
-    """The snapshot topic's read_new in memory: each call reads what was published since."""
-
-    def __init__(self) -> None:
-        self.log: list[tuple[str, bytes]] = []
-        self._position = 0
-
-    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
-        for key, value in self.log[self._position :]:
-            if key.startswith(prefix) and (key not in found or keep(key, found[key], value)):
-                found[key] = value
-        self._position = len(self.log)
-        return found
-
-
-class HeldTopic(MemoryTopic):
+class HeldTopic(MemorySnapshotTopic):
     """A topic whose read waits to be let through, and that notes its reads and its close."""
 
     def __init__(self) -> None:
@@ -54,7 +39,7 @@ class HeldTopic(MemoryTopic):
         self.let_through = threading.Event()
         self.calls: list[str] = []
 
-    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]:
+    def read_new(self, prefix: str, keep: Keep = last_wins) -> dict[str, bytes]:
         self.reading.set()
         self.let_through.wait(10)
         self.calls.append("read")
@@ -62,6 +47,7 @@ class HeldTopic(MemoryTopic):
 
     def close(self) -> None:
         self.calls.append("close")
+        super().close()
 
 
 def _trained(version: int, epoch: int = 1) -> tuple[TrainerState, bytes]:
@@ -73,8 +59,8 @@ def _trained(version: int, epoch: int = 1) -> tuple[TrainerState, bytes]:
     return state, dump_serving(state, SCOPE, epoch=epoch, taken_at_ms=0)
 
 
-def _follower() -> tuple[MemoryTopic, PredictStep, SnapshotFollower]:
-    topic = MemoryTopic()
+def _follower() -> tuple[MemorySnapshotTopic, PredictStep, SnapshotFollower]:
+    topic = MemorySnapshotTopic()
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
     follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
     return topic, step, follower
@@ -87,7 +73,7 @@ def _score(model: Any) -> float:
 async def test_the_worker_unpickles_and_serves_the_champion_alone() -> None:
     topic, step, follower = _follower()
     state, served = _trained(3)
-    topic.log.append((model_snapshots.serving_key(SCOPE), served))
+    topic.publish(model_snapshots.serving_key(SCOPE), served)
     await follower.poll()
     assert (step.serving.version, step.serving.champion) == (3, "logreg")
     assert list(step.serving.models) == ["logreg"]
@@ -97,10 +83,10 @@ async def test_the_worker_unpickles_and_serves_the_champion_alone() -> None:
 async def test_a_new_champion_is_served_from_the_record_already_read() -> None:
     topic, step, follower = _follower()
     state, served = _trained(3)
-    topic.log.append((model_snapshots.serving_key(SCOPE), served))
+    topic.publish(model_snapshots.serving_key(SCOPE), served)
     await follower.poll()
     choice = model_snapshots.ChampionChoice("forest", True, "operator", 0)
-    topic.log.append((model_snapshots.champion_key(SCOPE), choice.dump()))
+    topic.publish(model_snapshots.champion_key(SCOPE), choice.dump())
     await follower.poll()
     assert (step.serving.version, list(step.serving.models)) == (3, ["forest"])
     assert _score(step.serving.models["forest"]) == _score(state.models["forest"])
@@ -108,9 +94,9 @@ async def test_a_new_champion_is_served_from_the_record_already_read() -> None:
 
 async def test_an_older_trainers_late_snapshot_is_not_served() -> None:
     topic, step, follower = _follower()
-    topic.log.append((model_snapshots.serving_key(SCOPE), _trained(2, epoch=2)[1]))
+    topic.publish(model_snapshots.serving_key(SCOPE), _trained(2, epoch=2)[1])
     await follower.poll()
-    topic.log.append((model_snapshots.serving_key(SCOPE), _trained(9, epoch=1)[1]))  # a zombie's
+    topic.publish(model_snapshots.serving_key(SCOPE), _trained(9, epoch=1)[1])  # a zombie's
     await follower.poll()
     assert (step.serving.epoch, step.serving.version) == (2, 2)
 
@@ -119,7 +105,7 @@ async def test_models_of_another_declaration_are_not_served() -> None:
     topic, step, follower = _follower()
     state, _ = _trained(5)
     state.hashes["logreg"] = "declared-otherwise"
-    topic.log.append((model_snapshots.serving_key(SCOPE), dump_serving(state, SCOPE, 1, 0)))
+    topic.publish(model_snapshots.serving_key(SCOPE), dump_serving(state, SCOPE, 1, 0))
     await follower.poll()
     assert step.serving.version == 0  # untrained, until the trainer publishes this declaration
 
@@ -127,10 +113,10 @@ async def test_models_of_another_declaration_are_not_served() -> None:
 async def test_before_any_snapshot_the_choice_picks_among_the_untrained_models() -> None:
     topic, step, follower = _follower()
     choice = model_snapshots.ChampionChoice("forest", True, "operator", 0)
-    topic.log.append((model_snapshots.champion_key(SCOPE), choice.dump()))
+    topic.publish(model_snapshots.champion_key(SCOPE), choice.dump())
     await follower.poll()
     assert (step.serving.version, step.serving.champion) == (0, "forest")
-    topic.log.append((model_snapshots.serving_key(SCOPE), _trained(1)[1]))
+    topic.publish(model_snapshots.serving_key(SCOPE), _trained(1)[1])
     await follower.poll()
     assert (step.serving.version, list(step.serving.models)) == (1, ["forest"])
 

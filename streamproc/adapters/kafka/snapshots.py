@@ -24,7 +24,7 @@ Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer r
 QUEUED_KBYTES = 16_384
 
 
-def _last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
+def last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
     return True
 
 
@@ -54,7 +54,7 @@ class SnapshotTopic:
         if self._producer.flush(self._timeout_s) or failures:
             raise InfraError(f"snapshot {key} not acked by {self.topic}: {failures[:1]}")
 
-    def read_new(self, prefix: str, keep: Keep = _last_wins) -> dict[str, bytes]:
+    def read_new(self, prefix: str, keep: Keep = last_wins) -> dict[str, bytes]:
         """Per key under `prefix`, the record `keep` prefers among those written since the
         last call (the whole topic on the first). Other deployments' records are skipped as
         they are read, so memory holds one record per key of ours."""
