@@ -47,7 +47,7 @@ lint: install ## ruff check and ruff format --check
 	$(BIN)/ruff check streamproc tests benchmarks
 	$(BIN)/ruff format --check streamproc tests benchmarks
 
-typecheck: install ## mypy --strict on streamproc/
+typecheck: install ## mypy --strict on streamproc, tests and benchmarks
 	$(BIN)/mypy
 
 imports: install ## import-linter layer contracts

@@ -219,8 +219,8 @@ def _print_profile(path: Path) -> None:
         own[leaf] = own.get(leaf, 0) + int(count)
         total += int(count)
     print(f"worker profile (py-spy, {total} samples, own time):")
-    for leaf, count in sorted(own.items(), key=lambda item: -item[1])[:20]:
-        print(f"  {100 * count / total:5.1f}%  {leaf}")
+    for leaf, samples in sorted(own.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {100 * samples / total:5.1f}%  {leaf}")
 
 
 if __name__ == "__main__":

@@ -239,7 +239,7 @@ def _stop(workers: Workers) -> None:
 class BacklogRun:
     rate: float  # events/s from the first raw record read to the last prediction sent
     rss: dict[str, float]
-    redis_memory: dict[str, float]
+    redis_memory: dict[str, float | None]
     stages: dict[str, float]
     labels_per_s: float | None  # the trainer process's, while the workers served the backlog
 
@@ -445,7 +445,7 @@ def _stage_costs(profile: Path, events: int) -> dict[str, float]:
     return {stage: count / 100 / events * 1e6 for stage, count in sorted(samples.items())}
 
 
-def _redis_memory(namespace: str) -> dict[str, float]:
+def _redis_memory(namespace: str) -> dict[str, float | None]:
     """MEMORY USAGE of the entities' feature hashes (one per entity and view)."""
     client = redis.Redis.from_url(REDIS_URL)
     try:

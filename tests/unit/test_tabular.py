@@ -206,7 +206,7 @@ async def test_a_record_type_no_code_knows_is_scored_with_its_features(
 ) -> None:
     spec, models = load_tabular(_write(tmp_path, CLICK_PIPELINE), _schemas(click_catalog))
     assert models is not None
-    clicks = [
+    clicks: list[dict[str, Any]] = [
         {
             "click_id": f"c{i}",
             "at": 1_000 * i,
