@@ -176,12 +176,14 @@ async def replay(events: int) -> tuple[Replay, SchemaCatalog]:
 
 @dataclass(slots=True)
 class Figures:
+    """What the cycles measured: the RSS after each, the labels learned, the model swaps."""
+
     rss_mb: list[float] = field(default_factory=list)
     learned: list[int] = field(default_factory=list)
     swaps: int = 0
 
 
-async def run(
+async def run(  # noqa: C901, PLR0912, PLR0913, PLR0915, PLR0917 - one measured run, in order
     cycles: int,
     labels: int,
     events: int,

@@ -56,7 +56,7 @@ LEARN_LIMIT = 2_000
 class TrainerLoop:
     """The pipeline's one trainer, in whichever worker holds the lease."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - each collaborator passed in explicitly
         self,
         pipeline: str,
         step: PredictStep,

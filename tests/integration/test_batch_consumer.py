@@ -48,7 +48,7 @@ def _orders(run: str, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _produce(
+def _produce(  # noqa: PLR0913, PLR0917 - the test's fixtures, then what to send and how fast
     stack: Stack,
     serde: AvroSerde,
     run: str,
@@ -120,7 +120,7 @@ def _wait(condition: Any, what: str, *workers: Worker, timeout_s: float = 120) -
         time.sleep(0.2)
 
 
-def _all_outputs(
+def _all_outputs(  # noqa: PLR0913, PLR0917 - the test's fixtures and what it waits for
     stack: Stack,
     serde: AvroSerde,
     run: str,

@@ -90,7 +90,7 @@ def _records(serde: AvroSerde, raw: str, run: str) -> dict[bytes, tuple[bytes, b
     }
 
 
-def _check(
+def _check(  # noqa: PLR0913, PLR0917 - the test's fixtures and what it checks
     stack: Stack,
     serde: AvroSerde,
     worker: Worker,

@@ -190,7 +190,7 @@ def test_auto_inputs_take_numbers_booleans_and_strings_but_not_ids_times_or_labe
         ),
     ],
 )
-def test_declared_names_are_checked_against_the_schemas(
+def test_declared_names_are_checked_against_the_schemas(  # noqa: PLR0913, PLR0917 - fixtures and parameters
     tmp_path: Path, click_catalog: SchemaCatalog, old: str, new: str, field: str, expected: str
 ) -> None:
     assert old in CLICK_PIPELINE
