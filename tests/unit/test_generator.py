@@ -183,9 +183,9 @@ def test_labels_come_after_their_orders_and_some_never(scenario: Scenario) -> No
 
 def test_written_files_read_back(scenario: Scenario, tmp_path: Path) -> None:
     events, truth, outcomes = write_scenario(scenario, tmp_path / "orders.jsonl")
-    assert [json.loads(line) for line in events.open()] == scenario.events
+    assert [json.loads(line) for line in events.read_text().splitlines()] == scenario.events
     assert read_truth(truth) == scenario.truth
-    assert sum(1 for _ in outcomes.open()) == len(scenario.outcomes)
+    assert len(outcomes.read_text().splitlines()) == len(scenario.outcomes)
 
 
 @given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=2, max_size=40))

@@ -55,7 +55,9 @@ def test_the_pipeline_gives_rivers_progressive_validation_auc(scored: Path) -> N
 
 
 def test_each_score_is_the_one_river_gives_before_learning_the_row(scored: Path) -> None:
-    predictions = [json.loads(line) for line in (scored / "predictions.jsonl").open()]
+    predictions = [
+        json.loads(line) for line in (scored / "predictions.jsonl").read_text().splitlines()
+    ]
     model = _river_model()
     theirs = []
     for x, y in datasets.Phishing():
