@@ -5,6 +5,7 @@ twice, nothing lost)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,11 @@ from tests.integration.conftest import (
 EVENTS = 3_000
 
 
-def _wait(condition: object, what: str, worker: Worker, timeout_s: float = 120) -> None:
+def _wait(
+    condition: Callable[[], object], what: str, worker: Worker, timeout_s: float = 120
+) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
         time.sleep(0.2)
