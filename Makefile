@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK := stack/stack.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench docs clean
+.PHONY: help install hooks up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ $(BIN)/streamproc: pyproject.toml
 	@touch $@
 
 install: $(BIN)/streamproc ## create .venv with streamproc and its dev tools
+
+hooks: install ## run ruff, mypy and import-linter before each commit (.pre-commit-config.yaml)
+	$(BIN)/pre-commit install
 
 up: ## start Kafka (KRaft) and Redis on 127.0.0.1, installing them if needed
 	@$(STACK) up
@@ -47,7 +50,7 @@ lint: install ## ruff check and ruff format --check
 	$(BIN)/ruff check streamproc tests benchmarks
 	$(BIN)/ruff format --check streamproc tests benchmarks
 
-typecheck: install ## mypy --strict on streamproc/
+typecheck: install ## mypy --strict on streamproc, tests and benchmarks
 	$(BIN)/mypy
 
 imports: install ## import-linter layer contracts
@@ -55,8 +58,8 @@ imports: install ## import-linter layer contracts
 
 check: lint typecheck imports test ## everything that must pass before a commit
 
-check-fast: lint typecheck imports ## what needs no stack, in about a minute: lint, types, contracts, unit tests but the slow ones
-	$(BIN)/pytest -q tests/unit -m "not slow"
+check-fast: lint typecheck imports ## no stack, under a minute: lint, types, contracts, unit and component tests not marked slow
+	$(BIN)/pytest -q tests/unit tests/component -m "not slow"
 
 demo: install up ## the reference scenario end to end on the local stack, with a summary
 	$(BIN)/streamproc demo --events $(or $(EVENTS),20000)

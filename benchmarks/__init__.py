@@ -1,0 +1,1 @@
+"""Benchmarks on the local stack: figures, not pass or fail (make bench runs them)."""

@@ -22,6 +22,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -64,23 +65,19 @@ def main() -> None:
     orders = sum(1 for t in scenario.truth if t.kind == "order")
     raw_count, clean_count = _consumed(RAW), _consumed(CLEAN)
     runs = [
-        ("Faust agent pass-through (baseline)", FAUST_PASSTHROUGH, count_page, count_page,
-         len(records), {}),
-        ("worker: clean stage only", WORKER, raw_count, raw_count, len(records),
-         {"STREAMPROC_PIPELINE": str(_without_features())}),
-        ("worker: clean + features (two agents)", WORKER, raw_count, clean_count, orders, {}),
+        WorkerRun("Faust agent pass-through (baseline)", FAUST_PASSTHROUGH, count_page,
+                  count_page, len(records)),
+        WorkerRun("worker: clean stage only", WORKER, raw_count, raw_count, len(records),
+                  {"STREAMPROC_PIPELINE": str(_without_features())}),
+        WorkerRun("worker: clean + features (two agents)", WORKER, raw_count, clean_count, orders),
     ]  # fmt: skip
-    rates = [
-        worker_rate(
-            command, start, first, last, expected, env, args.profile and i == 2, len(records)
-        )
-        for i, (_name, command, first, last, expected, env) in enumerate(runs)
-    ]
+    profiled = runs[-1] if args.profile else None
+    rates = [worker_rate(run, start, run is profiled, len(records)) for run in runs]
     faust = rates[0]
     print(f"{len(records)} events from a backlog, one process each, broker and Redis on loopback")
     print(f"{'pipeline':<44} {'events/s':>10} {'× Kafka':>8} {'× Faust':>8}")
     rows = [("confluent-kafka consume→produce (baseline)", kafka)]
-    rows += [(name, rate) for (name, *_), rate in zip(runs, rates, strict=True)]
+    rows += [(run.name, rate) for run, rate in zip(runs, rates, strict=True)]
     for name, rate in rows:
         print(f"{name:<44} {rate:>10,.0f} {rate / kafka:>8.3f} {rate / faust:>8.2f}")
 
@@ -122,18 +119,23 @@ def kafka_passthrough(start: list[TopicPartition], expected: int) -> float:
     return expected / elapsed
 
 
-def worker_rate(
-    command: list[str],
-    start: list[TopicPartition],
-    first: Counted,
-    last: Counted,
-    expected: int,
-    env_overrides: dict[str, str],
-    profile: bool,
-    events: int,
-) -> float:
-    """Starts a worker whose group begins at the backlog. Events/s from its first record
-    (`first` counts) until `last` counts `expected` (the end of the last stage)."""
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    """A process to measure: how to start it, and the counters that tell its first record
+    read (`first`) and its last stage done (`last` at `expected`)."""
+
+    name: str
+    command: list[str]
+    first: Counted
+    last: Counted
+    expected: int
+    env_overrides: dict[str, str] = field(default_factory=dict)
+
+
+def worker_rate(run: WorkerRun, start: list[TopicPartition], profile: bool, events: int) -> float:
+    """Starts the run's worker with a group that begins at the backlog. Events/s from its first
+    record until its last stage is done."""
+    command = run.command
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
     start_group_at(BOOTSTRAP, group, start)
     start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, CLEAN))  # features: this run only
@@ -146,7 +148,7 @@ def worker_rate(
         "STREAMPROC_WEB_PORT": port,
         "STREAMPROC_DATA_DIR": str(work / "state"),
         "STREAMPROC_LOG_LEVEL": "warning",
-        **env_overrides,
+        **run.env_overrides,
     }
     spy = shutil.which(
         "py-spy", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -157,8 +159,8 @@ def worker_rate(
     worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)  # noqa: S603
     url = f"http://127.0.0.1:{port}"
     try:
-        first_at, first_count = _wait_for(first, url, lambda n: n > 0, 120)
-        last_at, _ = _wait_for(last, url, lambda n: n >= expected, 600)
+        first_at, first_count = _wait_for(run.first, url, lambda n: n > 0, 120)
+        last_at, _ = _wait_for(run.last, url, lambda n: n >= run.expected, 600)
     finally:
         worker.send_signal(2)  # SIGINT: py-spy writes its profile, the worker stops cleanly
         worker.wait(60)
@@ -219,8 +221,8 @@ def _print_profile(path: Path) -> None:
         own[leaf] = own.get(leaf, 0) + int(count)
         total += int(count)
     print(f"worker profile (py-spy, {total} samples, own time):")
-    for leaf, count in sorted(own.items(), key=lambda item: -item[1])[:20]:
-        print(f"  {100 * count / total:5.1f}%  {leaf}")
+    for leaf, samples in sorted(own.items(), key=lambda item: -item[1])[:20]:
+        print(f"  {100 * samples / total:5.1f}%  {leaf}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ if os.environ.get("BENCH_FETCH_WAIT_MS"):  # Faust hard-codes aiokafka's 1,500 m
         kwargs["fetch_max_wait_ms"] = int(os.environ["BENCH_FETCH_WAIT_MS"])
         _init(self, *args, **kwargs)
 
-    aiokafka.AIOKafkaConsumer.__init__ = _init_with_wait  # type: ignore[method-assign]
+    aiokafka.AIOKafkaConsumer.__init__ = _init_with_wait
 
 app = faust.App(
     os.environ["STREAMPROC_APP_ID"],

@@ -34,7 +34,7 @@ from typing import Any
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.snapshots import Keep, SnapshotTopic
+from streamproc.adapters.kafka.snapshots import Keep, SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.core.features.state import FeatureValue
 from streamproc.core.training import Label, ServedX, dump_state
@@ -176,12 +176,14 @@ async def replay(events: int) -> tuple[Replay, SchemaCatalog]:
 
 @dataclass(slots=True)
 class Figures:
+    """What the cycles measured: the RSS after each, the labels learned, the model swaps."""
+
     rss_mb: list[float] = field(default_factory=list)
     learned: list[int] = field(default_factory=list)
     swaps: int = 0
 
 
-async def run(
+async def run(  # noqa: C901, PLR0912, PLR0913, PLR0915, PLR0917 - one measured run, in order
     cycles: int,
     labels: int,
     events: int,
@@ -199,7 +201,7 @@ async def run(
     topic_name = f"bench.memory.{uuid.uuid4().hex[:8]}"
     if broker:
         _create_topic(broker, topic_name)
-        follower_topic: Any = SnapshotTopic(broker, topic_name)
+        follower_topic: SnapshotLog = SnapshotTopic(broker, topic_name)
     else:
         follower_topic = MemorySnapshotTopic(log := _Log())
     follower = SnapshotFollower(SCOPE, follower_topic, step, metrics)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import yaml
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
@@ -26,6 +26,8 @@ from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc
 from streamproc.spec.pipeline import load_pipeline
 from streamproc.spec.settings import load_settings
 from streamproc.tools.demo import DemoPlan, run_demo
+
+IDLE_S = 5  # the predictions are all read once none came for this long
 
 
 def main() -> None:
@@ -71,10 +73,8 @@ def main() -> None:
         settings.kafka_bootstrap, start, serde, {o["event_id"] for o in scenario.outcomes}
     )
     truth = {t.event_id: t for t in scenario.truth if t.kind == "order"}
-    labelled = sorted(
-        (e for e in served if e in truth),
-        key=lambda e: truth[e].canonical["occurred_at_ms"],  # type: ignore[index]
-    )
+    occurred = {e: t.canonical["occurred_at_ms"] for e, t in truth.items() if t.canonical}
+    labelled = sorted((e for e in served if e in occurred), key=occurred.__getitem__)
     second_half = labelled[len(labelled) // 2 :]
     fraud = [bool(truth[e].is_fraud) for e in second_half]
     model_auc = roc_auc([served[e] for e in second_half], fraud)
@@ -106,7 +106,9 @@ def _pipeline(path: Path, work: Path, without_features: bool) -> Path:
     return variant
 
 
-def _served(bootstrap: str, start: list, serde: AvroSerde, wanted: set[str]) -> dict[str, float]:  # type: ignore[type-arg]
+def _served(
+    bootstrap: str, start: list[TopicPartition], serde: AvroSerde, wanted: set[str]
+) -> dict[str, float]:
     """The champion's served probability per order of this run."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": "acceptance", "enable.auto.commit": False}
@@ -115,7 +117,7 @@ def _served(bootstrap: str, start: list, serde: AvroSerde, wanted: set[str]) -> 
     scores: dict[str, float] = {}
     idle_since = time.monotonic()
     try:
-        while time.monotonic() - idle_since < 5:
+        while time.monotonic() - idle_since < IDLE_S:
             messages = consumer.consume(1000, timeout=0.5)
             if messages:
                 idle_since = time.monotonic()

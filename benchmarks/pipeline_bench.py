@@ -45,6 +45,7 @@ from benchmarks.clean_worker_bench import (
     REDIS_URL,
     REPO,
     WORKER,
+    WorkerRun,
     count_page,
     kafka_passthrough,
     worker_rate,
@@ -67,6 +68,9 @@ PREDICTIONS = "shop.order_prediction.v1"
 PASSTHROUGH = PASSTHROUGH_SINK
 SHOP_PIPELINE = "pipelines/shop_orders.yaml"
 WARM_UP_S = 10.0  # unmeasured load first: assignment, the first snapshot, cold caches
+BACKLOG_TIMEOUT_S = 1_800  # a backlog run slower than this is broken, not slow
+QUIET_S = 3  # once the load stops, the predictions are all read when none came for this long
+PACE_S = 0.002  # the load generator sleeps once this far ahead of its rate
 Record = tuple[str, bytes | None, bytes, None]
 STAGES = {  # a py-spy frame that names the stage → the stage (first match, innermost first)
     "EpollSelector.select": "idle: event loop waiting",
@@ -94,6 +98,8 @@ BATCH_PASSTHROUGH = [sys.executable, "-m", "benchmarks.batch_passthrough"]
 
 @dataclass
 class Workers:
+    """The worker processes of a run, where their metrics are read, and their consumer group."""
+
     processes: list[subprocess.Popen[bytes]]
     urls: list[str]
     group: str
@@ -131,12 +137,10 @@ def main() -> None:
     orders = sum(1 for t in backlog.truth if t.kind == "order")
     results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
     results["kafka_passthrough_events_per_s"] = kafka_passthrough(raw_start, raw_count)
-    results["faust_passthrough_events_per_s"] = worker_rate(
-        FAUST_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
-    )
-    results["batch_passthrough_events_per_s"] = worker_rate(
-        BATCH_PASSTHROUGH, raw_start, count_page, count_page, raw_count, {}, False, raw_count
-    )
+    for key, command in (("faust", FAUST_PASSTHROUGH), ("batch", BATCH_PASSTHROUGH)):
+        passthrough = WorkerRun(f"{key} pass-through", command, count_page, count_page, raw_count)
+        rate = worker_rate(passthrough, raw_start, False, raw_count)
+        results[f"{key}_passthrough_events_per_s"] = rate
     results["hotpath_events_per_s"] = hotpath_events_per_s(min(raw_count, 20_000))
     for key, n, trainer_apart in BACKLOG_RUNS:
         backlog_start = {RAW: raw_start, LABELS: label_start}
@@ -237,14 +241,17 @@ def _stop(workers: Workers) -> None:
 
 @dataclass
 class BacklogRun:
+    """One backlog drained: the rate, the memory of the worker and of Redis, each stage's share
+    of the time, and the trainer's pace."""
+
     rate: float  # events/s from the first raw record read to the last prediction sent
     rss: dict[str, float]
-    redis_memory: dict[str, float]
+    redis_memory: dict[str, float | None]
     stages: dict[str, float]
     labels_per_s: float | None  # the trainer process's, while the workers served the backlog
 
 
-def _backlog_run(
+def _backlog_run(  # noqa: PLR0913, PLR0917 - main's loop hands each figure in by place
     n: int,
     trainer_apart: bool,
     backlog: dict[str, list[TopicPartition]],
@@ -258,8 +265,8 @@ def _backlog_run(
             time.sleep(0.05)
         started = time.perf_counter()
         while workers.produced(PREDICTIONS) < orders:
-            if time.perf_counter() - started > 1_800:
-                raise SystemExit(f"{n} worker(s): not done in 30 minutes")
+            if time.perf_counter() - started > BACKLOG_TIMEOUT_S:
+                raise SystemExit(f"{n} worker(s): not done in {BACKLOG_TIMEOUT_S // 60} minutes")
             workers.sample_rss()
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
@@ -397,7 +404,7 @@ def _measure(
         # poll, not consume(n, timeout): that waits for n records or the whole timeout, which
         # added up to 200 ms to every latency below 2,500 records/s
         quiet_since = time.monotonic()
-        while producing.is_set() or time.monotonic() - quiet_since < 3:
+        while producing.is_set() or time.monotonic() - quiet_since < QUIET_S:
             if (message := consumer.poll(0.2)) is not None and message.error() is None:
                 quiet_since = time.monotonic()
                 latencies.append(time.time() * 1000 - message.timestamp()[1])
@@ -418,7 +425,7 @@ def _measure(
         producer.produce(topic, value, key)  # the timestamp is set now: the send time
         producer.poll(0)
         raw += topic == RAW
-        if (ahead := raw / rate - elapsed) > 0.002:
+        if (ahead := raw / rate - elapsed) > PACE_S:
             time.sleep(ahead)
         if raw % max(1, int(rate)) == 0:
             workers.sample_rss()
@@ -445,7 +452,7 @@ def _stage_costs(profile: Path, events: int) -> dict[str, float]:
     return {stage: count / 100 / events * 1e6 for stage, count in sorted(samples.items())}
 
 
-def _redis_memory(namespace: str) -> dict[str, float]:
+def _redis_memory(namespace: str) -> dict[str, float | None]:
     """MEMORY USAGE of the entities' feature hashes (one per entity and view)."""
     client = redis.Redis.from_url(REDIS_URL)
     try:

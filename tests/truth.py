@@ -71,6 +71,14 @@ def compare(
 def _differences(
     truth: Mapping[str, Any], clean: Mapping[str, Any], pii_key: bytes
 ) -> Iterable[str]:
+    yield from _identity_differences(truth, clean, pii_key)
+    yield from _measure_differences(truth, clean)
+
+
+def _identity_differences(
+    truth: Mapping[str, Any], clean: Mapping[str, Any], pii_key: bytes
+) -> Iterable[str]:
+    """The fields copied as they are, the e-mail's pseudonym and the entity it keys."""
     event_id = truth["event_id"]
     for name in EXACT_FIELDS:
         if truth[name] != clean[name]:
@@ -82,6 +90,12 @@ def _differences(
     entity = truth["customer_id"] or (f"guest:{email_hash}" if email_hash else None)
     if clean["entity_key"] != entity:
         yield f"{event_id} entity_key: expected {entity!r}, got {clean['entity_key']!r}"
+
+
+def _measure_differences(truth: Mapping[str, Any], clean: Mapping[str, Any]) -> Iterable[str]:
+    """The amounts, tax rate, times and session duration, within their tolerances, and the
+    quality flags."""
+    event_id = truth["event_id"]
     for name in ("amount_gross_eur", "amount_net_eur"):
         if abs(truth[name] - clean[name]) > AMOUNT_TOLERANCE_EUR:
             yield f"{event_id} {name}: expected {truth[name]:.4f}, got {clean[name]:.4f}"

@@ -123,7 +123,7 @@ def keyed_hash(key: bytes, value: str) -> str:
 def country_code(raw: str, aliases: dict[str, str]) -> str:
     code = raw.strip().upper()
     code = aliases.get(code, code)
-    if len(code) != 2 or not code.isalpha() or not code.isascii():
+    if len(code) != 2 or not code.isalpha() or not code.isascii():  # noqa: PLR2004 - alpha-2
         raise EventRejected("invalid_country", f"{raw!r} is not an ISO 3166 alpha-2 code")
     return code
 

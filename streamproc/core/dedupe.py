@@ -49,6 +49,9 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class DedupeVerdict:
+    """First seen (no kind), or a retry (same event id) or resubmission (same content) of the
+    record `first`."""
+
     kind: DuplicateKind | None = None
     first: Sighting | None = None
 
@@ -58,6 +61,9 @@ FIRST_SEEN = DedupeVerdict()
 
 @dataclass(frozen=True, slots=True)
 class DedupeRules:
+    """How long ids and contents are remembered, and how near in event time the same content
+    must come again to be a resubmission."""
+
     window_ms: int
     id_ttl_ms: int
     content_ttl_ms: int

@@ -11,7 +11,7 @@ import importlib
 import json
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,33 +62,35 @@ def build_x(
     x: dict[str, float] = {}
     for names, scale in ((inputs.numeric, float), (inputs.log, _log1p)):
         for name in names:
-            number = value(name)
-            if (
-                isinstance(number, bool)
-                or not isinstance(number, int | float)
-                or math.isnan(number)
-            ):
-                x[f"{name}_missing"] = 1.0
-            else:
-                x[name] = _bounded(name, scale(number))
+            _add_number(x, name, value(name), scale)
     for name in inputs.present:
         x[f"{name}_present"] = 0.0 if value(name) in (None, "") else 1.0
     for name in inputs.boolean:
         flag = value(name)
-        if flag is None:
-            x[f"{name}_missing"] = 1.0
-        else:
-            x[name] = 1.0 if flag else 0.0
+        _add_flag(x, name, None if flag is None else bool(flag))
     for name in inputs.categorical:
         category = value(name)
         x[f"{name}={category if category is not None else '∅'}"] = 1.0
     for name, (left, right) in inputs.matches.items():
         a, b = value(left), value(right)
-        if a is None or b is None:
-            x[f"{name}_missing"] = 1.0
-        else:
-            x[name] = 1.0 if a == b else 0.0
+        _add_flag(x, name, None if a is None or b is None else a == b)
     return x
+
+
+def _add_number(
+    x: dict[str, float], name: str, number: Any, scale: Callable[[float], float]
+) -> None:
+    if isinstance(number, bool) or not isinstance(number, int | float) or math.isnan(number):
+        x[f"{name}_missing"] = 1.0
+    else:
+        x[name] = _bounded(name, scale(number))
+
+
+def _add_flag(x: dict[str, float], name: str, flag: bool | None) -> None:
+    if flag is None:
+        x[f"{name}_missing"] = 1.0
+    else:
+        x[name] = 1.0 if flag else 0.0
 
 
 # Beyond this an input is a broken value, not a measurement; its square still fits a float, so
@@ -131,7 +133,7 @@ class PrequentialScore:
     def update(self, label: bool, probability_true: float) -> None:
         self._auc.update(label, probability_true)
         self._log_loss.update(label, {True: probability_true, False: 1 - probability_true})
-        self._accuracy.update(label, probability_true >= 0.5)
+        self._accuracy.update(label, probability_true >= 0.5)  # noqa: PLR2004 - even odds
         self.labels += 1
 
     def snapshot(self) -> dict[str, float]:

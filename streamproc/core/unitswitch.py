@@ -156,7 +156,7 @@ class UnitSwitchDetector:
         update, self._pending = self._pending, UnitStatsUpdate()
         return update
 
-    def check(
+    def check(  # noqa: PLR0913, PLR0917 - per value, hot path: no object to build
         self,
         source: str,
         field_name: str,
@@ -176,7 +176,12 @@ class UnitSwitchDetector:
             self._count(group, bin_, position)
             if settled is not None:
                 return _verdict(settled)
-        key = (source, field_name)
+        return self._judge(group, bin_, kept, declared_unit)
+
+    def _judge(self, group: GroupKey, bin_: int, kept: bool, declared_unit: str) -> UnitVerdict:
+        """A group not settled yet, against its field's reference version (a group past the
+        cap, by this one value)."""
+        key = (group[0], group[1])
         pinned = self._pinned(key)
         if pinned is None:
             return UNCHECKED

@@ -83,6 +83,9 @@ class RiverDataset:
 
 @dataclass(frozen=True, slots=True)
 class DatasetStream:
+    """A River dataset as topics see it: the events and labels to produce, and the Avro type of
+    each feature."""
+
     events: list[dict[str, Any]]
     labels: list[dict[str, Any]]
     dataset: RiverDataset

@@ -15,7 +15,7 @@ import math
 import random
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,6 +131,8 @@ Kind = Literal["order", "retry", "resubmission", "invalid"]
 
 @dataclass(frozen=True, slots=True)
 class GeneratorConfig:
+    """How much traffic to generate, from which seed and start time, and how messy."""
+
     events: int = 20_000
     seed: int = 7
     start_ms: int = 1_774_656_000_000  # 2026-03-28 00:00 UTC: the spring DST change is inside
@@ -165,6 +167,8 @@ class Truth:
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
+    """The generated traffic: raw records, their ground truth and their labels."""
+
     events: list[OrderSubmitted]  # raw records in arrival order
     truth: list[Truth]  # one per raw record, same order
     outcomes: list[OrderOutcome]  # labels, in the order they arrive
@@ -230,7 +234,7 @@ def write_scenario(scenario: Scenario, out: Path) -> tuple[Path, Path, Path]:
     return out, truth_path, outcomes_path
 
 
-def producer_key(event: OrderSubmitted) -> bytes:
+def producer_key(event: Mapping[str, Any]) -> bytes:
     """How the shop's producers key orders: by customer, else by a digest of the e-mail, so a
     customer's orders, retries and resubmitted forms share a partition and keep their order."""
     if event.get("customer_id"):

@@ -13,6 +13,8 @@ _MS_PER = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 class Frozen(BaseModel):
+    """The base of every declaration: an unknown key is an error, a loaded one never changes."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -33,5 +35,7 @@ Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class TopicRef(Frozen):
+    """A topic and the schema of its record values."""
+
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
     schema_name: str = Field(alias="schema", pattern=r"^[A-Za-z_][\w.]*$")

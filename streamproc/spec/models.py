@@ -40,6 +40,8 @@ class ModelInputs(Frozen):
 
 
 class ModelSpec(Frozen):
+    """A declared model: its name and its River pipeline, with parameters per step."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     pipeline: str = Field(
         description='River steps joined by "|", e.g. StandardScaler | LogisticRegression'

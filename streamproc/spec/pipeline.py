@@ -73,6 +73,8 @@ class EntityKeyPart(Frozen):
 
 
 class Money(Frozen):
+    """What amounts in other currencies and with tax are brought to: net euros."""
+
     rates_to_eur: dict[str, float]
     tax_rates: dict[str, float]
 
@@ -123,6 +125,9 @@ class UnitSwitch(Frozen):
 
 
 class Dedupe(Frozen):
+    """Which fields make two orders the same content, and how long ids and contents are
+    remembered."""
+
     content_fields: list[str] = ["entity_key", "amount_gross_eur", "items"]
     window: Duration = "10m"
     exact_ttl: Duration = "7d"

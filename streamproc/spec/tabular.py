@@ -8,7 +8,7 @@ source schema. Declared names are checked against the schemas once they are know
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,7 +115,7 @@ def feature_kinds(features: Features) -> dict[str, FieldKind]:
 
 
 def auto_inputs(spec: TabularSpec, source: Mapping[str, FieldKind]) -> ModelInputs:
-    """x from every usable source field (and every served feature), reserved ones excepted."""
+    """The models' x: every usable source field and served feature, reserved ones excepted."""
     kinds = {**source, **feature_kinds(spec.features)}
     usable = {name: kind for name, kind in kinds.items() if name not in spec.reserved()}
     return ModelInputs(
@@ -132,32 +132,37 @@ def check_fields(
     fields, None when not checked)."""
     problems: list[Problem] = []
     known = ", ".join(sorted(source))
-
-    def need(loc: tuple[int | str, ...], name: str, kind: FieldKind | None = None) -> None:
+    for loc, name, kind in _source_fields(spec):
         if name not in source:
             problems.append(
                 (loc, f"{name!r} is not a field of {spec.source.schema_name} ({known})")
             )
         elif kind is not None and source[name] != kind:
             problems.append((loc, f"{name!r} is {source[name]} in the schema, expected {kind}"))
-
-    need(("event_id",), spec.event_id)
-    if spec.time is not None:
-        need(("time",), spec.time, "numeric")
-    if spec.entity_key is not None:
-        need(("entity_key",), spec.entity_key)
-    for index, view in enumerate(spec.features.views):
-        for name, aggregate in view.aggregates.items():
-            need(("features", "views", index, "aggregates", name), aggregate.field, "numeric")
-        for part in ("last", "most_frequent", "distinct"):
-            for name, field in getattr(view, part).items():
-                need(("features", "views", index, part, name), field)
     if spec.models is None:
         return problems
     if isinstance(spec.models.inputs, ModelInputs):
         problems += _check_inputs(spec, spec.models.inputs, source)
     problems += _check_labels(spec.models.labels, labels)
     return problems
+
+
+def _source_fields(
+    spec: TabularSpec,
+) -> Iterator[tuple[tuple[int | str, ...], str, FieldKind | None]]:
+    """Each source field named outside the models: where, which, and the kind it must be
+    (None: any)."""
+    yield ("event_id",), spec.event_id, None
+    if spec.time is not None:
+        yield ("time",), spec.time, "numeric"
+    if spec.entity_key is not None:
+        yield ("entity_key",), spec.entity_key, None
+    for index, view in enumerate(spec.features.views):
+        for name, aggregate in view.aggregates.items():
+            yield ("features", "views", index, "aggregates", name), aggregate.field, "numeric"
+        for part in ("last", "most_frequent", "distinct"):
+            for name, field in getattr(view, part).items():
+                yield ("features", "views", index, part, name), field, None
 
 
 def _check_inputs(

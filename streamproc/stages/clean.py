@@ -50,7 +50,7 @@ class CleanStage:
     """The clean stage of one pipeline. The unit-switch detector learns as batches pass, in
     state shared by every worker of the deployment (`units`)."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - each collaborator passed in, none built here
         self,
         spec: PipelineSpec,
         codec: Codec,

@@ -38,6 +38,8 @@ class ServingModels:
 
 @dataclass(slots=True)
 class PredictOutcome:
+    """What one batch of served orders produced: predictions, the x to log, rejections."""
+
     predictions: list[OutRecord] = field(default_factory=list)
     served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id → x to log
     rejections: list[Rejection] = field(default_factory=list)
@@ -98,7 +100,7 @@ class PredictStep:
         return result
 
 
-def prediction(
+def prediction(  # noqa: PLR0913, PLR0917 - the parts of one record, each named at the call
     shape: RecordShape,
     scored: Mapping[str, Any],
     features: Mapping[str, FeatureValue],

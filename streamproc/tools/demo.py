@@ -36,6 +36,8 @@ Encode = Callable[[Mapping[str, object]], bytes]
 
 @dataclass(frozen=True, slots=True)
 class DemoPlan:
+    """What one demo run needs: the stack, the topics, its folders and port, and the pace."""
+
     bootstrap: str
     raw_topic: str
     clean_topic: str

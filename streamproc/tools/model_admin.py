@@ -36,6 +36,8 @@ class ModelReport:
 
 
 class ModelControl:
+    """An operator's hand on a deployment's models: what serves, and a champion chosen by hand."""
+
     def __init__(self, topic: SnapshotTopic, scope: str, declared: Models) -> None:
         self._topic = topic
         self._scope = scope

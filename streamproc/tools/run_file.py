@@ -41,6 +41,8 @@ FEATURES_FILE = "features.jsonl"
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
+    """How a file's records ended up (clean, duplicate, rejected), and the files written."""
+
     read: int
     clean: int
     duplicates: int

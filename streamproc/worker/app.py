@@ -37,6 +37,7 @@ from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.adapters.redis.stores import (
+    AnyRedis,
     RedisFeatureStore,
     RedisLease,
     RedisSeenStore,
@@ -151,6 +152,8 @@ class _WithoutKafka(BootStrategy):
 
 
 class WorkerApp(faust.App):
+    """A Faust app whose Kafka layer is off: the worker's own consumer feeds its agents."""
+
     BootStrategy = _WithoutKafka
 
 
@@ -236,10 +239,7 @@ def create_app(settings: Settings) -> faust.App:
     )
 
     if shop is not None:
-        seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
-        units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
-        pii_key = settings.pii_key.get_secret_value().encode()
-        stage = CleanStage(shop, serde, seen, units, pii_key)
+        stage = _clean_stage(settings, shop, serde, redis)
         flows[shop.source.topic] = clean_flow(stage, sender, metrics, shop.source.topic)
     if scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
@@ -251,34 +251,51 @@ def create_app(settings: Settings) -> faust.App:
     serve_batches(app, settings, flows, learning.follower.ready if learning else None)
 
     if learning is not None:
+        _learning_tasks(app, settings, learning)
+    _pages(app, metrics)
+    return app
+
+
+def _clean_stage(
+    settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis
+) -> CleanStage:
+    """The clean stage of the shop pipeline, its state in the deployment's Redis namespace."""
+    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
+    units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
+    return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
+
+
+def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> None:
+    """The snapshot follower, and the trainer where this worker may train, as app tasks."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_snapshots() -> None:
+        try:
+            await learning.follower.follow(settings.follow_interval_s)
+        except Exception as exc:
+            _die(exc)
+
+    if settings.trainer:
 
         @app.task  # type: ignore[untyped-decorator]
-        async def follow_snapshots() -> None:
+        async def train() -> None:
             try:
-                await learning.follower.follow(settings.follow_interval_s)
+                await learning.trainer.run()
             except Exception as exc:
                 _die(exc)
 
-        if settings.trainer:
 
-            @app.task  # type: ignore[untyped-decorator]
-            async def train() -> None:
-                try:
-                    await learning.trainer.run()
-                except Exception as exc:
-                    _die(exc)
+def _pages(app: faust.App, metrics: StageMetrics) -> None:
+    """/metrics and /healthz on the app's web server."""
+    liveness = Liveness("worker")
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(metrics.exposition(), content_type=EXPOSITION_CONTENT_TYPE)
 
-    liveness = Liveness("worker")
-
     @app.page("/healthz")
     async def health_page(web: Any, request: Any) -> Any:
         return web.bytes(liveness.body(), content_type=HEALTH_CONTENT_TYPE)
-
-    return app
 
 
 def clean_flow(

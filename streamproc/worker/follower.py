@@ -12,7 +12,7 @@ from streamproc.adapters.kafka.model_snapshots import (
     read_latest,
     serving_key,
 )
-from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.kafka.snapshots import SnapshotLog
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.core.training import load_served_model, read_header
 from streamproc.stages.predict import PredictStep, ServingModels
@@ -23,7 +23,7 @@ class SnapshotFollower:
     """Keeps a worker's PredictStep on the newest snapshot and champion choice."""
 
     def __init__(
-        self, pipeline: str, topic: SnapshotTopic, step: PredictStep, metrics: StageMetrics
+        self, pipeline: str, topic: SnapshotLog, step: PredictStep, metrics: StageMetrics
     ) -> None:
         self._pipeline = pipeline
         self._topic = topic

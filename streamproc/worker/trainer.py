@@ -22,7 +22,7 @@ from streamproc.adapters.kafka.model_snapshots import (
 )
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.reader import PartitionReader
-from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.kafka.snapshots import SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.redis.stores import RedisLease, RedisServedLog
 from streamproc.core.learning import SnapshotMismatch
@@ -56,7 +56,7 @@ LEARN_LIMIT = 2_000
 class TrainerLoop:
     """The pipeline's one trainer, in whichever worker holds the lease."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - each collaborator passed in explicitly
         self,
         pipeline: str,
         step: PredictStep,
@@ -82,7 +82,7 @@ class TrainerLoop:
         self._lease_ms = lease_ms
         self._batch_size = batch_size
         self._sender = BatchSender(bootstrap)
-        self._snapshots = SnapshotTopic(bootstrap, SNAPSHOTS_TOPIC)
+        self._snapshots: SnapshotLog = SnapshotTopic(bootstrap, SNAPSHOTS_TOPIC)
         self._more_due = False  # the last step left due labels for the next
 
     async def run(self) -> None:

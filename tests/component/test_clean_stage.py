@@ -110,7 +110,7 @@ V5_S = [60.0 + (i % 50) for i in range(20)]  # the same sessions, silently in se
         ("quarantine", 0, None, 20),
     ],
 )
-async def test_the_app_v5_unit_switch_per_configured_action(
+async def test_the_app_v5_unit_switch_per_configured_action(  # noqa: PLR0913, PLR0917 - fixtures and parameters
     spec: PipelineSpec,
     serde: AvroSerde,
     action: str,

@@ -43,7 +43,7 @@ def _batch(records: list[dict[str, Any]]) -> list[Envelope]:
 
 
 async def test_a_record_with_a_null_time_goes_to_the_dlq_and_the_batch_goes_on() -> None:
-    records = [
+    records: list[dict[str, Any]] = [
         {"click_id": "a", "at": 1_000, "user": "u1", "price": 2.0},
         {"click_id": "b", "at": None, "user": "u1", "price": 3.0},
         {"click_id": "c", "user": "u2", "price": 1.0},  # no time at all

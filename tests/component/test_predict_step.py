@@ -4,6 +4,7 @@ label join, a bad record costing only itself."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.core.features.state import FeatureValue
@@ -63,7 +64,7 @@ def test_a_non_finite_or_absurd_input_is_never_scored_nor_served(serde: AvroSerd
         _order("huge", 0, 1_500, amount_gross_eur=1e308),
         _order("ok", 0, 2_000),
     ]
-    batch[1].features["amount_count_1h"] = FeatureValue(1e300, "fresh", 0)
+    batch[1] = replace(batch[1], features={"amount_count_1h": FeatureValue(1e300, "fresh", 0)})
     result = step.process(batch, now_ms=10_000)
     assert [r.reason for r in result.rejections] == ["invalid_input", "invalid_input"]
     assert [event_id for event_id, _ in result.served] == ["ok"]

@@ -49,8 +49,15 @@ def spec() -> PipelineSpec:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> faust.App:
-    return worker_app(Settings(app_id="agents-test", data_dir=tmp_path))
+def app(tmp_path: Path) -> Iterator[faust.App]:
+    app = worker_app(Settings(app_id="agents-test", data_dir=tmp_path))
+    yield app
+    # An agent's stream makes Faust create its Kafka consumer (never started: the worker's
+    # Kafka layer is off), whose thread object opens an event loop of its own at once; a
+    # worker's process ends with it, a test session would leak one per app.
+    if app._consumer is not None:
+        unstarted: Any = app._consumer  # the aiokafka driver's: ConsumerT does not name _thread
+        unstarted._thread.thread_loop.close()
 
 
 @pytest.fixture

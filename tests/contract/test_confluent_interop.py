@@ -34,12 +34,17 @@ def ours(client: Any, catalog: SchemaCatalog) -> AvroSerde:
 @pytest.fixture(scope="module")
 def their_serializer(client: Any, catalog: SchemaCatalog) -> AvroSerializer:
     schema = json.dumps(catalog.latest(ORDER_SUBMITTED).definition)
-    return AvroSerializer(client, schema, conf={"auto.register.schemas": True})
+    # mypy types a call of confluent-kafka's serde classes as Any: the annotation keeps the type
+    serializer: AvroSerializer = AvroSerializer(
+        client, schema, conf={"auto.register.schemas": True}
+    )
+    return serializer
 
 
 @pytest.fixture(scope="module")
 def their_deserializer(client: Any) -> AvroDeserializer:
-    return AvroDeserializer(client)
+    deserializer: AvroDeserializer = AvroDeserializer(client)
+    return deserializer
 
 
 def test_we_decode_what_their_serializer_writes(

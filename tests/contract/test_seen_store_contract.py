@@ -18,7 +18,9 @@ REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 @pytest.fixture(params=REDIS_KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
-    async for each in each_store(request, InMemorySeenStore, RedisSeenStore):
+    # Annotated, or mypy joins the two classes (alike only by the protocol) into object.
+    stores: AsyncIterator[SeenStore] = each_store(request, InMemorySeenStore, RedisSeenStore)
+    async for each in stores:
         yield each
 
 

@@ -18,7 +18,11 @@ V5 = ("app", "session_duration", "5")
 
 @pytest.fixture(params=REDIS_KINDS)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[UnitStatsStore]:
-    async for each in each_store(request, InMemoryUnitStatsStore, RedisUnitStatsStore):
+    # Annotated, or mypy joins the two classes (alike only by the protocol) into object.
+    stores: AsyncIterator[UnitStatsStore] = each_store(
+        request, InMemoryUnitStatsStore, RedisUnitStatsStore
+    )
+    async for each in stores:
         yield each
 
 

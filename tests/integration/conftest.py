@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ RAW_ORDERS = "shop.order.v1"
 CLEAN_ORDERS = "shop.order.clean.v1"
 OUTCOMES = "shop.order_outcome.v1"
 RUN_HEADER = "test.run"  # producers in tests mark their records, readers keep only theirs
+# The type Producer.produce takes for headers; a list is invariant, so a list[tuple[str, bytes]]
+# is not one.
+ProducerHeaders = list[tuple[str, str | bytes | None]]
 PII_KEY = "integration-test-pii-key"
 
 
@@ -97,12 +100,12 @@ def stack() -> Iterator[Stack]:
 
 
 def produce_raw_orders(
-    stack: Stack, serde: AvroSerde, orders: list[dict[str, Any]], run: bytes | None = None
+    stack: Stack, serde: AvroSerde, orders: Sequence[Mapping[str, Any]], run: bytes | None = None
 ) -> None:
     """Send raw orders as the shop's producers do (keyed by customer, idempotent, murmur2),
     tagged with `run` for read_run; waits for every ack."""
     producer = make_producer(stack.bootstrap)
-    headers = [(RUN_HEADER, run)] if run is not None else []
+    headers: ProducerHeaders = [(RUN_HEADER, run)] if run is not None else []
     for order in orders:
         value = serde.encode(RAW_ORDERS, ORDER_SUBMITTED, order)
         producer.produce(RAW_ORDERS, value, producer_key(order), headers=headers)

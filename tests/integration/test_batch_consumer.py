@@ -23,6 +23,7 @@ from tests.integration.conftest import (
     CLEAN_ORDERS,
     RAW_ORDERS,
     RUN_HEADER,
+    ProducerHeaders,
     Stack,
     Worker,
     new_group,
@@ -47,7 +48,7 @@ def _orders(run: str, count: int) -> list[dict[str, Any]]:
     ]
 
 
-def _produce(
+def _produce(  # noqa: PLR0913, PLR0917 - the test's fixtures, then what to send and how fast
     stack: Stack,
     serde: AvroSerde,
     run: str,
@@ -65,7 +66,7 @@ def _produce(
         if until is not None and until.is_set():
             break
         value = serde.encode(RAW_ORDERS, ORDER_SUBMITTED, record)
-        headers = [(RUN_HEADER, run.encode())]
+        headers: ProducerHeaders = [(RUN_HEADER, run.encode())]
         producer.produce(RAW_ORDERS, value, record["customer_id"].encode(), headers=headers)
         producer.poll(0)
         sent.append(record)
@@ -93,10 +94,12 @@ def _read(stack: Stack, starts: list[TopicPartition]) -> list[Any]:
         while left and time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.5):
                 assert message.error() is None, message.error()
-                if message.offset() < ends[message.partition()]:
+                offset, partition = message.offset(), message.partition()
+                assert offset is not None and partition is not None  # a record, not an event
+                if offset < ends[partition]:
                     found.append(message)
-                if message.offset() >= ends[message.partition()] - 1:
-                    left.discard(message.partition())
+                if offset >= ends[partition] - 1:
+                    left.discard(partition)
     finally:
         consumer.close()
     assert not left, f"partitions not read to their end: {left}"
@@ -117,7 +120,7 @@ def _wait(condition: Any, what: str, *workers: Worker, timeout_s: float = 120) -
         time.sleep(0.2)
 
 
-def _all_outputs(
+def _all_outputs(  # noqa: PLR0913, PLR0917 - the test's fixtures and what it waits for
     stack: Stack,
     serde: AvroSerde,
     run: str,

@@ -22,6 +22,7 @@ from streamproc.adapters.kafka.admin import end_offsets
 from tests.builders import ORDER_SUBMITTED, order
 from tests.integration.conftest import (
     RUN_HEADER,
+    ProducerHeaders,
     Stack,
     Worker,
     metric,
@@ -80,7 +81,7 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     run = uuid.uuid4().hex
     starts = {topic: end_offsets(stack.bootstrap, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
     producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
-    headers = [(RUN_HEADER, run.encode())]
+    headers: ProducerHeaders = [(RUN_HEADER, run.encode())]
 
     def send(key: bytes, value: bytes, timestamp: int = 0) -> None:
         producer.produce(RAW, key=key, value=value, headers=headers, timestamp=timestamp)

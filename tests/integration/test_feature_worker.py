@@ -5,6 +5,7 @@ twice, nothing lost)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
 from streamproc.core.features.reader import FeatureReader
+from streamproc.core.features.state import FeatureEvent
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
@@ -34,9 +36,11 @@ from tests.integration.conftest import (
 EVENTS = 3_000
 
 
-def _wait(condition: object, what: str, worker: Worker, timeout_s: float = 120) -> None:
+def _wait(
+    condition: Callable[[], object], what: str, worker: Worker, timeout_s: float = 120
+) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}:\n{worker.log_tail()}")
         time.sleep(0.2)
@@ -48,6 +52,7 @@ def _marks(stack: Stack, namespace: str) -> dict[int, int]:
     marks: dict[int, int] = {}
     for key in client.scan_iter(f"{namespace}:*", count=10_000):
         for field, value in client.hgetall(key).items():
+            assert isinstance(field, str)  # decoded; redis-py types a field as str or bytes
             if field.startswith("o|"):
                 partition = int(field[2:])
                 marks[partition] = max(marks.get(partition, -1), int(value))
@@ -118,7 +123,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
 
         [view] = load_pipeline(REPO / "pipelines/shop_orders.yaml").features.views
         events = events_from_truth(scenario.truth, PII_KEY.encode())
-        by_entity: dict[str, list] = {}
+        by_entity: dict[str, list[FeatureEvent]] = {}
         for event in events:
             by_entity.setdefault(event.entity, []).append(event)
         at = max(e.occurred_at_ms for e in events) + 1

@@ -25,6 +25,7 @@ from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.integration.conftest import (
     RUN_HEADER,
+    ProducerHeaders,
     Stack,
     Worker,
     new_group,
@@ -89,7 +90,7 @@ def _records(serde: AvroSerde, raw: str, run: str) -> dict[bytes, tuple[bytes, b
     }
 
 
-def _check(
+def _check(  # noqa: PLR0913, PLR0917 - the test's fixtures and what it checks
     stack: Stack,
     serde: AvroSerde,
     worker: Worker,
@@ -150,7 +151,7 @@ def _produce(
 
     stamped = recent_timestamp_ms()
     for key, (value, blob) in records.items():
-        headers = [(RUN_HEADER, run), *([(BLOB, blob)] if blob else [])]
+        headers: ProducerHeaders = [(RUN_HEADER, run), *([(BLOB, blob)] if blob else [])]
         producer.produce(
             topic, value, key, headers=headers, timestamp=stamped, on_delivery=delivered
         )
@@ -178,7 +179,7 @@ def _read_all(stack: Stack, topic: str, expected: int, timeout_s: float = 15) ->
 
 def _check_metrics(worker: Worker, raw: str, normal: int, reasons: Counter[str]) -> None:
     """Counted once the batch's sends are acked: a moment after its records can be read."""
-    expected = {
+    expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {
         ("streamproc_records_consumed_total", (("topic", raw),)): normal + reasons.total(),
         ("streamproc_records_produced_total", (("topic", CLEAN),)): normal,
         **{

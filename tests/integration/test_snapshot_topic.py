@@ -30,8 +30,9 @@ def _plain_read_s(stack: Stack, end: int) -> float:
     try:
         while position < end:
             for message in consumer.consume(500, timeout=0.05):
-                if message.error() is None:
-                    position = message.offset() + 1
+                offset = message.offset()
+                if message.error() is None and offset is not None:
+                    position = offset + 1
         return time.perf_counter() - started
     finally:
         consumer.close()

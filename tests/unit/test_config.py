@@ -60,7 +60,7 @@ def test_a_worker_that_would_do_nothing_is_refused(monkeypatch: pytest.MonkeyPat
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
-        settings.batch_size = 1  # type: ignore[misc]
+        settings.batch_size = 1  # type: ignore[misc]  # the assignment mypy refuses is the test
 
 
 def test_cli_exits_2_with_the_message(

@@ -102,8 +102,10 @@ def test_the_cli_writes_bananas_events_and_labels(
     events = tmp_path / "data" / "bananas.jsonl"
     assert main(["dataset", "bananas", "--out", str(events)]) == 0
     rows = stream("bananas")
-    assert [json.loads(line) for line in events.open()] == rows.events
-    assert [json.loads(line) for line in labels_path(events).open()] == rows.labels
+    assert [json.loads(line) for line in events.read_text().splitlines()] == rows.events
+    assert [
+        json.loads(line) for line in labels_path(events).read_text().splitlines()
+    ] == rows.labels
     assert capsys.readouterr().out.splitlines() == [
         f"wrote {events}",
         f"wrote {labels_path(events)}",

@@ -3,6 +3,8 @@ drift from the code."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import Field
 
@@ -35,7 +37,7 @@ def test_every_setting_has_a_row_with_its_variable_default_and_rule() -> None:
 def test_a_setting_without_a_description_stops_the_generator(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fields = dict(settings.Settings.model_fields)
+    fields: dict[str, Any] = dict(settings.Settings.model_fields)
     fields["mystery"] = Field(1)
     monkeypatch.setattr(settings.Settings, "model_fields", fields)
     with pytest.raises(ValueError, match="Settings.mystery has no description"):

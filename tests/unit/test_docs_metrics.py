@@ -25,7 +25,7 @@ def _exported() -> dict[str, tuple[str, tuple[str, ...]]]:
         if isinstance(value, MetricWrapperBase):
             # prometheus_client keeps name, type and label names in these attributes; no
             # public call gives the label names of a metric that has no sample yet.
-            kind: str = value._type
+            kind = str(value._type)
             name = value._name + ("_total" if kind == "counter" else "")
             exported[name] = (kind, tuple(value._labelnames))
     return exported
@@ -76,10 +76,11 @@ def test_no_module_but_adapters_metrics_declares_a_metric() -> None:
         if path == METRICS_MODULE:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            imported = isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-                "prometheus_client"
-            )
-            if imported and {alias.name for alias in node.names} & METRIC_CLASSES:
+            if (
+                isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("prometheus_client")
+                and {alias.name for alias in node.names} & METRIC_CLASSES
+            ):
                 declaring.append(str(path.relative_to(REPO)))
             qualified = (
                 isinstance(node, ast.Attribute)

@@ -124,11 +124,12 @@ def test_every_kafka_client_of_streamproc_is_built_from_the_client_config() -> N
     found = []
     for path in sorted((REPO / "streamproc").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in clients:
+            name = getattr(node.func, "id", None) if isinstance(node, ast.Call) else None
+            if isinstance(node, ast.Call) and name in clients:
                 where = f"{Path(path).relative_to(REPO)}:{node.lineno}"
                 found.append(where)
                 first = node.args[0] if node.args else None
                 assert (
                     isinstance(first, ast.Call) and getattr(first.func, "id", "") == "client_config"
-                ), f"{where}: {node.func.id}(...) without client_config(...)"  # type: ignore[attr-defined]
+                ), f"{where}: {name}(...) without client_config(...)"
     assert len(found) >= 5, found  # the AST walk does find the clients

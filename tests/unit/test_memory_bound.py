@@ -55,7 +55,7 @@ async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
     metrics = StageMetrics()
     follower = follower_module.SnapshotFollower(
         SCOPE, MemorySnapshotTopic(topic.log), step, metrics
-    )  # type: ignore[arg-type]
+    )
     unused: Any = None  # the served log and the lease: restore needs neither
     loop = trainer_module.TrainerLoop(
         SCOPE, step, unused, "unused:9092", "group", unused, unused, follower, metrics
@@ -91,7 +91,7 @@ async def test_the_follower_loads_every_snapshot_in_one_thread_then_frees_the_ol
     monkeypatch.setattr(follower_module, "load_served_model", loading)
     monkeypatch.setattr(follower_module, "release_freed_memory", lambda: releases.append(1))
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = follower_module.SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    follower = follower_module.SnapshotFollower(SCOPE, topic, step, StageMetrics())
     for version in range(1, 41):
         state = fresh_state(MODELS)
         state.version = version

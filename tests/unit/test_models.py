@@ -104,10 +104,10 @@ async def test_features_bring_the_champion_near_the_best_possible_auc(
     source, _, _ = write_scenario(scenario, tmp_path / "orders.jsonl")
     catalog = SchemaCatalog.load(REPO / "schemas")
     await run_file(spec, catalog, b"k", source, tmp_path / "out")
-    clean = [json.loads(line) for line in (tmp_path / "out/clean.jsonl").open()]
+    clean = [json.loads(line) for line in (tmp_path / "out/clean.jsonl").read_text().splitlines()]
     served = {
         line["event_id"]: {name: f["value"] for name, f in line["features"].items()}
-        for line in map(json.loads, (tmp_path / "out/features.jsonl").open())
+        for line in map(json.loads, (tmp_path / "out/features.jsonl").read_text().splitlines())
     }
     truth = {t.event_id: t for t in scenario.truth}
     champion = spec.models.champion.name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -197,7 +198,7 @@ STABLE_FIELDS = (
 )  # fmt: skip
 
 
-def _render(clean: dict[str, Any], email: str | None) -> dict[str, Any]:
+def _render(clean: Mapping[str, Any], email: str | None) -> dict[str, Any]:
     """A clean order written back as an event of the canonical source."""
     return order(
         event_id=clean["event_id"], source="canonical", customer_id=clean["customer_id"],
@@ -217,9 +218,9 @@ def test_normalization_is_idempotent_on_its_own_output(
     canonical_source = SourceHabits(time_format="epoch_ms", tax_included=True, duration_unit="s")
     widened = spec.model_copy(update={"sources": {**spec.sources, "canonical": canonical_source}})
     normalizer = Normalizer(widened, KEY)
-    once = normalizer.normalize(raw)
+    once: Mapping[str, Any] = normalizer.normalize(raw)
     email = canonical.normalize_email(raw["email"]) if raw["email"] else None
-    twice = normalizer.normalize(_render(once, email))
+    twice: Mapping[str, Any] = normalizer.normalize(_render(once, email))
     for name in STABLE_FIELDS:
         assert twice[name] == once[name], name
     for name in ("amount_net_eur", "amount_gross_eur"):

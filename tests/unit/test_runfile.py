@@ -43,7 +43,7 @@ async def test_a_record_that_does_not_fit_the_schema_is_a_dead_letter(tmp_path: 
     source.write_text("\n".join(json.dumps(e) for e in [broken, *scenario.events[1:]]) + "\n")
     spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
     summary = await run_file(spec, SchemaCatalog.load(REPO / "schemas"), b"k", source, tmp_path)
-    [dead] = [json.loads(line) for line in (tmp_path / "dlq.jsonl").open()]
+    [dead] = [json.loads(line) for line in (tmp_path / "dlq.jsonl").read_text().splitlines()]
     assert dead["reason"] == "schema_mismatch"
     assert dead["record"] == broken
     assert summary.rejected == 1 + sum(t.kind == "invalid" for t in scenario.truth[1:])
@@ -56,7 +56,9 @@ async def test_each_clean_event_gets_the_features_a_plain_recomputation_gives(
     source, _, _ = write_scenario(scenario, tmp_path / "orders.jsonl")
     spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
     await run_file(spec, SchemaCatalog.load(REPO / "schemas"), b"k", source, tmp_path / "out")
-    served = [json.loads(line) for line in (tmp_path / "out/features.jsonl").open()]
+    served = [
+        json.loads(line) for line in (tmp_path / "out/features.jsonl").read_text().splitlines()
+    ]
     events = events_from_truth(scenario.truth, b"k")
     assert [s["event_id"] for s in served] == [e.event_id for e in events]
     [view] = spec.features.views

@@ -21,8 +21,10 @@ def test_orders_are_scored_and_the_models_report_what_they_learned(
     assert (
         main(["run-file", "--in", str(events), "--out", str(out), "--labels", str(outcomes)]) == 0
     )
-    clean = [json.loads(line) for line in (out / "clean.jsonl").open()]
-    predictions = [json.loads(line) for line in (out / "predictions.jsonl").open()]
+    clean = [json.loads(line) for line in (out / "clean.jsonl").read_text().splitlines()]
+    predictions = [
+        json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()
+    ]
     assert [p["event_id"] for p in predictions] == [c["event_id"] for c in clean]
     assert all(0 <= p["fraud_probability"] <= 1 for p in predictions)
     assert {name for p in predictions for name in p["scores"]} == {"logreg", "hat"}

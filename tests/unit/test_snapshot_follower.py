@@ -62,7 +62,7 @@ def _trained(version: int, epoch: int = 1) -> tuple[TrainerState, bytes]:
 def _follower() -> tuple[MemorySnapshotTopic, PredictStep, SnapshotFollower]:
     topic = MemorySnapshotTopic()
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())
     return topic, step, follower
 
 
@@ -124,7 +124,7 @@ async def test_before_any_snapshot_the_choice_picks_among_the_untrained_models()
 async def test_a_stopped_follower_closes_the_topic_once_the_read_in_flight_is_done() -> None:
     topic = HeldTopic()
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())
     following = asyncio.create_task(follower.follow(0.01))
     assert await asyncio.to_thread(topic.reading.wait, 10)
     following.cancel()
@@ -140,7 +140,7 @@ async def test_a_follower_stopped_between_reads_closes_the_topic() -> None:
     topic = HeldTopic()
     topic.let_through.set()
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
-    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, topic, step, StageMetrics())
     following = asyncio.create_task(follower.follow(60))
     await asyncio.wait_for(follower.ready.wait(), 10)
     following.cancel()

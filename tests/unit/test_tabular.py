@@ -190,7 +190,7 @@ def test_auto_inputs_take_numbers_booleans_and_strings_but_not_ids_times_or_labe
         ),
     ],
 )
-def test_declared_names_are_checked_against_the_schemas(
+def test_declared_names_are_checked_against_the_schemas(  # noqa: PLR0913, PLR0917 - fixtures and parameters
     tmp_path: Path, click_catalog: SchemaCatalog, old: str, new: str, field: str, expected: str
 ) -> None:
     assert old in CLICK_PIPELINE
@@ -206,7 +206,7 @@ async def test_a_record_type_no_code_knows_is_scored_with_its_features(
 ) -> None:
     spec, models = load_tabular(_write(tmp_path, CLICK_PIPELINE), _schemas(click_catalog))
     assert models is not None
-    clicks = [
+    clicks: list[dict[str, Any]] = [
         {
             "click_id": f"c{i}",
             "at": 1_000 * i,
@@ -233,9 +233,9 @@ async def test_a_record_type_no_code_knows_is_scored_with_its_features(
     out = tmp_path / "out"
     summary = await run_tabular_file(spec, click_catalog, source, out)
     assert (summary.read, summary.clean, summary.rejected) == (61, 60, 1)
-    [dead] = [json.loads(line) for line in (out / "dlq.jsonl").open()]
+    [dead] = [json.loads(line) for line in (out / "dlq.jsonl").read_text().splitlines()]
     assert (dead["reason"], dead["record"]) == ("schema_mismatch", broken)
-    served = [json.loads(line) for line in (out / "features.jsonl").open()]
+    served = [json.loads(line) for line in (out / "features.jsonl").read_text().splitlines()]
     assert [s["event_id"] for s in served] == [c["click_id"] for c in clicks]
     u0 = {s["event_id"]: s["features"] for s in served if s["entity_key"] == "u0"}
     assert u0["c3"]["spend_count_1h"]["value"] == 0  # c0 came first, without a price
@@ -244,6 +244,8 @@ async def test_a_record_type_no_code_knows_is_scored_with_its_features(
     report = score_file(models, out, labels, RecordShape("click_id", "at", "user", "probability"))
     # a label comes 5 s after its click: the last five arrive after the stream ends
     assert report["models"]["logreg"]["learned"] == 55
-    predictions = [json.loads(line) for line in (out / "predictions.jsonl").open()]
+    predictions = [
+        json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()
+    ]
     assert predictions[3]["entity_key"] == "u0"
     assert all(0 <= p["probability"] <= 1 for p in predictions)

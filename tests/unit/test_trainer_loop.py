@@ -115,7 +115,7 @@ class Process:
 def _process(fakes: Fakes, epoch: int, models: Models = MODELS, batch_size: int = 4) -> Process:
     step = PredictStep(models, fakes.serde)
     metrics = StageMetrics()
-    follower = SnapshotFollower(SCOPE, MemorySnapshotTopic(fakes.snapshots.log), step, metrics)  # type: ignore[arg-type]
+    follower = SnapshotFollower(SCOPE, MemorySnapshotTopic(fakes.snapshots.log), step, metrics)
     lease = ScriptedLease(epoch)
     loop = TrainerLoop(
         SCOPE,

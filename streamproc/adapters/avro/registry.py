@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 import fastavro.schema
@@ -71,7 +72,7 @@ class ConfluentRegistry:
         try:
             found = self._client.get_schema(schema_id)
         except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
+            if exc.http_status_code == HTTPStatus.NOT_FOUND:
                 return None
             raise InfraError(f"schema registry lookup of id {schema_id} failed: {exc}") from exc
         except Exception as exc:

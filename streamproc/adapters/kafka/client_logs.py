@@ -17,6 +17,7 @@ from typing import Any
 LOGGER_NAME = "streamproc.kafka"
 
 # A problem's text without what changes from one occurrence to the next.
+_CLIENT_LINE = "%s [%s] %s"  # how confluent-kafka logs: facility, client name, text
 _THREAD = re.compile(r"^\[thrd:[^\]]*\]: ")
 _VARYING = re.compile(r"\d+ms\b|, \d+ identical error\(s\) suppressed")
 
@@ -42,7 +43,7 @@ class DedupLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         """What confluent-kafka calls, with ("%s [%s] %s", facility, client name, text)."""
-        if len(args) == 3 and msg == "%s [%s] %s":
+        if msg == _CLIENT_LINE and len(args) == _CLIENT_LINE.count("%s"):
             facility, client, text = (str(arg) for arg in args)
             text = _THREAD.sub("", text)
             self._emit(level, f"{client} {facility}", text)

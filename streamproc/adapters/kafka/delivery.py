@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Delivery:
     """One batch's outputs and dead letters, handed to librdkafka; `refused` waits for them."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - only start() calls it, handing over what it built
         self,
         sender: BatchSender,
         batch: Sequence[Envelope],

@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 
-from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.kafka.snapshots import SnapshotLog, SnapshotTopic
 from streamproc.core.training import read_header
 
 SNAPSHOTS_TOPIC = "streamproc.model_snapshots.v1"
@@ -62,7 +62,7 @@ def forget_models(topic: SnapshotTopic, scope: str) -> None:
     topic.forget([models_key(scope), serving_key(scope), champion_key(scope)])
 
 
-def read_latest(topic: SnapshotTopic, scope: str) -> dict[str, bytes]:
+def read_latest(topic: SnapshotLog, scope: str) -> dict[str, bytes]:
     """The newest state and serving models (highest epoch, then version) and champion choice
     of `scope` written since the topic was last read; a zombie trainer's late snapshot loses
     by epoch."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -26,6 +26,17 @@ QUEUED_KBYTES = 16_384
 
 def last_wins(_key: str, _kept: bytes, _newer: bytes) -> bool:
     return True
+
+
+class SnapshotLog(Protocol):
+    """What a trainer and a follower use of the snapshot topic: a test or a benchmark hands
+    them one in memory."""
+
+    def publish(self, key: str, value: bytes) -> None: ...
+
+    def read_new(self, prefix: str, keep: Keep) -> dict[str, bytes]: ...
+
+    def close(self) -> None: ...
 
 
 class SnapshotTopic:

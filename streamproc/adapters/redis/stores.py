@@ -117,6 +117,9 @@ def _verdict(reply: bytes | str) -> DedupeVerdict:
     return DedupeVerdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
 
 
+_UNLINK_SLICE = 1_000  # keys per UNLINK: each call blocks Redis for only a moment
+
+
 def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
     """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
     in slices, so a Redis that serves others is never blocked for long."""
@@ -134,7 +137,7 @@ def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
         keys: list[bytes] = []
         for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
             keys.append(key)
-            if len(keys) == 1_000:
+            if len(keys) == _UNLINK_SLICE:
                 deleted += unlink(keys)
                 keys.clear()
         if keys:

@@ -49,6 +49,8 @@ _SEP = "\x1f"  # between the parts of a field name: versions are free text
 
 
 class RedisUnitStatsStore:
+    """The unit-switch counts every worker of a deployment adds to and reads back, on Redis."""
+
     def __init__(self, client: AnyRedis, namespace: str) -> None:
         prefix = f"{namespace}:{{units}}"
         self._keys = [f"{prefix}:{name}" for name in ("counts", "steps", "references", "guard")]

@@ -22,6 +22,8 @@ from streamproc.spec.pipeline import Features
 
 @dataclass(slots=True)
 class FeatureOutcome:
+    """A batch's vectors, served in input order, and what the metrics count of it."""
+
     served: list[Served] = field(default_factory=list)
     late: int = 0
     replayed: int = 0

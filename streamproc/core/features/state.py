@@ -47,6 +47,8 @@ class FeatureEvent:
 
 
 class FeatureValue(NamedTuple):  # a tuple: ~30 of them per event, cheap to make
+    """One served feature and whether it could be trusted: fresh, stale or missing."""
+
     value: Any
     status: Status
     age_ms: int | None  # since the view's newest event (event time), None when never updated

@@ -98,21 +98,17 @@ class ViewComputer:
             for window, (window_ms, bucket_ms) in self._windows.items():
                 buckets = state.buckets.setdefault((name, window), {})
                 changed.add(f"b|{name}|{window}|{t // bucket_ms}")
-                stats = buckets.get(t // bucket_ms)
-                if stats is None:
-                    buckets[t // bucket_ms] = [1.0, x, 0.0, x, x]
-                else:  # Welford: the spread stays exact where sums of squares would cancel
-                    mean_before = stats[1] / stats[0]
-                    stats[0] += 1
-                    stats[1] += x
-                    stats[2] += (x - mean_before) * (x - stats[1] / stats[0])
-                    stats[3] = min(stats[3], x)
-                    stats[4] = max(stats[4], x)
+                _add(buckets, t // bucket_ms, x)
                 # keep what a window ending at any time not yet too late can still need
                 oldest = (state.newest - self._lateness_ms) // bucket_ms - window_ms // bucket_ms
                 for bucket in [b for b in buckets if b <= oldest]:
                     del buckets[bucket]
                     changed.add(f"b|{name}|{window}|{bucket}")
+        self._count(state, event)
+
+    def _count(self, state: EntityState, event: FeatureEvent) -> None:
+        """The event's values into the most-frequent counts and the distinct sets."""
+        changed = state.changed
         for name, source in self.view.most_frequent.items():
             value = event.values.get(source)
             if value is not None:
@@ -170,6 +166,21 @@ def _kept(declared: Mapping[str, _T], needed: set[str] | None) -> dict[str, _T]:
     return {k: v for k, v in declared.items() if needed is None or k in needed}
 
 
+def _add(buckets: dict[int, list[float]], bucket: int, x: float) -> None:
+    """`x` into a bucket's count, sum, M2, min and max."""
+    stats = buckets.get(bucket)
+    if stats is None:
+        buckets[bucket] = [1.0, x, 0.0, x, x]
+        return
+    # Welford: the spread stays exact where sums of squares would cancel
+    mean_before = stats[1] / stats[0]
+    stats[0] += 1
+    stats[1] += x
+    stats[2] += (x - mean_before) * (x - stats[1] / stats[0])
+    stats[3] = min(stats[3], x)
+    stats[4] = max(stats[4], x)
+
+
 def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[float] | None:
     """count, sum, M2, min, max over buckets (last - span, last]."""
     total: list[float] | None = None
@@ -189,7 +200,7 @@ def _combine(buckets: Mapping[int, list[float]], last: int, span: int) -> list[f
     return total
 
 
-def _op(op: str, stats: list[float] | None) -> float | int | None:
+def _op(op: str, stats: list[float] | None) -> float | int | None:  # noqa: PLR0911 - one per op
     if stats is None:
         return 0 if op == "count" else (0.0 if op == "sum" else None)
     count, total, squares, low, high = stats  # squares: squared deviations from the mean
