@@ -73,7 +73,7 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.models_bench
 
 docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
-	$(BIN)/python -m streamproc.spec.settings > docs/configuration.md.new
+	$(BIN)/python -m streamproc.config.settings > docs/configuration.md.new
 	mv docs/configuration.md.new docs/configuration.md
 
 clean: ## remove the virtualenv and caches (not the stack: see reset)

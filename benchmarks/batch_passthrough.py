@@ -15,8 +15,8 @@ import mode.loop
 
 from streamproc.adapters.kafka.batch_flow import Complete
 from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.config.settings import load_settings
 from streamproc.records import Envelope, OutRecord
-from streamproc.spec.settings import load_settings
 from streamproc.worker.app import faust_worker, serve_batches, tune_gc, worker_app
 
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")

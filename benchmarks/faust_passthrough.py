@@ -13,7 +13,7 @@ from typing import Any
 
 import faust
 
-from streamproc.spec.settings import Settings
+from streamproc.config.settings import Settings
 
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")

@@ -20,11 +20,11 @@ import redis
 
 from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import EntityWrite, FeatureEvent, FeatureStore
 from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth
 

@@ -25,10 +25,10 @@ from streamproc.adapters.memory import (
     InMemoryServedLog,
     InMemoryUnitStatsStore,
 )
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep

@@ -36,12 +36,12 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.snapshots import Keep, SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.models import Models
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.core.features.state import FeatureValue
 from streamproc.core.training import Label, ServedX, dump_state
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
-from streamproc.spec.models import Models
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
 from streamproc.stages.feature_step import ServedOrder
 from streamproc.stages.predict import PredictStep
 from streamproc.tools.run_file import run_file

@@ -22,9 +22,9 @@ from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
+from streamproc.config.pipeline import load_pipeline
+from streamproc.config.settings import load_settings
 from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc
-from streamproc.spec.pipeline import load_pipeline
-from streamproc.spec.settings import load_settings
 from streamproc.tools.demo import DemoPlan, run_demo
 
 IDLE_S = 5  # the predictions are all read once none came for this long

@@ -28,12 +28,12 @@ from river import forest
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.state import FeatureValue
 from streamproc.core.learning import build_pipeline, build_x
 from streamproc.core.training import Label, ServedX, Trainer, dump_state, load_state
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.stages.feature_step import ServedOrder
 from streamproc.stages.predict import PredictStep, ServingModels
 from streamproc.tools.run_file import run_file

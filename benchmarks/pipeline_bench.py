@@ -59,8 +59,8 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import make_producer, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.config.pipeline import load_pipeline
 from streamproc.scenario.shop import HOUR_MS, GeneratorConfig, Scenario, generate
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.tools.demo import live_records
 
 CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"

@@ -25,9 +25,9 @@ from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.memory import InMemorySeenStore, InMemoryUnitStatsStore
+from streamproc.config.pipeline import load_pipeline
 from streamproc.records import Envelope
 from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.stages.clean import CleanStage
 
 REPO = Path(__file__).resolve().parents[1]

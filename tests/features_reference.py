@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from streamproc.config.base import duration_ms
+from streamproc.config.pipeline import FeatureView
 from streamproc.core.canonical import keyed_hash
 from streamproc.core.features.state import FeatureEvent
 from streamproc.scenario.shop import Truth
-from streamproc.spec.base import duration_ms
-from streamproc.spec.pipeline import FeatureView
 
 
 def recompute(view: FeatureView, events: Sequence[FeatureEvent]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Edge: liveness. The /healthz answer every process gives, and for the process that has no
+"""Adapter: liveness. The /healthz answer every process gives, and for the process that has no
 Faust web server (the trainer-only one) a small HTTP server for /healthz and /metrics."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Edge: every Prometheus metric of the service, with bounded label sets."""
+"""Adapter: every Prometheus metric of the service, with bounded label sets."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from streamproc.cli.common import Subcommands
+from streamproc.config.settings import Settings
 from streamproc.errors import ConfigError
-from streamproc.spec.settings import Settings
 
 
 def register(commands: Subcommands) -> None:

@@ -10,8 +10,8 @@ from typing import TypeAlias
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.spec.pipeline import PipelineSpec
-from streamproc.spec.settings import Settings
+from streamproc.config.pipeline import PipelineSpec
+from streamproc.config.settings import Settings
 from streamproc.tools.demo import Encode
 
 EXIT_DRIFT = 1

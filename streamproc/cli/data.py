@@ -14,6 +14,9 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.producer import produce_all
 from streamproc.cli.common import Subcommands, registry
+from streamproc.config.pipeline import load_pipeline
+from streamproc.config.settings import Settings
+from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.errors import ConfigError
 from streamproc.scenario.river_datasets import (
     declare,
@@ -23,9 +26,6 @@ from streamproc.scenario.river_datasets import (
     undeclared,
     write_stream,
 )
-from streamproc.spec.pipeline import load_pipeline
-from streamproc.spec.settings import Settings
-from streamproc.spec.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.stages.feature_step import RecordShape
 from streamproc.tools.run_file import run_file, run_tabular_file
 from streamproc.tools.score_file import score_file

@@ -9,10 +9,10 @@ import time
 
 from streamproc.adapters.redis.stores import RedisFeatureStore, redis_client
 from streamproc.cli.common import Subcommands
+from streamproc.config.pipeline import Features, load_pipeline
+from streamproc.config.settings import Settings
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.state import FeatureValue
-from streamproc.spec.pipeline import Features, load_pipeline
-from streamproc.spec.settings import Settings
 
 
 def register(commands: Subcommands) -> None:

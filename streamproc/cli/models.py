@@ -10,9 +10,9 @@ from dataclasses import asdict
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.cli.common import Subcommands
+from streamproc.config.pipeline import load_pipeline
+from streamproc.config.settings import Settings
 from streamproc.errors import ConfigError
-from streamproc.spec.pipeline import load_pipeline
-from streamproc.spec.settings import Settings
 from streamproc.tools.model_admin import ModelControl, report_lines
 
 

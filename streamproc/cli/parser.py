@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from streamproc.cli import bench, data, features, models, scenario, schemas, topics, worker
 from streamproc.cli.common import EXIT_CONFIG, EXIT_DRIFT, EXIT_INFRA, Command
+from streamproc.config.settings import Settings, load_settings
 from streamproc.errors import ConfigError, InfraError
-from streamproc.spec.settings import Settings, load_settings
 
 __all__ = ["EXIT_CONFIG", "EXIT_DRIFT", "EXIT_INFRA", "main"]
 

@@ -16,9 +16,9 @@ from streamproc.cli.common import (
     raw_encoder,
     share,
 )
+from streamproc.config.pipeline import load_pipeline
+from streamproc.config.settings import Settings
 from streamproc.scenario.shop import GeneratorConfig, Scenario, generate, write_scenario
-from streamproc.spec.pipeline import load_pipeline
-from streamproc.spec.settings import Settings
 from streamproc.tools.demo import (
     DemoPlan,
     produce_scenario,

@@ -7,7 +7,7 @@ import sys
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.cli.common import EXIT_DRIFT, Subcommands
-from streamproc.spec.settings import Settings
+from streamproc.config.settings import Settings
 
 
 def register(commands: Subcommands) -> None:

@@ -7,8 +7,8 @@ import sys
 
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.cli.common import EXIT_DRIFT, Subcommands
-from streamproc.spec.settings import Settings
-from streamproc.spec.topics import Plan, load_topic_specs, plan_changes
+from streamproc.config.settings import Settings
+from streamproc.config.topics import Plan, load_topic_specs, plan_changes
 
 
 def register(commands: Subcommands) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from streamproc.cli.common import Subcommands
-from streamproc.spec.settings import Settings
+from streamproc.config.settings import Settings
 
 
 def register(commands: Subcommands) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 
 from river import compose, drift, metrics, optim
 
+from streamproc.config.models import MODEL_STEPS, ModelInputs, ModelSpec, PromotionRule
 from streamproc.errors import EventRejected
-from streamproc.spec.models import MODEL_STEPS, ModelInputs, ModelSpec, PromotionRule
 
-# The optimizers a step's parameters may name (the steps: spec.models.MODEL_STEPS).
+# The optimizers a step's parameters may name (the steps: config.models.MODEL_STEPS).
 OPTIMIZERS: dict[str, Any] = {"SGD": optim.SGD, "Adam": optim.Adam, "AdaGrad": optim.AdaGrad}
 
 

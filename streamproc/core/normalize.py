@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from streamproc.avro_records import OrderClean
+from streamproc.config.pipeline import PipelineSpec, SourceHabits
 from streamproc.core import canonical
 from streamproc.errors import EventRejected
-from streamproc.spec.pipeline import PipelineSpec, SourceHabits
 
 
 class _Person(TypedDict):

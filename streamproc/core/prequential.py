@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from streamproc.config.models import Models
 from streamproc.core.learning import Promotion, probability
 from streamproc.core.training import Label, ServedX, Trainer, TrainingReport
-from streamproc.spec.models import Models
 
 
 class PrequentialRun:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from streamproc.config.models import Models, ModelSpec
 from streamproc.core.learning import (
     DriftWatch,
     PrequentialScore,
@@ -27,7 +28,6 @@ from streamproc.core.learning import (
     probability,
     spec_hash,
 )
-from streamproc.spec.models import Models, ModelSpec
 
 _HELD_LABELS_KEPT = 100_000  # labels waiting for their event; beyond, the oldest give up
 # A partition of the scored stream that has not moved for this long (wall clock) no longer

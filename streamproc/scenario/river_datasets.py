@@ -1,4 +1,4 @@
-"""Edge: River's bundled datasets streamed as events: one record per row (an event id and an
+"""Scenario: River's bundled datasets streamed as events: one record per row (an event id and an
 event time added) and one label per row, known at once (label time = event time).
 
 Which datasets: every binary-classification dataset in river.datasets whose rows ship inside

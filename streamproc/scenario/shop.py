@@ -1,4 +1,4 @@
-"""Edge: the shop-orders scenario's raw traffic, and its ground truth (docs/scenario.md).
+"""Scenario: the shop-orders scenario's raw traffic, and its ground truth (docs/scenario.md).
 
 Deterministic for a seed. Three steps: plan the orders people mean to place (times, amounts,
 countries, bursts), work out each order's canonical values and true fraud probability in event

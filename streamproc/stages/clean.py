@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamproc.avro_records import OrderClean, OrderDuplicate
+from streamproc.config.pipeline import PipelineSpec
 from streamproc.core.dedupe import (
     Claim,
     DedupeRules,
@@ -24,7 +25,6 @@ from streamproc.core.unitswitch import UnitStatsRefresh, UnitStatsStore, UnitSwi
 from streamproc.errors import INTERNAL_ERROR, EventRejected
 from streamproc.ports import Codec
 from streamproc.records import SOURCE_HEADER, Envelope, OutRecord, Rejection, source_stamp
-from streamproc.spec.pipeline import PipelineSpec
 
 UNIT_SWITCH = "unit_switch_suspected"
 UNIT_UNVERIFIED = "unit_unverified"  # no reference yet to check the unit against

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamproc.avro_records import ProbabilityField
+from streamproc.config.pipeline import PipelineSpec
 from streamproc.core import canonical
 from streamproc.core.features.stage import FeatureOutcome, FeatureStage
 from streamproc.core.features.state import FeatureEvent, FeatureValue
 from streamproc.errors import INTERNAL_ERROR, EventRejected
 from streamproc.ports import Codec
 from streamproc.records import Envelope, OutRecord, Rejection, source_position
-from streamproc.spec.pipeline import PipelineSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Core: the predict step: each clean order's x from the features it was served, the champion's
+"""Stage: the predict step: each clean order's x from the features it was served, the champion's
 score, the prediction record, and the served x to log for the label join (where the trainer
 scores the challengers in shadow).
 """
@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamproc.avro_records import FeatureStatus, OrderPrediction, Prediction, ScoreFields
+from streamproc.config.models import Models
 from streamproc.core.features.state import FeatureValue
 from streamproc.core.learning import build_pipeline, build_x, probability
 from streamproc.core.training import ServedX
 from streamproc.errors import INTERNAL_ERROR, EventRejected
 from streamproc.ports import Codec
 from streamproc.records import OutRecord, Rejection
-from streamproc.spec.models import Models
 from streamproc.stages.feature_step import CLEAN_ORDER, RecordShape, ServedOrder
 
 

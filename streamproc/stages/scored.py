@@ -1,4 +1,4 @@
-"""Processor: the scored chain, one batch of clean records → features → predict → served-x log
+"""Stage: the scored chain, one batch of clean records → features → predict → served-x log
 → outputs and rejections. The worker, run-file and the hot-path benchmark all run this one
 chain; only the stores behind it differ (Redis, or memory).
 """

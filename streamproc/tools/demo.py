@@ -1,4 +1,4 @@
-"""Edge: the one-command demo: the reference scenario through a real worker, end to end.
+"""Tool: the one-command demo: the reference scenario through a real worker, end to end.
 
 Topics are applied, a worker starts in a new consumer group (at the raw topic's end, so
 earlier runs do not count) with its own Redis namespace, the generated orders are produced,
@@ -25,11 +25,11 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.config.pipeline import Features
+from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.core.features.reader import FeatureReader
 from streamproc.errors import InfraError
 from streamproc.scenario.shop import Scenario, producer_key
-from streamproc.spec.pipeline import Features
-from streamproc.spec.topics import load_topic_specs, plan_changes
 
 Encode = Callable[[Mapping[str, object]], bytes]
 

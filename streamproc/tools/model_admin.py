@@ -1,4 +1,4 @@
-"""Edge: what an operator does to a deployment's models, through the snapshot topic: list
+"""Tool: what an operator does to a deployment's models, through the snapshot topic: list
 them (versions, labels learned, prequential quality), promote one, roll back, or hand the
 choice back to the promotion rule. Workers pick a choice up within their follow interval."""
 
@@ -15,9 +15,9 @@ from streamproc.adapters.kafka.model_snapshots import (
     read_latest,
 )
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.config.models import Models
 from streamproc.core.training import read_header
 from streamproc.errors import ConfigError
-from streamproc.spec.models import Models
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Edge: run a pipeline on a file of events, no broker, in-memory stores.
+"""Tool: run a pipeline on a file of events, no broker, in-memory stores.
 
 The same processor code as the worker: each input record is encoded in the wire format,
 cleaned in batches, the clean events go through the feature step, and the outputs are decoded
@@ -24,12 +24,12 @@ from streamproc.adapters.memory import (
     InMemorySeenStore,
     InMemoryUnitStatsStore,
 )
+from streamproc.config.pipeline import PipelineSpec
+from streamproc.config.tabular import TabularSpec
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import FeatureEvent, Served
 from streamproc.errors import ConfigError, DecodeError
 from streamproc.records import Envelope, OutRecord, Rejection
-from streamproc.spec.pipeline import PipelineSpec
-from streamproc.spec.tabular import TabularSpec
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.scored import ScoredChain

@@ -1,4 +1,4 @@
-"""Edge: score a run-file output with the pipeline's models, learning from a labels file as
+"""Tool: score a run-file output with the pipeline's models, learning from a labels file as
 the labels would arrive (prequential, in event time), without a broker.
 
 Reads clean.jsonl and features.jsonl from a run-file output folder; writes predictions.jsonl
@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from streamproc.config.models import Models
 from streamproc.core.learning import build_x
 from streamproc.core.prequential import PrequentialRun
 from streamproc.errors import ConfigError, EventRejected
-from streamproc.spec.models import Models
 from streamproc.stages.feature_step import CLEAN_ORDER, RecordShape
 
 PREDICTIONS_FILE, MODELS_FILE = "predictions.jsonl", "models.json"

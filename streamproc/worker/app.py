@@ -1,4 +1,4 @@
-"""App: the Faust app and its agents: take a batch, run the processor, send; nothing else."""
+"""Worker: the Faust app and its agents: take a batch, run the processor, send; nothing else."""
 
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ from streamproc.adapters.redis.stores import (
     redis_client,
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
+from streamproc.config.models import Models
+from streamproc.config.pipeline import Features, PipelineSpec
+from streamproc.config.settings import DEV_PII_KEY, Settings
+from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.core.features.stage import FeatureStage
 from streamproc.errors import ConfigError, InfraError
 from streamproc.records import Envelope
-from streamproc.spec.models import Models
-from streamproc.spec.pipeline import Features, PipelineSpec
-from streamproc.spec.settings import DEV_PII_KEY, Settings
-from streamproc.spec.tabular import TabularSpec, load_declaration, load_tabular
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import (
     CLEAN_ORDER,

@@ -8,10 +8,10 @@ import pytest
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.memory import InMemorySeenStore, InMemoryUnitStatsStore
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.core.unitswitch import UnitStats, UnitStatsRefresh, UnitStatsUpdate
 from streamproc.errors import INTERNAL_ERROR
 from streamproc.records import SOURCE_HEADER, Envelope
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
 from streamproc.stages.clean import CleanStage
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from streamproc.adapters.memory import InMemoryFeatureStore
+from streamproc.config.pipeline import Features, FeatureView
 from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope
-from streamproc.spec.pipeline import Features, FeatureView
 from streamproc.stages.feature_step import FeatureStep, RecordShape
 
 SHAPE = RecordShape("click_id", "at", "user", "probability")

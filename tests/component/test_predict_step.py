@@ -7,9 +7,9 @@ import math
 from dataclasses import replace
 
 from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.state import FeatureValue
 from streamproc.records import Envelope
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.stages.feature_step import ServedOrder
 from streamproc.stages.predict import PredictStep, ServingModels
 from tests.conftest import REPO

@@ -12,10 +12,10 @@ from streamproc.adapters.memory import (
     InMemoryServedLog,
     InMemoryUnitStatsStore,
 )
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.training import ServedX
 from streamproc.records import Envelope
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep

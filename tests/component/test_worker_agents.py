@@ -27,10 +27,10 @@ from streamproc.adapters.memory import (
     InMemoryUnitStatsStore,
 )
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
+from streamproc.config.settings import Settings
 from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope, OutRecord
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
-from streamproc.spec.settings import Settings
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep
@@ -204,7 +204,7 @@ _FAILING_WORKER = textwrap.dedent(
     import asyncio, logging, sys
     from streamproc.adapters.kafka.positions import FetchedBatch, Positions
     from streamproc.records import Envelope
-    from streamproc.spec.settings import Settings
+    from streamproc.config.settings import Settings
     from streamproc.worker.app import batch_agents, worker_app
 
     async def failing(batch):

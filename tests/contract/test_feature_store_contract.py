@@ -11,10 +11,10 @@ import pytest
 
 from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.config.pipeline import Features, load_pipeline
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import EntityWrite, FeatureEvent, FeatureStore, OffsetConflict
 from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.spec.pipeline import Features, load_pipeline
 from tests.conftest import REPO
 from tests.contract.conftest import REDIS_KINDS, connect, drop
 from tests.features_reference import events_from_truth

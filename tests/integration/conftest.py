@@ -29,8 +29,8 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
 from streamproc.adapters.kafka.producer import make_producer
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.scenario.shop import producer_key
-from streamproc.spec.topics import load_topic_specs, plan_changes
 from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO, unavailable
 

@@ -17,9 +17,9 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets
 from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.config.topics import Plan, TopicSpec
 from streamproc.errors import InfraError
 from streamproc.records import OutRecord
-from streamproc.spec.topics import Plan, TopicSpec
 from tests.integration.conftest import RUN_HEADER, Stack, read_run, recent_timestamp_ms
 
 TOPIC = "shop.order.duplicates.v1"  # any declared topic: the records carry a run header

@@ -15,10 +15,10 @@ from confluent_kafka import Consumer
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.state import FeatureEvent
 from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, features_at, same
 from tests.integration.conftest import (

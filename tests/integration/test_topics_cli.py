@@ -15,8 +15,8 @@ from confluent_kafka.admin import OffsetSpec
 
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.cli import parser as cli
+from streamproc.config.topics import TopicSpec, load_topic_specs, plan_changes
 from streamproc.errors import InfraError
-from streamproc.spec.topics import TopicSpec, load_topic_specs, plan_changes
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, free_port
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamproc.cli import parser as cli
+from streamproc.config.settings import load_settings
 from streamproc.errors import ConfigError
-from streamproc.spec.settings import load_settings
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:

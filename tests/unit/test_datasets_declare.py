@@ -16,6 +16,8 @@ from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.cli import main
+from streamproc.config.tabular import load_tabular
+from streamproc.config.topics import load_topic_specs
 from streamproc.errors import ConfigError
 from streamproc.scenario import river_datasets as streamed
 from streamproc.scenario.river_datasets import (
@@ -26,8 +28,6 @@ from streamproc.scenario.river_datasets import (
     names,
     stream,
 )
-from streamproc.spec.tabular import load_tabular
-from streamproc.spec.topics import load_topic_specs
 from tests.conftest import REPO
 from tests.unit.test_datasets import bundled_binary
 

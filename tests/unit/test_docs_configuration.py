@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from streamproc.spec import settings
+from streamproc.config import settings
 from tests.conftest import REPO
 
-REGENERATE = "make docs (or: python -m streamproc.spec.settings > docs/configuration.md)"
+REGENERATE = "make docs (or: python -m streamproc.config.settings > docs/configuration.md)"
 
 
 def test_the_committed_reference_is_the_generators_output() -> None:
     committed = (REPO / "docs/configuration.md").read_text(encoding="utf-8")
     assert committed == settings.configuration_reference(), (
-        f"docs/configuration.md is out of date with streamproc/spec/settings.py; run {REGENERATE}"
+        f"docs/configuration.md is out of date with streamproc/config/settings.py; run {REGENERATE}"
     )
 
 

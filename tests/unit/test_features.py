@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 
 from streamproc.adapters.memory import InMemoryFeatureStore
+from streamproc.config.pipeline import Features, PipelineSpec, load_pipeline
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import FeatureEvent, OffsetConflict
 from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.spec.pipeline import Features, PipelineSpec, load_pipeline
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, recompute, same
 

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamproc.config.pipeline import load_pipeline
 from streamproc.scenario.shop import (
     RATES_TO_EUR,
     RESUBMISSION_WINDOW_MS,
@@ -28,7 +29,6 @@ from streamproc.scenario.shop import (
     roc_auc,
     write_scenario,
 )
-from streamproc.spec.pipeline import load_pipeline
 from tests.conftest import REPO
 
 N = 6_000

@@ -1,4 +1,4 @@
-"""The import contracts cover a file the day it is added: a new module in core, spec or stages
+"""The import contracts cover a file the day it is added: a new module in core, config or stages
 that imports Faust, Redis or Kafka breaks them, with no contract naming it."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_the_tree_as_it_is_keeps_every_contract(tmp_path: Path) -> None:
     [
         ("core.uses_faust", "faust"),
         ("core.uses_redis", "redis"),
-        ("spec.uses_kafka", "confluent_kafka"),
+        ("config.uses_kafka", "confluent_kafka"),
         ("stages.uses_redis", "redis"),
     ],
 )
@@ -53,7 +53,7 @@ def test_a_new_pure_module_that_does_io_breaks_a_contract(
 ) -> None:
     result = _lint_imports_with(tmp_path, module, f"import {imported}\n")
     assert result.returncode != 0
-    assert "Core, spec and stages do no I/O" in result.stdout
+    assert "Core, config and stages do no I/O" in result.stdout
     assert f"streamproc.{module} -> {imported}" in result.stdout
 
 

@@ -14,8 +14,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamproc.adapters.kafka import admin as kafka
 from streamproc.adapters.kafka.admin import KafkaAdmin
+from streamproc.config.topics import TopicSpec
 from streamproc.errors import InfraError
-from streamproc.spec.topics import TopicSpec
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pytest
 
 from streamproc.adapters.kafka import model_snapshots, snapshots
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.core.training import (
     Label,
     dump_serving,
@@ -22,7 +23,6 @@ from streamproc.core.training import (
     load_state,
     read_header,
 )
-from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.stages.predict import PredictStep
 from streamproc.worker import follower as follower_module
 from streamproc.worker import trainer as trainer_module

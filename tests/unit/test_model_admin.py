@@ -8,9 +8,9 @@ import time
 import pytest
 
 from streamproc.adapters.kafka.model_snapshots import ChampionChoice, champion_key, models_key
+from streamproc.config.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.core.training import Label, dump_state, fresh_state
 from streamproc.errors import ConfigError
-from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.tools.model_admin import ModelControl, report_lines
 from tests.fakes import MemorySnapshotTopic
 

@@ -11,6 +11,15 @@ from river import datasets, evaluate
 from river import metrics as river_metrics
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.config.models import (
+    MODEL_STEPS,
+    Labels,
+    ModelInputs,
+    Models,
+    ModelSpec,
+    PromotionRule,
+)
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.core.learning import (
     UNINFORMED,
     DriftWatch,
@@ -20,15 +29,6 @@ from streamproc.core.learning import (
 )
 from streamproc.core.prequential import PrequentialRun
 from streamproc.scenario.shop import GeneratorConfig, generate, roc_auc, write_scenario
-from streamproc.spec.models import (
-    MODEL_STEPS,
-    Labels,
-    ModelInputs,
-    Models,
-    ModelSpec,
-    PromotionRule,
-)
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
 from streamproc.tools.run_file import run_file
 from tests.conftest import REPO
 

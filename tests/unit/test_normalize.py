@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from streamproc.config.pipeline import PipelineSpec, SourceHabits
 from streamproc.core import canonical
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import EventRejected
-from streamproc.spec.pipeline import PipelineSpec, SourceHabits
 from tests.builders import order
 from tests.conftest import REPO
 
@@ -22,7 +22,7 @@ KEY = b"test-key"
 
 @pytest.fixture(scope="module")
 def spec() -> PipelineSpec:
-    from streamproc.spec.pipeline import load_pipeline
+    from streamproc.config.pipeline import load_pipeline
 
     return load_pipeline(REPO / "pipelines/shop_orders.yaml")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from streamproc.config.pipeline import load_pipeline
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import ConfigError
-from streamproc.spec.pipeline import load_pipeline
 from tests.builders import order
 from tests.conftest import REPO
 

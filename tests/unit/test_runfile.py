@@ -8,8 +8,8 @@ from pathlib import Path
 import fastavro
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.config.pipeline import load_pipeline
 from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
-from streamproc.spec.pipeline import load_pipeline
 from streamproc.tools.run_file import run_file
 from tests.conftest import REPO
 from tests.features_reference import events_from_truth, recompute, same

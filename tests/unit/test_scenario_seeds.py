@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.scenario.shop import GeneratorConfig, generate, write_scenario
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
 from streamproc.tools.run_file import run_file
 from tests.conftest import REPO
 from tests.truth import compare

@@ -14,9 +14,9 @@ import pytest
 from streamproc.adapters.kafka import model_snapshots
 from streamproc.adapters.kafka.snapshots import Keep, last_wins
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.core.learning import probability
 from streamproc.core.training import TrainerState, dump_serving, fresh_state
-from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.stages.predict import PredictStep
 from streamproc.worker.follower import SnapshotFollower
 from tests.fakes import MemorySnapshotTopic

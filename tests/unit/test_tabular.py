@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
-from streamproc.errors import ConfigError
-from streamproc.spec.pipeline import PipelineSpec, load_pipeline
-from streamproc.spec.tabular import (
+from streamproc.config.pipeline import PipelineSpec, load_pipeline
+from streamproc.config.tabular import (
     TabularSpec,
     auto_inputs,
     field_kinds,
     load_declaration,
     load_tabular,
 )
+from streamproc.errors import ConfigError
 from streamproc.stages.feature_step import RecordShape
 from streamproc.tools.run_file import run_tabular_file
 from streamproc.tools.score_file import score_file

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from streamproc.config.topics import TopicSpec, TopicState, load_topic_specs, plan_changes
 from streamproc.errors import ConfigError
-from streamproc.spec.topics import TopicSpec, TopicState, load_topic_specs, plan_changes
 from tests.conftest import REPO
 
 

@@ -21,9 +21,16 @@ from streamproc.adapters.kafka.model_snapshots import (
     serving_key,
 )
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.models import (
+    Labels,
+    ModelInputs,
+    Models,
+    ModelSpec,
+    PromotionRule,
+    Snapshots,
+)
 from streamproc.core.learning import probability
 from streamproc.core.training import ServedX, load_state, read_header
-from streamproc.spec.models import Labels, ModelInputs, Models, ModelSpec, PromotionRule, Snapshots
 from streamproc.stages.predict import PredictStep
 from streamproc.worker import trainer as trainer_module
 from streamproc.worker.follower import SnapshotFollower

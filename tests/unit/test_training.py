@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from streamproc.config.models import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 from streamproc.core.learning import SnapshotMismatch
 from streamproc.core.training import (
     HELD_RETRY_MS,
@@ -18,7 +19,6 @@ from streamproc.core.training import (
     load_state,
     read_header,
 )
-from streamproc.spec.models import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
 
 LOGREG = ModelSpec(name="logreg", pipeline="StandardScaler | LogisticRegression")
 TREE = ModelSpec(name="tree", pipeline="HoeffdingTreeClassifier")

@@ -1,4 +1,4 @@
-"""Edge: schema registries, embedded (ids from the schema itself) or Confluent-compatible."""
+"""Adapter: schema registries, embedded (ids from the schema itself) or Confluent-compatible."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Edge: the Avro schema catalog of schemas/*.avsc, parsed once, with compatibility checks."""
+"""Adapter: the Avro schema catalog of schemas/*.avsc, parsed once, with compatibility checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Edge: Confluent wire format (magic 0, 4-byte schema id, schemaless Avro) with fastavro."""
+"""Adapter: Confluent wire format (magic 0, 4-byte schema id, schemaless Avro) with fastavro."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Edge: Kafka administration through confluent-kafka's AdminClient (topics, their configs)."""
+"""Adapter: Kafka administration through confluent-kafka's AdminClient (topics, their configs)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from confluent_kafka.admin import (
 )
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.config.topics import Plan, TopicSpec, TopicState
 from streamproc.errors import InfraError
-from streamproc.spec.topics import Plan, TopicSpec, TopicState
 
 
 class TopicLister(Protocol):

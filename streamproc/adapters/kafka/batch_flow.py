@@ -1,4 +1,4 @@
-"""Edge: how one agent walks its batches: each is processed in turn (in fetch order, so per-key
+"""Adapter: how one agent walks its batches: each is processed in turn (in fetch order, so per-key
 order and the feature state's order hold), and its outputs' acks are awaited beside, in
 order, while the next batches are processed. Only a batch whose outputs are all acked is
 finished (its offsets may be committed).

@@ -1,4 +1,4 @@
-"""Edge: what every confluent-kafka client of streamproc shares: librdkafka's log lines and
+"""Adapter: what every confluent-kafka client of streamproc shares: librdkafka's log lines and
 errors go through Python logging, one warning per distinct problem, the repeats at debug.
 
 Left to itself librdkafka prints to stderr: a broker that refuses connections gives one line

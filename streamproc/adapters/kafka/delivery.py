@@ -1,4 +1,4 @@
-"""Edge: a processed batch's way out: its outputs and dead letters go to librdkafka at once,
+"""Adapter: a processed batch's way out: its outputs and dead letters go to librdkafka at once,
 and their acks are awaited later, so the worker processes the next batch meanwhile.
 
 An output Kafka refuses for itself (too large, say) costs its own record only: its source goes

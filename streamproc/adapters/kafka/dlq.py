@@ -1,4 +1,5 @@
-"""Edge: dead-letter records with the headers Kafka Streams writes (KIP-1034), plus our reason."""
+"""Adapter: dead-letter records with the headers Kafka Streams writes (KIP-1034), and our
+reason."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Edge: what a deployment's models leave on the snapshot topic: its keys (trainer state,
+"""Adapter: what a deployment's models leave on the snapshot topic: its keys (trainer state,
 serving models, champion choice), the champion choice record, and reading the newest of each."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Edge: which input offsets a worker may commit, while several batches are in flight and
+"""Adapter: which input offsets a worker may commit, while several batches are in flight and
 partitions come and go in rebalances. Pure bookkeeping, shared by two threads: the consumer's
 (assigns, revokes, stores offsets) and the event loop's (begins and finishes batches).
 

@@ -1,4 +1,4 @@
-"""Edge: sending: an idempotent producer, blocking sends for tools, and the batch sender whose
+"""Adapter: sending: an idempotent producer, blocking sends for tools, and the batch sender whose
 acks a worker awaits while it processes the next batch."""
 
 from __future__ import annotations

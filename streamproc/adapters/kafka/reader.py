@@ -1,4 +1,4 @@
-"""Edge: a partition reader: the trainer's consumer of the label topic, committing what it
+"""Adapter: a partition reader: the trainer's consumer of the label topic, committing what it
 learned."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Edge: the compacted snapshot topic: publish a record and wait for its ack; read what the
+"""Adapter: the compacted snapshot topic: publish a record and wait for its ack; read what the
 topic holds, then follow what comes after (blocking calls: run them in a thread)."""
 
 from __future__ import annotations

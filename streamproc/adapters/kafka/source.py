@@ -1,4 +1,4 @@
-"""Edge: a worker's input. One librdkafka consumer, in its own thread, fetches whole batches and
+"""Adapter: a worker's input. One librdkafka consumer, in its own thread, fetches whole batches and
 hands each to the event loop; offsets are stored only for finished batches (Positions).
 
 Why not Faust's consumer: its per-record drain loop costs 130-200 us of CPU per record and
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class SourceSettings:
     """How a worker's consumer fetches and commits (the STREAMPROC_* settings behind each
-    are documented in spec/settings.py)."""
+    are documented in config/settings.py)."""
 
     bootstrap: str
     group: str

@@ -1,4 +1,4 @@
-"""Edge: Redis implementations of the stores, one round trip (one Lua call) per batch."""
+"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch."""
 
 from __future__ import annotations
 

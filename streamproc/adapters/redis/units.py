@@ -1,4 +1,4 @@
-"""Edge: the unit-switch detector's shared state in Redis, one script call per batch (which
+"""Adapter: the unit-switch detector's shared state in Redis, one script call per batch (which
 reads the state back only when asked).
 
 Three hashes and a guard under one hash tag (one slot on a Redis Cluster):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from streamproc.config.pipeline import Features
 from streamproc.core.features.state import EntityState, FeatureStore, FeatureValue
 from streamproc.core.features.view import ViewComputer
-from streamproc.spec.pipeline import Features
 
 
 class FeatureReader:

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from streamproc.config.pipeline import Features
 from streamproc.core.features.state import (
     EntityState,
     EntityWrite,
@@ -17,7 +18,6 @@ from streamproc.core.features.state import (
     Served,
 )
 from streamproc.core.features.view import ViewComputer
-from streamproc.spec.pipeline import Features
 
 
 @dataclass(slots=True)

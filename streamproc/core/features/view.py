@@ -6,9 +6,9 @@ import math
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
+from streamproc.config.base import duration_ms
+from streamproc.config.pipeline import Features, FeatureView
 from streamproc.core.features.state import EntityState, FeatureEvent, FeatureValue, Served, Status
-from streamproc.spec.base import duration_ms
-from streamproc.spec.pipeline import Features, FeatureView
 
 _T = TypeVar("_T")
 

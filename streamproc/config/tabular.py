@@ -1,4 +1,4 @@
-"""Core: tabular pipelines (`kind: tabular`): any Avro record of numbers, booleans and strings
+"""Config: tabular pipelines (`kind: tabular`): any Avro record of numbers, booleans and strings
 plus a label topic, scored and learned from a pipeline YAML alone.
 
 The record is taken as it is (no cleaning stage); x is built from its fields and, when views
@@ -14,21 +14,21 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamproc.errors import ConfigError
-from streamproc.spec.base import Frozen, TopicRef
-from streamproc.spec.models import (
+from streamproc.config.base import Frozen, TopicRef
+from streamproc.config.models import (
     DeclaredModels,
     Labels,
     ModelInputs,
     Models,
 )
-from streamproc.spec.pipeline import (
+from streamproc.config.pipeline import (
     Features,
     PipelineSpec,
     declaration_error,
     read_declaration,
     validate_declaration,
 )
+from streamproc.errors import ConfigError
 
 FieldKind = Literal["numeric", "boolean", "categorical", "other"]
 Problem = tuple[tuple[int | str, ...], str]  # (field path in the YAML, what is wrong)

@@ -1,4 +1,4 @@
-"""Core: the pipeline declaration (pipelines/*.yaml), validated into a frozen PipelineSpec."""
+"""Config: the pipeline declaration (pipelines/*.yaml), validated into a frozen PipelineSpec."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from streamproc.config.base import Duration, Frozen, TopicRef, duration_ms
+from streamproc.config.models import Models
 from streamproc.errors import ConfigError, invalid_yaml
-from streamproc.spec.base import Duration, Frozen, TopicRef, duration_ms
-from streamproc.spec.models import Models
 
 TimeFormat = Literal["epoch_s", "epoch_ms", "epoch_us", "local"]
 DurationUnit = Literal["us", "ms", "s", "min", "h"]
@@ -230,7 +230,7 @@ class Features(Frozen):
 class PipelineSpec(Frozen):
     """A validated pipeline declaration (the shop kind: raw orders cleaned, deduped, keyed)."""
 
-    kind: Literal["shop"] = "shop"  # kind: tabular is streamproc.spec.tabular.TabularSpec
+    kind: Literal["shop"] = "shop"  # kind: tabular is streamproc.config.tabular.TabularSpec
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     source: TopicRef
     sink: TopicRef
@@ -273,7 +273,7 @@ class PipelineSpec(Frozen):
 
 def load_pipeline(path: Path) -> PipelineSpec:
     """Load and validate a shop pipeline; errors name the file, the line and the field path.
-    A tabular declaration is refused here (streamproc.spec.tabular.load_declaration takes both)."""
+    A tabular declaration is refused here (config.tabular.load_declaration takes both)."""
     node, raw = read_declaration(path)
     if isinstance(raw, dict) and raw.get("kind", "shop") != "shop":
         line = line_of(node, ("kind",))

@@ -1,6 +1,6 @@
-"""Settings: every knob, from STREAMPROC_* environment variables, validated once at start.
+"""Config: every knob, from STREAMPROC_* environment variables, validated once at start.
 
-`python -m streamproc.spec.settings` prints the configuration reference (docs/configuration.md,
+`python -m streamproc.config.settings` prints the configuration reference (docs/configuration.md,
 written by `make docs`) from the fields below, so the page cannot drift from the code.
 """
 
@@ -219,7 +219,7 @@ def load_settings() -> Settings:
 _REFERENCE_HEAD = """\
 # Configuration reference
 
-<!-- Generated from streamproc/spec/settings.py by `make docs`; edit the descriptions there. -->
+<!-- Generated from streamproc/config/settings.py by `make docs`; edit the descriptions there. -->
 
 Every command reads its settings from `STREAMPROC_*` environment variables once, at start, and
 checks them all. A bad value stops the command with exit code 2 and a message that names the

@@ -1,4 +1,4 @@
-"""Edge: topic specs from topics/*.yaml, and the plan that brings a cluster in line with them."""
+"""Config: topic specs from topics/*.yaml, and the plan that brings a cluster in line with them."""
 
 from __future__ import annotations
 

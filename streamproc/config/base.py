@@ -1,4 +1,4 @@
-"""Core: what every declaration (pipelines/*.yaml) is built from: frozen models, durations
+"""Config: what every declaration (pipelines/*.yaml) is built from: frozen models, durations
 and topic references."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Core: the `models:` declaration of a pipeline: inputs, labels, River pipelines from a
+"""Config: the `models:` declaration of a pipeline: inputs, labels, River pipelines from a
 whitelist, promotion, snapshots and drift."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from streamproc.spec.base import Duration, Frozen, TopicRef, duration_ms
+from streamproc.config.base import Duration, Frozen, TopicRef, duration_ms
 
 # The River steps a model pipeline may name, each with the River module that holds it
 # (core.learning builds them from this table alone). A whitelist: a pipeline file must never
