@@ -17,7 +17,8 @@ from streamproc.adapters.kafka.batch_flow import Complete
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.config.settings import load_settings
 from streamproc.records import Envelope, OutRecord
-from streamproc.worker.app import faust_worker, serve_batches, tune_gc, worker_app
+from streamproc.worker.app import faust_worker, serve_batches, worker_app
+from streamproc.worker.main import tune_gc
 
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")

@@ -33,7 +33,7 @@ from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
-from streamproc.worker.app import tune_gc
+from streamproc.worker.main import tune_gc
 from tests.conftest import REPO
 
 BATCH = 500

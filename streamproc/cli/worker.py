@@ -14,7 +14,7 @@ def register(commands: Subcommands) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from streamproc.worker.app import run_worker  # Faust is heavy: load it only for the worker
+    from streamproc.worker.main import run_worker  # Faust is heavy: load it only for the worker
 
     run_worker(settings)
     return 0

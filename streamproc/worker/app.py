@@ -1,147 +1,31 @@
-"""Worker: the Faust app and its agents: take a batch, run the processor, send; nothing else."""
+"""Worker: the Faust app and its agents: take a batch, run its flow, send; nothing else. What
+the flows run comes wired from the settings (worker.wiring).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import logging
-import os
-import signal
-import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import faust
-import mode.loop
 from faust.app.base import BootStrategy
 
-from streamproc.adapters.avro.registry import make_registry
-from streamproc.adapters.avro.schemas import SchemaCatalog
-from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.adapters.health import (
-    HEALTH_CONTENT_TYPE,
-    Liveness,
-    serve_health_and_metrics,
-)
-from streamproc.adapters.kafka.admin import KafkaAdmin, TopicLister
+from streamproc.adapters.health import HEALTH_CONTENT_TYPE, Liveness
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
 from streamproc.adapters.kafka.delivery import Delivery, delivered
-from streamproc.adapters.kafka.dlq import dlq_topic
-from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
 from streamproc.adapters.kafka.producer import BatchSender
-from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
-from streamproc.adapters.redis.stores import (
-    AnyRedis,
-    RedisFeatureStore,
-    RedisLease,
-    RedisSeenStore,
-    RedisServedLog,
-    redis_client,
-)
-from streamproc.adapters.redis.units import RedisUnitStatsStore
-from streamproc.config.models import Models
-from streamproc.config.pipeline import Features, PipelineSpec
-from streamproc.config.settings import DEV_PII_KEY, Settings
-from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
-from streamproc.core.features.stage import FeatureStage
-from streamproc.errors import ConfigError, InfraError
+from streamproc.config.settings import Settings
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
-from streamproc.stages.feature_step import (
-    CLEAN_ORDER,
-    FeatureStep,
-    RecordShape,
-    divert_topic,
-    late_topic,
-)
-from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
-from streamproc.worker.follower import SnapshotFollower
-from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
-
-log = logging.getLogger(__name__)
-
-EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredStream:
-    """What the feature-and-predict agent reads: the shop's clean orders, or a tabular
-    pipeline's source records as they are; and the topics the worker needs."""
-
-    name: str
-    topic: str
-    schema_name: str
-    shape: RecordShape
-    late_topic: str | None
-    features: Features
-    models: Models | None
-    topics: tuple[str, ...]
-
-
-def scored_stream(
-    settings: Settings, catalog: SchemaCatalog
-) -> tuple[ScoredStream, PipelineSpec | None]:
-    """The declaration's scored stream, and the shop spec when there is a clean stage."""
-    declared = load_declaration(settings.pipeline)
-    if isinstance(declared, TabularSpec):
-        spec, models = load_tabular(settings.pipeline, lambda n: catalog.latest(n).definition)
-        if spec.time is None:
-            raise ConfigError(
-                f"{settings.pipeline}: time: the worker needs an event-time field (epoch ms) "
-                "to learn delayed labels in order; name one, or use run-file"
-            )
-        shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
-        source_topics = (spec.source.topic, dlq_topic(spec.source.topic))
-        stream = ScoredStream(
-            spec.name,
-            spec.source.topic,
-            spec.source.schema_name,
-            shape,
-            None,
-            spec.features,
-            models,
-            (*source_topics, *_model_topics(models)),
-        )
-        return stream, None
-    topics = (
-        declared.source.topic,
-        declared.sink.topic,
-        declared.duplicates.topic,
-        dlq_topic(declared.source.topic),
-        dlq_topic(declared.sink.topic),
-        late_topic(declared.sink.topic),
-    )
-    stream = ScoredStream(
-        declared.name,
-        declared.sink.topic,
-        declared.sink.schema_name,
-        CLEAN_ORDER,
-        divert_topic(declared),
-        declared.features,
-        declared.models,
-        (*topics, *_model_topics(declared.models)),
-    )
-    return stream, declared
-
-
-def _model_topics(models: Models | None) -> tuple[str, ...]:
-    if models is None:
-        return ()
-    labels = models.labels.topic
-    return (
-        labels,
-        dlq_topic(labels),
-        models.predictions.topic,
-        SNAPSHOTS_TOPIC,
-        MODEL_EVENTS_TOPIC,
-    )
+from streamproc.worker.fatal import die
+from streamproc.worker.wiring import Learning, worker_parts
 
 
 class _WithoutKafka(BootStrategy):
@@ -198,53 +82,29 @@ def batch_agents(
     app: faust.App, flows: Mapping[str, Process], positions: Positions, in_flight: int
 ) -> dict[str, Any]:
     """Per topic of `flows`, a channel and an agent walking the batches handed onto it with
-    the topic's flow (a failure stops the process: _die); returns the channels."""
+    the topic's flow (a failure stops the process: die); returns the channels."""
     # room for every batch the consumer may have queued (one per topic): a hand-over never waits
     channels = {topic: app.channel(maxsize=len(flows) + 1) for topic in flows}
     for topic, process in flows.items():
-        flow = BatchFlow(positions, process, in_flight, _die)
+        flow = BatchFlow(positions, process, in_flight, die)
         _agent(app, channels[topic], f"batches_of_{topic}", flow)
     return channels
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app wired from `settings`; nothing connects until a worker starts it."""
-    catalog = SchemaCatalog.load(settings.schemas_dir)
-    scored, shop = scored_stream(settings, catalog)
-    serde = AvroSerde(catalog, _registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster)
-    metrics = StageMetrics()
-    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    parts = worker_parts(settings)
     app = worker_app(settings)
-    feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
-    # The predict step is the served vector's only reader here: serve what x is built from
-    # (the whole vector stays available from the read path).
-    consumed = scored.models.inputs.names() if scored.models else frozenset()
-    feature_step = FeatureStep(
-        serde,
-        FeatureStage(
-            scored.features, feature_store, settings.feature_cache_entities, serve=consumed
-        ),
-        scored.schema_name,
-        scored.shape,
-        scored.late_topic,
-    )
-    learning = _learning(settings, scored, serde, redis, metrics)
     flows: dict[str, Process] = {}
-
-    chain = ScoredChain(
-        feature_step,
-        learning.predict_step if learning else None,
-        learning.served_log if learning else None,
-    )
-
-    if shop is not None:
-        stage = _clean_stage(settings, shop, serde, redis)
-        flows[shop.source.topic] = clean_flow(stage, sender, metrics, shop.source.topic)
-    if scored.features.views or learning is not None:
+    if parts.clean is not None:
+        topic = parts.clean.spec.source.topic
+        flows[topic] = clean_flow(parts.clean, parts.sender, parts.metrics, topic)
+    learning = parts.learning
+    if parts.scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
-        flows[scored.topic] = scored_flow(chain, sender, metrics, scored.topic)
+        topic = parts.scored.topic
+        flows[topic] = scored_flow(parts.chain, parts.sender, parts.metrics, topic)
 
     # A restarted worker scores with its restored models: it reads no topic before them (a
     # batch waiting for them inside an agent held up the other topics' batches as well).
@@ -252,17 +112,8 @@ def create_app(settings: Settings) -> faust.App:
 
     if learning is not None:
         _learning_tasks(app, settings, learning)
-    _pages(app, metrics)
+    _pages(app, parts.metrics)
     return app
-
-
-def _clean_stage(
-    settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis
-) -> CleanStage:
-    """The clean stage of the shop pipeline, its state in the deployment's Redis namespace."""
-    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
-    units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
-    return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
 
 
 def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> None:
@@ -273,7 +124,7 @@ def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> N
         try:
             await learning.follower.follow(settings.follow_interval_s)
         except Exception as exc:
-            _die(exc)
+            die(exc)
 
     if settings.trainer:
 
@@ -282,7 +133,7 @@ def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> N
             try:
                 await learning.trainer.run()
             except Exception as exc:
-                _die(exc)
+                die(exc)
 
 
 def _pages(app: faust.App, metrics: StageMetrics) -> None:
@@ -394,7 +245,7 @@ def _intake(
         try:
             await running[0][1]
         except Exception as exc:
-            _die(exc)
+            die(exc)
 
     async def finish_batches(*_: Any, **__: Any) -> None:
         for consumer, done in running:
@@ -402,118 +253,6 @@ def _intake(
             await asyncio.shield(done)
 
     app.on_before_shutdown.connect(finish_batches)
-
-
-@dataclass(frozen=True, slots=True)
-class Learning:
-    """What a pipeline with models runs besides its agents: scoring with the served models,
-    following the snapshot topic, and the trainer (when this process may train)."""
-
-    predict_step: PredictStep
-    served_log: RedisServedLog
-    follower: SnapshotFollower
-    trainer: TrainerLoop
-
-
-def _learning(
-    settings: Settings,
-    scored: ScoredStream,
-    serde: AvroSerde,
-    redis: Any,
-    metrics: StageMetrics,
-) -> Learning | None:
-    if scored.models is None:
-        return None
-    predict_step = PredictStep(scored.models, serde, scored.shape)
-    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
-    scope = model_scope(settings.app_id, scored.name)
-    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
-    follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
-    trainer = TrainerLoop(
-        scope,
-        predict_step,
-        serde,
-        settings.kafka_bootstrap,
-        settings.app_id,
-        served_log,
-        RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
-        follower,
-        metrics,
-        lease_ms=int(settings.trainer_lease_s * 1000),
-        batch_size=settings.batch_size,
-    )
-    return Learning(predict_step, served_log, follower, trainer)
-
-
-def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream) -> None:
-    """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
-    snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
-    group."""
-    serde = AvroSerde(catalog, _registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster)
-    metrics = StageMetrics()
-    learning = _learning(settings, scored, serde, redis, metrics)
-    if learning is None:
-        raise ConfigError(
-            f"{settings.pipeline}: models: STREAMPROC_INFERENCE=false runs only a trainer, and "
-            "this pipeline declares no models"
-        )
-    liveness = Liveness("trainer")
-    serve_health_and_metrics(settings.web_host, settings.web_port, liveness, metrics.registry)
-    log.info(
-        "trainer-only process for %s; /metrics and /healthz on port %d",
-        scored.name,
-        settings.web_port,
-    )
-    mode.loop.use("uvloop")
-    tune_gc()
-    asyncio.run(_train_alone(learning, settings.follow_interval_s))
-
-
-async def _train_alone(learning: Learning, follow_interval_s: float) -> None:
-    """Until SIGTERM or SIGINT. The handlers are set here, not inherited: a process started in
-    the background of a shell ignores SIGINT, and SIGTERM's default gives no clean stop."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
-    loops = [
-        asyncio.create_task(learning.follower.follow(follow_interval_s)),
-        asyncio.create_task(learning.trainer.run()),
-    ]
-    stop = asyncio.create_task(stopping.wait())
-    try:
-        done, _ = await asyncio.wait([*loops, stop], return_when=asyncio.FIRST_COMPLETED)
-        for task in done - {stop}:
-            task.result()  # the loops run until stopped: one that ends has failed
-    except Exception as exc:
-        _die(exc)
-    log.info("trainer-only process stopping; the lease passes on when it expires")
-    for task in loops:
-        task.cancel()
-    await asyncio.gather(*loops, return_exceptions=True)
-
-
-def run_worker(settings: Settings) -> None:
-    """Run a worker until it is stopped; infrastructure failure exits with EXIT_INFRA.
-
-    Faust may not create topics (they come from topics/*.yaml), so the worker first checks
-    that its topics exist and says how to create them, instead of waiting for them silently.
-    """
-    catalog = SchemaCatalog.load(settings.schemas_dir)
-    scored, _ = scored_stream(settings, catalog)
-    require_topics(
-        KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s), scored.topics
-    )
-    if not settings.inference:
-        run_trainer(settings, catalog, scored)
-        return
-    if settings.pii_key.get_secret_value() == DEV_PII_KEY:
-        log.warning("STREAMPROC_PII_KEY is the development key: set a secret one in production")
-    mode.loop.use("uvloop")  # libuv's loop: cheaper per callback than asyncio's own
-    app = create_app(settings)
-    tune_gc()
-    faust_worker(app, settings.log_level).execute_from_commandline()
 
 
 def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
@@ -524,49 +263,3 @@ def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
     worker = faust.Worker(app, loglevel=log_level, override_logging=True)
     worker.spinner = None
     return worker
-
-
-def tune_gc() -> None:
-    """Collect less often, and never scan what start-up built (imports, schemas, models).
-
-    Every batch makes tens of thousands of short-lived objects (a feature vector alone is ~30
-    tuples per event); with the default thresholds the collector ran so often that it cost a
-    third of the hot path (benchmarks/hotpath_bench.py). Reference counting frees these
-    objects anyway; the collector is only needed for cycles, which are rare here.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
-
-
-def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
-    """Raise ConfigError naming every topic in `names` that the cluster lacks."""
-    missing = sorted(set(names) - set(admin.list_topic_names()))
-    if missing:
-        raise ConfigError(
-            f"topics missing in Kafka: {', '.join(missing)}; "
-            "create them with `streamproc topics apply` (declared in topics/*.yaml)"
-        )
-
-
-def _worker_id(settings: Settings) -> str:
-    return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
-
-
-def _registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
-    auth = settings.schema_registry_auth
-    secret = auth.get_secret_value() if auth is not None else None
-    return make_registry(catalog, settings.schema_registry_url, secret)
-
-
-def _die(error: BaseException) -> NoReturn:
-    """Stop the process at once, loudly, without committing the batch in flight.
-
-    Per-event errors never get here (the processor turns them into dead letters); what does
-    is infrastructure failing past its retries, or a bug outside the processor. A Faust agent
-    that raises dies quietly, and its batch would still be acked and committed on shutdown,
-    so exiting hard is what keeps the batch: a restarted worker reads it again.
-    """
-    infra = error if isinstance(error, InfraError) else InfraError(f"{error!r}")
-    log.critical("worker stopping: %s", infra, exc_info=error)
-    logging.shutdown()
-    os._exit(EXIT_INFRA)

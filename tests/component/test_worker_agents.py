@@ -35,7 +35,8 @@ from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
-from streamproc.worker.app import EXIT_INFRA, batch_agents, clean_flow, scored_flow, worker_app
+from streamproc.worker.app import batch_agents, clean_flow, scored_flow, worker_app
+from streamproc.worker.fatal import EXIT_INFRA
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import HeldAcksSender

@@ -12,7 +12,8 @@ import faust
 import pytest
 
 from streamproc.errors import ConfigError
-from streamproc.worker.app import faust_worker, require_topics
+from streamproc.worker.app import faust_worker
+from streamproc.worker.wiring import require_topics
 
 
 class FakeCluster:

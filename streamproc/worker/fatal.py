@@ -1,0 +1,27 @@
+"""Worker: how the worker and the trainer-only process stop on a failure they cannot handle."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import NoReturn
+
+from streamproc.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
+
+
+def die(error: BaseException) -> NoReturn:
+    """Stop the process at once, loudly, without committing the batch in flight.
+
+    Per-event errors never get here (the processor turns them into dead letters); what does
+    is infrastructure failing past its retries, or a bug outside the processor. A Faust agent
+    that raises dies quietly, and its batch would still be acked and committed on shutdown,
+    so exiting hard is what keeps the batch: a restarted worker reads it again.
+    """
+    infra = error if isinstance(error, InfraError) else InfraError(f"{error!r}")
+    log.critical("worker stopping: %s", infra, exc_info=error)
+    logging.shutdown()
+    os._exit(EXIT_INFRA)

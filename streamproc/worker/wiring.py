@@ -1,0 +1,238 @@
+"""Worker: what a worker is made of, built from the settings: the scored stream and its topics,
+the clean stage, the learning parts, the stores and models behind them. No Faust here: the app
+(worker.app) and the trainer-only process (worker.main) take these parts and run them.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from streamproc.adapters.avro.registry import make_registry
+from streamproc.adapters.avro.schemas import SchemaCatalog
+from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
+from streamproc.adapters.kafka.admin import TopicLister
+from streamproc.adapters.kafka.dlq import dlq_topic
+from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
+from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.adapters.kafka.snapshots import SnapshotTopic
+from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.redis.stores import (
+    AnyRedis,
+    RedisFeatureStore,
+    RedisLease,
+    RedisSeenStore,
+    RedisServedLog,
+    redis_client,
+)
+from streamproc.adapters.redis.units import RedisUnitStatsStore
+from streamproc.config.models import Models
+from streamproc.config.pipeline import Features, PipelineSpec
+from streamproc.config.settings import Settings
+from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
+from streamproc.core.features.stage import FeatureStage
+from streamproc.errors import ConfigError
+from streamproc.stages.clean import CleanStage
+from streamproc.stages.feature_step import (
+    CLEAN_ORDER,
+    FeatureStep,
+    RecordShape,
+    divert_topic,
+    late_topic,
+)
+from streamproc.stages.predict import PredictStep
+from streamproc.stages.scored import ScoredChain
+from streamproc.worker.follower import SnapshotFollower
+from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredStream:
+    """What the feature-and-predict agent reads: the shop's clean orders, or a tabular
+    pipeline's source records as they are; and the topics the worker needs."""
+
+    name: str
+    topic: str
+    schema_name: str
+    shape: RecordShape
+    late_topic: str | None
+    features: Features
+    models: Models | None
+    topics: tuple[str, ...]
+
+
+def scored_stream(
+    settings: Settings, catalog: SchemaCatalog
+) -> tuple[ScoredStream, PipelineSpec | None]:
+    """The declaration's scored stream, and the shop spec when there is a clean stage."""
+    declared = load_declaration(settings.pipeline)
+    if isinstance(declared, TabularSpec):
+        spec, models = load_tabular(settings.pipeline, lambda n: catalog.latest(n).definition)
+        if spec.time is None:
+            raise ConfigError(
+                f"{settings.pipeline}: time: the worker needs an event-time field (epoch ms) "
+                "to learn delayed labels in order; name one, or use run-file"
+            )
+        shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
+        source_topics = (spec.source.topic, dlq_topic(spec.source.topic))
+        stream = ScoredStream(
+            spec.name,
+            spec.source.topic,
+            spec.source.schema_name,
+            shape,
+            None,
+            spec.features,
+            models,
+            (*source_topics, *_model_topics(models)),
+        )
+        return stream, None
+    topics = (
+        declared.source.topic,
+        declared.sink.topic,
+        declared.duplicates.topic,
+        dlq_topic(declared.source.topic),
+        dlq_topic(declared.sink.topic),
+        late_topic(declared.sink.topic),
+    )
+    stream = ScoredStream(
+        declared.name,
+        declared.sink.topic,
+        declared.sink.schema_name,
+        CLEAN_ORDER,
+        divert_topic(declared),
+        declared.features,
+        declared.models,
+        (*topics, *_model_topics(declared.models)),
+    )
+    return stream, declared
+
+
+def _model_topics(models: Models | None) -> tuple[str, ...]:
+    if models is None:
+        return ()
+    labels = models.labels.topic
+    return (
+        labels,
+        dlq_topic(labels),
+        models.predictions.topic,
+        SNAPSHOTS_TOPIC,
+        MODEL_EVENTS_TOPIC,
+    )
+
+
+def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
+    """Raise ConfigError naming every topic in `names` that the cluster lacks."""
+    missing = sorted(set(names) - set(admin.list_topic_names()))
+    if missing:
+        raise ConfigError(
+            f"topics missing in Kafka: {', '.join(missing)}; "
+            "create them with `streamproc topics apply` (declared in topics/*.yaml)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Learning:
+    """What a pipeline with models runs besides its agents: scoring with the served models,
+    following the snapshot topic, and the trainer (when this process may train)."""
+
+    predict_step: PredictStep
+    served_log: RedisServedLog
+    follower: SnapshotFollower
+    trainer: TrainerLoop
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerParts:
+    """What a worker's agents run: the clean stage (a shop pipeline only), the chain of the
+    scored topic, the learning parts (a pipeline with models only), and what they share."""
+
+    scored: ScoredStream
+    clean: CleanStage | None
+    chain: ScoredChain
+    learning: Learning | None
+    sender: BatchSender
+    metrics: StageMetrics
+
+
+def worker_parts(settings: Settings) -> WorkerParts:
+    """The parts of a worker wired from `settings`; nothing connects until they run."""
+    catalog = SchemaCatalog.load(settings.schemas_dir)
+    scored, shop = scored_stream(settings, catalog)
+    serde = AvroSerde(catalog, schema_registry(settings, catalog))
+    redis = redis_client(settings.redis_url, settings.redis_cluster)
+    metrics = StageMetrics()
+    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
+    # The predict step is the served vector's only reader here: serve what x is built from
+    # (the whole vector stays available from the read path).
+    consumed = scored.models.inputs.names() if scored.models else frozenset()
+    feature_step = FeatureStep(
+        serde,
+        FeatureStage(
+            scored.features, feature_store, settings.feature_cache_entities, serve=consumed
+        ),
+        scored.schema_name,
+        scored.shape,
+        scored.late_topic,
+    )
+    learning = build_learning(settings, scored, serde, redis, metrics)
+    chain = ScoredChain(
+        feature_step,
+        learning.predict_step if learning else None,
+        learning.served_log if learning else None,
+    )
+    clean = _clean_stage(settings, shop, serde, redis) if shop is not None else None
+    return WorkerParts(scored, clean, chain, learning, sender, metrics)
+
+
+def _clean_stage(
+    settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis
+) -> CleanStage:
+    """The clean stage of the shop pipeline, its state in the deployment's Redis namespace."""
+    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
+    units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
+    return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
+
+
+def build_learning(
+    settings: Settings,
+    scored: ScoredStream,
+    serde: AvroSerde,
+    redis: Any,
+    metrics: StageMetrics,
+) -> Learning | None:
+    """The learning parts of a pipeline with models; None for a pipeline without."""
+    if scored.models is None:
+        return None
+    predict_step = PredictStep(scored.models, serde, scored.shape)
+    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
+    scope = model_scope(settings.app_id, scored.name)
+    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+    follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
+    trainer = TrainerLoop(
+        scope,
+        predict_step,
+        serde,
+        settings.kafka_bootstrap,
+        settings.app_id,
+        served_log,
+        RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
+        follower,
+        metrics,
+        lease_ms=int(settings.trainer_lease_s * 1000),
+        batch_size=settings.batch_size,
+    )
+    return Learning(predict_step, served_log, follower, trainer)
+
+
+def schema_registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
+    """The schema registry the settings name (embedded, or Confluent-compatible)."""
+    auth = settings.schema_registry_auth
+    secret = auth.get_secret_value() if auth is not None else None
+    return make_registry(catalog, settings.schema_registry_url, secret)
+
+
+def _worker_id(settings: Settings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
