@@ -12,7 +12,7 @@ PACKAGE = REPO / "streamproc"
 DOC = REPO / "docs/code-map.md"
 # A module named in the page, with or without the leading `streamproc.`.
 _NAMED = re.compile(
-    r"`((?:streamproc\.)?(?:adapters|cli|core|errors|ports|records|scenario|spec|stages|tools"
+    r"`((?:streamproc\.)?(?:adapters|avro_records|cli|config|core|errors|ports|records|scenario|stages|tools"
     r"|worker)(?:\.\w+)*)`"
 )
 
