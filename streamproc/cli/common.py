@@ -21,7 +21,6 @@ EXIT_INFRA = 3
 Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
 # A string: argparse's subparsers action is generic only to the type checker.
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-Encoder: TypeAlias = Encode  # a record to the wire format of its topic's schema
 
 
 def positive_int(text: str) -> int:
@@ -38,23 +37,21 @@ def share(text: str) -> float:
     return value
 
 
-def raw_encoder(settings: Settings, spec: PipelineSpec) -> Encoder:
+def raw_encoder(settings: Settings, spec: PipelineSpec) -> Encode:
     """Encodes a raw record as a producer would: wire format, the source topic's schema."""
     return encoder(settings, spec.source.topic, spec.source.schema_name)
 
 
-def label_encoder(settings: Settings, spec: PipelineSpec) -> Encoder | None:
+def label_encoder(settings: Settings, spec: PipelineSpec) -> Encode | None:
     labels = spec.models.labels if spec.models else None
     return encoder(settings, labels.topic, labels.schema_name) if labels else None
 
 
-def encoder(settings: Settings, topic: str, schema: str) -> Encoder:
+def encoder(settings: Settings, topic: str, schema: str) -> Encode:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     serde = AvroSerde(catalog, registry(settings, catalog))
     return lambda record: serde.encode(topic, schema, record)
 
 
 def registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
-    auth = settings.schema_registry_auth
-    secret = auth.get_secret_value() if auth is not None else None
-    return make_registry(catalog, settings.schema_registry_url, secret)
+    return make_registry(catalog, settings.schema_registry_url, settings.schema_registry_secret())

@@ -177,6 +177,11 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
 
+    def schema_registry_secret(self) -> str | None:
+        """The registry's user:password in clear, for the client that sends it; None: no auth."""
+        auth = self.schema_registry_auth
+        return auth.get_secret_value() if auth is not None else None
+
     @field_validator("schema_registry_url")
     @classmethod
     def _check_registry_url(cls, value: str | None) -> str | None:

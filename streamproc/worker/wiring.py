@@ -229,9 +229,7 @@ def build_learning(
 
 def schema_registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
     """The schema registry the settings name (embedded, or Confluent-compatible)."""
-    auth = settings.schema_registry_auth
-    secret = auth.get_secret_value() if auth is not None else None
-    return make_registry(catalog, settings.schema_registry_url, secret)
+    return make_registry(catalog, settings.schema_registry_url, settings.schema_registry_secret())
 
 
 def _worker_id(settings: Settings) -> str:
