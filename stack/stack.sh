@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack without Docker: Apache Kafka (KRaft, single node) and Redis on 127.0.0.1.
-#   stack/stack.sh up|down|status|reset
+#   stack/stack.sh up|down|status|reset|libs   (libs: fetch the broker's jars, print their folder)
 # Environment (all optional):
 #   STREAMPROC_KAFKA_PORT (9092)  STREAMPROC_KAFKA_CONTROLLER_PORT (kafka port + 1)
 #   STREAMPROC_REDIS_PORT (6379)  STREAMPROC_STACK_DIR (.stack in the repo: data, logs, pids)
@@ -205,13 +205,18 @@ case "${1:-}" in
     status_one redis "$REDIS_DIR/redis.pid" redis-server "$REDIS_PORT" || rc=1
     exit "$rc"
     ;;
+  libs)  # for tests that run brokers of their own (tests/harness): the classpath folder
+    ensure_tools >&2
+    fetch_kafka_jars >&2
+    echo "$LIBS"
+    ;;
   reset)  # stop, then forget all broker data (topics, offsets)
     "$0" down
     rm -rf "$KAFKA_DIR" "$REDIS_DIR"
     say "stack data removed ($STACK_DIR)"
     ;;
   *)
-    echo "usage: $0 up|down|status|reset" >&2
+    echo "usage: $0 up|down|status|reset|libs" >&2
     exit 2
     ;;
 esac
