@@ -14,11 +14,11 @@ from typing import Any
 import mode.loop
 
 from streamproc.adapters.kafka.batch_flow import Complete
-from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.config.settings import load_settings
 from streamproc.records import Envelope, OutRecord
 from streamproc.worker.app import faust_worker, serve_batches, worker_app
 from streamproc.worker.main import tune_gc
+from streamproc.worker.wiring import batch_sender
 
 SOURCE = os.environ.get("BENCH_SOURCE", "shop.order.v1")
 SINK = os.environ.get("BENCH_SINK", "bench.passthrough")
@@ -28,7 +28,7 @@ def main() -> None:
     settings = load_settings()
     mode.loop.use("uvloop")
     app = worker_app(settings)
-    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    sender = batch_sender(settings)
     forwarded = 0
 
     async def forward(batch: list[Envelope]) -> Complete:
@@ -42,7 +42,7 @@ def main() -> None:
 
         return complete
 
-    serve_batches(app, settings, {SOURCE: forward})
+    serve_batches(app, settings, {SOURCE: forward}, sender)
 
     @app.page("/count")
     async def count(web: Any, request: Any) -> Any:

@@ -114,6 +114,27 @@ class Settings(BaseSettings):
         description="how often the finished batches' offsets are committed (also on every "
         "rebalance and stop); a crash repeats at most this much work",
     )
+    outage_budget_s: float = Field(
+        120,
+        ge=1,
+        le=86_400,
+        description="how long a worker rides through a Redis or Kafka outage (retrying with "
+        "backoff, its partitions paused, /readyz false) before it exits with status 3",
+    )
+    delivery: Literal["exactly-once", "at-least-once"] = Field(
+        "exactly-once",
+        description="exactly-once: each commit interval's outputs and input offsets are "
+        "committed in one Kafka transaction (a crash or rebalance repeats nothing; "
+        "readers of our topics see outputs up to one interval later). at-least-once: "
+        "outputs are visible at once, and a crash repeats those of the last interval",
+    )
+    transaction_timeout_s: float = Field(
+        30,
+        ge=2,
+        le=900,
+        description="how long the broker keeps a silent worker's transaction open before it "
+        "aborts it; a restarted worker with the same worker_id aborts it at once",
+    )
     session_timeout_s: float = Field(
         30,
         ge=6,
@@ -197,6 +218,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "STREAMPROC_INFERENCE and STREAMPROC_TRAINER are both false: the worker would do "
                 "nothing; set one of them to true"
+            )
+        if self.delivery == "exactly-once" and (
+            self.transaction_timeout_s < self.commit_interval_s + 10
+        ):
+            raise ValueError(
+                f"STREAMPROC_TRANSACTION_TIMEOUT_S={self.transaction_timeout_s:g} is too short: a "
+                "transaction lasts a commit interval plus the time to finish its batches; set it "
+                "to at least STREAMPROC_COMMIT_INTERVAL_S + 10"
             )
         return self
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,16 +15,18 @@ from faust.app.base import BootStrategy
 
 from streamproc.adapters.health import HEALTH_CONTENT_TYPE, Liveness
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
+from streamproc.adapters.kafka.commits import AutoCommits, Committer, TransactionalCommits
 from streamproc.adapters.kafka.delivery import Delivery, delivered
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
+from streamproc.adapters.kafka.transactions import QuietMoment, TransactionGate, Transactions
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.config.settings import Settings
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
-from streamproc.worker.fatal import die
+from streamproc.worker.fatal import die, on_exit
 from streamproc.worker.wiring import Learning, worker_parts
 
 
@@ -57,12 +59,15 @@ def serve_batches(
     app: faust.App,
     settings: Settings,
     flows: Mapping[str, Process],
+    sender: BatchSender,
     ready: asyncio.Event | None = None,
 ) -> None:
     """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
-    an agent that processes its batches with the topic's flow. With `ready`, the consumer
-    joins the group once it is set."""
+    an agent that processes its batches with the topic's flow and sends with `sender`
+    (transactional with exactly-once delivery). With `ready`, the consumer joins the group
+    once it is set."""
     positions = Positions()
+    gate = TransactionGate() if settings.delivery == "exactly-once" else None
     source = SourceSettings(
         settings.kafka_bootstrap,
         settings.app_id,
@@ -74,19 +79,37 @@ def serve_batches(
         fetch_wait_ms=settings.fetch_wait_ms,
         fetch_min_bytes=settings.fetch_min_bytes,
     )
-    channels = batch_agents(app, flows, positions, settings.batches_in_flight)
-    _intake(app, source, positions, channels, ready)
+    channels = batch_agents(app, flows, positions, settings.batches_in_flight, gate)
+
+    def committer(loop: asyncio.AbstractEventLoop) -> Committer:
+        if gate is None:
+            return AutoCommits(positions, source.commit_interval_s, source.revoke_timeout_s)
+        transactions = Transactions(
+            sender.producer, settings.kafka_timeout_s, sender.renew, settings.outage_budget_s
+        )
+        quiet = QuietMoment(gate, loop, source.revoke_timeout_s)
+        return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s)
+
+    def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:
+        committing = committer(asyncio.get_running_loop())
+        return BatchConsumer(source, positions, hand_over, committing)
+
+    _intake(app, channels, consumer, ready)
 
 
 def batch_agents(
-    app: faust.App, flows: Mapping[str, Process], positions: Positions, in_flight: int
+    app: faust.App,
+    flows: Mapping[str, Process],
+    positions: Positions,
+    in_flight: int,
+    gate: TransactionGate | None = None,
 ) -> dict[str, Any]:
     """Per topic of `flows`, a channel and an agent walking the batches handed onto it with
     the topic's flow (a failure stops the process: die); returns the channels."""
     # room for every batch the consumer may have queued (one per topic): a hand-over never waits
     channels = {topic: app.channel(maxsize=len(flows) + 1) for topic in flows}
     for topic, process in flows.items():
-        flow = BatchFlow(positions, process, in_flight, die)
+        flow = BatchFlow(positions, process, in_flight, die, gate)
         _agent(app, channels[topic], f"batches_of_{topic}", flow)
     return channels
 
@@ -108,7 +131,7 @@ def create_app(settings: Settings) -> faust.App:
 
     # A restarted worker scores with its restored models: it reads no topic before them (a
     # batch waiting for them inside an agent held up the other topics' batches as well).
-    serve_batches(app, settings, flows, learning.follower.ready if learning else None)
+    serve_batches(app, settings, flows, parts.sender, learning.follower.ready if learning else None)
 
     if learning is not None:
         _learning_tasks(app, settings, learning)
@@ -218,14 +241,14 @@ def _agent(app: faust.App, channel: Any, name: str, flow: BatchFlow) -> None:
 
 def _intake(
     app: faust.App,
-    source: SourceSettings,
-    positions: Positions,
     channels: Mapping[str, Any],
+    make_consumer: Callable[[Callable[[FetchedBatch], None]], BatchConsumer],
     ready: asyncio.Event | None,
 ) -> None:
     """Run the consumer in a thread of its own while the app runs, handing each batch onto
     its topic's channel; on shutdown, before the agents stop, let it finish the batches begun
-    and commit them (a SIGTERM loses nothing and repeats nothing)."""
+    and commit them (a SIGTERM loses nothing and repeats nothing). On a failure (die) it
+    leaves the group without committing, so a restart need not wait out the session."""
     thread = ThreadPoolExecutor(1, thread_name_prefix="streamproc-consumer")
     running: list[tuple[BatchConsumer, asyncio.Future[None]]] = []
 
@@ -240,7 +263,8 @@ def _intake(
             sending = channels[batch.topic].send(value=batch)
             asyncio.run_coroutine_threadsafe(sending, loop).result()
 
-        consumer = BatchConsumer(source, positions, hand_over)
+        consumer = make_consumer(hand_over)
+        on_exit(consumer.abandon)
         running.append((consumer, loop.run_in_executor(thread, consumer.run)))
         try:
             await running[0][1]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable
 from typing import NoReturn
 
 from streamproc.errors import InfraError
@@ -11,6 +13,15 @@ from streamproc.errors import InfraError
 log = logging.getLogger(__name__)
 
 EXIT_INFRA = 3  # a supervisor restarts the worker; it resumes from the last committed offset
+EXIT_HOOKS_S = 5.0  # the most an exit waits for its hooks (the consumer leaving its group)
+
+_hooks: list[Callable[[], None]] = []
+
+
+def on_exit(hook: Callable[[], None]) -> None:
+    """Run `hook` when the process dies, before it exits: e.g. the consumer leaves its group,
+    so that its partitions move at once instead of after the session timeout."""
+    _hooks.append(hook)
 
 
 def die(error: BaseException) -> NoReturn:
@@ -23,5 +34,16 @@ def die(error: BaseException) -> NoReturn:
     """
     infra = error if isinstance(error, InfraError) else InfraError(f"{error!r}")
     log.critical("worker stopping: %s", infra, exc_info=error)
+    hooks = threading.Thread(target=_run_hooks, name="streamproc-exit", daemon=True)
+    hooks.start()
+    hooks.join(EXIT_HOOKS_S)
     logging.shutdown()
     os._exit(EXIT_INFRA)
+
+
+def _run_hooks() -> None:
+    for hook in _hooks:
+        try:
+            hook()
+        except Exception:
+            log.exception("exit hook %s failed", hook)

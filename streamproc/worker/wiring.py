@@ -163,7 +163,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
     metrics = StageMetrics()
-    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    sender = batch_sender(settings)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     # The predict step is the served vector's only reader here: serve what x is built from
     # (the whole vector stays available from the read path).
@@ -234,3 +234,22 @@ def schema_registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistr
 
 def _worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
+
+
+def batch_sender(settings: Settings) -> BatchSender:
+    """The agents' sender: transactional with exactly-once delivery."""
+    return BatchSender(
+        settings.kafka_bootstrap,
+        linger_ms=settings.produce_linger_ms,
+        transactional_id=_transactional_id(settings),
+        transaction_timeout_s=settings.transaction_timeout_s,
+    )
+
+
+def _transactional_id(settings: Settings) -> str | None:
+    """The worker's transactional.id with exactly-once delivery (None: at least once). Stable
+    across restarts of one worker, so the restarted one fences its predecessor and aborts the
+    transaction it left open at once, instead of readers waiting for its timeout."""
+    if settings.delivery != "exactly-once":
+        return None
+    return f"{settings.app_id}.{_worker_id(settings)}"

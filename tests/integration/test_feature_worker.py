@@ -78,11 +78,14 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
     produce_raw_orders(stack, serde, scenario.events)
     namespace = f"{group}:features"
     try:
-        # commits far apart: the kill lands after Redis writes the features never committed
+        # commits far apart: the kill lands after Redis writes the features never committed;
+        # at least once, so the clean records are visible before their commit (the guard is
+        # what this tests; exactly-once is test_exactly_once.py's)
         first = start_worker(
             stack,
             group,
             tmp_path / "first",
+            STREAMPROC_DELIVERY="at-least-once",
             STREAMPROC_COMMIT_INTERVAL_S="600",
             STREAMPROC_SESSION_TIMEOUT_S="6",  # the restart need not wait long for the dead
         )
@@ -98,7 +101,9 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
         marks, committed = _marks(stack, namespace), _committed(stack, group)
         assert any(marks[p] >= committed[p] for p in marks), (marks, committed)
 
-        second = start_worker(stack, group, tmp_path / "second")
+        second = start_worker(
+            stack, group, tmp_path / "second", STREAMPROC_DELIVERY="at-least-once"
+        )
         _wait(
             lambda: second.counter("streamproc_records_consumed_total", topic=RAW_ORDERS) >= EVENTS,
             "the raw topic replayed",

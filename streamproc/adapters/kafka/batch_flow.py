@@ -11,6 +11,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import NoReturn
 
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
+from streamproc.adapters.kafka.transactions import TransactionGate
 from streamproc.records import Envelope
 
 Complete = Callable[[], Awaitable[None]]  # waits for a batch's acks, then counts it
@@ -23,6 +24,9 @@ class BatchFlow:
 
     `fail` is called with any exception and must not return: an agent that raises dies
     quietly in Faust, and a batch it dropped would otherwise look finished.
+
+    With a `gate` (exactly-once delivery), each batch enters it before it begins and leaves
+    once finished, so a commit can wait for a moment when no batch is half sent.
     """
 
     def __init__(
@@ -31,8 +35,10 @@ class BatchFlow:
         process: Process,
         in_flight: int,
         fail: Callable[[BaseException], NoReturn],
+        gate: TransactionGate | None = None,
     ) -> None:
         self._positions = positions
+        self._gate = gate
         self._process = process
         self._in_flight = in_flight
         self._fail = fail
@@ -44,6 +50,8 @@ class BatchFlow:
         try:
             async for batch in batches:
                 await room.acquire()
+                if self._gate is not None:
+                    await self._gate.enter()
                 records = self._positions.begin(batch)
                 complete = await self._process(records) if records else None
                 await waiting.put((batch, complete))
@@ -64,6 +72,8 @@ class BatchFlow:
                 if complete is not None:
                     await complete()
                 self._positions.finish(batch)
+                if self._gate is not None:
+                    self._gate.leave()
                 room.release()
         except asyncio.CancelledError:
             raise

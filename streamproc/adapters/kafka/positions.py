@@ -56,6 +56,10 @@ class Positions:
                 self._owned[partition] = next(self._epoch)
                 self._revoking.discard(partition)
 
+    def owned(self) -> list[Partition]:
+        with self._changed:
+            return list(self._owned)
+
     def epoch(self, partition: Partition) -> int:
         """The current assignment's epoch of `partition` (0: not owned)."""
         with self._changed:

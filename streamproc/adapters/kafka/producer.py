@@ -168,16 +168,30 @@ class BatchSender:
         KafkaError.INVALID_TIMESTAMP: RECORD_REFUSED,
     }
 
-    def __init__(self, bootstrap: str, ack_timeout_s: float = 60.0, linger_ms: float = 5) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        ack_timeout_s: float = 60.0,
+        linger_ms: float = 5,
+        transactional_id: str | None = None,
+        transaction_timeout_s: float = 30.0,
+    ) -> None:
+        """With a `transactional_id`, records go out in the transactions a Transactions
+        driver (transactions.py) begins and commits on `producer`."""
+        if transactional_id is not None:  # librdkafka: no record may outlive its transaction
+            ack_timeout_s = min(ack_timeout_s, transaction_timeout_s)
         self.ack_timeout_s = ack_timeout_s
-        self._producer = make_producer(
-            bootstrap,
-            **{
-                "message.max.bytes": MAX_RECORD_BYTES,
-                "message.timeout.ms": int(ack_timeout_s * 1000),
-                "linger.ms": linger_ms,
-            },
-        )
+        config: dict[str, Any] = {
+            "message.max.bytes": MAX_RECORD_BYTES,
+            "message.timeout.ms": int(ack_timeout_s * 1000),
+            "linger.ms": linger_ms,
+        }
+        if transactional_id is not None:
+            config["transactional.id"] = transactional_id
+            config["transaction.timeout.ms"] = int(transaction_timeout_s * 1000)
+        self._bootstrap = bootstrap
+        self._config = config
+        self._producer = self._new_producer()
         self._polling: threading.Thread | None = None
         self._closed = threading.Event()
         self._sent = threading.Event()  # records handed over: the poll thread has work
@@ -224,6 +238,20 @@ class BatchSender:
         await acks.all_answered(self.ack_timeout_s)
         error = acks.refusals.get(0)
         return None if error is None else self._refusal(record, error, "the broker")
+
+    def _new_producer(self) -> Producer:
+        return make_producer(self._bootstrap, **self._config)
+
+    @property
+    def producer(self) -> Producer:
+        return self._producer
+
+    def renew(self) -> Producer:
+        """Replace the producer by a new one with the same settings (a transactional one whose
+        state is unknown after a timeout); returns it."""
+        old, self._producer = self._producer, self._new_producer()
+        old.purge()
+        return self._producer
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (up to `timeout_s`), then stop the poll thread."""

@@ -1,5 +1,6 @@
 """Adapter: a worker's input. One librdkafka consumer, in its own thread, fetches whole batches and
-hands each to the event loop; offsets are stored only for finished batches (Positions).
+hands each to the event loop; only finished batches' offsets are committed (Positions), as
+its Committer does it (commits.py: at least once, or in transactions with the outputs).
 
 Why not Faust's consumer: its per-record drain loop costs 130-200 us of CPU per record and
 hop, whatever the settings; one hand-over per fetch costs a few us per record.
@@ -17,10 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
@@ -55,9 +57,6 @@ class SourceSettings:
             "group.id": self.group,
             "partition.assignment.strategy": "cooperative-sticky",
             "auto.offset.reset": "earliest",
-            "enable.auto.commit": True,
-            "enable.auto.offset.store": False,  # only finished batches are stored
-            "auto.commit.interval.ms": int(self.commit_interval_s * 1000),
             "session.timeout.ms": int(self.session_timeout_s * 1000),
             # a partition moves within a heartbeat or two of a rebalance's start
             "heartbeat.interval.ms": int(min(1.0, self.session_timeout_s / 10) * 1000),
@@ -79,22 +78,41 @@ class BatchConsumer:
         settings: SourceSettings,
         positions: Positions,
         hand_over: Callable[[FetchedBatch], None],
+        committer: Committer | None = None,
     ) -> None:
         self._settings = settings
+        self._committer = committer or AutoCommits(
+            positions, settings.commit_interval_s, settings.revoke_timeout_s
+        )
         self._positions = positions
         self._hand_over = hand_over
         self._stopping = threading.Event()
+        self._abandoned = threading.Event()
+        self._closed = threading.Event()
         self._room = len(settings.topics)  # about one batch waiting per agent
 
     def stop(self) -> None:
         """Fetch no more; `run` then waits for begun batches, commits, and returns."""
         self._stopping.set()
 
+    def abandon(self, timeout_s: float = 5.0) -> None:
+        """On a failure: stop without committing anything more, leave the group (its
+        partitions move now, and are read again from their last commit), and wait up to
+        `timeout_s` for that."""
+        self._abandoned.set()
+        self._stopping.set()
+        self._closed.wait(timeout_s)
+
     def run(self) -> None:
         """Poll, hand over, store finished offsets; until stopped. Blocks: run it in a
         thread of its own. Raises InfraError on a fatal Kafka error."""
         settings = self._settings
-        consumer = Consumer(client_config(settings.bootstrap, **settings.consumer_overrides()))
+        committer = self._committer
+        consumer = Consumer(
+            client_config(
+                settings.bootstrap, **settings.consumer_overrides(), **committer.overrides()
+            )
+        )
         consumer.subscribe(
             list(settings.topics),
             on_assign=self._on_assign,
@@ -102,26 +120,33 @@ class BatchConsumer:
             on_lost=self._on_lost,
         )
         try:
-            while not self._stopping.is_set():
-                self._store(consumer)
-                if not self._positions.wait_for_room(self._room, settings.idle_poll_s):
-                    continue
-                # One record first (returns as soon as there is one), then what is already
-                # fetched: small batches when traffic is light, full ones when it is heavy.
-                first = consumer.poll(settings.idle_poll_s)
-                if first is None:
-                    continue
-                more = (
-                    consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
-                )
-                for batch in self._batches([first, *more]):
-                    self._hand_over(self._positions.hand_over(batch))
-            if not self._positions.drain(settings.revoke_timeout_s):
-                log.warning("stopping with batches unfinished: they are read again on restart")
-            self._store(consumer)
-            _commit(consumer)
+            committer.start(consumer)
+            self._fetch(consumer)
+            if not self._abandoned.is_set():
+                committer.stop(consumer)
+        except BaseException:
+            self._abandoned.set()  # the rebalance callbacks of close() commit nothing
+            raise
         finally:
+            if self._abandoned.is_set():
+                committer.abandon()
             consumer.close()  # leaves the group now: its partitions move without a timeout
+            self._closed.set()
+
+    def _fetch(self, consumer: Consumer) -> None:
+        settings = self._settings
+        while not self._stopping.is_set():
+            self._committer.tick(consumer)
+            if not self._positions.wait_for_room(self._room, settings.idle_poll_s):
+                continue
+            # One record first (returns as soon as there is one), then what is already
+            # fetched: small batches when traffic is light, full ones when it is heavy.
+            first = consumer.poll(settings.idle_poll_s)
+            if first is None:
+                continue
+            more = consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
+            for batch in self._batches([first, *more]):
+                self._hand_over(self._positions.hand_over(batch))
 
     def _batches(self, messages: Sequence[Any]) -> list[FetchedBatch]:
         """The fetched records as one batch per topic, each partition tagged with its
@@ -152,25 +177,21 @@ class BatchConsumer:
             )
         return list(batches.values())
 
-    def _store(self, consumer: Consumer) -> None:
-        offsets = self._positions.take_committable()
-        if offsets:
-            consumer.store_offsets(offsets=_kafka_partitions(offsets))
-
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         self._positions.assign(_partitions(partitions))
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
-        """Before a partition moves: its begun batches finish, their offsets are committed."""
-        offsets = self._positions.revoke(_partitions(partitions), self._settings.revoke_timeout_s)
-        if offsets:
-            consumer.store_offsets(offsets=_kafka_partitions(offsets))
-        _commit(consumer)
+        """Before a partition moves: its begun batches finish, their offsets are committed
+        (nothing is, once abandoned)."""
+        if self._abandoned.is_set():
+            self._positions.lose(_partitions(partitions))
+        else:
+            self._committer.revoke(consumer, _partitions(partitions))
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
-        self._positions.lose(_partitions(partitions))
+        self._committer.lose(consumer, _partitions(partitions))
         log.warning(
             "lost %s (this worker was out of the group too long); "
             "their uncommitted records are read again by their new owner",
@@ -187,23 +208,8 @@ def _check(error: KafkaError) -> None:
         log.warning("Kafka consumer: %s", error.str())
 
 
-def _commit(consumer: Consumer) -> None:
-    """Commit the stored offsets now; nothing stored since the last commit is no error."""
-    try:
-        consumer.commit(asynchronous=False)
-    except KafkaException as exc:
-        if exc.args[0].code() != KafkaError._NO_OFFSET:
-            log.warning("commit failed (the records are read again): %s", exc)
-
-
 def _partitions(partitions: list[KafkaPartition]) -> list[Partition]:
     return [(p.topic, p.partition) for p in partitions]
-
-
-def _kafka_partitions(offsets: dict[Partition, int]) -> list[KafkaPartition]:
-    return [
-        KafkaPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()
-    ]
 
 
 def _names(partitions: list[KafkaPartition]) -> str:

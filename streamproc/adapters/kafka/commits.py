@@ -1,0 +1,176 @@
+"""Adapter: how a worker's consumer makes its progress durable, in the consumer's thread.
+
+- AutoCommits (at-least-once): finished batches' offsets are stored, and librdkafka commits
+  them every interval. A crash repeats the outputs of the batches finished since.
+- TransactionalCommits (exactly-once, the default): every interval the agents are held still,
+  and the outputs sent since the last commit are committed in one Kafka transaction with the
+  offsets of the batches that made them (see transactions.py).
+
+Both commit on every revoke (a partition's new owner starts where this worker stopped) and on
+stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from streamproc.adapters.kafka.positions import Partition, Positions
+from streamproc.adapters.kafka.transactions import QuietMoment, Transactions
+
+log = logging.getLogger(__name__)
+
+
+class Committer(Protocol):
+    """What the consumer's thread calls: before each poll, in each rebalance, at stop."""
+
+    def overrides(self) -> dict[str, Any]: ...
+
+    def start(self, consumer: Consumer) -> None: ...
+
+    def tick(self, consumer: Consumer) -> None: ...
+
+    def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None: ...
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None: ...
+
+    def stop(self, consumer: Consumer) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+class AutoCommits:
+    """At least once: store finished offsets; librdkafka commits them every interval."""
+
+    def __init__(self, positions: Positions, interval_s: float, revoke_timeout_s: float) -> None:
+        self._positions = positions
+        self._interval_s = interval_s
+        self._revoke_timeout_s = revoke_timeout_s
+
+    def overrides(self) -> dict[str, Any]:
+        return {
+            "enable.auto.commit": True,
+            "enable.auto.offset.store": False,  # only finished batches are stored
+            "auto.commit.interval.ms": int(self._interval_s * 1000),
+        }
+
+    def start(self, consumer: Consumer) -> None:
+        """Nothing to set up."""
+
+    def tick(self, consumer: Consumer) -> None:
+        _store(consumer, self._positions.take_committable())
+
+    def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Before a partition moves: its begun batches finish, their offsets are committed."""
+        _store(consumer, self._positions.revoke(partitions, self._revoke_timeout_s))
+        _commit(consumer)
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        self._positions.lose(partitions)
+
+    def stop(self, consumer: Consumer) -> None:
+        if not self._positions.drain(self._revoke_timeout_s):
+            log.warning("stopping with batches unfinished: they are read again on restart")
+        self.tick(consumer)
+        _commit(consumer)
+
+    def abandon(self) -> None:
+        """Nothing to undo: only finished batches were stored."""
+
+
+class TransactionalCommits:
+    """Exactly once: outputs and input offsets committed together, every `interval_s`."""
+
+    def __init__(
+        self,
+        positions: Positions,
+        transactions: Transactions,
+        quiet: QuietMoment,
+        interval_s: float,
+    ) -> None:
+        self._positions = positions
+        self._transactions = transactions
+        self._quiet = quiet
+        self._interval_s = interval_s
+        self._last = time.monotonic()
+
+    def overrides(self) -> dict[str, Any]:
+        return {"enable.auto.commit": False, "enable.auto.offset.store": False}
+
+    def start(self, consumer: Consumer) -> None:
+        self._transactions.start()
+
+    def tick(self, consumer: Consumer) -> None:
+        if time.monotonic() - self._last >= self._interval_s:
+            self._commit(consumer)
+
+    def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """Commit everything finished (the revoked partitions' batches among it) before they
+        move; their queued batches are dropped."""
+        self._commit(consumer, then=lambda: self._positions.revoke(partitions, 0))
+
+    def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
+        """The transaction may hold outputs of batches of lost partitions, whose new owner
+        reads them again: abort it, and process the rest again too."""
+        self._quiet.hold()
+        try:
+            self._positions.lose(partitions)
+            self._positions.take_committable()
+            self._transactions.abort_and_begin()
+            _rewind(consumer, self._positions)
+        finally:
+            self._quiet.release()
+
+    def stop(self, consumer: Consumer) -> None:
+        self._commit(consumer)
+
+    def abandon(self) -> None:
+        """Abort the open transaction now: readers of our topics need not wait for its
+        timeout (its input is read again from the last commit)."""
+        self._transactions.close()
+
+    def _commit(self, consumer: Consumer, then: Any = None) -> None:
+        self._quiet.hold()
+        try:
+            offsets = self._positions.take_committable()
+            committed = self._transactions.commit(offsets, consumer.consumer_group_metadata())
+            if then is not None:
+                then()
+            if not committed:
+                _rewind(consumer, self._positions)
+        finally:
+            self._quiet.release()
+        self._last = time.monotonic()
+
+
+def _rewind(consumer: Consumer, positions: Positions) -> None:
+    """Seek every owned partition back to its committed offset, and drop the batches fetched
+    before (a new assignment epoch): what the aborted transaction held is processed again."""
+    owned = positions.owned()
+    if not owned:
+        return
+    committed = consumer.committed([KafkaPartition(t, p) for t, p in owned], timeout=30)
+    for partition in committed:
+        offset = partition.offset if partition.offset >= 0 else OFFSET_BEGINNING
+        consumer.seek(KafkaPartition(partition.topic, partition.partition, offset))
+    positions.assign(owned)
+    log.warning("rewound %d partitions to their committed offsets", len(owned))
+
+
+def _store(consumer: Consumer, offsets: dict[Partition, int]) -> None:
+    if offsets:
+        consumer.store_offsets(offsets=[KafkaPartition(t, p, o) for (t, p), o in offsets.items()])
+
+
+def _commit(consumer: Consumer) -> None:
+    """Commit the stored offsets now; nothing stored since the last commit is no error."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as exc:
+        if exc.args[0].code() != KafkaError._NO_OFFSET:
+            log.warning("commit failed (the records are read again): %s", exc)
