@@ -28,7 +28,7 @@ def main() -> None:
     settings = load_settings()
     mode.loop.use("uvloop")
     app = worker_app(settings)
-    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    sender = BatchSender(settings.kafka_connection(), linger_ms=settings.produce_linger_ms)
     forwarded = 0
 
     async def forward(batch: list[Envelope]) -> Complete:

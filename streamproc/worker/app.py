@@ -64,7 +64,7 @@ def serve_batches(
     joins the group once it is set."""
     positions = Positions()
     source = SourceSettings(
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         settings.app_id,
         tuple(flows),
         batch_size=settings.batch_size,

@@ -163,7 +163,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
     redis = redis_client(settings.redis_url, settings.redis_cluster)
     metrics = StageMetrics()
-    sender = BatchSender(settings.kafka_bootstrap, linger_ms=settings.produce_linger_ms)
+    sender = BatchSender(settings.kafka_connection(), linger_ms=settings.produce_linger_ms)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
     # The predict step is the served vector's only reader here: serve what x is built from
     # (the whole vector stays available from the read path).
@@ -209,13 +209,13 @@ def build_learning(
     predict_step = PredictStep(scored.models, serde, scored.shape)
     served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
     scope = model_scope(settings.app_id, scored.name)
-    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+    snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
     follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
     trainer = TrainerLoop(
         scope,
         predict_step,
         serde,
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         settings.app_id,
         served_log,
         RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),

@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
+from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
 
@@ -33,7 +34,7 @@ class SourceSettings:
     """How a worker's consumer fetches and commits (the STREAMPROC_* settings behind each
     are documented in config/settings.py)."""
 
-    bootstrap: str
+    kafka: KafkaConnection
     group: str
     topics: tuple[str, ...]
     batch_size: int = 500  # records per fetch, at most
@@ -94,7 +95,7 @@ class BatchConsumer:
         """Poll, hand over, store finished offsets; until stopped. Blocks: run it in a
         thread of its own. Raises InfraError on a fatal Kafka error."""
         settings = self._settings
-        consumer = Consumer(client_config(settings.bootstrap, **settings.consumer_overrides()))
+        consumer = Consumer(client_config(settings.kafka, **settings.consumer_overrides()))
         consumer.subscribe(
             list(settings.topics),
             on_assign=self._on_assign,
