@@ -283,3 +283,40 @@ def test_a_sigterm_commits_the_finished_batches_and_nothing_more(
         for running in restarted:
             stop_worker(running)
         delete_namespace(stack.redis_url, group)
+
+
+def test_a_sigkilled_worker_repeats_nothing_once_restarted(
+    stack: Stack, serde: AvroSerde, tmp_path: Path
+) -> None:
+    """Exactly once: a worker killed mid-stream left a transaction open (outputs of batches
+    whose offsets it never committed); its restart (same worker id) aborts it at once and
+    processes those batches again: every order is cleaned and predicted once."""
+    run, events = uuid.uuid4().hex[:12], 6_000
+    group = new_group(stack)
+    starts = _starts(stack)
+    orders = _orders(run, events)
+    same_worker = {"STREAMPROC_WORKER_ID": f"{group}-w1"}
+    first = start_worker(stack, group, tmp_path / "first", **same_worker)
+    restarted: list[Worker] = [first]
+    try:
+        producing = threading.Thread(target=_produce, args=(stack, serde, run, orders, 3_000.0))
+        producing.start()
+        _wait(
+            lambda: first.counter("streamproc_records_consumed_total", topic=CLEAN_ORDERS) >= 1000,
+            "1,000 clean orders scored",
+            first,
+        )
+        first.process.kill()  # SIGKILL: the open transaction stays open
+        first.process.wait()
+        producing.join()
+        second = start_worker(stack, group, tmp_path / "second", **same_worker)
+        restarted.append(second)
+        clean, predicted = _all_outputs(stack, serde, run, starts, events, second)
+        wanted = {record["event_id"] for record in orders}
+        assert set(clean) == wanted and set(predicted) == wanted
+        assert max(clean.values()) == 1, [k for k, n in clean.items() if n > 1][:5]
+        assert max(predicted.values()) == 1, [k for k, n in predicted.items() if n > 1][:5]
+    finally:
+        for running in restarted:
+            stop_worker(running)
+        delete_namespace(stack.redis_url, group)
