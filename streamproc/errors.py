@@ -38,6 +38,15 @@ class InfraError(StreamprocError):
     """Kafka, Redis or the schema registry is unreachable past the retry budget."""
 
 
+class Unavailable(InfraError):
+    """A dependency did not answer (connection refused or reset, a timeout, a server still
+    loading): the same call may well succeed in a moment. `dependency` names it."""
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+
 def invalid_yaml(path: object, error: Exception) -> ConfigError:
     """A declaration file that is not YAML: its path, and the line when the parser knows it."""
     mark = getattr(error, "problem_mark", None)

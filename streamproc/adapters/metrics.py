@@ -140,6 +140,35 @@ class StageMetrics:
             buckets=_BATCH_SECONDS,
             registry=self.registry,
         )
+        self.outage_active = Gauge(
+            "streamproc_outage_active",
+            "1 while the worker rides through an outage of a dependency (redis or kafka).",
+            ["dependency"],
+            registry=self.registry,
+        )
+        self.outages = Counter(
+            "streamproc_outages",
+            "Outages of a dependency (redis or kafka) the worker rode through or exited on.",
+            ["dependency"],
+            registry=self.registry,
+        )
+        self.redis_state_lost = Counter(
+            "streamproc_redis_state_lost",
+            "Times this worker found Redis without the deployment's state marker: it was "
+            "emptied or replaced (a restart without persistence); the state is degraded.",
+            registry=self.registry,
+        )
+        self.degraded = Gauge(
+            "streamproc_degraded",
+            "1 while the deployment's Redis state is known to be incomplete (see the log).",
+            registry=self.registry,
+        )
+
+    def outage(self, dependency: str, active: bool) -> None:
+        """An outage of `dependency` began (True) or ended."""
+        self.outage_active.labels(dependency).set(int(active))
+        if active:
+            self.outages.labels(dependency).inc()
 
     def observe_batch(self, topic: str, size: int, result: CleanOutcome, seconds: float) -> None:
         self._observe(topic, size, seconds, result.outputs, result.rejections)

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         description="how often the finished batches' offsets are committed (also on every "
         "rebalance and stop); a crash repeats at most this much work",
     )
+    redis_timeout_s: float = Field(
+        5,
+        gt=0,
+        le=600,
+        description="how long a Redis call may take before it counts as failed (and is "
+        "retried, within the outage budget)",
+    )
     outage_budget_s: float = Field(
         120,
         ge=1,

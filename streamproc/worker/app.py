@@ -5,10 +5,11 @@ the flows run comes wired from the settings (worker.wiring).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.app.base import BootStrategy
@@ -22,12 +23,16 @@ from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
 from streamproc.adapters.kafka.transactions import QuietMoment, TransactionGate, Transactions
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
+from streamproc.adapters.outage import ride_through
 from streamproc.config.settings import Settings
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
 from streamproc.worker.fatal import die, on_exit
+from streamproc.worker.state import WorkerState
 from streamproc.worker.wiring import Learning, worker_parts
+
+T = TypeVar("T")
 
 
 class _WithoutKafka(BootStrategy):
@@ -60,13 +65,15 @@ def serve_batches(
     settings: Settings,
     flows: Mapping[str, Process],
     sender: BatchSender,
-    ready: asyncio.Event | None = None,
+    state: WorkerState | None = None,
 ) -> None:
     """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
     an agent that processes its batches with the topic's flow and sends with `sender`
-    (transactional with exactly-once delivery). With `ready`, the consumer joins the group
-    once it is set."""
+    (transactional with exactly-once delivery). With a `state`, the consumer joins the group
+    once its models are ready, and pauses while a dependency is out."""
     positions = Positions()
+    if state is not None:
+        state.assigned = lambda: len(positions.owned())
     gate = TransactionGate() if settings.delivery == "exactly-once" else None
     source = SourceSettings(
         settings.kafka_connection(),
@@ -92,9 +99,10 @@ def serve_batches(
 
     def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:
         committing = committer(asyncio.get_running_loop())
-        return BatchConsumer(source, positions, hand_over, committing)
+        outages = state.outages if state is not None else None
+        return BatchConsumer(source, positions, hand_over, committing, outages)
 
-    _intake(app, channels, consumer, ready)
+    _intake(app, channels, consumer, state.models_ready if state is not None else None)
 
 
 def batch_agents(
@@ -121,21 +129,21 @@ def create_app(settings: Settings) -> faust.App:
     flows: dict[str, Process] = {}
     if parts.clean is not None:
         topic = parts.clean.spec.source.topic
-        flows[topic] = clean_flow(parts.clean, parts.sender, parts.metrics, topic)
+        flows[topic] = clean_flow(parts.clean, parts.sender, parts.metrics, topic, parts.state)
     learning = parts.learning
     if parts.scored.features.views or learning is not None:
         # The scored topic is keyed by entity: one worker owns an entity's partition, so one
         # writer updates its features; a zombie's write is refused (OffsetConflict).
         topic = parts.scored.topic
-        flows[topic] = scored_flow(parts.chain, parts.sender, parts.metrics, topic)
+        flows[topic] = scored_flow(parts.chain, parts.sender, parts.metrics, topic, parts.state)
 
     # A restarted worker scores with its restored models: it reads no topic before them (a
     # batch waiting for them inside an agent held up the other topics' batches as well).
-    serve_batches(app, settings, flows, parts.sender, learning.follower.ready if learning else None)
+    serve_batches(app, settings, flows, parts.sender, parts.state)
 
     if learning is not None:
         _learning_tasks(app, settings, learning)
-    _pages(app, parts.metrics)
+    _pages(app, parts.metrics, parts.state)
     return app
 
 
@@ -159,8 +167,8 @@ def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> N
                 die(exc)
 
 
-def _pages(app: faust.App, metrics: StageMetrics) -> None:
-    """/metrics and /healthz on the app's web server."""
+def _pages(app: faust.App, metrics: StageMetrics, state: WorkerState) -> None:
+    """/metrics, /healthz and /readyz on the app's web server."""
     liveness = Liveness("worker")
 
     @app.page("/metrics")
@@ -171,16 +179,24 @@ def _pages(app: faust.App, metrics: StageMetrics) -> None:
     async def health_page(web: Any, request: Any) -> Any:
         return web.bytes(liveness.body(), content_type=HEALTH_CONTENT_TYPE)
 
+    @app.page("/readyz")
+    async def ready_page(web: Any, request: Any) -> Any:
+        reasons = state.not_ready()
+        body = json.dumps({"ready": not reasons, "reasons": reasons}).encode()
+        status = 503 if reasons else 200
+        return web.bytes(body, content_type=HEALTH_CONTENT_TYPE, status=status)
+
 
 def clean_flow(
-    stage: CleanStage, sender: BatchSender, metrics: StageMetrics, topic: str
+    stage: CleanStage, sender: BatchSender, metrics: StageMetrics, topic: str, state: WorkerState
 ) -> Process:
     """A raw topic's flow: clean a batch, hand its outputs to `sender`; the completion waits
-    for their acks and counts the batch (less what Kafka refused, dead-lettered instead)."""
+    for their acks and counts the batch (less what Kafka refused, dead-lettered instead).
+    Redis state is checked first; an outage is ridden through (the batch is tried again)."""
 
     async def clean_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        result = await stage.process(batch)
+        result = await ride_through(_checked(state, lambda: stage.process(batch)), state.outages)
         sending = await Delivery.start(
             sender, batch, result.outputs, result.rejections, positions=True
         )
@@ -201,14 +217,15 @@ def clean_flow(
 
 
 def scored_flow(
-    chain: ScoredChain, sender: BatchSender, metrics: StageMetrics, topic: str
+    chain: ScoredChain, sender: BatchSender, metrics: StageMetrics, topic: str, state: WorkerState
 ) -> Process:
     """The scored topic's flow: features and predictions of a batch, handed to `sender`; the
-    completion waits for their acks and counts the batch."""
+    completion waits for their acks and counts the batch. As in clean_flow, Redis state is
+    checked first and an outage ridden through."""
 
     async def feature_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        result = await chain.process(batch)
+        result = await ride_through(_checked(state, lambda: chain.process(batch)), state.outages)
         sending = await Delivery.start(
             sender, batch, result.outputs(), result.rejections, positions=False
         )
@@ -227,6 +244,16 @@ def scored_flow(
         return complete
 
     return feature_batch
+
+
+def _checked(state: WorkerState, process: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`process`, after the Redis state marker's check."""
+
+    async def checked() -> T:
+        await state.check()
+        return await process()
+
+    return checked
 
 
 def _agent(app: faust.App, channel: Any, name: str, flow: BatchFlow) -> None:

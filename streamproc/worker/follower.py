@@ -14,6 +14,7 @@ from streamproc.adapters.kafka.model_snapshots import (
 )
 from streamproc.adapters.kafka.snapshots import SnapshotLog
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages, ride_through
 from streamproc.core.training import load_served_model, read_header
 from streamproc.stages.predict import PredictStep, ServingModels
 from streamproc.worker.snapshot_thread import in_snapshot_thread, release_freed_memory
@@ -23,9 +24,16 @@ class SnapshotFollower:
     """Keeps a worker's PredictStep on the newest snapshot and champion choice."""
 
     def __init__(
-        self, pipeline: str, topic: SnapshotLog, step: PredictStep, metrics: StageMetrics
+        self,
+        pipeline: str,
+        topic: SnapshotLog,
+        step: PredictStep,
+        metrics: StageMetrics,
+        outages: Outages | None = None,
     ) -> None:
+        """A read that fails while the broker is out is tried again (`outages`' budget)."""
         self._pipeline = pipeline
+        self._outages = outages or Outages(budget_s=120, gauge=metrics)
         self._topic = topic
         self._step = step
         self._metrics = metrics
@@ -38,7 +46,7 @@ class SnapshotFollower:
         """Until cancelled (the worker stops); then the topic's consumer is closed."""
         try:
             while True:
-                await self.poll()
+                await ride_through(self.poll, self._outages)
                 self.ready.set()
                 await asyncio.sleep(interval_s)
         finally:

@@ -60,7 +60,7 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
     snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
     group."""
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster)
+    redis = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_timeout_s)
     metrics = StageMetrics()
     learning = build_learning(settings, scored, serde, redis, metrics)
     if learning is None:

@@ -24,6 +24,7 @@ from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.reader import PartitionReader
 from streamproc.adapters.kafka.snapshots import SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages, ride_through
 from streamproc.adapters.redis.stores import RedisLease, RedisServedLog
 from streamproc.config.kafka import KafkaConnection
 from streamproc.core.learning import SnapshotMismatch
@@ -70,8 +71,10 @@ class TrainerLoop:
         metrics: StageMetrics,
         lease_ms: int = 15_000,
         batch_size: int = 500,
+        outages: Outages | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._outages = outages or Outages(budget_s=120, gauge=metrics)
         self._declared = step.declared
         self._codec = codec
         self._kafka = kafka
@@ -87,12 +90,17 @@ class TrainerLoop:
         self._more_due = False  # the last step left due labels for the next
 
     async def run(self) -> None:
+        """Until cancelled. An outage of Redis or Kafka is ridden through: the trainer starts
+        again from its last snapshot once they answer (InfraError past the budget)."""
         while True:
-            epoch = await self._lease.hold(self._lease_ms)
-            if epoch:
-                log.info("trainer of %s: lease taken (epoch %d)", self._pipeline, epoch)
-                await self._train(epoch)
+            await ride_through(self._turn, self._outages)
             await asyncio.sleep(self._lease_ms / 3000)
+
+    async def _turn(self) -> None:
+        epoch = await self._lease.hold(self._lease_ms)
+        if epoch:
+            log.info("trainer of %s: lease taken (epoch %d)", self._pipeline, epoch)
+            await self._train(epoch)
 
     async def _train(self, epoch: int) -> None:
         trainer = await self._restore()

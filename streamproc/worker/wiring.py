@@ -13,12 +13,14 @@ from typing import Any
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.adapters.kafka.admin import TopicLister
+from streamproc.adapters.kafka.admin import TopicLister, committed_anything
 from streamproc.adapters.kafka.dlq import dlq_topic
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages
+from streamproc.adapters.redis.marker import RedisStateMarker
 from streamproc.adapters.redis.stores import (
     AnyRedis,
     RedisFeatureStore,
@@ -45,6 +47,7 @@ from streamproc.stages.feature_step import (
 from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
 from streamproc.worker.follower import SnapshotFollower
+from streamproc.worker.state import WorkerState
 from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
 
 
@@ -154,6 +157,7 @@ class WorkerParts:
     learning: Learning | None
     sender: BatchSender
     metrics: StageMetrics
+    state: WorkerState
 
 
 def worker_parts(settings: Settings) -> WorkerParts:
@@ -161,7 +165,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     scored, shop = scored_stream(settings, catalog)
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster)
+    redis = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_timeout_s)
     metrics = StageMetrics()
     sender = batch_sender(settings)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
@@ -177,14 +181,23 @@ def worker_parts(settings: Settings) -> WorkerParts:
         scored.shape,
         scored.late_topic,
     )
-    learning = build_learning(settings, scored, serde, redis, metrics)
+    outages = Outages(settings.outage_budget_s, metrics)
+    learning = build_learning(settings, scored, serde, redis, metrics, outages)
     chain = ScoredChain(
         feature_step,
         learning.predict_step if learning else None,
         learning.served_log if learning else None,
     )
     clean = _clean_stage(settings, shop, serde, redis) if shop is not None else None
-    return WorkerParts(scored, clean, chain, learning, sender, metrics)
+    inputs = [scored.topic] if shop is None else [shop.source.topic, scored.topic]
+    state = WorkerState(
+        outages,
+        metrics,
+        RedisStateMarker(redis, settings.redis_namespace),
+        lambda: committed_anything(settings.kafka_connection(), settings.app_id, inputs),
+        learning.follower.ready if learning else None,
+    )
+    return WorkerParts(scored, clean, chain, learning, sender, metrics, state)
 
 
 def _clean_stage(
@@ -196,12 +209,13 @@ def _clean_stage(
     return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
 
 
-def build_learning(
+def build_learning(  # noqa: PLR0913, PLR0917 - the parts both processes share
     settings: Settings,
     scored: ScoredStream,
     serde: AvroSerde,
     redis: Any,
     metrics: StageMetrics,
+    outages: Outages | None = None,
 ) -> Learning | None:
     """The learning parts of a pipeline with models; None for a pipeline without."""
     if scored.models is None:
@@ -210,7 +224,8 @@ def build_learning(
     served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
     scope = model_scope(settings.app_id, scored.name)
     snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
-    follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
+    outages = outages or Outages(settings.outage_budget_s, metrics)
+    follower = SnapshotFollower(scope, snapshots, predict_step, metrics, outages)
     trainer = TrainerLoop(
         scope,
         predict_step,
@@ -223,6 +238,7 @@ def build_learning(
         metrics,
         lease_ms=int(settings.trainer_lease_s * 1000),
         batch_size=settings.batch_size,
+        outages=outages,
     )
     return Learning(predict_step, served_log, follower, trainer)
 

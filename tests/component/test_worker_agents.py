@@ -27,9 +27,11 @@ from streamproc.adapters.memory import (
     InMemoryUnitStatsStore,
 )
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages
 from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.config.settings import Settings
 from streamproc.core.features.stage import FeatureStage
+from streamproc.errors import Unavailable
 from streamproc.records import Envelope, OutRecord
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
@@ -37,6 +39,7 @@ from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
 from streamproc.worker.app import batch_agents, clean_flow, scored_flow, worker_app
 from streamproc.worker.fatal import EXIT_INFRA
+from streamproc.worker.state import WorkerState
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 from tests.fakes import HeldAcksSender
@@ -105,6 +108,11 @@ def _consumed(metrics: StageMetrics, topic: str) -> float | None:
     return metrics.registry.get_sample_value("streamproc_records_consumed_total", {"topic": topic})
 
 
+def _state(metrics: StageMetrics, budget_s: float = 60.0) -> WorkerState:
+    """A worker's state without Redis: outages ridden through for `budget_s`."""
+    return WorkerState(Outages(budget_s, metrics), metrics)
+
+
 async def _start(app: faust.App, topic: str) -> Any:
     """The agent of `topic`, started as the worker starts it (its flow control resumed)."""
     agent = app.agents[f"batches_of_{topic}"]
@@ -119,7 +127,7 @@ async def test_a_batch_on_the_channel_is_cleaned_sent_and_committable_once_acked
     stage = CleanStage(spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"key")
     sender = HeldAcksSender()
     metrics = StageMetrics()
-    flows = {RAW: clean_flow(stage, sender, metrics, RAW)}  # type: ignore[arg-type]
+    flows = {RAW: clean_flow(stage, sender, metrics, RAW, _state(metrics))}  # type: ignore[arg-type]
     channels = batch_agents(app, flows, positions, in_flight=2)
     agent = await _start(app, RAW)
     try:
@@ -142,6 +150,50 @@ async def test_a_batch_on_the_channel_is_cleaned_sent_and_committable_once_acked
         sender.acked.set()
         assert await _committable(positions) == {(RAW, 0): 4}
         await _until(lambda: _consumed(metrics, RAW) == 4, "the batches counted")
+    finally:
+        await agent.stop()
+
+
+class _FlakySeenStore(InMemorySeenStore):
+    """Redis out for the first `failures` calls (each raising Unavailable), then back."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self._failures = failures
+
+    async def claim(self, claims: Any, rules: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self._failures:
+            raise Unavailable("redis", "Redis dedupe call failed: Connection refused")
+        return await super().claim(claims, rules)
+
+
+async def test_a_redis_outage_is_ridden_through_and_the_same_batch_processed_once_back(
+    app: faust.App, positions: Positions, spec: PipelineSpec, serde: AvroSerde
+) -> None:
+    seen = _FlakySeenStore(failures=3)
+    stage = CleanStage(spec, serde, seen, InMemoryUnitStatsStore(), b"key")
+    sender = HeldAcksSender()
+    sender.acked.set()
+    metrics = StageMetrics()
+    state = _state(metrics)
+    flows = {RAW: clean_flow(stage, sender, metrics, RAW, state)}  # type: ignore[arg-type]
+    channels = batch_agents(app, flows, positions, in_flight=1)
+    agent = await _start(app, RAW)
+    outage = {"dependency": "redis"}
+    try:
+        batch = [order(customer_id="a"), order(customer_id="b")]
+        await channels[RAW].send(value=_fetched(positions, RAW, _raw(serde, batch, 0)))
+        await _until(lambda: state.outages.active, "the outage noticed")
+        assert metrics.registry.get_sample_value("streamproc_outage_active", outage) == 1
+        assert state.not_ready() == [f"redis unavailable for {0:.0f} s"]
+        assert await _committable(positions) == {(RAW, 0): 2}  # once Redis answered
+        assert seen.calls == 4
+        assert [len(b) for b in sender.submitted] == [2]  # sent once, after the outage
+        assert metrics.registry.get_sample_value("streamproc_outage_active", outage) == 0
+        assert metrics.registry.get_sample_value("streamproc_outages_total", outage) == 1
+        assert not state.outages.active
     finally:
         await agent.stop()
 
@@ -177,7 +229,8 @@ async def test_clean_orders_on_the_scored_channel_are_predicted_and_their_x_logg
         served,
     )
     sender = HeldAcksSender()
-    flows = {topic: scored_flow(chain, sender, StageMetrics(), topic)}  # type: ignore[arg-type]
+    metrics = StageMetrics()
+    flows = {topic: scored_flow(chain, sender, metrics, topic, _state(metrics))}  # type: ignore[arg-type]
     channels = batch_agents(app, flows, positions, in_flight=1)
     agent = await _start(app, topic)
     try:

@@ -24,7 +24,7 @@ from confluent_kafka.admin import (
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import Plan, TopicSpec, TopicState
-from streamproc.errors import InfraError
+from streamproc.errors import InfraError, Unavailable
 
 
 class TopicLister(Protocol):
@@ -195,5 +195,21 @@ def start_group_at(kafka: KafkaConnection, group: str, offsets: list[TopicPartit
     consumer = Consumer(client_config(kafka, **{"group.id": group}))
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def committed_anything(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> bool:
+    """Whether `group` has committed an offset on any partition of `topics`."""
+    consumer = Consumer(client_config(kafka, **{"group.id": group}))
+    try:
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topics
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        return any(tp.offset >= 0 for tp in consumer.committed(partitions, timeout=10))
+    except KafkaException as exc:
+        raise Unavailable("kafka", f"committed offsets of {group}: {exc}") from exc
     finally:
         consumer.close()

@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.producer import make_producer
 from streamproc.config.kafka import KafkaConnection
-from streamproc.errors import InfraError
+from streamproc.errors import InfraError, Unavailable
 
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
 
@@ -75,6 +75,8 @@ class SnapshotTopic:
         consumer.resume(partitions)
         try:
             return self._read_to_end(consumer, prefix, keep)
+        except KafkaException as exc:  # the broker restarting, say: the next read may do
+            raise Unavailable("kafka", f"{self.topic}: {exc}") from exc
         finally:
             # Paused, an idle consumer fetches nothing: left fetching, it queued every snapshot
             # published after the read (a trainer's own, up to librdkafka's 64 MB default:
@@ -92,7 +94,9 @@ class SnapshotTopic:
         deadline = time.monotonic() + self._timeout_s
         while any(self._positions[p] < end for p, end in ends.items()):
             if time.monotonic() > deadline:
-                raise InfraError(f"{self.topic}: could not read to its end in {self._timeout_s}s")
+                raise Unavailable(
+                    "kafka", f"{self.topic}: could not read to its end in {self._timeout_s}s"
+                )
             # consume(n) waits for n records or the whole timeout: keep it short, the loop
             # ends as soon as the positions reach the ends
             for message in consumer.consume(500, timeout=0.05):
@@ -136,7 +140,7 @@ class SnapshotTopic:
         try:
             metadata = consumer.list_topics(self.topic, timeout=self._timeout_s)
         except KafkaException as exc:
-            raise InfraError(f"{self.topic}: no metadata: {exc}") from exc
+            raise Unavailable("kafka", f"{self.topic}: no metadata: {exc}") from exc
         partitions = sorted(metadata.topics[self.topic].partitions)
         consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
         self._positions = {p: 0 for p in partitions}

@@ -24,6 +24,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
+from streamproc.adapters.outage import Outages
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
@@ -80,8 +81,12 @@ class BatchConsumer:
         positions: Positions,
         hand_over: Callable[[FetchedBatch], None],
         committer: Committer | None = None,
+        outages: Outages | None = None,
     ) -> None:
+        """With `outages`, the partitions are paused while a dependency is out."""
         self._settings = settings
+        self._outages = outages
+        self._held: list[Any] = []  # records polled as the partitions were being paused
         self._committer = committer or AutoCommits(
             positions, settings.commit_interval_s, settings.revoke_timeout_s
         )
@@ -135,6 +140,10 @@ class BatchConsumer:
     def _fetch(self, consumer: Consumer) -> None:
         settings = self._settings
         while not self._stopping.is_set():
+            outages = self._outages
+            if outages is not None and outages.active:
+                self._ride_out(consumer, outages)
+                continue
             self._committer.tick(consumer)
             if not self._positions.wait_for_room(self._room, settings.idle_poll_s):
                 continue
@@ -144,8 +153,22 @@ class BatchConsumer:
             if first is None:
                 continue
             more = consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
-            for batch in self._batches([first, *more]):
+            held, self._held = self._held, []
+            for batch in self._batches([*held, first, *more]):
                 self._hand_over(self._positions.hand_over(batch))
+
+    def _ride_out(self, consumer: Consumer, outages: Outages) -> None:
+        """While a dependency is out: partitions paused (librdkafka drops what it had
+        fetched and resumes after the last record it gave), polls go on (the group keeps
+        this worker), no commit (the agents are busy retrying their batch)."""
+        consumer.pause(consumer.assignment())
+        try:
+            while outages.active and not self._stopping.is_set():
+                message = consumer.poll(self._settings.idle_poll_s)
+                if message is not None:
+                    self._held.append(message)
+        finally:
+            consumer.resume(consumer.assignment())
 
     def _batches(self, messages: Sequence[Any]) -> list[FetchedBatch]:
         """The fetched records as one batch per topic, each partition tagged with its
@@ -178,6 +201,8 @@ class BatchConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         self._positions.assign(_partitions(partitions))
+        if self._outages is not None and self._outages.active:
+            consumer.pause(partitions)
         log.info("assigned %s", _names(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:

@@ -11,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from streamproc.adapters.redis.failures import redis_failure
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
@@ -52,13 +53,17 @@ return out
 AnyRedis = aioredis.Redis | RedisCluster
 
 
-def redis_client(url: str, cluster: bool = False) -> AnyRedis:
+def redis_client(url: str, cluster: bool = False, timeout_s: float = 5.0) -> AnyRedis:
     """A client from a redis:// or rediss:// (TLS) URL; ACL user and password go in the URL
     (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required).
-    With `cluster`, the URL names any node of a Redis Cluster."""
+    With `cluster`, the URL names any node of a Redis Cluster. A call not answered within
+    `timeout_s` fails (Unavailable, ridden through): without it, a paused server hangs
+    the worker."""
     if cluster:
-        return RedisCluster.from_url(url)
-    return aioredis.Redis.from_url(url)
+        return RedisCluster.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
 
 def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
@@ -101,7 +106,7 @@ class RedisSeenStore:
             try:
                 replies = await self._script(keys=keys, args=args)
             except RedisError as exc:
-                raise InfraError(f"Redis dedupe call failed: {exc}") from exc
+                raise redis_failure("dedupe call", exc) from exc
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
         return verdicts
@@ -194,7 +199,7 @@ class RedisFeatureStore:
                     pipe.hgetall(self._key(key))
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis feature read failed: {exc}") from exc
+            raise redis_failure("feature read", exc) from exc
         return {
             key: {_text(name): _text(value) for name, value in reply.items()}
             for key, reply in zip(keys, replies, strict=True)
@@ -211,7 +216,7 @@ class RedisFeatureStore:
             except RedisError as exc:
                 if str(exc).startswith("CONFLICT"):
                     raise OffsetConflict(str(exc)) from exc
-                raise InfraError(f"Redis feature write failed: {exc}") from exc
+                raise redis_failure("feature write", exc) from exc
 
 
 def _write_arg(write: EntityWrite) -> bytes:
@@ -262,7 +267,7 @@ class RedisServedLog:
                     pipe.zadd(self._moved, {p: wall_ms for p in marks})
                 await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis served-x write failed: {exc}") from exc
+            raise redis_failure("served-x write", exc) from exc
 
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
         if not event_ids:
@@ -273,7 +278,7 @@ class RedisServedLog:
                     pipe.get(f"{self._prefix}:{event_id}")
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis served-x read failed: {exc}") from exc
+            raise redis_failure("served-x read", exc) from exc
         return {
             event_id: ServedX.load(reply)
             for event_id, reply in zip(event_ids, replies, strict=True)
@@ -288,7 +293,7 @@ class RedisServedLog:
                 pipe.zrange(self._moved, 0, -1, withscores=True)
                 marks, moved = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis watermark read failed: {exc}") from exc
+            raise redis_failure("watermark read", exc) from exc
         if not marks:
             return None
         active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
@@ -329,4 +334,4 @@ class RedisLease:
         try:
             return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
         except RedisError as exc:
-            raise InfraError(f"Redis lease call failed: {exc}") from exc
+            raise redis_failure("lease call", exc) from exc

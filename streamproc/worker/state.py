@@ -1,0 +1,71 @@
+"""Worker: what the worker knows about its own health, checked every batch and shown on
+/readyz: a dependency out (ridden through), Redis state lost (degraded), models not yet
+restored, no partitions assigned."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages
+from streamproc.adapters.redis.marker import RedisStateMarker
+
+log = logging.getLogger(__name__)
+
+
+class WorkerState:
+    """Shared by the agents (which check the Redis state before each batch), the consumer
+    (which pauses during outages) and /readyz."""
+
+    def __init__(
+        self,
+        outages: Outages,
+        metrics: StageMetrics,
+        marker: RedisStateMarker | None = None,
+        group_has_commits: Callable[[], bool] | None = None,
+        models_ready: asyncio.Event | None = None,
+    ) -> None:
+        """`group_has_commits` tells a namespace's first start (no marker yet, rightly) from
+        a loss; `models_ready` is set once the served models are restored."""
+        self.outages = outages
+        self.models_ready = models_ready
+        self.assigned: Callable[[], int] | None = None  # set by the consumer's owner
+        self._metrics = metrics
+        self._marker = marker
+        self._group_has_commits = group_has_commits
+        self._epoch: str | None = None
+        self.degraded = ""
+
+    async def check(self) -> None:
+        """Read the Redis state marker (a round trip): a loss is logged and counted once."""
+        if self._marker is None:
+            return
+        first_start = False
+        if self._epoch is None and self._group_has_commits is not None:
+            first_start = not await asyncio.to_thread(self._group_has_commits)
+        mark = await self._marker.check(first_start=first_start)
+        if self._epoch is not None and mark.epoch != self._epoch:
+            log.error("Redis state epoch changed (%s -> %s)", self._epoch, mark.epoch)
+        self._epoch = mark.epoch
+        if mark.degraded and not self.degraded:
+            log.error("%s; clear with `streamproc state accept` once rebuilt", mark.degraded)
+            self._metrics.redis_state_lost.inc()
+        elif self.degraded and not mark.degraded:
+            log.warning("Redis state no longer marked degraded")
+        self.degraded = mark.degraded
+        self._metrics.degraded.set(int(bool(mark.degraded)))
+
+    def not_ready(self) -> list[str]:
+        """Why the worker is not ready to serve (empty: ready)."""
+        reasons = [
+            f"{name} unavailable for {s:.0f} s" for name, s in self.outages.current().items()
+        ]
+        if self.degraded:
+            reasons.append(self.degraded)
+        if self.models_ready is not None and not self.models_ready.is_set():
+            reasons.append("models not yet restored from the snapshot topic")
+        if self.assigned is not None and self.assigned() == 0:
+            reasons.append("no partitions assigned")
+        return reasons
