@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "run-file": (),
     "dataset": (),
     "features": ("get",),
+    "state": ("show", "accept"),
     "model": ("list", "promote", "rollback", "auto"),
     "bench": (),
     "schemas": ("check",),
