@@ -89,13 +89,14 @@ def serve_batches(
     channels = batch_agents(app, flows, positions, settings.batches_in_flight, gate)
 
     def committer(loop: asyncio.AbstractEventLoop) -> Committer:
+        epoch = (lambda: state.epoch) if state is not None else (lambda: None)
         if gate is None:
-            return AutoCommits(positions, source.commit_interval_s, source.revoke_timeout_s)
+            return AutoCommits(positions, source.commit_interval_s, source.revoke_timeout_s, epoch)
         transactions = Transactions(
             sender.producer, settings.kafka_timeout_s, sender.renew, settings.outage_budget_s
         )
         quiet = QuietMoment(gate, loop, source.revoke_timeout_s)
-        return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s)
+        return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s, epoch)
 
     def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:
         committing = committer(asyncio.get_running_loop())

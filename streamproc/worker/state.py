@@ -24,17 +24,18 @@ class WorkerState:
         outages: Outages,
         metrics: StageMetrics,
         marker: RedisStateMarker | None = None,
-        group_has_commits: Callable[[], bool] | None = None,
+        committed_epochs: Callable[[], set[str]] | None = None,
         models_ready: asyncio.Event | None = None,
     ) -> None:
-        """`group_has_commits` tells a namespace's first start (no marker yet, rightly) from
-        a loss; `models_ready` is set once the served models are restored."""
+        """`committed_epochs`: the Redis state epochs the group's offsets were committed with;
+        none tells a namespace's first start (no marker yet, rightly) from a loss.
+        `models_ready` is set once the served models are restored."""
         self.outages = outages
         self.models_ready = models_ready
         self.assigned: Callable[[], int] | None = None  # set by the consumer's owner
         self._metrics = metrics
         self._marker = marker
-        self._group_has_commits = group_has_commits
+        self._committed_epochs = committed_epochs
         self._epoch: str | None = None
         self.degraded = ""
 
@@ -43,8 +44,8 @@ class WorkerState:
         if self._marker is None:
             return
         first_start = False
-        if self._epoch is None and self._group_has_commits is not None:
-            first_start = not await asyncio.to_thread(self._group_has_commits)
+        if self._epoch is None and self._committed_epochs is not None:
+            first_start = not await asyncio.to_thread(self._committed_epochs)
         mark = await self._marker.check(first_start=first_start)
         if self._epoch is not None and mark.epoch != self._epoch:
             log.error("Redis state epoch changed (%s -> %s)", self._epoch, mark.epoch)
@@ -56,6 +57,11 @@ class WorkerState:
             log.warning("Redis state no longer marked degraded")
         self.degraded = mark.degraded
         self._metrics.degraded.set(int(bool(mark.degraded)))
+
+    @property
+    def epoch(self) -> str | None:
+        """The Redis state's epoch, committed with the offsets (None before the first check)."""
+        return self._epoch
 
     def not_ready(self) -> list[str]:
         """Why the worker is not ready to serve (empty: ready)."""

@@ -98,6 +98,7 @@ class TrainerLoop:
 
     async def _turn(self) -> None:
         epoch = await self._lease.hold(self._lease_ms)
+        self._outages.end("redis")  # a turn lasts as long as the lease: it ends no outage
         if epoch:
             log.info("trainer of %s: lease taken (epoch %d)", self._pipeline, epoch)
             await self._train(epoch)
@@ -123,6 +124,7 @@ class TrainerLoop:
                     asyncio.to_thread(reader.read, self._batch_size, wait_s)
                 )
                 envelopes = await asyncio.shield(reading)
+                self._outages.end("kafka")
                 fresh, dead = self._decode(envelopes)
                 left_out = trainer.accept(fresh)
                 self._metrics.labels.labels("sampled_out").inc(left_out)

@@ -13,7 +13,7 @@ from typing import Any
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
-from streamproc.adapters.kafka.admin import TopicLister, committed_anything
+from streamproc.adapters.kafka.admin import TopicLister, committed_metadata
 from streamproc.adapters.kafka.dlq import dlq_topic
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.producer import BatchSender
@@ -181,8 +181,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
         scored.shape,
         scored.late_topic,
     )
-    outages = Outages(settings.outage_budget_s, metrics)
-    learning = build_learning(settings, scored, serde, redis, metrics, outages)
+    learning = build_learning(settings, scored, serde, redis, metrics)
     chain = ScoredChain(
         feature_step,
         learning.predict_step if learning else None,
@@ -191,10 +190,10 @@ def worker_parts(settings: Settings) -> WorkerParts:
     clean = _clean_stage(settings, shop, serde, redis) if shop is not None else None
     inputs = [scored.topic] if shop is None else [shop.source.topic, scored.topic]
     state = WorkerState(
-        outages,
+        Outages(settings.outage_budget_s, metrics),
         metrics,
         RedisStateMarker(redis, settings.redis_namespace),
-        lambda: committed_anything(settings.kafka_connection(), settings.app_id, inputs),
+        lambda: committed_metadata(settings.kafka_connection(), settings.app_id, inputs),
         learning.follower.ready if learning else None,
     )
     return WorkerParts(scored, clean, chain, learning, sender, metrics, state)
@@ -209,13 +208,12 @@ def _clean_stage(
     return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
 
 
-def build_learning(  # noqa: PLR0913, PLR0917 - the parts both processes share
+def build_learning(
     settings: Settings,
     scored: ScoredStream,
     serde: AvroSerde,
     redis: Any,
     metrics: StageMetrics,
-    outages: Outages | None = None,
 ) -> Learning | None:
     """The learning parts of a pipeline with models; None for a pipeline without."""
     if scored.models is None:
@@ -224,7 +222,8 @@ def build_learning(  # noqa: PLR0913, PLR0917 - the parts both processes share
     served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
     scope = model_scope(settings.app_id, scored.name)
     snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
-    outages = outages or Outages(settings.outage_budget_s, metrics)
+    # Outages of their own: a trainer or a follower retrying does not pause the consumer.
+    outages = Outages(settings.outage_budget_s, metrics)
     follower = SnapshotFollower(scope, snapshots, predict_step, metrics, outages)
     trainer = TrainerLoop(
         scope,

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -162,7 +163,8 @@ def free_port() -> int:
 def metric(exposition: str, name: str, **labels: str) -> float:
     """One sample of a Prometheus text exposition, 0 when absent."""
     wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    match = re.search(rf"^{name}\{{{re.escape(wanted)}\}} (\S+)$", exposition, re.MULTILINE)
+    braces = rf"\{{{re.escape(wanted)}\}}" if labels else ""
+    match = re.search(rf"^{name}{braces} (\S+)$", exposition, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
 
 
@@ -182,6 +184,15 @@ class Worker:
         url = self.metrics_url.removesuffix("/metrics") + "/healthz"
         with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
             return response.status, json.loads(response.read())
+
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """The status and JSON body of /readyz (200 ready, 503 with the reasons)."""
+        url = self.metrics_url.removesuffix("/metrics") + "/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
 
     def counter(self, name: str, **labels: str) -> float:
         return metric(self.metrics(), name, **labels)

@@ -199,8 +199,9 @@ def start_group_at(kafka: KafkaConnection, group: str, offsets: list[TopicPartit
         consumer.close()
 
 
-def committed_anything(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> bool:
-    """Whether `group` has committed an offset on any partition of `topics`."""
+def committed_metadata(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> set[str]:
+    """The metadata `group` committed with its offsets on `topics` (the Redis state epoch a
+    worker commits with: see adapters/redis/marker.py); empty for none."""
     consumer = Consumer(client_config(kafka, **{"group.id": group}))
     try:
         partitions = [
@@ -208,8 +209,9 @@ def committed_anything(kafka: KafkaConnection, group: str, topics: Sequence[str]
             for topic in topics
             for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
-        return any(tp.offset >= 0 for tp in consumer.committed(partitions, timeout=10))
+        committed = consumer.committed(partitions, timeout=10)
     except KafkaException as exc:
         raise Unavailable("kafka", f"committed offsets of {group}: {exc}") from exc
     finally:
         consumer.close()
+    return {tp.metadata for tp in committed if tp.offset >= 0 and tp.metadata}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -44,11 +44,21 @@ class Committer(Protocol):
     def abandon(self) -> None: ...
 
 
+Metadata = Callable[[], str | None]  # committed with the offsets: the Redis state's epoch
+
+
 class AutoCommits:
     """At least once: store finished offsets; librdkafka commits them every interval."""
 
-    def __init__(self, positions: Positions, interval_s: float, revoke_timeout_s: float) -> None:
+    def __init__(
+        self,
+        positions: Positions,
+        interval_s: float,
+        revoke_timeout_s: float,
+        metadata: Metadata = lambda: None,
+    ) -> None:
         self._positions = positions
+        self._metadata = metadata
         self._interval_s = interval_s
         self._revoke_timeout_s = revoke_timeout_s
 
@@ -63,11 +73,12 @@ class AutoCommits:
         """Nothing to set up."""
 
     def tick(self, consumer: Consumer) -> None:
-        _store(consumer, self._positions.take_committable())
+        _store(consumer, _offsets(self._positions.take_committable(), self._metadata()))
 
     def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
         """Before a partition moves: its begun batches finish, their offsets are committed."""
-        _store(consumer, self._positions.revoke(partitions, self._revoke_timeout_s))
+        offsets = self._positions.revoke(partitions, self._revoke_timeout_s)
+        _store(consumer, _offsets(offsets, self._metadata()))
         _commit(consumer)
 
     def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
@@ -92,8 +103,10 @@ class TransactionalCommits:
         transactions: Transactions,
         quiet: QuietMoment,
         interval_s: float,
+        metadata: Metadata = lambda: None,
     ) -> None:
         self._positions = positions
+        self._metadata = metadata
         self._transactions = transactions
         self._quiet = quiet
         self._interval_s = interval_s
@@ -137,7 +150,7 @@ class TransactionalCommits:
     def _commit(self, consumer: Consumer, then: Any = None) -> None:
         self._quiet.hold()
         try:
-            offsets = self._positions.take_committable()
+            offsets = _offsets(self._positions.take_committable(), self._metadata())
             committed = self._transactions.commit(offsets, consumer.consumer_group_metadata())
             if then is not None:
                 then()
@@ -162,9 +175,13 @@ def _rewind(consumer: Consumer, positions: Positions) -> None:
     log.warning("rewound %d partitions to their committed offsets", len(owned))
 
 
-def _store(consumer: Consumer, offsets: dict[Partition, int]) -> None:
+def _offsets(offsets: dict[Partition, int], metadata: str | None) -> list[KafkaPartition]:
+    return [KafkaPartition(t, p, o, metadata=metadata) for (t, p), o in offsets.items()]
+
+
+def _store(consumer: Consumer, offsets: list[KafkaPartition]) -> None:
     if offsets:
-        consumer.store_offsets(offsets=[KafkaPartition(t, p, o) for (t, p), o in offsets.items()])
+        consumer.store_offsets(offsets=offsets)
 
 
 def _commit(consumer: Consumer) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from streamproc.adapters.kafka.positions import Partition
 from streamproc.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -112,15 +111,14 @@ class Transactions:
         self._call(lambda: self._producer.init_transactions(self._timeout_s), "init")
         self._begin()
 
-    def commit(self, offsets: dict[Partition, int], group_metadata: Any) -> bool:
+    def commit(self, offsets: list[KafkaPartition], group_metadata: Any) -> bool:
         """Commit what was sent since the last commit, with `offsets` (next to read per
         input partition) for the consumer group; then begin the next transaction."""
         try:
             if offsets:
-                partitions = [KafkaPartition(t, p, o) for (t, p), o in offsets.items()]
                 self._call(
                     lambda: self._producer.send_offsets_to_transaction(
-                        partitions, group_metadata, self._timeout_s
+                        offsets, group_metadata, self._timeout_s
                     ),
                     "send offsets",
                 )

@@ -3,11 +3,12 @@
 A Redis restarted without persistence, flushed, or replaced answers every call as if nothing
 happened: features read as empty, dedupe forgets, and the service would go on serving wrong
 numbers silently. So each namespace carries a marker, `<namespace>:state:epoch`, set when its
-state begins. Every batch checks it (one GET in the batch's first round trip). Missing, the
-state is lost: the first worker to see it records the loss (`<namespace>:state:degraded`,
-with when and why) and a new epoch, in one script; every worker then reports the state as
-degraded (log, metric, /readyz) until an operator has rebuilt it by replay, or accepts it,
-and clears the mark (`streamproc state accept`).
+state begins, and the workers commit their offsets with that epoch as metadata. Every batch
+checks the marker (one script call). Missing after a start, or missing at a start while the
+committed offsets name an epoch, the state is lost: the first worker to see it records the
+loss (`<namespace>:state:degraded`, with when and why) and a new epoch, in one script; every
+worker then reports the state as degraded (log, metric, /readyz) until an operator has
+rebuilt it by replay, or accepts it, and clears the mark (`streamproc state accept`).
 """
 
 from __future__ import annotations
