@@ -5,6 +5,7 @@ the flows run comes wired from the settings (worker.wiring).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,9 @@ from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
 from streamproc.worker.fatal import die
-from streamproc.worker.wiring import Learning, worker_parts
+from streamproc.worker.wiring import Learning, connections_summary, worker_parts
+
+log = logging.getLogger(__name__)
 
 
 class _WithoutKafka(BootStrategy):
@@ -113,6 +116,11 @@ def create_app(settings: Settings) -> faust.App:
     if learning is not None:
         _learning_tasks(app, settings, learning)
     _pages(app, parts.metrics)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def announce() -> None:  # in a task, Faust has set up the log
+        log.info("worker %s: %s", settings.app_id, connections_summary(settings))
+
     return app
 
 

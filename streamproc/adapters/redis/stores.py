@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import orjson
-import redis
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
+from streamproc.adapters.redis.client import AnyRedis, redis_failure, sync_redis_client
+from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
@@ -47,18 +47,6 @@ for i = 1, #KEYS / 2 do
 end
 return out
 """
-
-
-AnyRedis = aioredis.Redis | RedisCluster
-
-
-def redis_client(url: str, cluster: bool = False) -> AnyRedis:
-    """A client from a redis:// or rediss:// (TLS) URL; ACL user and password go in the URL
-    (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required).
-    With `cluster`, the URL names any node of a Redis Cluster."""
-    if cluster:
-        return RedisCluster.from_url(url)
-    return aioredis.Redis.from_url(url)
 
 
 def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
@@ -101,7 +89,7 @@ class RedisSeenStore:
             try:
                 replies = await self._script(keys=keys, args=args)
             except RedisError as exc:
-                raise InfraError(f"Redis dedupe call failed: {exc}") from exc
+                raise redis_failure("Redis dedupe call failed", exc) from exc
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
         return verdicts
@@ -120,12 +108,12 @@ def _verdict(reply: bytes | str) -> DedupeVerdict:
 _UNLINK_SLICE = 1_000  # keys per UNLINK: each call blocks Redis for only a moment
 
 
-def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
+def delete_namespace(
+    url: str, namespace: str, cluster: bool = False, tls: TlsFiles | None = None
+) -> int:
     """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
     in slices, so a Redis that serves others is never blocked for long."""
-    client: redis.Redis | redis.RedisCluster = (
-        redis.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
-    )
+    client = sync_redis_client(url, cluster, tls)
     deleted = 0
 
     def unlink(keys: list[bytes]) -> int:
@@ -143,7 +131,8 @@ def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
         if keys:
             deleted += unlink(keys)
     except RedisError as exc:
-        raise InfraError(f"Redis at {url}: cannot delete {namespace}:*: {exc}") from exc
+        where = f"Redis at {redact_url(url)}: cannot delete {namespace}:*"
+        raise redis_failure(where, exc) from exc
     finally:
         client.close()
     return deleted
@@ -194,7 +183,7 @@ class RedisFeatureStore:
                     pipe.hgetall(self._key(key))
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis feature read failed: {exc}") from exc
+            raise redis_failure("Redis feature read failed", exc) from exc
         return {
             key: {_text(name): _text(value) for name, value in reply.items()}
             for key, reply in zip(keys, replies, strict=True)
@@ -211,7 +200,7 @@ class RedisFeatureStore:
             except RedisError as exc:
                 if str(exc).startswith("CONFLICT"):
                     raise OffsetConflict(str(exc)) from exc
-                raise InfraError(f"Redis feature write failed: {exc}") from exc
+                raise redis_failure("Redis feature write failed", exc) from exc
 
 
 def _write_arg(write: EntityWrite) -> bytes:
@@ -262,7 +251,7 @@ class RedisServedLog:
                     pipe.zadd(self._moved, {p: wall_ms for p in marks})
                 await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis served-x write failed: {exc}") from exc
+            raise redis_failure("Redis served-x write failed", exc) from exc
 
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
         if not event_ids:
@@ -273,7 +262,7 @@ class RedisServedLog:
                     pipe.get(f"{self._prefix}:{event_id}")
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis served-x read failed: {exc}") from exc
+            raise redis_failure("Redis served-x read failed", exc) from exc
         return {
             event_id: ServedX.load(reply)
             for event_id, reply in zip(event_ids, replies, strict=True)
@@ -288,7 +277,7 @@ class RedisServedLog:
                 pipe.zrange(self._moved, 0, -1, withscores=True)
                 marks, moved = await pipe.execute()
         except RedisError as exc:
-            raise InfraError(f"Redis watermark read failed: {exc}") from exc
+            raise redis_failure("Redis watermark read failed", exc) from exc
         if not marks:
             return None
         active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
@@ -329,4 +318,4 @@ class RedisLease:
         try:
             return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
         except RedisError as exc:
-            raise InfraError(f"Redis lease call failed: {exc}") from exc
+            raise redis_failure("Redis lease call failed", exc) from exc

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 
 from redis.exceptions import RedisError
 
-from streamproc.adapters.redis.stores import AnyRedis
+from streamproc.adapters.redis.client import AnyRedis, redis_failure
 from streamproc.core.unitswitch import GroupKey, UnitStats, UnitStatsUpdate
-from streamproc.errors import InfraError
 
 # KEYS: counts, steps, references, guard. ARGV: n sightings, then (partition, offset, field)
 # per sighting; n steps, then (field, step); n references, then (field, version); then 1 to
@@ -77,7 +76,7 @@ class RedisUnitStatsStore:
         try:
             replies: list[list[bytes]] = await self._script(keys=self._keys, args=args)
         except RedisError as exc:
-            raise InfraError(f"Redis unit-switch state call failed: {exc}") from exc
+            raise redis_failure("Redis unit-switch state call failed", exc) from exc
         return replies
 
 
