@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
@@ -21,8 +22,12 @@ from typing import TypeVar
 
 import pytest
 import redis
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from redis.exceptions import NoPermissionError
 
+from streamproc.adapters.avro.serde import AvroSerde
+from streamproc.adapters.kafka.admin import KafkaAdmin
+from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.redis.client import ACL_HINT, AnyRedis, redis_client
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
@@ -35,20 +40,33 @@ from streamproc.adapters.redis.units import RedisUnitStatsStore
 from streamproc.cli.common import EXIT_INFRA
 from streamproc.config.connections import TlsFiles
 from streamproc.config.pipeline import load_pipeline
+from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.core.dedupe import Claim, DedupeRules, Sighting
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import EntityWrite, FeatureEvent
 from streamproc.core.training import ServedX
 from streamproc.core.unitswitch import UnitSighting, UnitStatsUpdate
 from streamproc.errors import InfraError
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.tools.demo import produce_scenario
+from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
-from tests.harness.processes import RedisServer
+from tests.harness.processes import KafkaBroker, RedisServer
 from tests.harness.redis_acl import SERVICE_COMMANDS, create_service_user
 from tests.harness.tls import CA, make_ca, redis_tls_args
+from tests.integration.conftest import (
+    OUTCOMES,
+    RAW_ORDERS,
+    Stack,
+    Worker,
+    start_worker,
+    stop_worker,
+)
 
 NAMESPACE = "svc"  # the service's key prefix: its user may touch `svc:*` only
 RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)
-FAILS_WITHIN_S = 10.0  # a TLS or ACL failure is an answer, never a wait
+FAILS_WITHIN_S = 10.0
+WORKER_EVENTS = 1_500  # a TLS or ACL failure is an answer, never a wait
 T = TypeVar("T")
 
 
@@ -302,6 +320,80 @@ async def test_features_get_reads_as_a_read_only_user_over_tls_and_names_a_wrong
     assert "infrastructure error" in refused.stderr
     assert "certificate verify failed" in refused.stderr
     assert password not in refused.stderr + refused.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_runs_the_shop_pipeline_as_the_service_user_over_tls(
+    tls_redis: TlsRedis, serde: AvroSerde, tmp_path: Path
+) -> None:
+    """The whole worker (clean stage, features, scores, trainer), on a broker of the test's
+    own: the ACL is all it needs, and neither its log nor /metrics shows the password."""
+    broker = KafkaBroker(tmp_path / "kafka").start()
+    try:
+        specs = load_topic_specs(REPO / "topics")
+        admin = KafkaAdmin(broker.bootstrap)
+        admin.apply(plan_changes(specs, admin.read_state(specs)))
+        _wait_for_the_group_coordinator(broker.bootstrap, "it-tls")
+        user, password = tls_redis.new_user(keys_under="deployment")
+        cert, key = tls_redis.client_cert
+        worker = start_worker(
+            Stack(broker.bootstrap, tls_redis.url(user, password)),
+            "it-tls",
+            tmp_path / "worker",
+            STREAMPROC_REDIS_NAMESPACE="deployment",
+            STREAMPROC_REDIS_TLS_CA=str(tls_redis.ca.cert_path),
+            STREAMPROC_REDIS_TLS_CERT=str(cert),
+            STREAMPROC_REDIS_TLS_KEY=str(key),
+            STREAMPROC_WORKER_ID="it-tls",
+        )
+        try:
+            _feed_until_a_label_is_learned(worker, broker.bootstrap, serde)
+            assert tls_redis.denials(user) == []
+            log, metrics = worker.log.read_text(), worker.metrics()
+            assert (
+                f"Redis at rediss://{user}:***@127.0.0.1:{tls_redis.server.port}/0 (TLS, CA" in log
+            )
+            assert password not in log and password not in metrics
+        finally:
+            stop_worker(worker)  # before the broker: a worker that loses it stops loudly
+    finally:
+        broker.kill()
+
+
+def _wait_for_the_group_coordinator(bootstrap: str, group: str) -> None:
+    """A new broker loads its offsets topic for a while after it starts; a worker asking for
+    its group's offsets meanwhile stops (NOT_COORDINATOR)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                consumer.committed([TopicPartition(OUTCOMES, 0)], timeout=5)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def _feed_until_a_label_is_learned(worker: Worker, bootstrap: str, serde: AvroSerde) -> None:
+    """Orders, then their labels: a label learned has had every store's work done first
+    (cleaned, deduplicated, featured, scored, its x logged, the watermark past it)."""
+    scenario = generate(GeneratorConfig(events=WORKER_EVENTS, seed=5))
+    encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
+    produce_scenario(bootstrap, RAW_ORDERS, scenario, encode)
+    outcomes = (
+        (o["event_id"].encode(), serde.encode(OUTCOMES, "shop.OrderOutcome", o), None)
+        for o in scenario.outcomes
+    )
+    produce_all(bootstrap, OUTCOMES, outcomes)
+    deadline = time.monotonic() + 180
+    while worker.counter("streamproc_labels_total", outcome="learned") == 0:
+        assert worker.process.poll() is None, worker.log_tail()
+        assert time.monotonic() < deadline, f"nothing learned in 180 s\n{worker.log_tail()}"
+        time.sleep(0.5)
 
 
 def _features_get(url: str, ca: Path, entity: str) -> subprocess.CompletedProcess[str]:
