@@ -28,31 +28,30 @@ from redis.exceptions import NoPermissionError
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.producer import produce_all
-from streamproc.adapters.redis.client import ACL_HINT, AnyRedis, redis_client
+from streamproc.adapters.redis.client import ACL_HINT, redis_client
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
-    RedisLease,
-    RedisSeenStore,
     RedisServedLog,
     delete_namespace,
 )
-from streamproc.adapters.redis.units import RedisUnitStatsStore
 from streamproc.cli.common import EXIT_INFRA
 from streamproc.config.connections import TlsFiles
 from streamproc.config.pipeline import load_pipeline
 from streamproc.config.topics import load_topic_specs, plan_changes
-from streamproc.core.dedupe import Claim, DedupeRules, Sighting
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import EntityWrite, FeatureEvent
-from streamproc.core.training import ServedX
-from streamproc.core.unitswitch import UnitSighting, UnitStatsUpdate
 from streamproc.errors import InfraError
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.tools.demo import produce_scenario
 from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
 from tests.harness.processes import KafkaBroker, RedisServer
-from tests.harness.redis_acl import SERVICE_COMMANDS, create_service_user
+from tests.harness.redis_acl import (
+    CLEANUP_COMMANDS,
+    SERVICE_COMMANDS,
+    create_service_user,
+    use_every_store,
+)
 from tests.harness.tls import CA, make_ca, redis_tls_args
 from tests.integration.conftest import (
     OUTCOMES,
@@ -64,7 +63,6 @@ from tests.integration.conftest import (
 )
 
 NAMESPACE = "svc"  # the service's key prefix: its user may touch `svc:*` only
-RULES = DedupeRules(window_ms=600_000, id_ttl_ms=3_600_000, content_ttl_ms=3_600_000)
 FAILS_WITHIN_S = 10.0
 WORKER_EVENTS = 1_500  # a TLS or ACL failure is an answer, never a wait
 T = TypeVar("T")
@@ -125,45 +123,6 @@ async def within(call: Awaitable[T]) -> T:
     return await asyncio.wait_for(call, FAILS_WITHIN_S)
 
 
-async def use_every_store(client: AnyRedis, under: str) -> None:
-    """Each store's operations once, taking every path that issues a command of its own
-    (what the worker and `streamproc features get` do), and the answers they must give; in a
-    namespace of their own under `under`."""
-    namespace = f"{under}:{uuid.uuid4().hex[:8]}"
-    seen = RedisSeenStore(client, f"{namespace}:shop")
-    sighting = Sighting("e1", 0, 10, 1_000)
-    first = [Claim(sighting, "fp", "c1")]
-    assert [v.kind for v in await seen.claim(first, RULES)] == [None]
-    again = [Claim(Sighting("e1", 1, 99, 1_000), "fp", "c1")]
-    assert [(v.kind, v.first) for v in await seen.claim(again, RULES)] == [("retry", sighting)]
-
-    units = RedisUnitStatsStore(client, f"{namespace}:shop")
-    group = ("app", "session_duration", "5")
-    await units.send(UnitStatsUpdate([UnitSighting(0, 1, group, 3)]))
-    stats = await units.exchange(UnitStatsUpdate(steps={group: 60.0}, references={group[:2]: "4"}))
-    assert (stats.counts[group][3], stats.steps, stats.references) == (
-        1,
-        {group: 60.0},
-        {group[:2]: "4"},
-    )
-
-    features = RedisFeatureStore(client, f"{namespace}:features")
-    await features.save([EntityWrite("c1", {"o|0": None}, {"o|0": "1", "old": "x"}, [], 60_000)], 1)
-    await features.save([EntityWrite("c1", {"o|0": "1"}, {"o|0": "2"}, ["old"], 60_000)], 2)
-    assert await features.load(["c1", "nobody"]) == {"c1": {"o|0": "2"}}
-
-    served = RedisServedLog(client, f"{namespace}:shop", idle_ms=60_000)
-    x = ServedX({"a": 1.0}, {"m": 0.5}, 1_000, 1)
-    await served.log([("e1", x)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000)
-    assert await served.fetch(["e1"]) == {"e1": x}
-    assert await served.watermark(wall_ms=1_000) == 2_000
-
-    lease = RedisLease(client, namespace, "app/shop", holder="worker-1")
-    epoch = await lease.hold(15_000)
-    assert epoch >= 1 and await lease.hold(15_000) == epoch  # taken, then renewed
-    assert await RedisLease(client, namespace, "app/shop", "worker-2").hold(15_000) == 0
-
-
 async def test_every_store_works_as_the_service_user_over_tls_with_nothing_refused(
     tls_redis: TlsRedis,
 ) -> None:
@@ -174,6 +133,18 @@ async def test_every_store_works_as_the_service_user_over_tls_with_nothing_refus
         await within(use_every_store(client, NAMESPACE))
     finally:
         await client.aclose()
+    assert tls_redis.denials(user) == []
+
+
+def test_a_cleanup_user_deletes_its_namespace_over_tls_and_nothing_else(
+    tls_redis: TlsRedis,
+) -> None:
+    namespace = f"{NAMESPACE}:demo-{uuid.uuid4().hex[:8]}"
+    tls_redis.admin.mset({f"{namespace}:a": 1, f"{namespace}:b": 2, f"{namespace}-not:c": 3})
+    user, password = tls_redis.new_user(CLEANUP_COMMANDS, keys_under=namespace)
+    deleted = delete_namespace(tls_redis.url(user, password), namespace, tls=tls_redis.tls())
+    assert deleted == 2
+    assert tls_redis.admin.exists(f"{namespace}:a", f"{namespace}:b", f"{namespace}-not:c") == 1
     assert tls_redis.denials(user) == []
 
 

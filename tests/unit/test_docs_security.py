@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from streamproc.config.settings import Settings
 from tests.conftest import REPO
-from tests.harness.redis_acl import SERVICE_COMMANDS, acl_setuser_line
+from tests.harness.redis_acl import (
+    CLEANUP_COMMANDS,
+    CLUSTER_COMMANDS,
+    SERVICE_COMMANDS,
+    acl_setuser_line,
+)
 
 DOC = REPO / "docs/security.md"
 
@@ -20,3 +25,9 @@ def test_every_command_of_the_acl_is_explained() -> None:
     table = redis_section.split("| command | sent by |", 1)[1].split("\n\n", 1)[0]
     missing = [c for c in SERVICE_COMMANDS if f"`{c.replace('|', ' ').upper()}`" not in table]
     assert not missing, f"docs/security.md does not say what these are for: {missing}"
+
+
+def test_the_additions_are_the_ones_the_tests_grant() -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    for commands in (CLUSTER_COMMANDS, CLEANUP_COMMANDS):
+        assert f"`{' '.join(f'+{c}' for c in commands)}`" in doc

@@ -7,13 +7,16 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from streamproc.config.connections import TlsFiles
 from streamproc.errors import InfraError
 
 AnyRedis = aioredis.Redis | RedisCluster
 SyncRedis = redis.Redis | redis.RedisCluster
+# What a failed call raises: a Redis Cluster client that cannot read the slot map raises the
+# second, which is no RedisError.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 ACL_HINT = (
     "refused by the Redis user's ACL: it needs the service's commands on the keys under its "
     'namespace (docs/security.md, "Redis")'
@@ -34,6 +37,11 @@ _HINTS = (
     (
         ("Connection reset by peer", "Connection closed by server"),
         "if Redis speaks TLS on this port, the URL must be rediss://",
+    ),
+    (
+        ("Cluster mode is not enabled",),
+        "a single Redis with STREAMPROC_REDIS_CLUSTER=true, or a cluster user's ACL without "
+        '+cluster|slots (docs/security.md, "Redis")',
     ),
 )
 
@@ -67,7 +75,7 @@ def _options(tls: TlsFiles | None) -> dict[str, Any]:
     return options
 
 
-def redis_failure(what: str, error: RedisError) -> InfraError:
+def redis_failure(what: str, error: RedisError | RedisClusterException) -> InfraError:
     """The InfraError of a failed call: what failed, Redis' own words, and what to fix when
     they point at the ACL or at TLS (inside a script, they name neither command nor key)."""
     text = str(error)

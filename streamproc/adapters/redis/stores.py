@@ -7,9 +7,13 @@ from collections.abc import Mapping, Sequence
 import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
-from streamproc.adapters.redis.client import AnyRedis, redis_failure, sync_redis_client
+from streamproc.adapters.redis.client import (
+    REDIS_ERRORS,
+    AnyRedis,
+    redis_failure,
+    sync_redis_client,
+)
 from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
@@ -88,7 +92,7 @@ class RedisSeenStore:
                 args += [claim.sighting.encode(), 1 if content else 0]
             try:
                 replies = await self._script(keys=keys, args=args)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise redis_failure("Redis dedupe call failed", exc) from exc
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
@@ -130,7 +134,7 @@ def delete_namespace(
                 keys.clear()
         if keys:
             deleted += unlink(keys)
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         where = f"Redis at {redact_url(url)}: cannot delete {namespace}:*"
         raise redis_failure(where, exc) from exc
     finally:
@@ -182,7 +186,7 @@ class RedisFeatureStore:
                 for key in keys:
                     pipe.hgetall(self._key(key))
                 replies = await pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise redis_failure("Redis feature read failed", exc) from exc
         return {
             key: {_text(name): _text(value) for name, value in reply.items()}
@@ -197,7 +201,7 @@ class RedisFeatureStore:
             args = [_write_arg(writes[index]) for index in group]
             try:
                 await self._save(keys=[keys[index] for index in group], args=args)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if str(exc).startswith("CONFLICT"):
                     raise OffsetConflict(str(exc)) from exc
                 raise redis_failure("Redis feature write failed", exc) from exc
@@ -250,7 +254,7 @@ class RedisServedLog:
                     pipe.zadd(self._marks, marks, gt=True)
                     pipe.zadd(self._moved, {p: wall_ms for p in marks})
                 await pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise redis_failure("Redis served-x write failed", exc) from exc
 
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
@@ -261,7 +265,7 @@ class RedisServedLog:
                 for event_id in event_ids:
                     pipe.get(f"{self._prefix}:{event_id}")
                 replies = await pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise redis_failure("Redis served-x read failed", exc) from exc
         return {
             event_id: ServedX.load(reply)
@@ -276,7 +280,7 @@ class RedisServedLog:
                 pipe.zrange(self._marks, 0, -1, withscores=True)
                 pipe.zrange(self._moved, 0, -1, withscores=True)
                 marks, moved = await pipe.execute()
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise redis_failure("Redis watermark read failed", exc) from exc
         if not marks:
             return None
@@ -317,5 +321,5 @@ class RedisLease:
         """The epoch held (taken or renewed), 0 when another holder has it."""
         try:
             return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
-        except RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise redis_failure("Redis lease call failed", exc) from exc
