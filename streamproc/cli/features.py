@@ -7,7 +7,8 @@ import asyncio
 import json
 import time
 
-from streamproc.adapters.redis.stores import RedisFeatureStore, redis_client
+from streamproc.adapters.redis.client import redis_client
+from streamproc.adapters.redis.stores import RedisFeatureStore
 from streamproc.cli.common import Subcommands
 from streamproc.config.pipeline import Features, load_pipeline
 from streamproc.config.settings import Settings
@@ -45,7 +46,7 @@ def _get(args: argparse.Namespace, settings: Settings) -> int:
 async def _read_features(
     settings: Settings, features: Features, entities: list[str], at_ms: int | None
 ) -> dict[str, dict[str, FeatureValue]]:
-    client = redis_client(settings.redis_url, settings.redis_cluster)
+    client = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_tls())
     try:
         store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
         reader = FeatureReader(features, store)

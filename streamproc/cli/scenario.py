@@ -91,6 +91,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         work_dir=args.out,
         web_port=settings.web_port,
         redis_url=settings.redis_url,
+        redis_tls=settings.redis_tls(),
         features=spec.features,
         show_entity=_busiest_customer(scenario),
         labels_topic=spec.models.labels.topic if spec.models else None,

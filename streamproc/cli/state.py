@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from streamproc.adapters.redis.client import redis_client
 from streamproc.adapters.redis.marker import RedisStateMarker
-from streamproc.adapters.redis.stores import redis_client
 from streamproc.cli.common import Subcommands
 from streamproc.config.settings import Settings
 
@@ -44,7 +44,9 @@ def _accept(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _marker(settings: Settings, action: Callable[[RedisStateMarker], Awaitable[T]]) -> T:
-    client = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_timeout_s)
+    client = redis_client(
+        settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
+    )
     try:
         return await action(RedisStateMarker(client, settings.redis_namespace))
     finally:

@@ -11,11 +11,13 @@ import sys
 import types
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamproc.config.connections import TlsFiles, redact_url, system_trusts_cas
 from streamproc.config.kafka import (
     EndpointCheck,
     KafkaConnection,
@@ -76,7 +78,23 @@ class Settings(BaseSettings):
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="redis://, rediss:// (TLS) or unix:// URL; an ACL user and password go in "
-        "it (redis://user:password@host:6379/0), TLS options in its query string",
+        "it (rediss://user:password@host:6380/0), TLS files in STREAMPROC_REDIS_TLS_*; logs "
+        "and errors show it with the password as `***` (docs/security.md)",
+    )
+    redis_tls_ca: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed Redis' certificate (rediss:// only); "
+        "unset: the system's trusted CAs",
+    )
+    redis_tls_cert: Path | None = Field(
+        None,
+        description="PEM file of this client's certificate, for a Redis that asks for one "
+        "(tls-auth-clients); it may hold the key as well",
+    )
+    redis_tls_key: Path | None = Field(
+        None,
+        description="PEM file of the client certificate's private key; unset: it is in the "
+        "certificate's file",
     )
     redis_cluster: bool = Field(
         False, description="the URL names a node of a Redis Cluster (keys are hash-tagged)"
@@ -264,6 +282,24 @@ class Settings(BaseSettings):
             ssl_endpoint_identification=self.kafka_ssl_endpoint_identification,
         )
 
+    @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("redis_tls_ca", "redis_tls_cert", "redis_tls_key")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
+
+    def redis_tls(self) -> TlsFiles | None:
+        """The TLS files of a rediss:// URL; None for a plaintext one."""
+        if not self.redis_url.startswith("rediss://"):
+            return None
+        return TlsFiles(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+
     def schema_registry_secret(self) -> str | None:
         """The registry's user:password in clear, for the client that sends it; None: no auth."""
         auth = self.schema_registry_auth
@@ -283,6 +319,36 @@ class Settings(BaseSettings):
         problems = kafka_security_problems(self)
         if problems:
             raise ValueError("\n  ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis_tls(self) -> Settings:
+        url, files = self.redis_url, (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        # redis-py would take ssl_* options from the query too: the settings are the one way.
+        query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+        options = sorted({name for name, _ in query if name.startswith("ssl")})
+        if options:
+            raise ValueError(
+                f"STREAMPROC_REDIS_URL has TLS options in its query ({', '.join(options)}): set "
+                "STREAMPROC_REDIS_TLS_CA, STREAMPROC_REDIS_TLS_CERT and STREAMPROC_REDIS_TLS_KEY "
+                "instead"
+            )
+        if any(files) and not url.startswith("rediss://"):
+            raise ValueError(
+                "STREAMPROC_REDIS_TLS_* are set but STREAMPROC_REDIS_URL is not a rediss:// URL, "
+                "so they would be ignored: use rediss://host:port, or unset them"
+            )
+        if self.redis_tls_key is not None and self.redis_tls_cert is None:
+            raise ValueError(
+                "STREAMPROC_REDIS_TLS_KEY is set without STREAMPROC_REDIS_TLS_CERT: set the "
+                "client certificate it belongs to"
+            )
+        if url.startswith("rediss://") and self.redis_tls_ca is None and not system_trusts_cas():
+            raise ValueError(
+                "STREAMPROC_REDIS_URL is rediss:// but STREAMPROC_REDIS_TLS_CA is unset and this "
+                "system has no trusted CAs to check Redis' certificate with: set "
+                "STREAMPROC_REDIS_TLS_CA to the CA's PEM file"
+            )
         return self
 
     @model_validator(mode="after")
@@ -361,8 +427,11 @@ def load_settings() -> Settings:
             info = Settings.model_fields.get(field)
             allowed = f" (expected: {info.description})" if info and info.description else ""
             secret = field.endswith(("auth", "key", "password"))
-            value = "(hidden)" if secret else repr(problem.get("input"))
-            lines.append(f"{variable}={value}: {problem['msg']}{allowed}")
+            given = problem.get("input")
+            shown = redact_url(given) if isinstance(given, str) and "://" in given else given
+            value = "(hidden)" if secret else repr(shown)
+            rule = problem["msg"].removeprefix("Value error, ")
+            lines.append(f"{variable}={value}: {rule}{allowed}")
         raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc
 
 

@@ -24,7 +24,9 @@ from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
 from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.adapters.redis.client import redis_client
+from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace
+from streamproc.config.connections import TlsFiles
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import Features
 from streamproc.config.topics import load_topic_specs, plan_changes
@@ -47,6 +49,7 @@ class DemoPlan:
     web_port: int
     redis_url: str
     features: Features
+    redis_tls: TlsFiles | None = None  # the files of a rediss:// URL
     show_entity: str | None = None  # whose online features to print at the end
     labels_topic: str | None = None  # with models: the labels are produced too, interleaved
     pipeline: str = "shop_orders"  # its name: the demo's models are <group>/<pipeline>
@@ -133,7 +136,8 @@ def run_demo(
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
             worker.kill()
-        delete_namespace(plan.redis_url, group)  # a demo leaves no dedupe keys behind
+        # a demo leaves no dedupe keys behind
+        delete_namespace(plan.redis_url, group, tls=plan.redis_tls)
         if plan.labels_topic:  # nor models on the snapshot topic
             forget_models(SnapshotTopic(plan.kafka, SNAPSHOTS_TOPIC), f"{group}/{plan.pipeline}")
 
@@ -183,7 +187,7 @@ def truth_mismatches(
 
 async def _show_features(plan: DemoPlan, entity: str, namespace: str) -> None:
     """An entity's features as the read path serves them, at its newest order."""
-    client = redis_client(plan.redis_url)
+    client = redis_client(plan.redis_url, tls=plan.redis_tls)
     try:
         reader = FeatureReader(plan.features, RedisFeatureStore(client, namespace))
         features = await reader.get(entity, wall_ms=int(time.time() * 1000))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,9 @@ from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
 from streamproc.worker.fatal import die, on_exit
 from streamproc.worker.state import WorkerState
-from streamproc.worker.wiring import Learning, worker_parts
+from streamproc.worker.wiring import Learning, connections_summary, worker_parts
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -145,6 +148,11 @@ def create_app(settings: Settings) -> faust.App:
     if learning is not None:
         _learning_tasks(app, settings, learning)
     _pages(app, parts.metrics, parts.state)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def announce() -> None:  # in a task, Faust has set up the log
+        log.info("worker %s: %s", settings.app_id, connections_summary(settings))
+
     return app
 
 

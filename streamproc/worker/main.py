@@ -16,7 +16,7 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.health import Liveness, serve_health_and_metrics
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.metrics import StageMetrics
-from streamproc.adapters.redis.stores import redis_client
+from streamproc.adapters.redis.client import redis_client
 from streamproc.config.settings import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError
 from streamproc.worker.app import create_app, faust_worker
@@ -25,6 +25,7 @@ from streamproc.worker.wiring import (
     Learning,
     ScoredStream,
     build_learning,
+    connections_summary,
     require_topics,
     schema_registry,
     scored_stream,
@@ -60,7 +61,9 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
     snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
     group."""
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_timeout_s)
+    redis = redis_client(
+        settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
+    )
     metrics = StageMetrics()
     learning = build_learning(settings, scored, serde, redis, metrics)
     if learning is None:
@@ -71,9 +74,10 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
     liveness = Liveness("trainer")
     serve_health_and_metrics(settings.web_host, settings.web_port, liveness, metrics.registry)
     log.info(
-        "trainer-only process for %s; /metrics and /healthz on port %d",
+        "trainer-only process for %s; /metrics and /healthz on port %d; %s",
         scored.name,
         settings.web_port,
+        connections_summary(settings),
     )
     mode.loop.use("uvloop")
     tune_gc()

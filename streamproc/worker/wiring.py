@@ -20,16 +20,16 @@ from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages
+from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.marker import RedisStateMarker
 from streamproc.adapters.redis.stores import (
-    AnyRedis,
     RedisFeatureStore,
     RedisLease,
     RedisSeenStore,
     RedisServedLog,
-    redis_client,
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
+from streamproc.config.connections import redact_url
 from streamproc.config.models import Models
 from streamproc.config.pipeline import Features, PipelineSpec
 from streamproc.config.settings import Settings
@@ -165,7 +165,9 @@ def worker_parts(settings: Settings) -> WorkerParts:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     scored, shop = scored_stream(settings, catalog)
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
-    redis = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_timeout_s)
+    redis = redis_client(
+        settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
+    )
     metrics = StageMetrics()
     sender = batch_sender(settings)
     feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
@@ -240,6 +242,21 @@ def build_learning(
         outages=outages,
     )
     return Learning(predict_step, served_log, follower, trainer)
+
+
+def connections_summary(settings: Settings) -> str:
+    """Where the worker reads and keeps its state, for its start-up log line; the Redis
+    URL's password shows as ***."""
+    tls = settings.redis_tls()
+    if tls is None:
+        security = "plaintext"
+    else:
+        client = ", client certificate" if tls.cert else ""
+        security = f"TLS, CA {tls.ca or 'of the system'}{client}"
+    return (
+        f"Kafka at {settings.kafka_bootstrap}; Redis at {redact_url(settings.redis_url)} "
+        f"({security}), keys under {settings.redis_namespace}:"
+    )
 
 
 def schema_registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:

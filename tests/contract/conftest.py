@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 from redis.exceptions import RedisError
 
-from streamproc.adapters.redis.stores import AnyRedis, redis_client
+from streamproc.adapters.redis.client import AnyRedis, redis_client
 from tests.conftest import unavailable
 
 T = TypeVar("T")

@@ -242,25 +242,33 @@ class KafkaBroker(ChildProcess):
 
 
 class RedisServer(ChildProcess):
-    """A redis-server in the foreground, without persistence unless `args` ask for it."""
+    """A redis-server in the foreground, without persistence unless `args` ask for it. With
+    `tls`, its one port speaks TLS only (`args` name the files: tests.harness.tls)."""
 
-    def __init__(self, folder: Path, args: Sequence[str] = (), port: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, args: Sequence[str] = (), port: int | None = None, tls: bool = False
+    ) -> None:
         super().__init__("redis", folder)
         self.port = port or free_port()
         self.args = list(args)
+        self.tls = tls
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
+        ports = (
+            ["--port", "0", "--tls-port", str(self.port)]
+            if self.tls
+            else ["--port", str(self.port)]
+        )
         command = [
             "redis-server",
             "--bind",
             "127.0.0.1",
-            "--port",
-            str(self.port),
+            *ports,
             "--save",
             "",
             "--appendonly",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from streamproc.adapters.redis.stores import RedisServedLog, delete_namespace, redis_client
+from streamproc.adapters.redis.client import redis_client
+from streamproc.adapters.redis.stores import RedisServedLog, delete_namespace
 from streamproc.core.training import ServedX
 from tests.integration.conftest import Stack
 

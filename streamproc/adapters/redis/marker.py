@@ -18,10 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from streamproc.adapters.redis.failures import redis_failure
-from streamproc.adapters.redis.stores import AnyRedis
+from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,7 @@ if not epoch then
   redis.call('SET', KEYS[1], epoch)
   if ARGV[3] == '1' then redis.call('SET', KEYS[2], ARGV[2]) end
 end
-return {epoch, redis.call('GET', KEYS[2]) or ''}
+return {epoch, redis.call('GET', KEYS[2]) or ''}  -- '' : not degraded
 """
 
 
@@ -66,26 +63,32 @@ class RedisStateMarker:
         args = [uuid.uuid4().hex, reason, "0" if first_start else "1"]
         try:
             epoch, degraded = await self._script(keys=self._keys, args=args)
-        except RedisError as exc:
-            raise redis_failure("state marker check", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis state marker check failed", exc) from exc
         return StateMark(_text(epoch), _text(degraded))
 
     async def read(self) -> StateMark | None:
         """The marker as it is, changing nothing; None when there is none."""
         try:
-            epoch, degraded = await self._client.mget(self._keys)
-        except RedisError as exc:
-            raise redis_failure("state marker read", exc) from exc
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in self._keys:
+                    pipe.get(key)
+                epoch, degraded = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis state marker read failed", exc) from exc
         if epoch is None:
             return None
         return StateMark(_text(epoch), _text(degraded) if degraded is not None else "")
 
     async def accept(self) -> bool:
-        """Clear the degraded mark (the state was rebuilt, or is accepted as it is)."""
+        """Clear the degraded mark (the state was rebuilt, or is accepted as it is); whether
+        it was set. An empty mark is no mark: the service's ACL user need not DEL."""
+        mark = await self.read()
         try:
-            return bool(await self._client.delete(self._keys[1]))
-        except RedisError as exc:
-            raise redis_failure("state marker clear", exc) from exc
+            await self._client.set(self._keys[1], "")
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis state marker clear failed", exc) from exc
+        return mark is not None and bool(mark.degraded)
 
 
 def _text(value: bytes | str) -> str:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import orjson
-import redis
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
-from streamproc.adapters.redis.failures import redis_failure
+from streamproc.adapters.redis.client import (
+    REDIS_ERRORS,
+    AnyRedis,
+    redis_failure,
+    sync_redis_client,
+)
+from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
@@ -48,22 +51,6 @@ for i = 1, #KEYS / 2 do
 end
 return out
 """
-
-
-AnyRedis = aioredis.Redis | RedisCluster
-
-
-def redis_client(url: str, cluster: bool = False, timeout_s: float = 5.0) -> AnyRedis:
-    """A client from a redis:// or rediss:// (TLS) URL; ACL user and password go in the URL
-    (redis://user:password@host:6379/0), TLS options in its query (ssl_cert_reqs=required).
-    With `cluster`, the URL names any node of a Redis Cluster. A call not answered within
-    `timeout_s` fails (Unavailable, ridden through): without it, a paused server hangs
-    the worker."""
-    if cluster:
-        return RedisCluster.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
 
 def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
@@ -105,8 +92,8 @@ class RedisSeenStore:
                 args += [claim.sighting.encode(), 1 if content else 0]
             try:
                 replies = await self._script(keys=keys, args=args)
-            except RedisError as exc:
-                raise redis_failure("dedupe call", exc) from exc
+            except REDIS_ERRORS as exc:
+                raise redis_failure("Redis dedupe call failed", exc) from exc
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
         return verdicts
@@ -125,12 +112,12 @@ def _verdict(reply: bytes | str) -> DedupeVerdict:
 _UNLINK_SLICE = 1_000  # keys per UNLINK: each call blocks Redis for only a moment
 
 
-def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
+def delete_namespace(
+    url: str, namespace: str, cluster: bool = False, tls: TlsFiles | None = None
+) -> int:
     """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
     in slices, so a Redis that serves others is never blocked for long."""
-    client: redis.Redis | redis.RedisCluster = (
-        redis.RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
-    )
+    client = sync_redis_client(url, cluster, tls)
     deleted = 0
 
     def unlink(keys: list[bytes]) -> int:
@@ -147,8 +134,9 @@ def delete_namespace(url: str, namespace: str, cluster: bool = False) -> int:
                 keys.clear()
         if keys:
             deleted += unlink(keys)
-    except RedisError as exc:
-        raise InfraError(f"Redis at {url}: cannot delete {namespace}:*: {exc}") from exc
+    except REDIS_ERRORS as exc:
+        where = f"Redis at {redact_url(url)}: cannot delete {namespace}:*"
+        raise redis_failure(where, exc) from exc
     finally:
         client.close()
     return deleted
@@ -198,8 +186,8 @@ class RedisFeatureStore:
                 for key in keys:
                     pipe.hgetall(self._key(key))
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise redis_failure("feature read", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis feature read failed", exc) from exc
         return {
             key: {_text(name): _text(value) for name, value in reply.items()}
             for key, reply in zip(keys, replies, strict=True)
@@ -213,10 +201,10 @@ class RedisFeatureStore:
             args = [_write_arg(writes[index]) for index in group]
             try:
                 await self._save(keys=[keys[index] for index in group], args=args)
-            except RedisError as exc:
+            except REDIS_ERRORS as exc:
                 if str(exc).startswith("CONFLICT"):
                     raise OffsetConflict(str(exc)) from exc
-                raise redis_failure("feature write", exc) from exc
+                raise redis_failure("Redis feature write failed", exc) from exc
 
 
 def _write_arg(write: EntityWrite) -> bytes:
@@ -266,8 +254,8 @@ class RedisServedLog:
                     pipe.zadd(self._marks, marks, gt=True)
                     pipe.zadd(self._moved, {p: wall_ms for p in marks})
                 await pipe.execute()
-        except RedisError as exc:
-            raise redis_failure("served-x write", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis served-x write failed", exc) from exc
 
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
         if not event_ids:
@@ -277,8 +265,8 @@ class RedisServedLog:
                 for event_id in event_ids:
                     pipe.get(f"{self._prefix}:{event_id}")
                 replies = await pipe.execute()
-        except RedisError as exc:
-            raise redis_failure("served-x read", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis served-x read failed", exc) from exc
         return {
             event_id: ServedX.load(reply)
             for event_id, reply in zip(event_ids, replies, strict=True)
@@ -292,8 +280,8 @@ class RedisServedLog:
                 pipe.zrange(self._marks, 0, -1, withscores=True)
                 pipe.zrange(self._moved, 0, -1, withscores=True)
                 marks, moved = await pipe.execute()
-        except RedisError as exc:
-            raise redis_failure("watermark read", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis watermark read failed", exc) from exc
         if not marks:
             return None
         active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
@@ -333,5 +321,5 @@ class RedisLease:
         """The epoch held (taken or renewed), 0 when another holder has it."""
         try:
             return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
-        except RedisError as exc:
-            raise redis_failure("lease call", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis lease call failed", exc) from exc

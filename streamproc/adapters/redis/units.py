@@ -12,10 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from redis.exceptions import RedisError
-
-from streamproc.adapters.redis.failures import redis_failure
-from streamproc.adapters.redis.stores import AnyRedis
+from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
 from streamproc.core.unitswitch import GroupKey, UnitStats, UnitStatsUpdate
 
 # KEYS: counts, steps, references, guard. ARGV: n sightings, then (partition, offset, field)
@@ -76,8 +73,8 @@ class RedisUnitStatsStore:
         args.append(1 if reply else 0)
         try:
             replies: list[list[bytes]] = await self._script(keys=self._keys, args=args)
-        except RedisError as exc:
-            raise redis_failure("unit-switch state call", exc) from exc
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis unit-switch state call failed", exc) from exc
         return replies
 
 
