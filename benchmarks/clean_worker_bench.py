@@ -36,12 +36,14 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.config.kafka import KafkaConnection
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 
 REPO = Path(__file__).resolve().parents[1]
 RAW, SCHEMA, CLEAN = "shop.order.v1", "shop.OrderSubmitted", "shop.order.clean.v1"
 PASSTHROUGH_SINK = "bench.passthrough"
 BOOTSTRAP = os.environ.get("STREAMPROC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+KAFKA = KafkaConnection(BOOTSTRAP)
 REDIS_URL = os.environ.get("STREAMPROC_REDIS_URL", "redis://127.0.0.1:6379/0")
 WORKER = [sys.executable, "-m", "streamproc.cli", "worker"]
 FAUST_PASSTHROUGH = [sys.executable, "-m", "benchmarks.faust_passthrough", "worker"]
@@ -59,8 +61,8 @@ def main() -> None:
     config = GeneratorConfig(events=args.events, seed=5, customers=max(2_000, args.events // 10))
     scenario = generate(config)
     records = [(producer_key(e), serde.encode(RAW, SCHEMA, e), None) for e in scenario.events]
-    start = end_offsets(BOOTSTRAP, RAW)
-    produce_all(BOOTSTRAP, RAW, records)  # the backlog: produced before anyone consumes
+    start = end_offsets(KAFKA, RAW)
+    produce_all(KAFKA, RAW, records)  # the backlog: produced before anyone consumes
     kafka = kafka_passthrough(start, len(records))
     orders = sum(1 for t in scenario.truth if t.kind == "order")
     raw_count, clean_count = _consumed(RAW), _consumed(CLEAN)
@@ -137,8 +139,8 @@ def worker_rate(run: WorkerRun, start: list[TopicPartition], profile: bool, even
     record until its last stage is done."""
     command = run.command
     group = f"bench-clean-{uuid.uuid4().hex[:8]}"
-    start_group_at(BOOTSTRAP, group, start)
-    start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, CLEAN))  # features: this run only
+    start_group_at(KAFKA, group, start)
+    start_group_at(KAFKA, group, end_offsets(KAFKA, CLEAN))  # features: this run only
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     port = "6099"
     env = {

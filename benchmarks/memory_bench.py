@@ -36,6 +36,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.snapshots import Keep, SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.models import Models
 from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.core.features.state import FeatureValue
@@ -201,7 +202,7 @@ async def run(  # noqa: C901, PLR0912, PLR0913, PLR0915, PLR0917 - one measured 
     topic_name = f"bench.memory.{uuid.uuid4().hex[:8]}"
     if broker:
         _create_topic(broker, topic_name)
-        follower_topic: SnapshotLog = SnapshotTopic(broker, topic_name)
+        follower_topic: SnapshotLog = SnapshotTopic(KafkaConnection(broker), topic_name)
     else:
         follower_topic = MemorySnapshotTopic(log := _Log())
     follower = SnapshotFollower(SCOPE, follower_topic, step, metrics)
@@ -209,7 +210,9 @@ async def run(  # noqa: C901, PLR0912, PLR0913, PLR0915, PLR0917 - one measured 
     # topic object of its own, as in a worker; what it needs of Kafka and Redis aside.
     loop = TrainerLoop.__new__(TrainerLoop)
     loop._pipeline, loop._declared, loop._metrics = SCOPE, models, metrics
-    loop._snapshots = SnapshotTopic(broker, topic_name) if broker else MemorySnapshotTopic(log)
+    loop._snapshots = (
+        SnapshotTopic(KafkaConnection(broker), topic_name) if broker else MemorySnapshotTopic(log)
+    )
     figures = Figures()
     traced_then: tracemalloc.Snapshot | None = None
     try:

@@ -49,9 +49,9 @@ def main() -> None:
     scenario = generate(GeneratorConfig(events=args.events, seed=args.seed))
     labels = spec.models.labels
     predictions_topic = spec.models.predictions.topic
-    start = end_offsets(settings.kafka_bootstrap, predictions_topic)
+    start = end_offsets(settings.kafka_connection(), predictions_topic)
     plan = DemoPlan(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka_connection(),
         raw_topic=spec.source.topic,
         clean_topic=spec.sink.topic,
         topics_dir=settings.topics_dir,

@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, TopicPartition
 from benchmarks.clean_worker_bench import (
     BOOTSTRAP,
     FAUST_PASSTHROUGH,
+    KAFKA,
     PASSTHROUGH_SINK,
     RAW,
     REDIS_URL,
@@ -129,10 +130,10 @@ def main() -> None:
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
     print(f"generating {args.events} backlog events …", flush=True)
     backlog = generate(GeneratorConfig(events=args.events, seed=5, customers=args.events // 10))
-    raw_start = end_offsets(BOOTSTRAP, RAW)
-    label_start = end_offsets(BOOTSTRAP, LABELS)
+    raw_start = end_offsets(KAFKA, RAW)
+    label_start = end_offsets(KAFKA, LABELS)
     records = _interleaved(backlog, serde)
-    produce_records(BOOTSTRAP, records)
+    produce_records(KAFKA, records)
     raw_count = len(backlog.events)
     orders = sum(1 for t in backlog.truth if t.kind == "order")
     results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
@@ -187,7 +188,7 @@ def _start(
     process only trains (STREAMPROC_TRAINER=false, STREAMPROC_INFERENCE=false)."""
     group = f"bench-full-{uuid.uuid4().hex[:8]}"
     for topic in (CLEAN, LABELS, RAW):
-        start_group_at(BOOTSTRAP, group, backlog.get(topic) or end_offsets(BOOTSTRAP, topic))
+        start_group_at(KAFKA, group, backlog.get(topic) or end_offsets(KAFKA, topic))
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     processes, urls = [], []
     roles = [{"STREAMPROC_TRAINER": "false"} if trainer_apart else {}] * n
@@ -236,7 +237,7 @@ def _stop(workers: Workers) -> None:
             process.wait()
     delete_namespace(REDIS_URL, workers.group)
     pipeline = load_pipeline(Path(os.environ.get("STREAMPROC_PIPELINE", REPO / SHOP_PIPELINE)))
-    forget_models(SnapshotTopic(BOOTSTRAP, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
+    forget_models(SnapshotTopic(KAFKA, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
 
 
 @dataclass
@@ -359,7 +360,7 @@ def _latency(rate: float, latencies: list[float], rss: dict[str, float]) -> dict
 
 def _start_passthrough(command: list[str], port: str) -> Workers:
     group = f"bench-pass-{uuid.uuid4().hex[:8]}"
-    start_group_at(BOOTSTRAP, group, end_offsets(BOOTSTRAP, RAW))
+    start_group_at(KAFKA, group, end_offsets(KAFKA, RAW))
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     env = {
         **os.environ,
@@ -392,7 +393,7 @@ def _measure(
     consumer = Consumer(
         {"bootstrap.servers": BOOTSTRAP, "group.id": "bench-latency", "enable.auto.commit": False}
     )
-    consumer.assign(end_offsets(BOOTSTRAP, sink))
+    consumer.assign(end_offsets(KAFKA, sink))
     # Fetching before the clock starts: a new consumer's first second (connections, metadata,
     # offsets) would otherwise count as the worker's latency.
     consumer.poll(1.0)
@@ -416,7 +417,7 @@ def _measure(
     # Connected and with the topics' metadata before the clock starts: an idempotent producer's
     # first records wait for its producer id (~1 s), which put 10% of a 10 s phase's
     # latencies near 1 s whatever the worker did. A load generator needs no idempotence.
-    producer = make_producer(BOOTSTRAP, **{"enable.idempotence": False})
+    producer = make_producer(KAFKA, **{"enable.idempotence": False})
     for topic in (RAW, LABELS):
         producer.list_topics(topic, timeout=10)
     started, raw = time.monotonic(), 0

@@ -147,7 +147,7 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     spec, models = load_tabular(path, lambda name: catalog.latest(name).definition)
     if models is None:
         raise ConfigError(f"{path}: declares no models, so no labels topic to produce to")
-    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
+    admin = KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s)
     absent = {spec.source.topic, models.labels.topic} - set(admin.list_topic_names())
     if absent:  # the broker does not create topics: records would wait, then fail
         raise ConfigError(
@@ -158,5 +158,5 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     for ref, records in ((spec.source, rows.events), (models.labels, rows.labels)):
         topic, schema = ref.topic, ref.schema_name
         encoded = keyed(records, functools.partial(serde.encode, topic, schema))
-        print(f"produced {produce_all(settings.kafka_bootstrap, topic, encoded)} to {topic}")
+        print(f"produced {produce_all(settings.kafka_connection(), topic, encoded)} to {topic}")
     return 0

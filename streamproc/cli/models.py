@@ -39,7 +39,7 @@ def _control(settings: Settings) -> ModelControl:
     spec = load_pipeline(settings.pipeline)
     if spec.models is None:
         raise ConfigError(f"{settings.pipeline}: the pipeline declares no models")
-    topic = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC, settings.kafka_timeout_s)
+    topic = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC, settings.kafka_timeout_s)
     return ModelControl(topic, model_scope(settings.app_id, spec.name), spec.models)
 
 

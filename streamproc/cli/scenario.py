@@ -71,7 +71,7 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
         spec = load_pipeline(settings.pipeline)
         topic = spec.source.topic
         sent = produce_scenario(
-            settings.kafka_bootstrap, topic, scenario, raw_encoder(settings, spec)
+            settings.kafka_connection(), topic, scenario, raw_encoder(settings, spec)
         )
         print(f"produced {sent} records to {topic}")
     return 0
@@ -84,7 +84,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"wrote {path}")
     topic = spec.source.topic
     plan = DemoPlan(
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka_connection(),
         raw_topic=topic,
         clean_topic=spec.sink.topic,
         topics_dir=settings.topics_dir,

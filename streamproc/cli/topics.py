@@ -23,7 +23,7 @@ def register(commands: Subcommands) -> None:
 
 def _apply(args: argparse.Namespace, settings: Settings) -> int:
     specs = load_topic_specs(settings.topics_dir)
-    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
+    admin = KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s)
     plan = plan_changes(specs, admin.read_state(specs))
     _print_plan(plan)
     if plan.has_changes and not args.dry_run:
@@ -49,7 +49,7 @@ def _print_plan(plan: Plan) -> None:
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     specs = load_topic_specs(settings.topics_dir)
-    admin = KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s)
+    admin = KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s)
     states = admin.read_state(specs)
     print(f"{'topic':<36} {'partitions':>10} {'replicas':>8}  cleanup    retention.ms  status")
     for spec in specs:

@@ -16,6 +16,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streamproc.config.kafka import (
+    EndpointCheck,
+    KafkaConnection,
+    SaslMechanism,
+    SecurityProtocol,
+)
 from streamproc.errors import ConfigError
 
 ENV_PREFIX = "STREAMPROC_"
@@ -31,6 +37,35 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="comma-separated host:port list of Kafka brokers"
+    )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="how clients talk to the brokers: `PLAINTEXT` (the local stack), `SSL` "
+        "(TLS), `SASL_SSL` (TLS and a SASL user); not `SASL_PLAINTEXT`: it would send the "
+        "credentials in cleartext",
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="the SASL mechanism with `SASL_SSL`"
+    )
+    kafka_sasl_username: str | None = Field(None, description="the SASL user with `SASL_SSL`")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="the SASL user's password with `SASL_SSL`"
+    )
+    kafka_ssl_ca_location: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the brokers' certificates (`SSL`, "
+        "`SASL_SSL`); unset: librdkafka's default CA store",
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, description="PEM certificate of this client, for brokers that require mutual TLS"
+    )
+    kafka_ssl_key_location: Path | None = Field(
+        None, description="PEM private key of that certificate (unencrypted)"
+    )
+    kafka_ssl_endpoint_identification: EndpointCheck = Field(
+        "https",
+        description="`https`: a broker's certificate must name the host it is reached at; "
+        "`none` skips that check (the CA is still checked)",
     )
     kafka_timeout_s: float = Field(
         15.0,
@@ -191,12 +226,36 @@ class Settings(BaseSettings):
             raise ValueError("expected host:port[,host:port...], e.g. 127.0.0.1:9092")
         return ",".join(servers)
 
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _refuse_cleartext_credentials(cls, value: Any) -> Any:
+        protocol = value.strip().upper() if isinstance(value, str) else value
+        if protocol == "SASL_PLAINTEXT":
+            raise ValueError(
+                "SASL_PLAINTEXT would send the SASL credentials in cleartext: use SASL_SSL"
+            )
+        return protocol
+
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
+
+    def kafka_connection(self) -> KafkaConnection:
+        """How every Kafka client of this process reaches the brokers."""
+        return KafkaConnection(
+            self.kafka_bootstrap,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_ca_location=self.kafka_ssl_ca_location,
+            ssl_certificate_location=self.kafka_ssl_certificate_location,
+            ssl_key_location=self.kafka_ssl_key_location,
+            ssl_endpoint_identification=self.kafka_ssl_endpoint_identification,
+        )
 
     def schema_registry_secret(self) -> str | None:
         """The registry's user:password in clear, for the client that sends it; None: no auth."""
@@ -211,6 +270,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://", "mock://")):
             raise ValueError("expected an http:// or https:// URL, or leave it unset")
         return value
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        problems = kafka_security_problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _check_role(self) -> Settings:
@@ -230,6 +296,49 @@ class Settings(BaseSettings):
         return self
 
 
+def kafka_security_problems(settings: Settings) -> list[str]:
+    """What is missing or contradictory in the Kafka security settings, each naming the
+    variables and the fix. A setting that would be ignored is a problem too: credentials set
+    without SASL_SSL would otherwise connect in plaintext, silently."""
+    protocol = settings.kafka_security_protocol
+    sasl = {"USERNAME": settings.kafka_sasl_username, "PASSWORD": settings.kafka_sasl_password}
+    files = {
+        "CA_LOCATION": settings.kafka_ssl_ca_location,
+        "CERTIFICATE_LOCATION": settings.kafka_ssl_certificate_location,
+        "KEY_LOCATION": settings.kafka_ssl_key_location,
+    }
+    problems = []
+    for name, value in sasl.items():
+        variable = f"{ENV_PREFIX}KAFKA_SASL_{name}"
+        if protocol == "SASL_SSL" and not value:
+            problems.append(
+                f"{variable} is unset: {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                f"needs the SASL user's {name.lower()}; set it"
+            )
+        elif protocol != "SASL_SSL" and value:
+            problems.append(
+                f"{variable} is set but {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} does not "
+                "use it; set the protocol to SASL_SSL, or unset the variable"
+            )
+    for name, path in files.items():
+        variable = f"{ENV_PREFIX}KAFKA_SSL_{name}"
+        if path is None:
+            continue
+        if protocol == "PLAINTEXT":
+            problems.append(
+                f"{variable} is set but {ENV_PREFIX}KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not "
+                "use TLS; set the protocol to SSL or SASL_SSL, or unset the variable"
+            )
+        elif not path.is_file():
+            problems.append(f"{variable}={path}: no such file")
+    if (files["CERTIFICATE_LOCATION"] is None) != (files["KEY_LOCATION"] is None):
+        problems.append(
+            f"{ENV_PREFIX}KAFKA_SSL_CERTIFICATE_LOCATION and {ENV_PREFIX}KAFKA_SSL_KEY_LOCATION "
+            "go together (a client certificate and its key): set both or neither"
+        )
+    return problems
+
+
 def load_settings() -> Settings:
     """Read the environment; a bad value raises ConfigError naming the variable and the rule."""
     try:
@@ -244,7 +353,7 @@ def load_settings() -> Settings:
             variable = f"{ENV_PREFIX}{field.upper()}"
             info = Settings.model_fields.get(field)
             allowed = f" (expected: {info.description})" if info and info.description else ""
-            secret = field.endswith(("auth", "key"))
+            secret = field.endswith(("auth", "key", "password"))
             value = "(hidden)" if secret else repr(problem.get("input"))
             lines.append(f"{variable}={value}: {problem['msg']}{allowed}")
         raise ConfigError("bad settings in the environment:\n  " + "\n  ".join(lines)) from exc

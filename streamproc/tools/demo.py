@@ -25,6 +25,7 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace, redis_client
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import Features
 from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.core.features.reader import FeatureReader
@@ -38,7 +39,7 @@ Encode = Callable[[Mapping[str, object]], bytes]
 class DemoPlan:
     """What one demo run needs: the stack, the topics, its folders and port, and the pace."""
 
-    bootstrap: str
+    kafka: KafkaConnection
     raw_topic: str
     clean_topic: str
     topics_dir: Path
@@ -53,10 +54,10 @@ class DemoPlan:
     timeout_s: float = 300.0
 
 
-def produce_scenario(bootstrap: str, topic: str, scenario: Scenario, encode: Encode) -> int:
+def produce_scenario(kafka: KafkaConnection, topic: str, scenario: Scenario, encode: Encode) -> int:
     """The scenario's raw records, keyed as the shop's producers key them; acked count."""
     records = ((producer_key(event), encode(event), None) for event in scenario.events)
-    return produce_all(bootstrap, topic, records)
+    return produce_all(kafka, topic, records)
 
 
 def live_records(
@@ -83,12 +84,12 @@ def run_demo(
     """Runs the worker on the scenario until it has consumed every record (and learned the
     labels that are due); its metrics."""
     specs = load_topic_specs(plan.topics_dir)
-    admin = KafkaAdmin(plan.bootstrap)
+    admin = KafkaAdmin(plan.kafka)
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     group = f"streamproc-demo-{int(time.time())}"
     topics = [plan.raw_topic, plan.clean_topic, *([plan.labels_topic] if plan.labels_topic else [])]
     for topic in topics:  # this run's records only
-        start_group_at(plan.bootstrap, group, end_offsets(plan.bootstrap, topic))
+        start_group_at(plan.kafka, group, end_offsets(plan.kafka, topic))
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     log = plan.work_dir / "worker.log"
     env = {
@@ -109,14 +110,14 @@ def run_demo(
         started = time.monotonic()
         if plan.labels_topic and encode_label is not None:
             orders, labels = (plan.raw_topic, encode), (plan.labels_topic, encode_label)
-            produce_records(plan.bootstrap, live_records(orders, labels, scenario), plan.per_second)
+            produce_records(plan.kafka, live_records(orders, labels, scenario), plan.per_second)
             sent = len(scenario.events)
             print(
                 f"produced {sent} orders and {len(scenario.outcomes)} labels (interleaved in "
                 f"event time) in {time.monotonic() - started:.1f} s"
             )
         else:
-            sent = produce_scenario(plan.bootstrap, plan.raw_topic, scenario, encode)
+            sent = produce_scenario(plan.kafka, plan.raw_topic, scenario, encode)
             print(f"produced {sent} orders in {time.monotonic() - started:.1f} s")
         metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
         if plan.labels_topic:
@@ -134,9 +135,7 @@ def run_demo(
             worker.kill()
         delete_namespace(plan.redis_url, group)  # a demo leaves no dedupe keys behind
         if plan.labels_topic:  # nor models on the snapshot topic
-            forget_models(
-                SnapshotTopic(plan.bootstrap, SNAPSHOTS_TOPIC), f"{group}/{plan.pipeline}"
-            )
+            forget_models(SnapshotTopic(plan.kafka, SNAPSHOTS_TOPIC), f"{group}/{plan.pipeline}")
 
 
 def summary_lines(metrics: Mapping[str, float], raw_topic: str) -> list[str]:

@@ -69,7 +69,7 @@ def serve_batches(
     positions = Positions()
     gate = TransactionGate() if settings.delivery == "exactly-once" else None
     source = SourceSettings(
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         settings.app_id,
         tuple(flows),
         batch_size=settings.batch_size,

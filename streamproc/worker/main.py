@@ -42,7 +42,7 @@ def run_worker(settings: Settings) -> None:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     scored, _ = scored_stream(settings, catalog)
     require_topics(
-        KafkaAdmin(settings.kafka_bootstrap, timeout_s=settings.kafka_timeout_s), scored.topics
+        KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s), scored.topics
     )
     if not settings.inference:
         run_trainer(settings, catalog, scored)

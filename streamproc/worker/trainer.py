@@ -25,6 +25,7 @@ from streamproc.adapters.kafka.reader import PartitionReader
 from streamproc.adapters.kafka.snapshots import SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.redis.stores import RedisLease, RedisServedLog
+from streamproc.config.kafka import KafkaConnection
 from streamproc.core.learning import SnapshotMismatch
 from streamproc.core.training import (
     Label,
@@ -61,7 +62,7 @@ class TrainerLoop:
         pipeline: str,
         step: PredictStep,
         codec: Codec,
-        bootstrap: str,
+        kafka: KafkaConnection,
         group: str,
         served: RedisServedLog,
         lease: RedisLease,
@@ -73,7 +74,7 @@ class TrainerLoop:
         self._pipeline = pipeline
         self._declared = step.declared
         self._codec = codec
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._group = group
         self._served = served
         self._lease = lease
@@ -81,8 +82,8 @@ class TrainerLoop:
         self._metrics = metrics
         self._lease_ms = lease_ms
         self._batch_size = batch_size
-        self._sender = BatchSender(bootstrap)
-        self._snapshots: SnapshotLog = SnapshotTopic(bootstrap, SNAPSHOTS_TOPIC)
+        self._sender = BatchSender(kafka)
+        self._snapshots: SnapshotLog = SnapshotTopic(kafka, SNAPSHOTS_TOPIC)
         self._more_due = False  # the last step left due labels for the next
 
     async def run(self) -> None:
@@ -98,7 +99,7 @@ class TrainerLoop:
         labels = self._declared.labels
         reader = await asyncio.to_thread(
             PartitionReader,
-            self._bootstrap,
+            self._kafka,
             labels.topic,
             trainer.label_offsets(),
             self._group,

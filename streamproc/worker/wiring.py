@@ -209,13 +209,13 @@ def build_learning(
     predict_step = PredictStep(scored.models, serde, scored.shape)
     served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
     scope = model_scope(settings.app_id, scored.name)
-    snapshots = SnapshotTopic(settings.kafka_bootstrap, SNAPSHOTS_TOPIC)
+    snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
     follower = SnapshotFollower(scope, snapshots, predict_step, metrics)
     trainer = TrainerLoop(
         scope,
         predict_step,
         serde,
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         settings.app_id,
         served_log,
         RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
@@ -239,7 +239,7 @@ def _worker_id(settings: Settings) -> str:
 def batch_sender(settings: Settings) -> BatchSender:
     """The agents' sender: transactional with exactly-once delivery."""
     return BatchSender(
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         linger_ms=settings.produce_linger_ms,
         transactional_id=_transactional_id(settings),
         transaction_timeout_s=settings.transaction_timeout_s,

@@ -29,6 +29,7 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
 from streamproc.adapters.kafka.producer import make_producer
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.scenario.shop import producer_key
 from tests.builders import ORDER_SUBMITTED
@@ -56,6 +57,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class Stack:
     bootstrap: str
     redis_url: str
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The broker as streamproc's Kafka clients take it (plaintext, as the stack runs)."""
+        return KafkaConnection(self.bootstrap)
 
 
 def _kafka_up(bootstrap: str) -> bool:
@@ -92,7 +98,7 @@ def stack() -> Iterator[Stack]:
     if not _redis_up(redis_url):
         unavailable(f"Redis is not reachable at {redis_url}")
     specs = load_topic_specs(REPO / "topics")
-    admin = KafkaAdmin(bootstrap)
+    admin = KafkaAdmin(KafkaConnection(bootstrap))
     admin.apply(plan_changes(specs, admin.read_state(specs)))
     yield Stack(bootstrap, redis_url)
     if started_here:
@@ -104,7 +110,7 @@ def produce_raw_orders(
 ) -> None:
     """Send raw orders as the shop's producers do (keyed by customer, idempotent, murmur2),
     tagged with `run` for read_run; waits for every ack."""
-    producer = make_producer(stack.bootstrap)
+    producer = make_producer(stack.kafka)
     headers: ProducerHeaders = [(RUN_HEADER, run)] if run is not None else []
     for order in orders:
         value = serde.encode(RAW_ORDERS, ORDER_SUBMITTED, order)
@@ -189,7 +195,7 @@ def new_group(stack: Stack) -> str:
     only."""
     group = f"it-{uuid.uuid4().hex[:12]}"
     for topic in (RAW_ORDERS, CLEAN_ORDERS, OUTCOMES):
-        start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, topic))
+        start_group_at(stack.kafka, group, end_offsets(stack.kafka, topic))
     return group
 
 

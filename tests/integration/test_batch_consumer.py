@@ -78,7 +78,7 @@ def _produce(  # noqa: PLR0913, PLR0917 - the test's fixtures, then what to send
 
 def _read(stack: Stack, starts: list[TopicPartition]) -> list[Any]:
     """Every record from `starts` to the topic's current end."""
-    ends = {tp.partition: tp.offset for tp in end_offsets(stack.bootstrap, starts[0].topic)}
+    ends = {tp.partition: tp.offset for tp in end_offsets(stack.kafka, starts[0].topic)}
     left = {tp.partition for tp in starts if tp.offset < ends[tp.partition]}
     consumer = Consumer(
         {
@@ -147,7 +147,7 @@ def _all_outputs(  # noqa: PLR0913, PLR0917 - the test's fixtures and what it wa
 def _committed(stack: Stack, group: str, topic: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group})
     try:
-        partitions = end_offsets(stack.bootstrap, topic)
+        partitions = end_offsets(stack.kafka, topic)
         return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
     finally:
         consumer.close()
@@ -155,8 +155,7 @@ def _committed(stack: Stack, group: str, topic: str) -> dict[int, int]:
 
 def _starts(stack: Stack) -> dict[str, list[TopicPartition]]:
     return {
-        topic: end_offsets(stack.bootstrap, topic)
-        for topic in (RAW_ORDERS, CLEAN_ORDERS, PREDICTIONS)
+        topic: end_offsets(stack.kafka, topic) for topic in (RAW_ORDERS, CLEAN_ORDERS, PREDICTIONS)
     }
 
 

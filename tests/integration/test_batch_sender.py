@@ -17,6 +17,7 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets
 from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import Plan, TopicSpec
 from streamproc.errors import InfraError
 from streamproc.records import OutRecord
@@ -33,7 +34,7 @@ def scratch_topic(
     """A topic of this test only, deleted after it (records of a megabyte stay out of the
     declared ones)."""
     spec = TopicSpec(name, partitions, 1, dict(config), Path(__file__))
-    KafkaAdmin(stack.bootstrap).apply(Plan(create=[spec]))
+    KafkaAdmin(stack.kafka).apply(Plan(create=[spec]))
     try:
         yield name
     finally:
@@ -43,13 +44,13 @@ def scratch_topic(
 
 async def test_a_batch_arrives_whole_with_keys_headers_and_timestamps(stack: Stack) -> None:
     run = uuid.uuid4().hex.encode()
-    start = end_offsets(stack.bootstrap, TOPIC)
+    start = end_offsets(stack.kafka, TOPIC)
     stamped = recent_timestamp_ms()
     records = [
         OutRecord(TOPIC, f"k{i % 7}".encode(), f"v{i}".encode(), ((RUN_HEADER, run),), stamped + i)
         for i in range(300)
     ]
-    await BatchSender(stack.bootstrap).send(records)
+    await BatchSender(stack.kafka).send(records)
     got = read_run(stack, start, run, len(records), timeout_s=30)
     assert sorted((m.key(), m.value(), m.timestamp()[1]) for m in got) == sorted(
         (r.key, r.value, r.timestamp_ms) for r in records
@@ -64,7 +65,7 @@ async def test_unacked_records_raise_infra_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         nobody = f"127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening
-        sender = BatchSender(nobody, ack_timeout_s=1.0)
+        sender = BatchSender(KafkaConnection(nobody), ack_timeout_s=1.0)
         with pytest.raises(InfraError, match="1 records not acked"):
             await sender.send([OutRecord(TOPIC, b"k", b"v")])
 
@@ -78,7 +79,7 @@ async def test_a_record_over_the_limit_is_refused_and_the_rest_acked(stack: Stac
             for i in range(10)
         ]
         huge = OutRecord(topic, b"k", b"x" * LIMIT, ((RUN_HEADER, run),), stamped)
-        refused = await BatchSender(stack.bootstrap).offer([*small[:5], huge, *small[5:]])
+        refused = await BatchSender(stack.kafka).offer([*small[:5], huge, *small[5:]])
         assert list(refused) == [5]
         assert refused[5].reason == dlq.RECORD_TOO_LARGE
         assert f"refused a {dlq.wire_size(huge):,}-byte record for {topic}" in str(refused[5])
@@ -91,7 +92,7 @@ async def test_wire_size_is_what_the_producer_counts_at_most(stack: Stack) -> No
         at_limit = OutRecord(topic, b"key", b"x" * (LIMIT - 36 - 3))
         assert dlq.wire_size(at_limit) == LIMIT
         over = replace(at_limit, value=b"x" * (LIMIT - 36 - 2))
-        refused = await BatchSender(stack.bootstrap).offer([at_limit, over])
+        refused = await BatchSender(stack.kafka).offer([at_limit, over])
         assert list(refused) == [1]
 
 
@@ -107,7 +108,7 @@ async def test_a_record_the_broker_refuses_is_found_among_its_batch(stack: Stack
             OutRecord(topic, f"k{i}".encode(), b"v" * size, headers, stamped)
             for i, size in enumerate(sizes)
         ]
-        refused = await BatchSender(stack.bootstrap).offer(records)
+        refused = await BatchSender(stack.kafka).offer(records)
         assert list(refused) == [3]
         assert refused[3].reason == dlq.RECORD_TOO_LARGE
         assert str(refused[3]).startswith("the broker refused")
@@ -120,4 +121,4 @@ async def test_send_raises_infra_error_for_a_refused_record(stack: Stack) -> Non
         scratch_topic(stack, f"it-sender-{uuid.uuid4().hex}", {}) as topic,
         pytest.raises(InfraError, match="1 records refused"),
     ):
-        await BatchSender(stack.bootstrap).send([OutRecord(topic, None, b"x" * LIMIT)])
+        await BatchSender(stack.kafka).send([OutRecord(topic, None, b"x" * LIMIT)])

@@ -79,7 +79,7 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
     stack: Stack, worker: Worker, serde: AvroSerde
 ) -> None:
     run = uuid.uuid4().hex
-    starts = {topic: end_offsets(stack.bootstrap, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
+    starts = {topic: end_offsets(stack.kafka, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
     producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
     headers: ProducerHeaders = [(RUN_HEADER, run.encode())]
 
@@ -192,4 +192,4 @@ def test_worker_without_a_broker_exits_3_with_the_address(tmp_path: Path) -> Non
             timeout=60,
         )
     assert result.returncode == 3, result.stderr
-    assert f"Kafka at {nobody} did not answer" in result.stderr
+    assert f"Kafka at {nobody} (PLAINTEXT) did not answer" in result.stderr

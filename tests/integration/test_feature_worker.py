@@ -63,7 +63,7 @@ def _marks(stack: Stack, namespace: str) -> dict[int, int]:
 def _committed(stack: Stack, group: str) -> dict[int, int]:
     consumer = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": group})
     try:
-        partitions = end_offsets(stack.bootstrap, RAW_ORDERS)
+        partitions = end_offsets(stack.kafka, RAW_ORDERS)
         return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
     finally:
         consumer.close()
@@ -74,7 +74,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
 ) -> None:
     scenario = generate(GeneratorConfig(events=EVENTS, seed=41))
     group = new_group(stack)
-    clean_start = {tp.partition: tp.offset for tp in end_offsets(stack.bootstrap, CLEAN_ORDERS)}
+    clean_start = {tp.partition: tp.offset for tp in end_offsets(stack.kafka, CLEAN_ORDERS)}
     produce_raw_orders(stack, serde, scenario.events)
     namespace = f"{group}:features"
     try:
@@ -111,8 +111,7 @@ async def test_features_survive_a_sigkill_between_the_redis_write_and_the_commit
         )
         time.sleep(1)  # the last clean records reach the broker
         clean_total = sum(
-            tp.offset - clean_start[tp.partition]
-            for tp in end_offsets(stack.bootstrap, CLEAN_ORDERS)
+            tp.offset - clean_start[tp.partition] for tp in end_offsets(stack.kafka, CLEAN_ORDERS)
         )
         _wait(
             lambda: (

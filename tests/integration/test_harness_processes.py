@@ -10,6 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamproc.adapters.kafka.producer import produce_all
+from streamproc.config.kafka import KafkaConnection
 from tests.harness.processes import KafkaBroker, RedisServer
 
 
@@ -18,7 +19,12 @@ def test_a_killed_broker_restarts_with_its_records(tmp_path: Path) -> None:
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         admin.create_topics([NewTopic("t", 1, 1)])["t"].result(30)
-        assert produce_all(broker.bootstrap, "t", [(b"k", b"v%d" % i, None) for i in range(5)]) == 5
+        assert (
+            produce_all(
+                KafkaConnection(broker.bootstrap), "t", [(b"k", b"v%d" % i, None) for i in range(5)]
+            )
+            == 5
+        )
         broker.restart(down_s=1)
         consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g"})
         try:

@@ -56,7 +56,7 @@ def test_huge_records_are_dead_lettered_and_the_worker_goes_on(
         scratch_topic(stack, dlq.dlq_topic(raw), {}),  # the broker's default limit, as declared
     ):
         group = new_group(stack)
-        clean_start = end_offsets(stack.bootstrap, CLEAN)
+        clean_start = end_offsets(stack.kafka, CLEAN)
         worker = start_worker(stack, group, tmp_path / "worker", STREAMPROC_PIPELINE=str(pipeline))
         try:
             _check(stack, serde, worker, raw, run, clean_start)
@@ -216,7 +216,7 @@ async def test_an_output_too_large_dead_letters_its_source_whole_when_it_fits(
             "invalid_country",
             EventRejected("invalid_country", "X" * 2 * MB),
         )
-        refused = await deliver(BatchSender(stack.bootstrap), batch, outputs, [rejected], True)
+        refused = await deliver(BatchSender(stack.kafka), batch, outputs, [rejected], True)
         assert list(refused) == [0]
         assert (refused[0].source, refused[0].reason) == (batch[1], dlq.RECORD_TOO_LARGE)
         dead = {int(dict(m.headers())[dlq.OFFSET]): m for m in _read_all(stack, f"{raw}.dlq", 2)}
@@ -237,7 +237,7 @@ async def test_a_dead_letter_the_dlq_topic_refuses_goes_as_a_reference(stack: St
     with scratch_topic(stack, dlq.dlq_topic(raw), {"max.message.bytes": "2000"}) as topic:
         source = Envelope(raw, 3, 99, b"k", b"v" * 3_000, (), 7)
         rejected = Rejection(source, "truncated", EventRejected("truncated", "ends early"))
-        refused = await deliver(BatchSender(stack.bootstrap), [source], [], [rejected], True)
+        refused = await deliver(BatchSender(stack.kafka), [source], [], [rejected], True)
         assert refused == {}
         [message] = _read_all(stack, topic, 1)
         headers = dict(message.headers())

@@ -74,7 +74,7 @@ class Snapshots:
     """The newest snapshot header of a deployment, read incrementally from the topic."""
 
     def __init__(self, stack: Stack, scope: str) -> None:
-        self._topic = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
+        self._topic = SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC)
         self._scope = scope
         self._newest: dict[str, Any] | None = None
 
@@ -121,7 +121,7 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
     scenario = generate(GeneratorConfig(events=EVENTS, seed=43))
     group = new_group(stack)
     snapshots = Snapshots(stack, f"{group}/shop_orders")
-    predictions_start = end_offsets(stack.bootstrap, PREDICTIONS)
+    predictions_start = end_offsets(stack.kafka, PREDICTIONS)
     env = {"STREAMPROC_PIPELINE": str(_pipeline(tmp_path)), "STREAMPROC_WORKER_ID": "it-trainer"}
     half = len(scenario.events) // 2
     first, second = (
@@ -131,9 +131,9 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
     encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
     worker = start_worker(stack, group, tmp_path / "first", **env)
     try:
-        produce_scenario(stack.bootstrap, RAW_ORDERS, first, encode)
+        produce_scenario(stack.kafka, RAW_ORDERS, first, encode)
         produce_all(
-            stack.bootstrap,
+            stack.kafka,
             OUTCOMES,
             (
                 (o["event_id"].encode(), serde.encode(OUTCOMES, "shop.OrderOutcome", o), None)
@@ -151,7 +151,7 @@ def test_the_model_learns_delayed_labels_and_survives_a_sigkill(
         assert at_kill is not None
 
         worker = start_worker(stack, group, tmp_path / "second", **env)
-        produce_scenario(stack.bootstrap, RAW_ORDERS, second, encode)
+        produce_scenario(stack.kafka, RAW_ORDERS, second, encode)
         orders = {t.event_id for t in scenario.truth if t.kind == "order"}
         predicted = _predictions(stack, predictions_start, orders, serde, timeout_s=180)
         # Every order is scored, those in flight at the kill too: a batch's input offsets are
@@ -204,14 +204,14 @@ def test_an_operator_promotes_and_rolls_back_and_the_worker_serves_the_choice(
     stack: Stack, serde: AvroSerde, tmp_path: Path
 ) -> None:
     group = new_group(stack)
-    start = end_offsets(stack.bootstrap, PREDICTIONS)
+    start = end_offsets(stack.kafka, PREDICTIONS)
     worker = start_worker(stack, group, tmp_path, STREAMPROC_FOLLOW_INTERVAL_S="0.2")
     try:
         served_by = []
         for seed, action in ((51, ("promote", "hat")), (52, ("rollback",)), (53, None)):
             scenario = generate(GeneratorConfig(events=300, seed=seed))
             encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
-            produce_scenario(stack.bootstrap, RAW_ORDERS, scenario, encode)
+            produce_scenario(stack.kafka, RAW_ORDERS, scenario, encode)
             orders = {t.event_id for t in scenario.truth if t.kind == "order"}
             predicted = _predictions(stack, start, orders, serde, timeout_s=120)
             assert {p["event_id"] for p in predicted} == orders
@@ -226,7 +226,7 @@ def test_an_operator_promotes_and_rolls_back_and_the_worker_serves_the_choice(
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
-        forget_models(SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC), f"{group}/shop_orders")
+        forget_models(SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC), f"{group}/shop_orders")
 
 
 def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
@@ -237,7 +237,7 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
     scenario = generate(GeneratorConfig(events=1_500, seed=47))
     group = new_group(stack)
     snapshots = Snapshots(stack, f"{group}/shop_orders")
-    start = end_offsets(stack.bootstrap, PREDICTIONS)
+    start = end_offsets(stack.kafka, PREDICTIONS)
     pipeline = str(_pipeline(tmp_path))
     common = {"STREAMPROC_PIPELINE": pipeline, "STREAMPROC_FOLLOW_INTERVAL_S": "0.2"}
     inference = start_worker(
@@ -248,12 +248,12 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
     )
     try:
         encode = lambda event: serde.encode(RAW_ORDERS, ORDER_SUBMITTED, event)  # noqa: E731
-        produce_scenario(stack.bootstrap, RAW_ORDERS, scenario, encode)
+        produce_scenario(stack.kafka, RAW_ORDERS, scenario, encode)
         labels = [
             (o["event_id"].encode(), serde.encode(OUTCOMES, "shop.OrderOutcome", o), None)
             for o in scenario.outcomes
         ]
-        produce_all(stack.bootstrap, OUTCOMES, labels)
+        produce_all(stack.kafka, OUTCOMES, labels)
         _wait(
             lambda: (header := snapshots.header()) is not None and header["learned"] >= 300,
             "a snapshot with 300 labels learned",
@@ -272,7 +272,7 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
             assert (status, report["status"], report["role"]) == (200, "ok", role)
 
         more = generate(GeneratorConfig(events=300, seed=48))  # scored after the swap
-        produce_scenario(stack.bootstrap, RAW_ORDERS, more, encode)
+        produce_scenario(stack.kafka, RAW_ORDERS, more, encode)
         later = {t.event_id for t in more.truth if t.kind == "order"}
         rescored = _predictions(stack, start, later, serde, timeout_s=120)
         assert rescored and min(p["model_version"] for p in rescored) > 0

@@ -26,7 +26,7 @@ def test_generated_traffic_comes_out_as_the_truth_says(
 ) -> None:
     scenario = generate(GeneratorConfig(events=EVENTS, seed=23))
     run = uuid.uuid4().hex.encode()
-    starts = {topic: end_offsets(stack.bootstrap, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
+    starts = {topic: end_offsets(stack.kafka, topic) for topic in (CLEAN, DUPLICATES, DLQ)}
     produce_raw_orders(stack, serde, scenario.events, run)
 
     kinds = [t.kind for t in scenario.truth]

@@ -40,8 +40,8 @@ def _plain_read_s(stack: Stack, end: int) -> float:
 
 def test_reads_go_on_from_where_they_ended_and_only_for_their_deployment(stack: Stack) -> None:
     ours, theirs = f"it-{uuid.uuid4().hex[:8]}/p", f"it-{uuid.uuid4().hex[:8]}/p"
-    publisher = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
-    follower = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
+    publisher = SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC)
+    follower = SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC)
     try:
         publisher.publish(f"{ours}/models", b"v1")
         publisher.publish(f"{theirs}/models", b"other")
@@ -66,7 +66,7 @@ def test_a_backlog_of_multi_megabyte_snapshots_is_read_at_the_brokers_pace(stack
     """With a read-ahead below one snapshot, each record waited out a fetch: 51 MB took 13-20 s
     where a plain consumer took 1 s."""
     scope = f"it-{uuid.uuid4().hex[:8]}/p"
-    publisher = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
+    publisher = SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC)
     probe = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": "it-probe"})
     partition = TopicPartition(SNAPSHOTS_TOPIC, 0)
     try:
@@ -75,7 +75,7 @@ def test_a_backlog_of_multi_megabyte_snapshots_is_read_at_the_brokers_pace(stack
             publisher.publish(f"{scope}/models", bytes([version]) + snapshot)
         end = probe.get_watermark_offsets(partition, timeout=10)[1]
         baseline_s = _plain_read_s(stack, end)
-        follower = SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC)
+        follower = SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC)
         started = time.perf_counter()
         found = follower.read_new(f"{scope}/")  # a starting worker's read: the whole topic
         read_s = time.perf_counter() - started

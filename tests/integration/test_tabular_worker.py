@@ -32,8 +32,8 @@ def test_the_phishing_pipeline_runs_in_the_worker_from_its_yaml(
 ) -> None:
     group = new_group(stack)
     for topic in (EVENTS, LABELS):  # this run's records only
-        start_group_at(stack.bootstrap, group, end_offsets(stack.bootstrap, topic))
-    start = end_offsets(stack.bootstrap, PREDICTIONS)
+        start_group_at(stack.kafka, group, end_offsets(stack.kafka, topic))
+    start = end_offsets(stack.kafka, PREDICTIONS)
     # snapshots every 50 labels: the served model keeps close to the learning one
     declared = yaml.safe_load((REPO / "pipelines/phishing.yaml").read_text())
     declared["models"]["snapshots"] = {"every_labels": 50, "every": "1s"}
@@ -58,7 +58,7 @@ def test_the_phishing_pipeline_runs_in_the_worker_from_its_yaml(
                 (LABELS, next(keyed([label], encode_label))),
             )
         )
-        assert produce_records(stack.bootstrap, live, per_second=400) == 2 * ROWS
+        assert produce_records(stack.kafka, live, per_second=400) == 2 * ROWS
         consumer = Consumer(
             {"bootstrap.servers": stack.bootstrap, "group.id": group, "enable.auto.commit": False}
         )
@@ -83,4 +83,4 @@ def test_the_phishing_pipeline_runs_in_the_worker_from_its_yaml(
     finally:
         stop_worker(worker)
         delete_namespace(stack.redis_url, group)
-        forget_models(SnapshotTopic(stack.bootstrap, SNAPSHOTS_TOPIC), f"{group}/phishing")
+        forget_models(SnapshotTopic(stack.kafka, SNAPSHOTS_TOPIC), f"{group}/phishing")

@@ -104,7 +104,7 @@ def test_apply_waits_out_a_cached_unknown_topic(stack: Stack, tmp_path: Path) ->
     name = f"it.topics.{uuid.uuid4().hex[:10]}"
     _declare(tmp_path, name, 2, 3_600_000)
     specs = load_topic_specs(tmp_path)
-    admin = KafkaAdmin(stack.bootstrap, timeout_s=10)
+    admin = KafkaAdmin(stack.kafka, timeout_s=10)
     plan = plan_changes(specs, admin.read_state(specs))
     latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # unannotated in confluent-kafka
     early = admin._client.list_offsets({TopicPartition(name, 0): latest})
@@ -116,7 +116,7 @@ def test_apply_waits_out_a_cached_unknown_topic(stack: Stack, tmp_path: Path) ->
 
 def test_partitions_never_served_are_named_with_their_error(stack: Stack) -> None:
     name = f"it.topics.never.{uuid.uuid4().hex[:10]}"
-    admin = KafkaAdmin(stack.bootstrap, timeout_s=1)
+    admin = KafkaAdmin(stack.kafka, timeout_s=1)
     with pytest.raises(InfraError) as raised:
         admin._wait_until_usable([TopicSpec(name, 2, 1, {}, Path("never.yaml"))])
     assert f"{name}[0]: UNKNOWN_TOPIC_OR_PART" in str(raised.value)
@@ -144,6 +144,7 @@ def test_a_broker_not_there_is_one_line_per_problem() -> None:
     lines = result.stderr.splitlines()
     assert result.returncode == cli.EXIT_INFRA
     assert lines[-1].startswith(
-        f"streamproc: infrastructure error: Kafka at {bootstrap} did not answer within 3s"
+        f"streamproc: infrastructure error: Kafka at {bootstrap} (PLAINTEXT) "
+        "did not answer within 3s"
     ), result.stderr
     assert len(lines) < 5, result.stderr

@@ -54,14 +54,14 @@ def test_a_restarted_worker_converts_app_v5_from_its_first_order(
     v4, v5 = _app_orders(run, 4, sessions[:200], 0), _app_orders(run, 5, sessions[200:], 200)
     try:
         first = start_worker(stack, group, tmp_path / "first")
-        start = end_offsets(stack.bootstrap, CLEAN)
+        start = end_offsets(stack.kafka, CLEAN)
         produce_raw_orders(stack, serde, v4, run.encode())
         learned = read_run(stack, start, run.encode(), len(v4), timeout_s=90)
         assert len(learned) == len(v4), first.log_tail()
         stop_worker(first)
 
         successor = start_worker(stack, group, tmp_path / "successor")
-        start = end_offsets(stack.bootstrap, CLEAN)
+        start = end_offsets(stack.kafka, CLEAN)
         produce_raw_orders(stack, serde, v5, run.encode())
         found = read_run(stack, start, run.encode(), len(v5), timeout_s=90)
         stop_worker(successor)

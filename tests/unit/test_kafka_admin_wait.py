@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from streamproc.adapters.kafka import admin as kafka
 from streamproc.adapters.kafka.admin import KafkaAdmin
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import TopicSpec
 from streamproc.errors import InfraError
 
@@ -72,7 +73,7 @@ class FakeAdminClient:
 
 def _admin(monkeypatch: pytest.MonkeyPatch, fake: FakeAdminClient, timeout_s: float) -> KafkaAdmin:
     monkeypatch.setattr(kafka, "AdminClient", lambda _config: fake)
-    return KafkaAdmin("127.0.0.1:1", timeout_s=timeout_s)
+    return KafkaAdmin(KafkaConnection("127.0.0.1:1"), timeout_s=timeout_s)
 
 
 def _spec(name: str, partitions: int) -> TopicSpec:

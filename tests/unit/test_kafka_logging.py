@@ -11,6 +11,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from streamproc.adapters.kafka.client_logs import DedupLog, client_config
+from streamproc.config.kafka import KafkaConnection
 from tests.conftest import REPO
 
 REFUSED = (
@@ -109,7 +110,7 @@ def test_the_memory_of_problems_is_bounded(clock: Clock) -> None:
 
 
 def test_the_client_config_carries_the_log_and_takes_overrides() -> None:
-    config = client_config("127.0.0.1:9092", **{"group.id": "g", "linger.ms": 5})
+    config = client_config(KafkaConnection("127.0.0.1:9092"), **{"group.id": "g", "linger.ms": 5})
 
     assert config["bootstrap.servers"] == "127.0.0.1:9092"
     assert isinstance(config["logger"], DedupLog)

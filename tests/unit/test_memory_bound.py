@@ -13,6 +13,7 @@ import pytest
 
 from streamproc.adapters.kafka import model_snapshots, snapshots
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.models import Labels, ModelInputs, Models, ModelSpec
 from streamproc.core.training import (
     Label,
@@ -58,7 +59,15 @@ async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
     )
     unused: Any = None  # the served log and the lease: restore needs neither
     loop = trainer_module.TrainerLoop(
-        SCOPE, step, unused, "unused:9092", "group", unused, unused, follower, metrics
+        SCOPE,
+        step,
+        unused,
+        KafkaConnection("unused:9092"),
+        "group",
+        unused,
+        unused,
+        follower,
+        metrics,
     )
     key = model_snapshots.models_key(SCOPE)
     topic.publish(key, _snapshot(3))
@@ -135,7 +144,7 @@ def test_the_snapshot_consumer_fetches_only_while_it_reads(monkeypatch: pytest.M
             return 0, 0  # an empty topic: read to its end at once
 
     monkeypatch.setattr(snapshots, "Consumer", FakeConsumer)
-    topic = snapshots.SnapshotTopic("unused:9092", "snapshots")
+    topic = snapshots.SnapshotTopic(KafkaConnection("unused:9092"), "snapshots")
     assert topic.read_new("app/") == {}
     assert topic.read_new("app/") == {}
     assert calls == ["open", *["resume [0]", "read", "pause [0]"] * 2]

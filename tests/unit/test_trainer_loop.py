@@ -21,6 +21,7 @@ from streamproc.adapters.kafka.model_snapshots import (
     serving_key,
 )
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.models import (
     Labels,
     ModelInputs,
@@ -128,7 +129,7 @@ def _process(fakes: Fakes, epoch: int, models: Models = MODELS, batch_size: int 
         SCOPE,
         step,
         fakes.serde,
-        "unused:9092",
+        KafkaConnection("unused:9092"),
         "group",
         fakes.served,  # type: ignore[arg-type]
         lease,  # type: ignore[arg-type]

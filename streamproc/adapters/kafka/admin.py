@@ -22,6 +22,7 @@ from confluent_kafka.admin import (
 )
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import Plan, TopicSpec, TopicState
 from streamproc.errors import InfraError
 
@@ -36,10 +37,13 @@ class KafkaAdmin:
     """Reads topic state and applies a topology plan; every call has a timeout."""
 
     def __init__(
-        self, bootstrap: str, extra: dict[str, str] | None = None, timeout_s: float = 15.0
+        self,
+        kafka: KafkaConnection,
+        extra: dict[str, str] | None = None,
+        timeout_s: float = 15.0,
     ) -> None:
-        self._client = AdminClient(client_config(bootstrap, **(extra or {})))
-        self._bootstrap = bootstrap
+        self._client = AdminClient(client_config(kafka, **(extra or {})))
+        self._kafka = kafka
         self._timeout_s = timeout_s
 
     def list_topic_names(self) -> list[str]:
@@ -148,7 +152,7 @@ class KafkaAdmin:
             return self._client.list_topics(timeout=self._timeout_s)
         except KafkaException as exc:
             raise InfraError(
-                f"Kafka at {self._bootstrap} did not answer within {self._timeout_s:.0f}s "
+                f"Kafka at {self._kafka} did not answer within {self._timeout_s:.0f}s "
                 f"({exc}); "
                 "is it running (make up) and is STREAMPROC_KAFKA_BOOTSTRAP right?"
             ) from exc
@@ -173,9 +177,9 @@ class KafkaAdmin:
         self._client.poll(0)
 
 
-def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
+def end_offsets(kafka: KafkaConnection, topic: str) -> list[TopicPartition]:
     """Each partition of `topic` at its high watermark: where the next record will land."""
-    consumer = Consumer(client_config(bootstrap, **{"group.id": "streamproc-offsets"}))
+    consumer = Consumer(client_config(kafka, **{"group.id": "streamproc-offsets"}))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return [
@@ -186,9 +190,9 @@ def end_offsets(bootstrap: str, topic: str) -> list[TopicPartition]:
         consumer.close()
 
 
-def start_group_at(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
+def start_group_at(kafka: KafkaConnection, group: str, offsets: list[TopicPartition]) -> None:
     """Commit `offsets` for a new consumer group, so it starts there (skipping what is before)."""
-    consumer = Consumer(client_config(bootstrap, **{"group.id": group}))
+    consumer = Consumer(client_config(kafka, **{"group.id": group}))
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
     finally:

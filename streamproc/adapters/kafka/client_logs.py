@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from streamproc.config.kafka import KafkaConnection
+
 LOGGER_NAME = "streamproc.kafka"
 
 # A problem's text without what changes from one occurrence to the next.
@@ -80,11 +82,12 @@ class DedupLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 _LOG = DedupLog(logging.getLogger(LOGGER_NAME))
 
 
-def client_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """The config of every confluent-kafka client streamproc makes. librdkafka takes the
-    logger only at construction, and hands its lines over on poll(), flush() or consume()."""
+def client_config(kafka: KafkaConnection, **overrides: Any) -> dict[str, Any]:
+    """The config of every confluent-kafka client streamproc makes: the connection's brokers
+    and security, and the logger. librdkafka takes the logger only at construction, and hands
+    its lines over on poll(), flush() or consume()."""
     return {
-        "bootstrap.servers": bootstrap,
+        **kafka.properties(),
         "logger": _LOG,
         "error_cb": _LOG.error_cb,
         **overrides,

@@ -22,6 +22,7 @@ from streamproc.adapters.kafka.dlq import (
     RECORD_TOO_LARGE,
     wire_size,
 )
+from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import EventRejected, InfraError
 from streamproc.records import OutRecord
 
@@ -30,30 +31,28 @@ from streamproc.records import OutRecord
 _PACE_S = 0.01
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> Producer:
+def make_producer(kafka: KafkaConnection, **overrides: Any) -> Producer:
     """Idempotent (acks from all in-sync replicas, no duplicates or reordering on retry); the
     murmur2 partitioner puts a key where Java clients and aiokafka put it."""
     settings = {"linger.ms": 5, "enable.idempotence": True, "partitioner": "murmur2_random"}
-    return Producer(client_config(bootstrap, **{**settings, **overrides}))
+    return Producer(client_config(kafka, **{**settings, **overrides}))
 
 
 def produce_all(
-    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    kafka: KafkaConnection, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
 ) -> int:
     """Send (key, value, timestamp ms) records and wait for every ack; returns the count."""
-    return produce_records(bootstrap, ((topic, *record) for record in records))
+    return produce_records(kafka, ((topic, *record) for record in records))
 
 
 def produce_records(
-    bootstrap: str,
+    kafka: KafkaConnection,
     records: Iterable[tuple[str, bytes | None, bytes, int | None]],
     per_second: float | None = None,
 ) -> int:
     """Send (topic, key, value, timestamp ms) records, at most `per_second` (None: as fast
     as the broker takes them), and wait for every ack; returns the count."""
-    producer = make_producer(
-        bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000}
-    )
+    producer = make_producer(kafka, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
     failures: list[str] = []
 
     def on_delivery(error: Any, _message: Any) -> None:
@@ -170,7 +169,7 @@ class BatchSender:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         ack_timeout_s: float = 60.0,
         linger_ms: float = 5,
         transactional_id: str | None = None,
@@ -189,7 +188,7 @@ class BatchSender:
         if transactional_id is not None:
             config["transactional.id"] = transactional_id
             config["transaction.timeout.ms"] = int(transaction_timeout_s * 1000)
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._config = config
         self._producer = self._new_producer()
         self._polling: threading.Thread | None = None
@@ -240,7 +239,7 @@ class BatchSender:
         return None if error is None else self._refusal(record, error, "the broker")
 
     def _new_producer(self) -> Producer:
-        return make_producer(self._bootstrap, **self._config)
+        return make_producer(self._kafka, **self._config)
 
     @property
     def producer(self) -> Producer:

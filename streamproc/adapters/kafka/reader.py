@@ -15,6 +15,7 @@ from confluent_kafka import (
 )
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
 
@@ -25,10 +26,12 @@ class PartitionReader:
     given offset starts where `group` has committed one (a new deployment can be started
     at the end of the topic), else at the beginning."""
 
-    def __init__(self, bootstrap: str, topic: str, start: dict[int, int], group: str) -> None:
+    def __init__(
+        self, kafka: KafkaConnection, topic: str, start: dict[int, int], group: str
+    ) -> None:
         self._topic = topic
         self._consumer = Consumer(
-            client_config(bootstrap, **{"group.id": group, "enable.auto.commit": False})
+            client_config(kafka, **{"group.id": group, "enable.auto.commit": False})
         )
         try:
             partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions

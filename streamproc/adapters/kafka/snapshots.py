@@ -12,6 +12,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.producer import make_producer
+from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 
 Keep = Callable[[str, bytes, bytes], bool]  # (key, kept, newer) → the newer replaces it?
@@ -43,9 +44,9 @@ class SnapshotTopic:
     """Records keyed `<pipeline>/models` (a trainer's state) and `<pipeline>/champion` (who
     serves); compaction keeps the latest of each."""
 
-    def __init__(self, bootstrap: str, topic: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, kafka: KafkaConnection, topic: str, timeout_s: float = 30.0) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._timeout_s = timeout_s
         self._producer: Any = None
         self._consumer: Any = None
@@ -54,7 +55,7 @@ class SnapshotTopic:
     def publish(self, key: str, value: bytes) -> None:
         """Returns once the broker has acked it; raises InfraError otherwise."""
         if self._producer is None:
-            self._producer = make_producer(self._bootstrap, **{"message.max.bytes": 16_777_216})
+            self._producer = make_producer(self._kafka, **{"message.max.bytes": 16_777_216})
         failures: list[str] = []
 
         def on_delivery(error: Any, _message: Any) -> None:
@@ -112,7 +113,7 @@ class SnapshotTopic:
     def forget(self, keys: list[str]) -> None:
         """Tombstones: compaction drops these keys (a finished demo's or test's models)."""
         if self._producer is None:
-            self._producer = make_producer(self._bootstrap, **{"message.max.bytes": 16_777_216})
+            self._producer = make_producer(self._kafka, **{"message.max.bytes": 16_777_216})
         for key in keys:
             self._producer.produce(self.topic, None, key.encode())
         self._producer.flush(self._timeout_s)
@@ -120,7 +121,7 @@ class SnapshotTopic:
     def _open(self) -> Any:
         consumer = Consumer(
             client_config(
-                self._bootstrap,
+                self._kafka,
                 **{
                     "group.id": f"streamproc-snapshots-{uuid.uuid4().hex[:8]}",  # never commits
                     "enable.auto.commit": False,

@@ -24,6 +24,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
+from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
 
@@ -35,7 +36,7 @@ class SourceSettings:
     """How a worker's consumer fetches and commits (the STREAMPROC_* settings behind each
     are documented in config/settings.py)."""
 
-    bootstrap: str
+    kafka: KafkaConnection
     group: str
     topics: tuple[str, ...]
     batch_size: int = 500  # records per fetch, at most
@@ -109,9 +110,7 @@ class BatchConsumer:
         settings = self._settings
         committer = self._committer
         consumer = Consumer(
-            client_config(
-                settings.bootstrap, **settings.consumer_overrides(), **committer.overrides()
-            )
+            client_config(settings.kafka, **settings.consumer_overrides(), **committer.overrides())
         )
         consumer.subscribe(
             list(settings.topics),
