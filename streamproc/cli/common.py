@@ -54,4 +54,9 @@ def encoder(settings: Settings, topic: str, schema: str) -> Encode:
 
 
 def registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
-    return make_registry(catalog, settings.schema_registry_url, settings.schema_registry_secret())
+    return make_registry(
+        catalog,
+        settings.schema_registry_url,
+        settings.schema_registry_secret(),
+        settings.schema_registry_ca(),
+    )

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     schema_registry_auth: SecretStr | None = Field(
         None, description="user:password for the registry's basic auth"
     )
+    schema_registry_ca_location: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed an https registry's certificate; unset: "
+        "STREAMPROC_KAFKA_SSL_CA_LOCATION if set, else the client's default CA bundle",
+    )
     pipeline: Path = Field(
         Path("pipelines/shop_orders.yaml"), description="the pipeline declaration to run"
     )
@@ -300,10 +305,22 @@ class Settings(BaseSettings):
             return None
         return TlsFiles(self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
 
+    def schema_registry_ca(self) -> Path | None:
+        """The CA an https registry's certificate is checked against (one private CA often
+        signs the brokers' and the registry's)."""
+        return self.schema_registry_ca_location or self.kafka_ssl_ca_location
+
     def schema_registry_secret(self) -> str | None:
         """The registry's user:password in clear, for the client that sends it; None: no auth."""
         auth = self.schema_registry_auth
         return auth.get_secret_value() if auth is not None else None
+
+    @field_validator("schema_registry_ca_location")
+    @classmethod
+    def _check_registry_ca(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
 
     @field_validator("schema_registry_url")
     @classmethod

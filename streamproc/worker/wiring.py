@@ -261,7 +261,12 @@ def connections_summary(settings: Settings) -> str:
 
 def schema_registry(settings: Settings, catalog: SchemaCatalog) -> SchemaRegistry:
     """The schema registry the settings name (embedded, or Confluent-compatible)."""
-    return make_registry(catalog, settings.schema_registry_url, settings.schema_registry_secret())
+    return make_registry(
+        catalog,
+        settings.schema_registry_url,
+        settings.schema_registry_secret(),
+        settings.schema_registry_ca(),
+    )
 
 
 def _worker_id(settings: Settings) -> str:

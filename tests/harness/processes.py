@@ -137,6 +137,12 @@ class BrokerConfig:
     scram_users: Mapping[str, str] = field(default_factory=dict)  # name -> password
 
 
+def _cluster_id() -> str:
+    """A random cluster id, as Kafka makes them: one that starts with "-" would be read as an
+    option by the storage tool (one id in 64)."""
+    return "A" + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")[1:]
+
+
 class KafkaBroker(ChildProcess):
     """One KRaft node (broker and controller). `restart()` keeps its data: topics, offsets and
     transactions survive, as they would on a real restart."""
@@ -209,7 +215,7 @@ class KafkaBroker(ChildProcess):
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+                _cluster_id(),
                 "-c",
                 str(self._properties),
                 *scram,

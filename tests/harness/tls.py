@@ -1,7 +1,9 @@
-"""Certificates for tests: a CA of their own and the certificates it signs, as PEM files.
+"""Certificates for TLS tests, made in the test's own folder: a CA, and server certificates it
+signs for the names a client dials (127.0.0.1, localhost). PEM files, which Kafka, Redis,
+OpenSSL and Python's ssl module all read.
 
-Each certificate is good for both ends of a connection (server and client authentication)
-and names the hosts given: DNS names, or IP addresses such as 127.0.0.1.
+    ca = make_ca(tmp_path)
+    cert, key = ca.issue(tmp_path, ["127.0.0.1", "localhost"])
 """
 
 from __future__ import annotations
@@ -17,26 +19,31 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-VALID_FOR = datetime.timedelta(days=2)
+_VALID = datetime.timedelta(days=2)  # a test's certificates need not outlive it
+_SKEW = datetime.timedelta(minutes=5)  # valid a little before now: clocks differ
 
 
 @dataclass(frozen=True)
 class CA:
-    """A certificate authority: its certificate on disk (what clients and servers trust) and
-    the key it signs with."""
+    """A certificate authority: `cert_path` is the file clients trust."""
 
+    name: str
     cert_path: Path
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+    key_path: Path
 
-    def issue(self, folder: Path, hosts: Sequence[str]) -> tuple[Path, Path]:
-        """A certificate for `hosts` (the first is its common name) and its key, written to
-        `folder` as cert.pem and key.pem; their paths."""
+    def issue(self, folder: Path, hosts: Sequence[str], name: str = "server") -> tuple[Path, Path]:
+        """A certificate for `hosts` (IP addresses or DNS names) signed by this CA, for
+        servers and clients alike; returns (certificate path, private key path), PEM, the
+        key unencrypted (PKCS#8)."""
+        ca_cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.key_path.read_bytes(), None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{self.key_path}: not the EC key make_ca writes")
         key = ec.generate_private_key(ec.SECP256R1())
         names = [_general_name(host) for host in hosts]
-        builder = (
-            _builder(hosts[0], key)
-            .issuer_name(self.cert.subject)
+        cert = (
+            _builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), key)
+            .issuer_name(ca_cert.subject)
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -45,17 +52,18 @@ class CA:
                 ),
                 critical=False,
             )
+            .sign(ca_key, hashes.SHA256())
         )
-        cert = builder.sign(self.key, hashes.SHA256())
-        return _write(folder, "cert.pem", cert), _write_key(folder, "key.pem", key)
+        return _write(folder, name, cert, key)
 
 
 def make_ca(folder: Path, name: str = "streamproc test CA") -> CA:
-    """A new self-signed CA, its certificate written to `folder`/ca.pem."""
+    """A new self-signed CA in `folder` (ca.pem, ca.key)."""
     key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     cert = (
-        _builder(name, key)
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        _builder(subject, key)
+        .issuer_name(subject)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -73,18 +81,19 @@ def make_ca(folder: Path, name: str = "streamproc test CA") -> CA:
         )
         .sign(key, hashes.SHA256())
     )
-    return CA(_write(folder, "ca.pem", cert), cert, key)
+    cert_path, key_path = _write(folder, "ca", cert, key)
+    return CA(name, cert_path, key_path)
 
 
-def _builder(common_name: str, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.UTC)
     return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .subject_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))  # a clock a little behind
-        .not_valid_after(now + VALID_FOR)
+        .not_valid_before(now - _SKEW)
+        .not_valid_after(now + _VALID)
     )
 
 
@@ -95,24 +104,21 @@ def _general_name(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
-def _write(folder: Path, name: str, cert: x509.Certificate) -> Path:
+def _write(
+    folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def _write_key(folder: Path, name: str, key: ec.EllipticCurvePrivateKey) -> Path:
-    path = folder / name
-    path.write_bytes(
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    path.chmod(0o600)
-    return path
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 def redis_tls_args(ca: CA, cert: Path, key: Path, auth_clients: str = "optional") -> list[str]:

@@ -192,4 +192,4 @@ def test_worker_without_a_broker_exits_3_with_the_address(tmp_path: Path) -> Non
             timeout=60,
         )
     assert result.returncode == 3, result.stderr
-    assert f"Kafka at {nobody} did not answer" in result.stderr
+    assert f"Kafka at {nobody} (PLAINTEXT) did not answer" in result.stderr

@@ -144,6 +144,7 @@ def test_a_broker_not_there_is_one_line_per_problem() -> None:
     lines = result.stderr.splitlines()
     assert result.returncode == cli.EXIT_INFRA
     assert lines[-1].startswith(
-        f"streamproc: infrastructure error: Kafka at {bootstrap} did not answer within 3s"
+        f"streamproc: infrastructure error: Kafka at {bootstrap} (PLAINTEXT) "
+        "did not answer within 3s"
     ), result.stderr
     assert len(lines) < 5, result.stderr

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import ast
 import logging
+import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
-from streamproc.adapters.kafka.client_logs import DedupLog, client_config
+from streamproc.adapters.kafka.client_logs import (
+    DedupLog,
+    KafkaRefused,
+    client_config,
+    flush,
+    list_topics,
+)
 from streamproc.config.kafka import KafkaConnection
 from tests.conftest import REPO
 
@@ -134,3 +141,95 @@ def test_every_kafka_client_of_streamproc_is_built_from_the_client_config() -> N
                     isinstance(first, ast.Call) and getattr(first.func, "id", "") == "client_config"
                 ), f"{where}: {name}(...) without client_config(...)"
     assert len(found) >= 5, found  # the AST walk does find the clients
+
+
+LOGIN_FAILED = (
+    "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: Authentication failed "
+    "during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512"
+)
+NOT_TRUSTED = (
+    "sasl_ssl://127.0.0.1:9093/bootstrap: SSL handshake failed: error:0A000086:SSL "
+    "routines::certificate verify failed: broker certificate could not be verified"
+)
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "names"),
+    [
+        (KafkaError._AUTHENTICATION, LOGIN_FAILED, "STREAMPROC_KAFKA_SASL_PASSWORD"),
+        (KafkaError.SASL_AUTHENTICATION_FAILED, "bad login", "STREAMPROC_KAFKA_SASL_USERNAME"),
+        (KafkaError._SSL, NOT_TRUSTED, "STREAMPROC_KAFKA_SSL_CA_LOCATION"),
+    ],
+)
+def test_a_refused_login_or_certificate_raises_instead_of_being_retried(
+    log: DedupLog, caplog: pytest.LogCaptureFixture, code: int, text: str, names: str
+) -> None:
+    with pytest.raises(KafkaRefused) as refused:
+        log.error_cb(KafkaError(code, text))
+    assert text in str(refused.value)
+    assert names in str(refused.value)
+    assert _records(caplog)[0][0] == "WARNING"  # logged as well, as any client error
+
+
+def test_a_broker_going_away_mid_handshake_is_retried() -> None:
+    """librdkafka reports a disconnect during the TLS handshake as _TRANSPORT: not a refusal."""
+    log = DedupLog(logging.getLogger("tests.kafka_logging"))
+    log.error_cb(
+        KafkaError(KafkaError._TRANSPORT, "SSL handshake failed: Disconnected: connection closed")
+    )
+    log.error_cb(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+
+
+class SlowCluster:
+    """A client whose metadata never comes; its error callback raises on the `refuse_at`th
+    poll (None: never), as a client with a refused login does once it has tried."""
+
+    def __init__(self, refuse_at: int | None) -> None:
+        self.timeouts: list[float] = []
+        self.polls = 0
+        self._refuse_at = refuse_at
+
+    def list_topics(self, topic: str | None, timeout: float) -> None:
+        self.timeouts.append(timeout)
+        time.sleep(timeout)  # as librdkafka waits for a broker it cannot use
+        raise KafkaException(KafkaError(KafkaError._TRANSPORT, "Failed to get metadata"))
+
+    def poll(self, timeout: float) -> None:
+        self.polls += 1
+        if self.polls == self._refuse_at:
+            raise KafkaRefused("Kafka refused the login")
+
+
+def test_metadata_is_asked_in_growing_slices_with_callbacks_served_between() -> None:
+    client = SlowCluster(refuse_at=2)
+    with pytest.raises(KafkaRefused):
+        list_topics(client, timeout_s=60)
+    assert client.timeouts == [0.5, 1.0]  # refused on the second poll, not after 60 s
+
+
+def test_metadata_that_never_comes_raises_the_clients_error_within_the_timeout() -> None:
+    client = SlowCluster(refuse_at=None)
+    started = time.monotonic()
+    with pytest.raises(KafkaException):
+        list_topics(client, timeout_s=1.2)
+    assert 1.2 <= time.monotonic() - started < 1.5
+    assert client.timeouts[0] == 0.5
+    assert client.polls == len(client.timeouts)
+
+
+class Undeliverable:
+    """A producer with one record librdkafka never delivers."""
+
+    def __init__(self) -> None:
+        self.flushes: list[float] = []
+
+    def flush(self, timeout: float) -> int:
+        self.flushes.append(timeout)
+        return 1
+
+
+def test_flush_waits_in_short_slices_and_returns_what_is_left() -> None:
+    producer = Undeliverable()
+    assert flush(producer, 1.0) == 1
+    assert len(producer.flushes) >= 2
+    assert max(producer.flushes) <= 0.5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import fastavro.schema
@@ -85,10 +86,17 @@ class ConfluentRegistry:
 
 
 def make_registry(
-    catalog: SchemaCatalog, url: str | None, basic_auth: str | None = None
+    catalog: SchemaCatalog,
+    url: str | None,
+    basic_auth: str | None = None,
+    ca_location: Path | None = None,
 ) -> EmbeddedRegistry | ConfluentRegistry:
-    """A Confluent-compatible registry when a URL is given, else the embedded one."""
+    """A Confluent-compatible registry when a URL is given, else the embedded one. An https
+    registry's certificate is checked against `ca_location` (unset: the client's default
+    CA bundle)."""
     if url:
-        extra = {"basic.auth.user.info": basic_auth} if basic_auth else {}
+        extra: dict[str, Any] = {"basic.auth.user.info": basic_auth} if basic_auth else {}
+        if ca_location is not None and url.startswith("https://"):
+            extra["ssl.ca.location"] = str(ca_location)
         return ConfluentRegistry.from_url(url, extra)
     return EmbeddedRegistry(catalog)

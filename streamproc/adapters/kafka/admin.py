@@ -21,7 +21,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.client_logs import client_config, list_topics
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import Plan, TopicSpec, TopicState
 from streamproc.errors import InfraError, Unavailable
@@ -149,12 +149,13 @@ class KafkaAdmin:
 
     def _metadata(self) -> Any:
         try:
-            return self._client.list_topics(timeout=self._timeout_s)
+            return list_topics(self._client, self._timeout_s)
         except KafkaException as exc:
             raise InfraError(
                 f"Kafka at {self._kafka} did not answer within {self._timeout_s:.0f}s "
                 f"({exc}); "
-                "is it running (make up) and is STREAMPROC_KAFKA_BOOTSTRAP right?"
+                "is it running (make up), is STREAMPROC_KAFKA_BOOTSTRAP right, and does its "
+                "listener speak STREAMPROC_KAFKA_SECURITY_PROTOCOL?"
             ) from exc
         finally:
             self._serve_logs()
@@ -181,7 +182,7 @@ def end_offsets(kafka: KafkaConnection, topic: str) -> list[TopicPartition]:
     """Each partition of `topic` at its high watermark: where the next record will land."""
     consumer = Consumer(client_config(kafka, **{"group.id": "streamproc-offsets"}))
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        partitions = list_topics(consumer, 10, topic).topics[topic].partitions
         return [
             TopicPartition(topic, p, consumer.get_watermark_offsets(TopicPartition(topic, p))[1])
             for p in sorted(partitions)

@@ -15,7 +15,7 @@ from confluent_kafka import (
     Producer,
 )
 
-from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.client_logs import client_config, flush
 from streamproc.adapters.kafka.dlq import (
     MAX_RECORD_BYTES,
     RECORD_REFUSED,
@@ -73,7 +73,7 @@ def produce_records(
         producer.poll(0)
         if per_second and (ahead := sent / per_second - (time.monotonic() - started)) > _PACE_S:
             time.sleep(ahead)
-    if producer.flush(60) or failures:
+    if flush(producer, 60) or failures:
         raise InfraError(f"{len(failures)} records not delivered: {failures[:3]}")
     return sent
 

@@ -14,7 +14,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.client_logs import client_config, list_topics
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
@@ -34,7 +34,7 @@ class PartitionReader:
             client_config(kafka, **{"group.id": group, "enable.auto.commit": False})
         )
         try:
-            partitions = self._consumer.list_topics(topic, timeout=15).topics[topic].partitions
+            partitions = list_topics(self._consumer, 15, topic).topics[topic].partitions
             committed = self._consumer.committed(
                 [TopicPartition(topic, p) for p in sorted(partitions)], timeout=15
             )

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.client_logs import client_config, flush, list_topics
 from streamproc.adapters.kafka.producer import make_producer
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError, Unavailable
@@ -63,7 +63,7 @@ class SnapshotTopic:
                 failures.append(str(error))
 
         self._producer.produce(self.topic, value, key.encode(), on_delivery=on_delivery)
-        if self._producer.flush(self._timeout_s) or failures:
+        if flush(self._producer, self._timeout_s) or failures:
             raise InfraError(f"snapshot {key} not acked by {self.topic}: {failures[:1]}")
 
     def read_new(self, prefix: str, keep: Keep = last_wins) -> dict[str, bytes]:
@@ -120,7 +120,7 @@ class SnapshotTopic:
             self._producer = make_producer(self._kafka, **{"message.max.bytes": 16_777_216})
         for key in keys:
             self._producer.produce(self.topic, None, key.encode())
-        self._producer.flush(self._timeout_s)
+        flush(self._producer, self._timeout_s)
 
     def _open(self) -> Any:
         consumer = Consumer(
@@ -138,7 +138,7 @@ class SnapshotTopic:
             )
         )
         try:
-            metadata = consumer.list_topics(self.topic, timeout=self._timeout_s)
+            metadata = list_topics(consumer, self._timeout_s, self.topic)
         except KafkaException as exc:
             raise Unavailable("kafka", f"{self.topic}: no metadata: {exc}") from exc
         partitions = sorted(metadata.topics[self.topic].partitions)
