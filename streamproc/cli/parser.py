@@ -9,7 +9,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from streamproc.cli import bench, data, features, models, scenario, schemas, topics, worker
+from streamproc.cli import (
+    bench,
+    data,
+    erase,
+    features,
+    models,
+    scenario,
+    schemas,
+    topics,
+    worker,
+)
 from streamproc.cli.common import EXIT_CONFIG, EXIT_DRIFT, EXIT_INFRA, Command
 from streamproc.config.settings import Settings, load_settings
 from streamproc.errors import ConfigError, InfraError
@@ -26,6 +36,7 @@ _REGISTERS = (
     models.register,
     bench.register,
     schemas.register,
+    erase.register,
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +24,7 @@ from streamproc.config.settings import Settings
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
+from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.fatal import die
 from streamproc.worker.wiring import Learning, worker_parts
 
@@ -57,11 +58,11 @@ def serve_batches(
     app: faust.App,
     settings: Settings,
     flows: Mapping[str, Process],
-    ready: asyncio.Event | None = None,
+    ready: Sequence[asyncio.Event] = (),
 ) -> None:
     """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
-    an agent that processes its batches with the topic's flow. With `ready`, the consumer
-    joins the group once it is set."""
+    an agent that processes its batches with the topic's flow. The consumer joins the group
+    once every event of `ready` is set."""
     positions = Positions()
     source = SourceSettings(
         settings.kafka_bootstrap,
@@ -106,14 +107,28 @@ def create_app(settings: Settings) -> faust.App:
         topic = parts.scored.topic
         flows[topic] = scored_flow(parts.chain, parts.sender, parts.metrics, topic)
 
-    # A restarted worker scores with its restored models: it reads no topic before them (a
-    # batch waiting for them inside an agent held up the other topics' batches as well).
-    serve_batches(app, settings, flows, learning.follower.ready if learning else None)
+    # A restarted worker scores with its restored models, and knows every erasure: it reads
+    # no topic before them (a batch waiting for them inside an agent held up the other
+    # topics' batches as well).
+    ready = [parts.erasures.ready, *([learning.follower.ready] if learning else [])]
+    serve_batches(app, settings, flows, ready)
 
+    _erasure_task(app, settings, parts.erasures)
     if learning is not None:
         _learning_tasks(app, settings, learning)
     _pages(app, parts.metrics)
     return app
+
+
+def _erasure_task(app: faust.App, settings: Settings, erasures: ErasureFollower) -> None:
+    """The erasure follower, as an app task."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_erasures() -> None:
+        try:
+            await erasures.follow(settings.erasure_interval_s)
+        except Exception as exc:
+            die(exc)
 
 
 def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> None:
@@ -221,7 +236,7 @@ def _intake(
     source: SourceSettings,
     positions: Positions,
     channels: Mapping[str, Any],
-    ready: asyncio.Event | None,
+    ready: Sequence[asyncio.Event],
 ) -> None:
     """Run the consumer in a thread of its own while the app runs, handing each batch onto
     its topic's channel; on shutdown, before the agents stop, let it finish the batches begun
@@ -233,8 +248,8 @@ def _intake(
     async def consume() -> None:
         loop = asyncio.get_running_loop()
         app.flow_control.resume()  # Faust resumes it in its Kafka layer, which is off
-        if ready is not None:
-            await ready.wait()
+        for event in ready:
+            await event.wait()
 
         def hand_over(batch: FetchedBatch) -> None:  # in the consumer's thread
             sending = channels[batch.topic].send(value=batch)

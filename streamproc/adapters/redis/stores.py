@@ -1,8 +1,10 @@
-"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch."""
+"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch, and
+the sweeps that erase a subject's keys from them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Sequence
 
 import orjson
 import redis
@@ -13,7 +15,6 @@ from redis.exceptions import RedisError
 
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
-from streamproc.core.training import PARTITION_IDLE_MS, ServedX
 from streamproc.errors import InfraError
 
 # Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
@@ -61,7 +62,38 @@ def redis_client(url: str, cluster: bool = False) -> AnyRedis:
     return aioredis.Redis.from_url(url)
 
 
-def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
+def features_namespace(namespace: str) -> str:
+    """Where a deployment's feature hashes are: shared by its pipelines (keys carry the view)."""
+    return f"{namespace}:features"
+
+
+def pipeline_namespace(namespace: str, pipeline: str) -> str:
+    """Where one pipeline's dedupe memory, unit statistics and served x are."""
+    return f"{namespace}:{pipeline}"
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` matched literally by a SCAN pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+async def _unlink_matching(
+    client: AnyRedis, pattern: str, keep: Callable[[str], bool] = lambda _: True
+) -> int:
+    """UNLINK every key that SCAN finds for `pattern` and `keep` accepts; how many. A whole
+    pass over the keyspace: what an erasure costs grows with it."""
+    try:
+        found = [
+            key
+            async for raw in client.scan_iter(match=pattern, count=10_000)
+            if keep(key := as_text(raw))
+        ]
+        return int(await client.unlink(*found)) if found else 0
+    except RedisError as exc:
+        raise InfraError(f"Redis erase failed: {exc}") from exc
+
+
+def slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
     """Indexes of `keys` grouped by cluster slot, in order: a script may only touch one slot.
     A single Redis takes them all at once."""
     if not isinstance(client, RedisCluster):
@@ -87,9 +119,9 @@ class RedisSeenStore:
     async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]:
         if not claims:
             return []
-        tags = [f"{self._prefix}:{{{claim.group}}}" for claim in claims]
+        tags = [self._tag(claim.group) for claim in claims]
         verdicts: list[DedupeVerdict] = [DedupeVerdict()] * len(claims)
-        for group in _slot_groups(self._client, tags):
+        for group in slot_groups(self._client, tags):
             keys: list[str] = []
             args: list[str | int] = [rules.window_ms, rules.id_ttl_ms, rules.content_ttl_ms]
             for index in group:
@@ -105,6 +137,14 @@ class RedisSeenStore:
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
         return verdicts
+
+    async def erase(self, entity: str) -> int:
+        """The ids and fingerprints remembered for `entity` (its claims' group): SCAN finds
+        them by their hash tag."""
+        return await _unlink_matching(self._client, _glob_escaped(self._tag(entity)) + ":*")
+
+    def _tag(self, group: str) -> str:
+        return f"{self._prefix}:{{{group}}}"
 
 
 def _verdict(reply: bytes | str) -> DedupeVerdict:
@@ -187,6 +227,15 @@ class RedisFeatureStore:
     def _key(self, key: str) -> str:
         return f"{self._namespace}:{key}"
 
+    async def erase(self, entity: str) -> int:
+        """The entity's hashes of every view and feature version: each key ends in the entity
+        as its hash tag, the first brace of the key (ViewComputer.key), which SCAN finds."""
+        tag = f":{{{entity}}}"
+        pattern = f"{_glob_escaped(self._namespace)}:*{_glob_escaped(tag)}"
+        return await _unlink_matching(
+            self._client, pattern, lambda key: "{" not in key[: -len(tag)] and key.endswith(tag)
+        )
+
     async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -196,7 +245,7 @@ class RedisFeatureStore:
         except RedisError as exc:
             raise InfraError(f"Redis feature read failed: {exc}") from exc
         return {
-            key: {_text(name): _text(value) for name, value in reply.items()}
+            key: {as_text(name): as_text(value) for name, value in reply.items()}
             for key, reply in zip(keys, replies, strict=True)
             if reply
         }
@@ -204,7 +253,7 @@ class RedisFeatureStore:
     async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None:
         """One script call (one per slot on a Redis Cluster: each entity's keys share one)."""
         keys = [self._key(write.key) for write in writes]
-        for group in _slot_groups(self._client, keys) if writes else []:
+        for group in slot_groups(self._client, keys) if writes else []:
             args = [_write_arg(writes[index]) for index in group]
             try:
                 await self._save(keys=[keys[index] for index in group], args=args)
@@ -220,80 +269,9 @@ def _write_arg(write: EntityWrite) -> bytes:
     return orjson.dumps([write.ttl_ms, guards, sets, write.delete])
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A reply as text: the clients return bytes (no decode_responses)."""
     return value.decode() if isinstance(value, bytes) else value
-
-
-class RedisServedLog:
-    """The x each event was served, under `namespace:x:<event id>` for the label join; kept
-    for the labels' maximum delay. The first x logged for an event stays (SET NX): a replay
-    never replaces what the model was asked about.
-
-    The watermark: per clean-topic partition, the newest event time scored (ZADD GT: it only
-    grows) and when it last moved (wall clock). The trainer's watermark is the slowest
-    partition's among those that moved within `idle_ms`, so a partition read late (a backlog,
-    a replay) holds labels back instead of having them given up; an idle one does not stall
-    learning."""
-
-    def __init__(self, client: AnyRedis, namespace: str, idle_ms: int = PARTITION_IDLE_MS) -> None:
-        self._client = client
-        self._prefix = f"{namespace}:x"
-        self._marks = f"{namespace}:watermark"
-        self._moved = f"{namespace}:watermark:moved"
-        self._idle_ms = idle_ms
-
-    async def log(
-        self,
-        served: Sequence[tuple[str, ServedX]],
-        ttl_ms: int,
-        newest_ms: Mapping[int, int],
-        wall_ms: int,
-    ) -> None:
-        """One pipelined round trip for the batch."""
-        if not served and not newest_ms:
-            return
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id, x in served:
-                    pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
-                if newest_ms:
-                    marks = {str(p): t for p, t in newest_ms.items()}
-                    pipe.zadd(self._marks, marks, gt=True)
-                    pipe.zadd(self._moved, {p: wall_ms for p in marks})
-                await pipe.execute()
-        except RedisError as exc:
-            raise InfraError(f"Redis served-x write failed: {exc}") from exc
-
-    async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
-        if not event_ids:
-            return {}
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id in event_ids:
-                    pipe.get(f"{self._prefix}:{event_id}")
-                replies = await pipe.execute()
-        except RedisError as exc:
-            raise InfraError(f"Redis served-x read failed: {exc}") from exc
-        return {
-            event_id: ServedX.load(reply)
-            for event_id, reply in zip(event_ids, replies, strict=True)
-            if reply is not None
-        }
-
-    async def watermark(self, wall_ms: int) -> int | None:
-        """None until something was scored."""
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrange(self._marks, 0, -1, withscores=True)
-                pipe.zrange(self._moved, 0, -1, withscores=True)
-                marks, moved = await pipe.execute()
-        except RedisError as exc:
-            raise InfraError(f"Redis watermark read failed: {exc}") from exc
-        if not marks:
-            return None
-        active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
-        times = [int(t) for member, t in marks if member in active] or [int(marks[-1][1])]
-        return min(times)
 
 
 # Take or keep the trainer's lease. KEYS: lease, epoch counter; ARGV: holder, ttl ms.
