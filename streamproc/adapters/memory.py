@@ -32,13 +32,8 @@ class InMemoryFeatureStore:
             for name in write.delete:
                 fields.pop(name, None)
 
-    async def erase(self, entity: str) -> int:
-        """The entity's hashes: their keys end in its hash tag, as on Redis."""
-        tag = f":{{{entity}}}"
-        erased = [key for key in self.hashes if key.endswith(tag) and "{" not in key[: -len(tag)]]
-        for key in erased:
-            del self.hashes[key]
-        return len(erased)
+    async def delete(self, keys: Sequence[str]) -> int:
+        return sum(self.hashes.pop(key, None) is not None for key in keys)
 
 
 class InMemorySeenStore:
@@ -131,8 +126,6 @@ class InMemoryServedLog:
             self.index.setdefault(entity, set()).update(event_ids)
 
     async def erase(self, entity: str) -> int:
-        """The entity's x and its index entry, counted as Redis counts their keys."""
-        if entity not in self.index:
-            return 0
-        event_ids = self.index.pop(entity)
-        return 1 + sum(self.x.pop(event_id, None) is not None for event_id in event_ids)
+        """The entity's x, and its index entry."""
+        event_ids = self.index.pop(entity, set())
+        return sum(self.x.pop(event_id, None) is not None for event_id in event_ids)

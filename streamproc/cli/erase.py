@@ -22,7 +22,7 @@ from streamproc.cli.common import Subcommands
 from streamproc.config.pipeline import PipelineSpec
 from streamproc.config.settings import Settings
 from streamproc.config.tabular import TabularSpec, load_declaration
-from streamproc.core.erasure import SubjectData
+from streamproc.core.erasure import FeatureHashes, SubjectData
 from streamproc.tools.erase import ErasureReport, erase, require_erasure_topic, subject_entity
 
 
@@ -73,7 +73,10 @@ async def _run(
     client = redis_client(settings.redis_url, settings.redis_cluster)
     namespace = pipeline_namespace(settings.redis_namespace, declared.name)
     stores: dict[str, SubjectData] = {
-        "features": RedisFeatureStore(client, features_namespace(settings.redis_namespace)),
+        "features": FeatureHashes(
+            declared.features,
+            RedisFeatureStore(client, features_namespace(settings.redis_namespace)),
+        ),
         "served_x": RedisServedLog(client, namespace),
     }
     if isinstance(declared, PipelineSpec):  # a tabular pipeline has no clean stage to dedupe

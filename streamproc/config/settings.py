@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         "(each swap unpickles the champion: ~10 ms of CPU per MB)",
     )
     erasure_interval_s: float = Field(
-        1.0,
+        0.5,
         gt=0,
         le=60,
         description="how often a worker reads new erasures (streamproc.erasures.v1); "

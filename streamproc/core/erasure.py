@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from streamproc.avro_records import OrderClean
+from streamproc.config.pipeline import Features
+from streamproc.core.features.view import entity_keys
 
 ERASED_FLAG = "subject_erased"  # the quality flag of a clean order pseudonymised by erasure
 PSEUDONYM_PREFIX = "erased:"
@@ -33,11 +35,32 @@ class ErasedSet(Protocol):
 
 
 class SubjectData(Protocol):
-    """A store that keeps data per subject (features, dedupe memory, the served x)."""
+    """Where data per subject is kept (features, dedupe memory, the served x)."""
 
     async def erase(self, entity: str) -> int:
-        """Delete everything kept for `entity`; the number of keys (or entries) deleted."""
+        """Delete everything kept for `entity`; how many entries were deleted (the indexes
+        that found them not counted)."""
         ...
+
+
+class KeyDeleter(Protocol):
+    """A store whose entries can be deleted by key (the feature store)."""
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """How many of `keys` there were."""
+        ...
+
+
+class FeatureHashes:
+    """A subject's feature hashes (SubjectData): their keys follow from the declaration, so
+    an erasure finds them without searching the store."""
+
+    def __init__(self, features: Features, store: KeyDeleter) -> None:
+        self._features = features
+        self._store = store
+
+    async def erase(self, entity: str) -> int:
+        return await self._store.delete(entity_keys(self._features, entity))
 
 
 class Erasures:

@@ -18,7 +18,7 @@ from streamproc.adapters.memory import (
 )
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.config.pipeline import load_pipeline
-from streamproc.core.erasure import ERASED_FLAG, Erasures, SubjectData
+from streamproc.core.erasure import ERASED_FLAG, Erasures, FeatureHashes, SubjectData
 from streamproc.core.features.stage import FeatureStage
 from streamproc.records import Envelope, OutRecord
 from streamproc.stages.clean import CleanStage
@@ -57,7 +57,8 @@ class Deployment:
         self.chain = ScoredChain(step, PredictStep(SPEC.models, self.serde), self.served)
 
     def stores(self) -> dict[str, SubjectData]:
-        return {"features": self.features, "dedupe": self.seen, "served_x": self.served}
+        features = FeatureHashes(SPEC.features, self.features)
+        return {"features": features, "dedupe": self.seen, "served_x": self.served}
 
     async def run(self, raw: list[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
         """The clean records and the duplicate audit records of `raw`, then scored."""
@@ -114,7 +115,7 @@ async def test_an_erased_customer_leaves_nothing_and_a_replay_brings_nothing_bac
     report = await erase("C-1", KEY, ErasureTopic(topic), worker.stores(), settle_s=0)
     assert await _kept_for(worker, "C-1") == []
     assert [eid for eid in worker.served.x if eid.startswith("C-1-")] == []
-    assert report.deleted["served_x"] == 4 + 1  # four x and the index
+    assert report.deleted["served_x"] == 4
     assert report.deleted["features"] == 1 and report.deleted["dedupe"] > 0
     assert await _kept_for(worker, "C-2") != []  # the others' data stays
     assert [key for key, _ in topic.log] == [report.pseudonym]  # the id is not on the topic

@@ -4,10 +4,12 @@ no key of it is left (a SCAN over the namespace)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import cast
 
 import pytest
 
@@ -16,7 +18,7 @@ from streamproc.adapters.redis.served import RedisServedLog
 from streamproc.adapters.redis.stores import AnyRedis, RedisFeatureStore, RedisSeenStore
 from streamproc.config.pipeline import load_pipeline
 from streamproc.core.dedupe import Claim, DedupeRules, Sighting
-from streamproc.core.erasure import erase_subject
+from streamproc.core.erasure import FeatureHashes, SubjectData, erase_subject
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.features.state import FeatureEvent
 from streamproc.core.training import ServedX
@@ -107,10 +109,14 @@ async def _keep_data_of(stores: Stores, entities: tuple[str, ...]) -> None:
 async def test_erasing_a_subject_forgets_it_and_only_it(stores: Stores) -> None:
     await _keep_data_of(stores, (ERASED, *KEPT))
     assert await stores.residue(ERASED) != []
-    named = {"dedupe": stores.seen, "features": stores.features, "served_x": stores.served}
+    features = FeatureHashes(FEATURES, stores.features)
+    named: dict[str, SubjectData] = {
+        "dedupe": stores.seen,
+        "features": features,
+        "served_x": stores.served,
+    }
     deleted = await erase_subject([ERASED], named)
-    # two ids and two fingerprints; one hash (one view); two x and their index
-    assert deleted == {"dedupe": 4, "features": 1, "served_x": 3}
+    assert deleted == {"dedupe": 4, "features": 1, "served_x": 2}  # two ids and fingerprints
     assert await stores.residue(ERASED) == []
     assert await erase_subject([ERASED], named) == {"dedupe": 0, "features": 0, "served_x": 0}
 
@@ -135,3 +141,17 @@ async def test_the_index_forgets_ids_whose_x_has_expired(redis_stores: Stores) -
     index = f"{redis_stores.namespace}:xi:{{c}}"
     assert await client.zrange(index, 0, -1) == [b"new"]
     assert 0 < await client.pttl(index) <= 1_000
+
+
+async def test_the_dedupe_index_forgets_keys_that_have_expired(redis_stores: Stores) -> None:
+    client = redis_stores.client
+    assert client is not None
+    short = DedupeRules(window_ms=600_000, id_ttl_ms=200, content_ttl_ms=100)
+    await redis_stores.seen.claim([_claim("c", "old", 0)], short)
+    index = f"{redis_stores.namespace}:dd:{{c}}:index"
+    assert len(await client.zrange(index, 0, -1)) == 2  # the id key and the content key
+    await asyncio.sleep(0.3)  # Redis' own clock decides what has expired
+    await redis_stores.seen.claim([_claim("c", "new", 1)], short)
+    members = cast(list[bytes], await client.zrange(index, 0, -1))
+    assert sorted(m.decode().rsplit(":", 1)[-1] for m in members) == ["fp-new", "new"]
+    assert 0 < await client.pttl(index) <= 200  # the longest-lived key's TTL

@@ -13,10 +13,13 @@ from streamproc.core.erasure import (
     ERASED_FLAG,
     PSEUDONYM_PREFIX,
     Erasures,
+    FeatureHashes,
     SubjectData,
     erase_subject,
     pseudonymise,
 )
+from streamproc.core.features.stage import FeatureStage
+from streamproc.core.features.view import entity_keys
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import ConfigError
 from streamproc.tools.erase import subject_entity
@@ -99,11 +102,23 @@ class _Counting:
 
 
 async def test_the_sweep_asks_every_store_for_every_name_of_the_subject() -> None:
-    features = InMemoryFeatureStore()
-    features.hashes = {"v1:orders:{C-1}": {"t": "1"}, "v2:orders:{C-1}": {}, "v1:orders:{C-2}": {}}
+    store = InMemoryFeatureStore()
+    store.hashes = {
+        "v1:orders:{C-1}": {"t": "1"},
+        "v1:orders:{erased:p}": {},
+        "v1:orders:{C-2}": {},
+    }
     counting = _Counting(found=2)
+    features = FeatureHashes(SPEC.features, store)
     stores: dict[str, SubjectData] = {"features": features, "other": counting}
     deleted = await erase_subject(["C-1", "erased:p"], stores)
     assert deleted == {"features": 2, "other": 4}
     assert counting.asked == ["C-1", "erased:p"]
-    assert list(features.hashes) == ["v1:orders:{C-2}"]
+    assert list(store.hashes) == ["v1:orders:{C-2}"]
+
+
+def test_a_subjects_feature_keys_are_every_views_in_every_version_so_far() -> None:
+    features = SPEC.features.model_copy(update={"version": 3})
+    [view] = FeatureStage(features, InMemoryFeatureStore()).views
+    assert view.key("C-1") == "v3:orders:{C-1}"  # the key the feature stage writes
+    assert entity_keys(features, "C-1") == [f"v{v}:orders:{{C-1}}" for v in (1, 2, 3)]

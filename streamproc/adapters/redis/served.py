@@ -4,13 +4,12 @@ indexed per entity (for an erasure), and the trainer's watermark; one round trip
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from streamproc.adapters.redis.stores import AnyRedis, as_text, slot_groups
+from streamproc.adapters.redis.stores import AnyRedis, slot_groups, unlink_indexed
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
 from streamproc.errors import InfraError
 
@@ -103,13 +102,7 @@ class RedisServedLog:
 
     async def erase(self, entity: str) -> int:
         """The x of every event the entity's index holds, and the index."""
-        index = self._index(entity)
-        try:
-            event_ids = cast(list[bytes], await self._client.zrange(index, 0, -1))
-            keys = [f"{self._prefix}:{as_text(event_id)}" for event_id in event_ids]
-            return int(await self._client.unlink(*keys, index))  # x keys: many slots
-        except RedisError as exc:
-            raise InfraError(f"Redis served-x erase failed: {exc}") from exc
+        return await unlink_indexed(self._client, self._index(entity), f"{self._prefix}:")
 
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
         if not event_ids:

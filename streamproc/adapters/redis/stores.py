@@ -1,10 +1,10 @@
-"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch, and
-the sweeps that erase a subject's keys from them."""
+"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch; each
+erases a subject's keys without searching for them."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import orjson
 import redis
@@ -17,23 +17,31 @@ from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.errors import InfraError
 
-# Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
-# (id key, content key); ARGV: window, id ttl, content ttl, then per claim its sighting
-# ("partition|offset|occurred_at|event_id") and whether it has a content key.
+# Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in triples (id key,
+# content key, the group's index); ARGV: window, id ttl, content ttl, then per claim its
+# sighting ("partition|offset|occurred_at|event_id") and whether it has a content key.
+# The index is what an erasure reads: per group (entity), every key written, scored by when
+# it expires, trimmed of the expired, expiring itself with the longest-lived.
 _CLAIM_SCRIPT = """
 local window, id_ttl, content_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local id_until, content_until = now + tonumber(id_ttl), now + tonumber(content_ttl)
 local function where(s) return string.match(s, '^(%d+|%d+)|') end
 local function when(s) return tonumber(string.match(s, '^%d+|%d+|(%-?%d+)|')) end
-local out = {}
-for i = 1, #KEYS / 2 do
-  local id_key, content_key = KEYS[2 * i - 1], KEYS[2 * i]
+local out, indexes = {}, {}
+for i = 1, #KEYS / 3 do
+  local id_key, content_key, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local mine, has_content = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  local verdict = ''
+  local verdict, kept = '', {}
   local by_id = redis.call('GET', id_key)
   if by_id and where(by_id) ~= where(mine) then
     verdict = 'retry|' .. by_id
   else
-    if not by_id then redis.call('SET', id_key, mine, 'PX', id_ttl) end
+    if not by_id then
+      redis.call('SET', id_key, mine, 'PX', id_ttl)
+      kept = {id_until, id_key}
+    end
     if has_content == '1' then
       local first = redis.call('GET', content_key)
       if first and where(first) ~= where(mine)
@@ -41,10 +49,21 @@ for i = 1, #KEYS / 2 do
         verdict = 'resubmission|' .. first
       else
         redis.call('SET', content_key, mine, 'PX', content_ttl)
+        kept[#kept + 1] = content_until
+        kept[#kept + 1] = content_key
       end
     end
   end
+  if #kept > 0 then
+    redis.call('ZADD', index, unpack(kept))
+    indexes[index] = true
+  end
   out[i] = verdict
+end
+local longest = math.max(tonumber(id_ttl), tonumber(content_ttl))
+for index in pairs(indexes) do
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  redis.call('PEXPIRE', index, longest)
 end
 return out
 """
@@ -72,25 +91,17 @@ def pipeline_namespace(namespace: str, pipeline: str) -> str:
     return f"{namespace}:{pipeline}"
 
 
-def _glob_escaped(text: str) -> str:
-    """`text` matched literally by a SCAN pattern."""
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-async def _unlink_matching(
-    client: AnyRedis, pattern: str, keep: Callable[[str], bool] = lambda _: True
-) -> int:
-    """UNLINK every key that SCAN finds for `pattern` and `keep` accepts; how many. A whole
-    pass over the keyspace: what an erasure costs grows with it."""
+async def unlink_indexed(client: AnyRedis, index: str, prefix: str = "") -> int:
+    """UNLINK the keys (`prefix` + member) a sorted-set `index` lists, and the index; how many
+    listed keys there were. Keys of many slots are split by the cluster client."""
     try:
-        found = [
-            key
-            async for raw in client.scan_iter(match=pattern, count=10_000)
-            if keep(key := as_text(raw))
-        ]
-        return int(await client.unlink(*found)) if found else 0
+        members = cast(list[bytes], await client.zrange(index, 0, -1))
+        if not members:
+            return 0
+        deleted = int(await client.unlink(*(prefix + _text(m) for m in members), index))
     except RedisError as exc:
-        raise InfraError(f"Redis erase failed: {exc}") from exc
+        raise InfraError(f"Redis erase of {index} failed: {exc}") from exc
+    return deleted - 1  # the index itself
 
 
 def slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
@@ -128,7 +139,7 @@ class RedisSeenStore:
                 claim, tag = claims[index], tags[index]
                 id_key = f"{tag}:id:{claim.sighting.event_id}"
                 content = claim.fingerprint
-                keys += [id_key, f"{tag}:fp:{content}" if content else id_key]
+                keys += [id_key, f"{tag}:fp:{content}" if content else id_key, f"{tag}:index"]
                 args += [claim.sighting.encode(), 1 if content else 0]
             try:
                 replies = await self._script(keys=keys, args=args)
@@ -139,9 +150,9 @@ class RedisSeenStore:
         return verdicts
 
     async def erase(self, entity: str) -> int:
-        """The ids and fingerprints remembered for `entity` (its claims' group): SCAN finds
-        them by their hash tag."""
-        return await _unlink_matching(self._client, _glob_escaped(self._tag(entity)) + ":*")
+        """The ids and fingerprints remembered for `entity` (its claims' group), as its index
+        lists them, and the index."""
+        return await unlink_indexed(self._client, f"{self._tag(entity)}:index")
 
     def _tag(self, group: str) -> str:
         return f"{self._prefix}:{{{group}}}"
@@ -227,14 +238,14 @@ class RedisFeatureStore:
     def _key(self, key: str) -> str:
         return f"{self._namespace}:{key}"
 
-    async def erase(self, entity: str) -> int:
-        """The entity's hashes of every view and feature version: each key ends in the entity
-        as its hash tag, the first brace of the key (ViewComputer.key), which SCAN finds."""
-        tag = f":{{{entity}}}"
-        pattern = f"{_glob_escaped(self._namespace)}:*{_glob_escaped(tag)}"
-        return await _unlink_matching(
-            self._client, pattern, lambda key: "{" not in key[: -len(tag)] and key.endswith(tag)
-        )
+    async def delete(self, keys: Sequence[str]) -> int:
+        """An erased subject's hashes (one entity's keys share a slot: one call)."""
+        if not keys:
+            return 0
+        try:
+            return int(await self._client.unlink(*(self._key(key) for key in keys)))
+        except RedisError as exc:
+            raise InfraError(f"Redis feature delete failed: {exc}") from exc
 
     async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         try:
@@ -245,7 +256,7 @@ class RedisFeatureStore:
         except RedisError as exc:
             raise InfraError(f"Redis feature read failed: {exc}") from exc
         return {
-            key: {as_text(name): as_text(value) for name, value in reply.items()}
+            key: {_text(name): _text(value) for name, value in reply.items()}
             for key, reply in zip(keys, replies, strict=True)
             if reply
         }
@@ -269,8 +280,7 @@ def _write_arg(write: EntityWrite) -> bytes:
     return orjson.dumps([write.ttl_ms, guards, sets, write.delete])
 
 
-def as_text(value: bytes | str) -> str:
-    """A reply as text: the clients return bytes (no decode_responses)."""
+def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
