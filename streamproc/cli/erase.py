@@ -63,7 +63,7 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     deleted = ", ".join(f"{name} {count}" for name, count in report.deleted.items())
     print(f"erased {report.entity_key} (recorded on {ERASURES_TOPIC} as {report.pseudonym})")
-    print(f"Redis keys deleted: {deleted}; {report.seconds:.2f} s")
+    print(f"deleted from Redis: {deleted}; {report.seconds:.2f} s")
     return 0
 
 
