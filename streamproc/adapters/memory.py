@@ -32,27 +32,40 @@ class InMemoryFeatureStore:
             for name in write.delete:
                 fields.pop(name, None)
 
+    async def delete(self, keys: Sequence[str]) -> int:
+        return sum(self.hashes.pop(key, None) is not None for key in keys)
+
 
 class InMemorySeenStore:
-    """The SeenStore for files and tests; keeps everything (no expiry) for one run."""
+    """The SeenStore for files and tests; keeps everything (no expiry) for one run. Like the
+    Redis one, it remembers ids and fingerprints per claim group (the entity)."""
 
     def __init__(self) -> None:
-        self._ids: dict[str, Sighting] = {}
-        self._contents: dict[str, Sighting] = {}
+        self._ids: dict[tuple[str, str], Sighting] = {}
+        self._contents: dict[tuple[str, str], Sighting] = {}
 
     async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]:
         verdicts = []
         for claim in claims:
-            content = self._contents.get(claim.fingerprint) if claim.fingerprint else None
-            verdict, write_id, write_content = judge(
-                claim, self._ids.get(claim.sighting.event_id), content, rules
-            )
+            id_key = (claim.group, claim.sighting.event_id)
+            content_key = (claim.group, claim.fingerprint or "")
+            content = self._contents.get(content_key) if claim.fingerprint else None
+            verdict, write_id, write_content = judge(claim, self._ids.get(id_key), content, rules)
             if write_id:
-                self._ids[claim.sighting.event_id] = claim.sighting
+                self._ids[id_key] = claim.sighting
             if write_content and claim.fingerprint is not None:
-                self._contents[claim.fingerprint] = claim.sighting
+                self._contents[content_key] = claim.sighting
             verdicts.append(verdict)
         return verdicts
+
+    async def erase(self, entity: str) -> int:
+        """What was remembered for claims of the group `entity`."""
+        erased = 0
+        for memory in (self._ids, self._contents):
+            for key in [key for key in memory if key[0] == entity]:
+                del memory[key]
+                erased += 1
+        return erased
 
 
 class InMemoryUnitStatsStore:
@@ -89,11 +102,13 @@ def _copied(stats: UnitStats) -> UnitStats:
 
 
 class InMemoryServedLog:
-    """A served-x log in memory, encoded as Redis keeps it: for files and benchmarks."""
+    """A served-x log in memory, encoded as Redis keeps it, indexed by entity: for files,
+    benchmarks and tests."""
 
     def __init__(self) -> None:
         self.x: dict[str, bytes] = {}
         self.newest_ms: dict[int, int] = {}
+        self.index: dict[str, set[str]] = {}
 
     async def log(
         self,
@@ -101,8 +116,16 @@ class InMemoryServedLog:
         ttl_ms: int,
         newest_ms: Mapping[int, int],
         wall_ms: int,
+        entities: Mapping[str, Sequence[str]],
     ) -> None:
         for event_id, x in served:
             self.x.setdefault(event_id, x.dump())  # the first x stays, as in Redis
         for partition, at_ms in newest_ms.items():
             self.newest_ms[partition] = max(self.newest_ms.get(partition, at_ms), at_ms)
+        for entity, event_ids in entities.items():
+            self.index.setdefault(entity, set()).update(event_ids)
+
+    async def erase(self, entity: str) -> int:
+        """The entity's x, and its index entry."""
+        event_ids = self.index.pop(entity, set())
+        return sum(self.x.pop(event_id, None) is not None for event_id in event_ids)

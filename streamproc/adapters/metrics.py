@@ -64,7 +64,7 @@ class StageMetrics:
             "streamproc_feature_events",
             "Clean events seen by the feature step, by outcome: applied, late (applied or "
             "diverted per the pipeline), replayed (its source position was applied before: a "
-            "replay after a crash), no_entity.",
+            "replay after a crash), no_entity, erased (its entity was erased: dropped).",
             ["outcome"],
             registry=self.registry,
         )
@@ -124,6 +124,12 @@ class StageMetrics:
         self.promotions = Counter(
             "streamproc_model_promotions",
             "Challengers promoted to champion by the promotion rule.",
+            registry=self.registry,
+        )
+        self.erased_subjects = Gauge(
+            "streamproc_erased_subjects",
+            "Erased subjects this worker knows from the erasure topic (their orders are "
+            "pseudonymised, their clean records dropped by the feature step).",
             registry=self.registry,
         )
         self.batch_size = Histogram(
@@ -195,6 +201,7 @@ class StageMetrics:
             ("late", features.late),
             ("replayed", features.replayed),
             ("no_entity", result.without_entity),
+            ("erased", result.erased),
         ):
             self.feature_events.labels(outcome).inc(count)
         self.feature_writes.inc(features.writes)

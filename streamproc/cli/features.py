@@ -8,7 +8,7 @@ import json
 import time
 
 from streamproc.adapters.redis.client import redis_client
-from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.adapters.redis.stores import RedisFeatureStore, features_namespace
 from streamproc.cli.common import Subcommands
 from streamproc.config.pipeline import Features, load_pipeline
 from streamproc.config.settings import Settings
@@ -48,7 +48,7 @@ async def _read_features(
 ) -> dict[str, dict[str, FeatureValue]]:
     client = redis_client(settings.redis_url, settings.redis_cluster, settings.redis_tls())
     try:
-        store = RedisFeatureStore(client, f"{settings.redis_namespace}:features")
+        store = RedisFeatureStore(client, features_namespace(settings.redis_namespace))
         reader = FeatureReader(features, store)
         return await reader.get_many(entities, int(time.time() * 1000), at_ms)
     finally:

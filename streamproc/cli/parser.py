@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from streamproc.cli import (
     bench,
     data,
+    erase,
     features,
     models,
     scenario,
@@ -37,6 +38,7 @@ _REGISTERS = (
     models.register,
     bench.register,
     schemas.register,
+    erase.register,
 )
 
 

@@ -240,6 +240,14 @@ class Settings(BaseSettings):
         description="how often a worker looks for a newer model snapshot or champion choice "
         "(each swap unpickles the champion: ~10 ms of CPU per MB)",
     )
+    erasure_interval_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="how often a worker reads new erasures (streamproc.erasures.v1); "
+        "`streamproc erase` sweeps Redis again after twice this, for what workers that had not "
+        "read it yet wrote meanwhile",
+    )
     web_host: str = Field(
         "127.0.0.1", description="address of /metrics and /healthz; 0.0.0.0 in containers"
     )

@@ -140,6 +140,18 @@ class Normalizer:
             "family_name": family,
         }
 
+    def subject_entity(self, field: str, value: str) -> str | None:
+        """The entity key of an order identified only by `field` = `value` (a customer id, a
+        guest's e-mail): whose data an erasure of that subject removes. None when `field` is
+        not a declared part of the entity key, or `value` is no valid one."""
+        if field not in {part.field for part in self.spec.entity_key}:
+            return None
+        email_hash = None
+        if field == self._names.email:
+            email = canonical.normalize_email(value)
+            email_hash = canonical.keyed_hash(self._pii_key, email) if email else None
+        return self._entity_key({field: value}, email_hash)
+
     def _entity_key(self, raw: Mapping[str, Any], email_hash: str | None) -> str | None:
         """The first declared part with a value, with its prefix."""
         for part in self.spec.entity_key:

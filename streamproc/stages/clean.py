@@ -20,6 +20,7 @@ from streamproc.core.dedupe import (
     Sighting,
     fingerprint,
 )
+from streamproc.core.erasure import ERASED_FLAG, Erasures, pseudonymise
 from streamproc.core.normalize import Normalizer
 from streamproc.core.unitswitch import UnitStatsRefresh, UnitStatsStore, UnitSwitchDetector
 from streamproc.errors import INTERNAL_ERROR, EventRejected
@@ -48,7 +49,8 @@ class CleanOutcome:
 
 class CleanStage:
     """The clean stage of one pipeline. The unit-switch detector learns as batches pass, in
-    state shared by every worker of the deployment (`units`)."""
+    state shared by every worker of the deployment (`units`). An order of an erased subject
+    (`erasures`) is pseudonymised before anything keeps it."""
 
     def __init__(  # noqa: PLR0913, PLR0917 - each collaborator passed in, none built here
         self,
@@ -58,8 +60,10 @@ class CleanStage:
         units: UnitStatsStore,
         pii_key: bytes,
         units_refresh: UnitStatsRefresh | None = None,
+        erasures: Erasures | None = None,
     ) -> None:
         self.spec = spec
+        self._erasures = erasures
         self._codec = codec
         self._seen = seen
         self._units = units
@@ -107,6 +111,8 @@ class CleanStage:
     def _clean(self, envelope: Envelope, result: CleanOutcome) -> OrderClean:
         raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
         clean = self._normalizer.normalize(raw)
+        if self._erasures is not None and (pseudonym := self._erasures.erased(clean["entity_key"])):
+            pseudonymise(clean, pseudonym)  # before dedupe: its keys use the pseudonym too
         self._check_units(raw, clean, (envelope.partition, envelope.offset), result)
         return clean
 
@@ -189,7 +195,10 @@ class CleanStage:
         }
         topic, schema = self.spec.duplicates.topic, self.spec.duplicates.schema_name
         value = self._codec.encode(topic, schema, audit)
+        key = envelope.key  # the producer's, unless it may be the erased subject's id
+        if ERASED_FLAG in clean["quality_flags"] and clean["entity_key"]:
+            key = clean["entity_key"].encode()
         result.duplicates.append(
-            OutRecord(topic, envelope.key, value, tuple(envelope.headers), envelope.timestamp_ms)
+            OutRecord(topic, key, value, tuple(envelope.headers), envelope.timestamp_ms)
         )
         result.duplicate_kinds[verdict.kind] += 1

@@ -10,6 +10,7 @@ from typing import Any
 from streamproc.avro_records import ProbabilityField
 from streamproc.config.pipeline import PipelineSpec
 from streamproc.core import canonical
+from streamproc.core.erasure import Erasures
 from streamproc.core.features.stage import FeatureOutcome, FeatureStage
 from streamproc.core.features.state import FeatureEvent, FeatureValue
 from streamproc.errors import INTERNAL_ERROR, EventRejected
@@ -40,6 +41,7 @@ class FeatureStepOutcome:
     diverted: list[OutRecord] = field(default_factory=list)  # too late: to the late topic
     rejections: list[Rejection] = field(default_factory=list)
     without_entity: int = 0
+    erased: int = 0  # records of an erased subject: dropped, nothing kept or sent of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +62,19 @@ CLEAN_ORDER = RecordShape()  # the shop pipeline's clean order
 
 class FeatureStep:
     """Records → online features: decode, apply in order, divert the too-late ones (when a
-    late topic is given)."""
+    late topic is given). A record whose entity is erased (`erasures`) is dropped whole: a
+    replay of records from before the erasure brings neither features nor predictions back."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913, PLR0917 - each collaborator passed in, none built here
         self,
         codec: Codec,
         stage: FeatureStage,
         schema_name: str,
         shape: RecordShape = CLEAN_ORDER,
         late_topic: str | None = None,
+        erasures: Erasures | None = None,
     ) -> None:
+        self._erasures = erasures
         self._codec = codec
         self._stage = stage
         self._schema_name = schema_name
@@ -77,9 +82,15 @@ class FeatureStep:
         self._late_topic = late_topic
 
     @classmethod
-    def of_clean_orders(cls, spec: PipelineSpec, codec: Codec, stage: FeatureStage) -> FeatureStep:
+    def of_clean_orders(
+        cls,
+        spec: PipelineSpec,
+        codec: Codec,
+        stage: FeatureStage,
+        erasures: Erasures | None = None,
+    ) -> FeatureStep:
         """The shop pipeline's step on its clean topic."""
-        return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, divert_topic(spec))
+        return cls(codec, stage, spec.sink.schema_name, CLEAN_ORDER, divert_topic(spec), erasures)
 
     async def process(self, batch: Sequence[Envelope], wall_ms: int) -> FeatureStepOutcome:
         """Never raises for a bad record; the store's InfraError and OffsetConflict escape."""
@@ -96,6 +107,9 @@ class FeatureStep:
                 continue
             if event is None:  # nobody to keep features for (an anonymous till sale)
                 result.without_entity += 1
+            elif self._erasures is not None and self._erasures.erased(event.entity):
+                result.erased += 1
+                continue
             decoded.append((envelope, record, event))
         events = [event for _, _, event in decoded if event is not None]
         result.features = await self._stage.process(events, wall_ms)

@@ -42,6 +42,8 @@ class PredictOutcome:
 
     predictions: list[OutRecord] = field(default_factory=list)
     served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id → x to log
+    # whose they are: the event ids logged per entity, so an erasure finds a subject's x
+    entities: dict[str, list[str]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
     # The newest event time scored, per clean-topic partition: the trainer's watermark is the
     # slowest active partition's, so a partition read late never has its labels given up.
@@ -95,6 +97,8 @@ class PredictStep:
             as_of = None if age is None else occurred_at - age
             served = ServedX(x, {serving.champion: served_p}, occurred_at, serving.version, as_of)
             result.served.append((record["event_id"], served))
+            if record["entity_key"] is not None:
+                result.entities.setdefault(record["entity_key"], []).append(record["event_id"])
             partition = item.envelope.partition
             result.newest_ms[partition] = max(result.newest_ms.get(partition, 0), occurred_at)
         return result

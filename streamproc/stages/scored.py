@@ -17,7 +17,8 @@ from streamproc.stages.predict import PredictStep
 
 
 class ServedLog(Protocol):
-    """Where the x each event was served is kept for the label join (the trainer reads it)."""
+    """Where the x each event was served is kept for the label join (the trainer reads it),
+    indexed by entity (`entities`: its event ids) for an erasure."""
 
     async def log(
         self,
@@ -25,6 +26,7 @@ class ServedLog(Protocol):
         ttl_ms: int,
         newest_ms: Mapping[int, int],
         wall_ms: int,
+        entities: Mapping[str, Sequence[str]],
     ) -> None: ...
 
 
@@ -79,6 +81,7 @@ class ScoredChain:
             self._predict.declared.labels.max_delay_ms,
             predicted.newest_ms,
             wall_ms=self._clock_ms(),
+            entities=predicted.entities,
         )
         result.seconds["predict"] = scored - featured
         result.seconds["served_x"] = time.perf_counter() - scored

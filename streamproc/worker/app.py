@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from streamproc.config.settings import Settings
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
+from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.fatal import die, on_exit
 from streamproc.worker.state import WorkerState
 from streamproc.worker.wiring import Learning, connections_summary, worker_parts
@@ -73,7 +74,8 @@ def serve_batches(
     """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
     an agent that processes its batches with the topic's flow and sends with `sender`
     (transactional with exactly-once delivery). With a `state`, the consumer joins the group
-    once its models are ready, and pauses while a dependency is out."""
+    once what it must read first is read (models, erasures), and pauses while a dependency
+    is out."""
     positions = Positions()
     if state is not None:
         state.assigned = lambda: len(positions.owned())
@@ -106,7 +108,8 @@ def serve_batches(
         outages = state.outages if state is not None else None
         return BatchConsumer(source, positions, hand_over, committing, outages)
 
-    _intake(app, channels, consumer, state.models_ready if state is not None else None)
+    ready = [event for _, event in state.before_serving] if state is not None else []
+    _intake(app, channels, consumer, ready)
 
 
 def batch_agents(
@@ -141,10 +144,12 @@ def create_app(settings: Settings) -> faust.App:
         topic = parts.scored.topic
         flows[topic] = scored_flow(parts.chain, parts.sender, parts.metrics, topic, parts.state)
 
-    # A restarted worker scores with its restored models: it reads no topic before them (a
-    # batch waiting for them inside an agent held up the other topics' batches as well).
+    # A restarted worker scores with its restored models, and knows every erasure: it reads
+    # no topic before them (a batch waiting for them inside an agent held up the other
+    # topics' batches as well).
     serve_batches(app, settings, flows, parts.sender, parts.state)
 
+    _erasure_task(app, settings, parts.erasures)
     if learning is not None:
         _learning_tasks(app, settings, learning)
     _pages(app, parts.metrics, parts.state)
@@ -154,6 +159,17 @@ def create_app(settings: Settings) -> faust.App:
         log.info("worker %s: %s", settings.app_id, connections_summary(settings))
 
     return app
+
+
+def _erasure_task(app: faust.App, settings: Settings, erasures: ErasureFollower) -> None:
+    """The erasure follower, as an app task."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_erasures() -> None:
+        try:
+            await erasures.follow(settings.erasure_interval_s)
+        except Exception as exc:
+            die(exc)
 
 
 def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> None:
@@ -279,7 +295,7 @@ def _intake(
     app: faust.App,
     channels: Mapping[str, Any],
     make_consumer: Callable[[Callable[[FetchedBatch], None]], BatchConsumer],
-    ready: asyncio.Event | None,
+    ready: Sequence[asyncio.Event],
 ) -> None:
     """Run the consumer in a thread of its own while the app runs, handing each batch onto
     its topic's channel; on shutdown, before the agents stop, let it finish the batches begun
@@ -292,8 +308,8 @@ def _intake(
     async def consume() -> None:
         loop = asyncio.get_running_loop()
         app.flow_control.resume()  # Faust resumes it in its Kafka layer, which is off
-        if ready is not None:
-            await ready.wait()
+        for event in ready:
+            await event.wait()
 
         def hand_over(batch: FetchedBatch) -> None:  # in the consumer's thread
             sending = channels[batch.topic].send(value=batch)

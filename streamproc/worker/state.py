@@ -1,12 +1,12 @@
 """Worker: what the worker knows about its own health, checked every batch and shown on
 /readyz: a dependency out (ridden through), Redis state lost (degraded), models not yet
-restored, no partitions assigned."""
+restored or erasures not yet read, no partitions assigned."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages
@@ -25,13 +25,14 @@ class WorkerState:
         metrics: StageMetrics,
         marker: RedisStateMarker | None = None,
         committed_epochs: Callable[[], set[str]] | None = None,
-        models_ready: asyncio.Event | None = None,
+        before_serving: Sequence[tuple[str, asyncio.Event]] = (),
     ) -> None:
         """`committed_epochs`: the Redis state epochs the group's offsets were committed with;
         none tells a namespace's first start (no marker yet, rightly) from a loss.
-        `models_ready` is set once the served models are restored."""
+        `before_serving`: what must be read before the consumer joins its group (the served
+        models, the erasures), each with what /readyz says until it is."""
         self.outages = outages
-        self.models_ready = models_ready
+        self.before_serving = list(before_serving)
         self.assigned: Callable[[], int] | None = None  # set by the consumer's owner
         self._metrics = metrics
         self._marker = marker
@@ -70,8 +71,7 @@ class WorkerState:
         ]
         if self.degraded:
             reasons.append(self.degraded)
-        if self.models_ready is not None and not self.models_ready.is_set():
-            reasons.append("models not yet restored from the snapshot topic")
+        reasons += [waiting for waiting, ready in self.before_serving if not ready.is_set()]
         if self.assigned is not None and self.assigned() == 0:
             reasons.append("no partitions assigned")
         return reasons

@@ -25,7 +25,8 @@ from streamproc.adapters.kafka.reader import PartitionReader
 from streamproc.adapters.kafka.snapshots import SnapshotLog, SnapshotTopic
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages, ride_through
-from streamproc.adapters.redis.stores import RedisLease, RedisServedLog
+from streamproc.adapters.redis.served import RedisServedLog
+from streamproc.adapters.redis.stores import RedisLease
 from streamproc.config.kafka import KafkaConnection
 from streamproc.core.learning import SnapshotMismatch
 from streamproc.core.training import (

@@ -15,6 +15,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
 from streamproc.adapters.kafka.admin import TopicLister, committed_metadata
 from streamproc.adapters.kafka.dlq import dlq_topic
+from streamproc.adapters.kafka.erasures import ERASURES_TOPIC, ErasureTopic
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
@@ -22,11 +23,13 @@ from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages
 from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.marker import RedisStateMarker
+from streamproc.adapters.redis.served import RedisServedLog
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
     RedisLease,
     RedisSeenStore,
-    RedisServedLog,
+    features_namespace,
+    pipeline_namespace,
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
 from streamproc.config.connections import redact_url
@@ -34,6 +37,7 @@ from streamproc.config.models import Models
 from streamproc.config.pipeline import Features, PipelineSpec
 from streamproc.config.settings import Settings
 from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
+from streamproc.core.erasure import Erasures
 from streamproc.core.features.stage import FeatureStage
 from streamproc.errors import ConfigError
 from streamproc.stages.clean import CleanStage
@@ -46,6 +50,7 @@ from streamproc.stages.feature_step import (
 )
 from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
+from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.follower import SnapshotFollower
 from streamproc.worker.state import WorkerState
 from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
@@ -79,7 +84,7 @@ def scored_stream(
                 "to learn delayed labels in order; name one, or use run-file"
             )
         shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
-        source_topics = (spec.source.topic, dlq_topic(spec.source.topic))
+        source_topics = (spec.source.topic, dlq_topic(spec.source.topic), ERASURES_TOPIC)
         stream = ScoredStream(
             spec.name,
             spec.source.topic,
@@ -98,6 +103,7 @@ def scored_stream(
         dlq_topic(declared.source.topic),
         dlq_topic(declared.sink.topic),
         late_topic(declared.sink.topic),
+        ERASURES_TOPIC,
     )
     stream = ScoredStream(
         declared.name,
@@ -149,7 +155,8 @@ class Learning:
 @dataclass(frozen=True, slots=True)
 class WorkerParts:
     """What a worker's agents run: the clean stage (a shop pipeline only), the chain of the
-    scored topic, the learning parts (a pipeline with models only), and what they share."""
+    scored topic, the learning parts (a pipeline with models only), and what they share: the
+    sender, the metrics, and the follower of the erasures both stages consult."""
 
     scored: ScoredStream
     clean: CleanStage | None
@@ -158,6 +165,7 @@ class WorkerParts:
     sender: BatchSender
     metrics: StageMetrics
     state: WorkerState
+    erasures: ErasureFollower
 
 
 def worker_parts(settings: Settings) -> WorkerParts:
@@ -170,7 +178,9 @@ def worker_parts(settings: Settings) -> WorkerParts:
     )
     metrics = StageMetrics()
     sender = batch_sender(settings)
-    feature_store = RedisFeatureStore(redis, f"{settings.redis_namespace}:features")
+    feature_store = RedisFeatureStore(redis, features_namespace(settings.redis_namespace))
+    erased: set[str] = set()  # filled by the follower; the stages only ask it
+    erasures = Erasures(settings.pii_key.get_secret_value().encode(), erased)
     # The predict step is the served vector's only reader here: serve what x is built from
     # (the whole vector stays available from the read path).
     consumed = scored.models.inputs.names() if scored.models else frozenset()
@@ -182,6 +192,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
         scored.schema_name,
         scored.shape,
         scored.late_topic,
+        erasures,
     )
     learning = build_learning(settings, scored, serde, redis, metrics)
     chain = ScoredChain(
@@ -189,25 +200,33 @@ def worker_parts(settings: Settings) -> WorkerParts:
         learning.predict_step if learning else None,
         learning.served_log if learning else None,
     )
-    clean = _clean_stage(settings, shop, serde, redis) if shop is not None else None
+    clean = _clean_stage(settings, shop, serde, redis, erasures) if shop is not None else None
+    follower = ErasureFollower(ErasureTopic.connect(settings.kafka_connection()), erased, metrics)
     inputs = [scored.topic] if shop is None else [shop.source.topic, scored.topic]
+    before_serving = [("erasures not yet read from their topic", follower.ready)]
+    if learning is not None:
+        before_serving.append(
+            ("models not yet restored from the snapshot topic", learning.follower.ready)
+        )
     state = WorkerState(
         Outages(settings.outage_budget_s, metrics),
         metrics,
         RedisStateMarker(redis, settings.redis_namespace),
         lambda: committed_metadata(settings.kafka_connection(), settings.app_id, inputs),
-        learning.follower.ready if learning else None,
+        before_serving,
     )
-    return WorkerParts(scored, clean, chain, learning, sender, metrics, state)
+    return WorkerParts(scored, clean, chain, learning, sender, metrics, state, follower)
 
 
 def _clean_stage(
-    settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis
+    settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis, erasures: Erasures
 ) -> CleanStage:
     """The clean stage of the shop pipeline, its state in the deployment's Redis namespace."""
-    seen = RedisSeenStore(redis, f"{settings.redis_namespace}:{shop.name}")
-    units = RedisUnitStatsStore(redis, f"{settings.redis_namespace}:{shop.name}")
-    return CleanStage(shop, serde, seen, units, settings.pii_key.get_secret_value().encode())
+    namespace = pipeline_namespace(settings.redis_namespace, shop.name)
+    seen = RedisSeenStore(redis, namespace)
+    units = RedisUnitStatsStore(redis, namespace)
+    pii_key = settings.pii_key.get_secret_value().encode()
+    return CleanStage(shop, serde, seen, units, pii_key, erasures=erasures)
 
 
 def build_learning(
@@ -221,7 +240,7 @@ def build_learning(
     if scored.models is None:
         return None
     predict_step = PredictStep(scored.models, serde, scored.shape)
-    served_log = RedisServedLog(redis, f"{settings.redis_namespace}:{scored.name}")
+    served_log = RedisServedLog(redis, pipeline_namespace(settings.redis_namespace, scored.name))
     scope = model_scope(settings.app_id, scored.name)
     snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
     # Outages of their own: a trainer or a follower retrying does not pause the consumer.

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import redis
 
 from streamproc.adapters.redis.client import AnyRedis
+from streamproc.adapters.redis.served import RedisServedLog
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
     RedisLease,
     RedisSeenStore,
-    RedisServedLog,
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
 from streamproc.core.dedupe import Claim, DedupeRules, Sighting
@@ -105,7 +105,9 @@ async def use_every_store(client: AnyRedis, under: str) -> None:
 
     served = RedisServedLog(client, f"{namespace}:shop", idle_ms=60_000)
     x = ServedX({"a": 1.0}, {"m": 0.5}, 1_000, 1)
-    await served.log([("e1", x)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000)
+    await served.log(
+        [("e1", x)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000, entities={"c1": ["e1"]}
+    )
     assert await served.fetch(["e1"]) == {"e1": x}
     assert await served.watermark(wall_ms=1_000) == 2_000
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 from streamproc.adapters.redis.client import redis_client
-from streamproc.adapters.redis.stores import RedisServedLog, delete_namespace
+from streamproc.adapters.redis.served import RedisServedLog
+from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.core.training import ServedX
 from tests.integration.conftest import Stack
 
@@ -22,11 +23,15 @@ async def test_the_first_x_stays_and_the_slowest_active_partition_sets_the_water
             ServedX({"a": 1.0}, {"m": 0.2}, 100, 3, 40),
             ServedX({"a": 9.0}, {}, 100, 4),
         )
-        await log.log([("e1", first)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000)
-        await log.log([("e1", replayed)], 60_000, {0: 4_000}, wall_ms=2_000)  # a replay
+        await log.log(
+            [("e1", first)], 60_000, {0: 5_000, 1: 2_000}, wall_ms=1_000, entities={"c1": ["e1"]}
+        )
+        await log.log(  # a replay
+            [("e1", replayed)], 60_000, {0: 4_000}, wall_ms=2_000, entities={"c1": ["e1"]}
+        )
         assert await log.fetch(["e1", "nobody"]) == {"e1": first}
         assert await log.watermark(wall_ms=2_000) == 2_000  # partition 1 is behind
-        await log.log([], 60_000, {1: 7_000}, wall_ms=3_000)
+        await log.log([], 60_000, {1: 7_000}, wall_ms=3_000, entities={})
         assert await log.watermark(wall_ms=3_000) == 5_000  # now partition 0 is
         # partition 0 idle for more than a minute: it no longer holds learning back
         assert await log.watermark(wall_ms=2_000 + 60_001) == 7_000

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "model": ("list", "promote", "rollback", "auto"),
     "bench": (),
     "schemas": ("check",),
+    "erase": (),
 }
 EVERY_COMMAND = [(command,) for command in COMMANDS] + [
     (command, action) for command, actions in COMMANDS.items() for action in actions

@@ -1,8 +1,10 @@
-"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch."""
+"""Adapter: Redis implementations of the stores, one round trip (one Lua call) per batch; each
+erases a subject's keys without searching for them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import cast
 
 import orjson
 from redis.asyncio.cluster import RedisCluster
@@ -17,26 +19,33 @@ from streamproc.adapters.redis.client import (
 from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
-from streamproc.core.training import PARTITION_IDLE_MS, ServedX
 from streamproc.errors import InfraError
 
-# Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in pairs
-# (id key, content key); ARGV: window, id ttl, content ttl, then per claim its sighting
-# ("partition|offset|occurred_at|event_id") and whether it has a content key.
+# Mirrors dedupe.judge: per claim, in order, in one atomic call. KEYS come in triples (id key,
+# content key, the group's index); ARGV: window, id ttl, content ttl, then per claim its
+# sighting ("partition|offset|occurred_at|event_id") and whether it has a content key.
+# The index is what an erasure reads: per group (entity), every key written, scored by when
+# it expires, trimmed of the expired, expiring itself with the longest-lived.
 _CLAIM_SCRIPT = """
 local window, id_ttl, content_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local id_until, content_until = now + tonumber(id_ttl), now + tonumber(content_ttl)
 local function where(s) return string.match(s, '^(%d+|%d+)|') end
 local function when(s) return tonumber(string.match(s, '^%d+|%d+|(%-?%d+)|')) end
-local out = {}
-for i = 1, #KEYS / 2 do
-  local id_key, content_key = KEYS[2 * i - 1], KEYS[2 * i]
+local out, indexes = {}, {}
+for i = 1, #KEYS / 3 do
+  local id_key, content_key, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local mine, has_content = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  local verdict = ''
+  local verdict, kept = '', {}
   local by_id = redis.call('GET', id_key)
   if by_id and where(by_id) ~= where(mine) then
     verdict = 'retry|' .. by_id
   else
-    if not by_id then redis.call('SET', id_key, mine, 'PX', id_ttl) end
+    if not by_id then
+      redis.call('SET', id_key, mine, 'PX', id_ttl)
+      kept = {id_until, id_key}
+    end
     if has_content == '1' then
       local first = redis.call('GET', content_key)
       if first and where(first) ~= where(mine)
@@ -44,16 +53,50 @@ for i = 1, #KEYS / 2 do
         verdict = 'resubmission|' .. first
       else
         redis.call('SET', content_key, mine, 'PX', content_ttl)
+        kept[#kept + 1] = content_until
+        kept[#kept + 1] = content_key
       end
     end
   end
+  if #kept > 0 then
+    redis.call('ZADD', index, unpack(kept))
+    indexes[index] = true
+  end
   out[i] = verdict
+end
+local longest = math.max(tonumber(id_ttl), tonumber(content_ttl))
+for index in pairs(indexes) do
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  redis.call('PEXPIRE', index, longest)
 end
 return out
 """
 
 
-def _slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
+def features_namespace(namespace: str) -> str:
+    """Where a deployment's feature hashes are: shared by its pipelines (keys carry the view)."""
+    return f"{namespace}:features"
+
+
+def pipeline_namespace(namespace: str, pipeline: str) -> str:
+    """Where one pipeline's dedupe memory, unit statistics and served x are."""
+    return f"{namespace}:{pipeline}"
+
+
+async def unlink_indexed(client: AnyRedis, index: str, prefix: str = "") -> int:
+    """UNLINK the keys (`prefix` + member) a sorted-set `index` lists, and the index; how many
+    listed keys there were. Keys of many slots are split by the cluster client."""
+    try:
+        members = cast(list[bytes], await client.zrange(index, 0, -1))
+        if not members:
+            return 0
+        deleted = int(await client.unlink(*(prefix + _text(m) for m in members), index))
+    except REDIS_ERRORS as exc:
+        raise redis_failure(f"Redis erase of {index} failed", exc) from exc
+    return deleted - 1  # the index itself
+
+
+def slot_groups(client: AnyRedis, keys: Sequence[str]) -> list[list[int]]:
     """Indexes of `keys` grouped by cluster slot, in order: a script may only touch one slot.
     A single Redis takes them all at once."""
     if not isinstance(client, RedisCluster):
@@ -79,16 +122,16 @@ class RedisSeenStore:
     async def claim(self, claims: Sequence[Claim], rules: DedupeRules) -> list[DedupeVerdict]:
         if not claims:
             return []
-        tags = [f"{self._prefix}:{{{claim.group}}}" for claim in claims]
+        tags = [self._tag(claim.group) for claim in claims]
         verdicts: list[DedupeVerdict] = [DedupeVerdict()] * len(claims)
-        for group in _slot_groups(self._client, tags):
+        for group in slot_groups(self._client, tags):
             keys: list[str] = []
             args: list[str | int] = [rules.window_ms, rules.id_ttl_ms, rules.content_ttl_ms]
             for index in group:
                 claim, tag = claims[index], tags[index]
                 id_key = f"{tag}:id:{claim.sighting.event_id}"
                 content = claim.fingerprint
-                keys += [id_key, f"{tag}:fp:{content}" if content else id_key]
+                keys += [id_key, f"{tag}:fp:{content}" if content else id_key, f"{tag}:index"]
                 args += [claim.sighting.encode(), 1 if content else 0]
             try:
                 replies = await self._script(keys=keys, args=args)
@@ -97,6 +140,14 @@ class RedisSeenStore:
             for index, reply in zip(group, replies, strict=True):
                 verdicts[index] = _verdict(reply)
         return verdicts
+
+    async def erase(self, entity: str) -> int:
+        """The ids and fingerprints remembered for `entity` (its claims' group), as its index
+        lists them, and the index."""
+        return await unlink_indexed(self._client, f"{self._tag(entity)}:index")
+
+    def _tag(self, group: str) -> str:
+        return f"{self._prefix}:{{{group}}}"
 
 
 def _verdict(reply: bytes | str) -> DedupeVerdict:
@@ -180,6 +231,15 @@ class RedisFeatureStore:
     def _key(self, key: str) -> str:
         return f"{self._namespace}:{key}"
 
+    async def delete(self, keys: Sequence[str]) -> int:
+        """An erased subject's hashes (one entity's keys share a slot: one call)."""
+        if not keys:
+            return 0
+        try:
+            return int(await self._client.unlink(*(self._key(key) for key in keys)))
+        except REDIS_ERRORS as exc:
+            raise redis_failure("Redis feature delete failed", exc) from exc
+
     async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         try:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -197,7 +257,7 @@ class RedisFeatureStore:
     async def save(self, writes: Sequence[EntityWrite], wall_ms: int) -> None:
         """One script call (one per slot on a Redis Cluster: each entity's keys share one)."""
         keys = [self._key(write.key) for write in writes]
-        for group in _slot_groups(self._client, keys) if writes else []:
+        for group in slot_groups(self._client, keys) if writes else []:
             args = [_write_arg(writes[index]) for index in group]
             try:
                 await self._save(keys=[keys[index] for index in group], args=args)
@@ -215,78 +275,6 @@ def _write_arg(write: EntityWrite) -> bytes:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-class RedisServedLog:
-    """The x each event was served, under `namespace:x:<event id>` for the label join; kept
-    for the labels' maximum delay. The first x logged for an event stays (SET NX): a replay
-    never replaces what the model was asked about.
-
-    The watermark: per clean-topic partition, the newest event time scored (ZADD GT: it only
-    grows) and when it last moved (wall clock). The trainer's watermark is the slowest
-    partition's among those that moved within `idle_ms`, so a partition read late (a backlog,
-    a replay) holds labels back instead of having them given up; an idle one does not stall
-    learning."""
-
-    def __init__(self, client: AnyRedis, namespace: str, idle_ms: int = PARTITION_IDLE_MS) -> None:
-        self._client = client
-        self._prefix = f"{namespace}:x"
-        self._marks = f"{namespace}:watermark"
-        self._moved = f"{namespace}:watermark:moved"
-        self._idle_ms = idle_ms
-
-    async def log(
-        self,
-        served: Sequence[tuple[str, ServedX]],
-        ttl_ms: int,
-        newest_ms: Mapping[int, int],
-        wall_ms: int,
-    ) -> None:
-        """One pipelined round trip for the batch."""
-        if not served and not newest_ms:
-            return
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id, x in served:
-                    pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
-                if newest_ms:
-                    marks = {str(p): t for p, t in newest_ms.items()}
-                    pipe.zadd(self._marks, marks, gt=True)
-                    pipe.zadd(self._moved, {p: wall_ms for p in marks})
-                await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise redis_failure("Redis served-x write failed", exc) from exc
-
-    async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
-        if not event_ids:
-            return {}
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id in event_ids:
-                    pipe.get(f"{self._prefix}:{event_id}")
-                replies = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise redis_failure("Redis served-x read failed", exc) from exc
-        return {
-            event_id: ServedX.load(reply)
-            for event_id, reply in zip(event_ids, replies, strict=True)
-            if reply is not None
-        }
-
-    async def watermark(self, wall_ms: int) -> int | None:
-        """None until something was scored."""
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrange(self._marks, 0, -1, withscores=True)
-                pipe.zrange(self._moved, 0, -1, withscores=True)
-                marks, moved = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise redis_failure("Redis watermark read failed", exc) from exc
-        if not marks:
-            return None
-        active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
-        times = [int(t) for member, t in marks if member in active] or [int(marks[-1][1])]
-        return min(times)
 
 
 # Take or keep the trainer's lease. KEYS: lease, epoch counter; ARGV: holder, ttl ms.

@@ -13,6 +13,16 @@ from streamproc.core.features.state import EntityState, FeatureEvent, FeatureVal
 _T = TypeVar("_T")
 
 
+def entity_keys(features: Features, entity: str) -> list[str]:
+    """Every declared view's hash key of `entity`, in each feature version up to the declared
+    one: an erasure deletes them all (a version built before keeps its hashes until their TTL)."""
+    return [
+        ViewComputer(view, features.model_copy(update={"version": version})).key(entity)
+        for version in range(1, features.version + 1)
+        for view in features.views
+    ]
+
+
 class ViewComputer:
     """Applies events to one view's states and serves vectors; pure, no I/O."""
 
