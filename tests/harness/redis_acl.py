@@ -38,8 +38,10 @@ SERVICE_COMMANDS: tuple[str, ...] = (
     "hsetnx",  # script: unit-switch steps and references (the first one stays)
     "pexpire",  # script: feature save, lease renewal
     "incr",  # script: lease epoch
-    "zadd",  # served log: the partitions' watermarks
+    "zadd",  # served log: the partitions' watermarks; scripts: the erasure indexes
     "zrange",  # trainer: the watermark read
+    "zremrangebyscore",  # scripts: expired entries of the erasure indexes
+    "time",  # scripts: the erasure indexes' clock
 )
 # With STREAMPROC_REDIS_CLUSTER=true, redis-py reads the slot map and the command table.
 CLUSTER_COMMANDS: tuple[str, ...] = ("cluster|slots", "command")
