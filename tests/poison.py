@@ -204,6 +204,11 @@ BODY: list[Poison] = [
     dlq("int-past-32-bits", lambda w: w.loose(items=2**40), "schema_mismatch"),
     dlq("int-past-32-bits-in-union", lambda w: w.loose(app_version=-(2**40)), "schema_mismatch"),
     dlq("10MB-message", sent(customer_name="x" * 10 * MB), "text_too_long"),
+    dlq(
+        "10MB-invalid-utf8",  # the error must not quote the 10 MB it failed on
+        lambda w: w.order(customer_name="\xff" * 5 * MB).replace(b"\xc3\xbf", b"\xff\xc3"),
+        "schema_mismatch",
+    ),
 ]
 VALUES: list[Poison] = [
     dlq("amount-nan", sent(amount=NAN), "invalid_amount"),

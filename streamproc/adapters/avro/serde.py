@@ -16,6 +16,7 @@ from streamproc.errors import DecodeError
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">BI")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # an Avro int is 32 bits
+_DETAIL_CHARS = 300  # of a reader's error, in a DecodeError's message
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,9 @@ def _explain(data: bytes, writer: WriterSchema, reading: _Reading, error: Except
         return DecodeError("truncated", f"the Avro body ends early: {ends}")
     except Exception as exc:  # the strict reading names the fault more exactly
         error = exc
-    return DecodeError("schema_mismatch", f"the body does not match {writer.name}: {error!r}")
+    # Its str, not its repr: a UnicodeDecodeError's repr quotes the whole value it failed on.
+    detail = f"{type(error).__name__}: {error}"[:_DETAIL_CHARS]
+    return DecodeError("schema_mismatch", f"the body does not match {writer.name}: {detail}")
 
 
 def _int_fields(schema: Any) -> tuple[str, ...]:
