@@ -168,3 +168,13 @@ def test_a_10_mb_message_costs_its_own_size_not_more(serde: AvroSerde, wire: Wir
         tracemalloc.stop()
     assert len(decoded["customer_name"]) == 10 * MB
     assert peak < 3 * len(data)  # the bytes read, and the text decoded from them
+
+
+def test_a_decode_error_holds_nothing_of_the_value(serde: AvroSerde, wire: Wire) -> None:
+    """A rejection lives until its dead letter is acknowledged: a reader's error chained to it
+    (a UnicodeDecodeError holds the bytes it failed on) would keep 10 MB more alive."""
+    (case,) = [case for case in POISON if case.name == "10MB-invalid-utf8"]
+    with pytest.raises(DecodeError) as caught:
+        serde.decode(case.build(wire))
+    assert (caught.value.__cause__, caught.value.__context__) == (None, None)
+    assert len(caught.value.message) < 1_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ MAGIC_BYTE = 0
 _HEADER = struct.Struct(">BI")
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # an Avro int is 32 bits
 _DETAIL_CHARS = 300  # of a reader's error, in a DecodeError's message
+_UNREADABLE = object()  # what a body read to when fastavro raised
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +121,13 @@ class AvroSerde:
         reading = self._reading(writer)
         body = io.BytesIO(data)
         body.seek(_HEADER.size)
-        try:
+        record: object = _UNREADABLE
+        with contextlib.suppress(Exception):  # whatever fastavro raises is the bytes' verdict
             record = schemaless_reader(body, writer.parsed, reading.reader)
-        except Exception as exc:  # whatever fastavro raises on these bytes is their verdict
-            raise _explain(data, writer, reading, exc) from exc
+        if record is _UNREADABLE:
+            # Unchained: a reader's error may hold the whole value (a UnicodeDecodeError's
+            # object), which would then live as long as the rejection.
+            raise _explain(data, writer, reading)
         trailing = len(data) - body.tell()
         if trailing:
             raise DecodeError(
@@ -158,16 +163,16 @@ class _CheckedBody(io.BytesIO):
         return super().read(size)
 
 
-def _explain(data: bytes, writer: WriterSchema, reading: _Reading, error: Exception) -> DecodeError:
+def _explain(data: bytes, writer: WriterSchema, reading: _Reading) -> DecodeError:
     """Why a body failed to read: cut short (truncated), or not this schema at all."""
+    detail = "it reads strictly, but not fast"  # the two reads disagree: never seen
     try:
         schemaless_reader(_CheckedBody(data), writer.parsed, reading.reader)
     except _BodyEnds as ends:
         return DecodeError("truncated", f"the Avro body ends early: {ends}")
-    except Exception as exc:  # the strict reading names the fault more exactly
-        error = exc
-    # Its str, not its repr: a UnicodeDecodeError's repr quotes the whole value it failed on.
-    detail = f"{type(error).__name__}: {error}"[:_DETAIL_CHARS]
+    except Exception as error:
+        # Its str, not its repr: a UnicodeDecodeError's repr quotes the whole value.
+        detail = f"{type(error).__name__}: {error}"[:_DETAIL_CHARS]
     return DecodeError("schema_mismatch", f"the body does not match {writer.name}: {detail}")
 
 
