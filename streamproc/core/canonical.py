@@ -104,8 +104,8 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
         raise EventRejected("unknown_timezone", f"{name!r} is not an IANA time zone") from exc
 
 
-# The punctuation kept in a name; other symbols, emoji and control characters are no part of
-# one. Format characters (zero-width, direction overrides) are invisible: dropped, not spaced.
+# The Unicode categories no name is made of: controls, format characters (zero-width, direction
+# overrides), unassigned, private use, surrogates, and symbols (emoji among them).
 _NAME_DROPPED = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Sc", "Sk", "Sm", "So"})
 NAME_INVALID = "name_invalid"  # a name without a single letter: no name at all
 
@@ -132,7 +132,7 @@ def person_name(raw: str) -> tuple[str | None, str | None, tuple[str, ...]]:
 
 
 def _name_characters(raw: str) -> tuple[str, bool]:
-    """`raw` without symbols and control characters (each a space, format ones nothing), and
+    """`raw` without those characters (each a space; an invisible format one nothing), and
     whether any were there."""
     if raw.isascii() and raw.isprintable():  # the common case, nothing to look at
         return raw, False
@@ -144,7 +144,7 @@ def _name_characters(raw: str) -> tuple[str, bool]:
         elif category != "Cf":
             kept.append(" ")
     text = "".join(kept)
-    return text, len(text) != len(raw) or any(a != b for a, b in zip(text, raw, strict=True))
+    return text, text != raw
 
 
 def normalize_email(raw: str) -> str | None:
