@@ -71,6 +71,7 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.clean_worker_bench
 	$(BIN)/python -m benchmarks.features_bench
 	$(BIN)/python -m benchmarks.models_bench
+	$(BIN)/python -m benchmarks.poison_bench
 
 docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
 	$(BIN)/python -m streamproc.config.settings > docs/configuration.md.new

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import unicodedata
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -21,6 +22,21 @@ from streamproc.errors import EventRejected
 # Durations in seconds per unit: the units a source declares, or sends instead.
 UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 _EPOCH_FACTORS_TO_MS = {"epoch_s": 1000, "epoch_ms": 1, "epoch_us": 0.001}
+# The ISO 3166-1 alpha-2 codes assigned today (249, as of ISO/TC 46 N1127, 2024-02-29), and
+# XK: Kosovo's user-assigned code, which the EU, banks and card schemes use.
+COUNTRY_CODES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN
+    BO BQ BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ
+    DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL
+    GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM
+    JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME
+    MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP
+    NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD
+    SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW XK
+    """.split()  # noqa: SIM905 - 250 codes read best as a block
+)
 # Times outside this range are a unit mistake (seconds read as ms, say), not real orders.
 EARLIEST_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 LATEST_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
@@ -83,26 +99,52 @@ def _ms(moment: datetime) -> int:
 def _zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+    # OSError: a name the file system refuses as a path (a folder such as "Europe", too long)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise EventRejected("unknown_timezone", f"{name!r} is not an IANA time zone") from exc
+
+
+# The Unicode categories no name is made of: controls, format characters (zero-width, direction
+# overrides), unassigned, private use, surrogates, and symbols (emoji among them).
+_NAME_DROPPED = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Sc", "Sk", "Sm", "So"})
+NAME_INVALID = "name_invalid"  # a name without a single letter: no name at all
 
 
 @lru_cache(maxsize=65_536)
 def person_name(raw: str) -> tuple[str | None, str | None, tuple[str, ...]]:
     """'Ada Lovelace', 'ada lovelace' or 'LOVELACE, Ada' → ('Ada', 'Lovelace'), with flags."""
-    text = " ".join(raw.split())
-    if not text:
-        return None, None, ()
+    text, removed = _name_characters(raw)
+    text = " ".join(text.split())
+    if not any(char.isalpha() for char in text):
+        return None, None, (NAME_INVALID,) if text or removed else ()
     name = HumanName(text)
     name.capitalize(force=True)
     given = " ".join(part for part in (name.first, name.middle) if part) or None
     family = name.last or None
     flags = []
+    if removed:
+        flags.append("name_chars_removed")
     if "," in text:
         flags.append("name_reordered")
     if text.isupper() or text.islower():
         flags.append("name_recased")
     return given, family, tuple(flags)
+
+
+def _name_characters(raw: str) -> tuple[str, bool]:
+    """`raw` without those characters (each a space; an invisible format one nothing), and
+    whether any were there."""
+    if raw.isascii() and raw.isprintable():  # the common case, nothing to look at
+        return raw, False
+    kept: list[str] = []
+    for char in raw:
+        category = unicodedata.category(char)
+        if char.isspace() or category not in _NAME_DROPPED:
+            kept.append(char)
+        elif category != "Cf":
+            kept.append(" ")
+    text = "".join(kept)
+    return text, text != raw
 
 
 def normalize_email(raw: str) -> str | None:
@@ -121,9 +163,12 @@ def keyed_hash(key: bytes, value: str) -> str:
 
 
 def country_code(raw: str, aliases: dict[str, str]) -> str:
-    code = raw.strip().upper()
-    code = aliases.get(code, code)
-    if len(code) != 2 or not code.isalpha() or not code.isascii():  # noqa: PLR2004 - alpha-2
+    """An assigned ISO 3166 alpha-2 code, after the pipeline's aliases (UK → GB)."""
+    code = raw.strip()
+    if code.isascii():  # upper-casing first would make 'ß' the code SS
+        code = code.upper()
+        code = aliases.get(code, code)
+    if code not in COUNTRY_CODES:
         raise EventRejected("invalid_country", f"{raw!r} is not an ISO 3166 alpha-2 code")
     return code
 

@@ -132,6 +132,8 @@ class Normalizer:
         if name_raw is not None and self.spec.pii.get(names.name, "keep") != "drop":
             given, family, name_flags = canonical.person_name(name_raw)
             flags.extend(name_flags)
+            if canonical.NAME_INVALID in name_flags:
+                status[names.name] = "invalid"
         return {
             "entity_key": entity_key,
             "customer_id": customer_id,
@@ -192,7 +194,7 @@ class Normalizer:
             raise EventRejected("unknown_currency", f"no rate to EUR for {currency!r}")
         if currency != "EUR":
             flags.append("currency_converted")
-        amount_eur = amount * to_eur
+        amount_eur = amount * to_eur + 0.0  # -0.0 is ≥ 0, but no canonical amount
         # net or gross, past the maximum already: absurd whatever the tax rate (or its lack)
         check_range(amount_eur, self._plausible.amount_gross_eur, "invalid_amount", "amount")
         includes_tax = _optional(raw, names.tax_included, status)

@@ -85,6 +85,9 @@ def test_bad_local_times_are_rejected(value: object, zone: str, reason: str) -> 
         ("  Grace   Brewster Hopper ", "Grace Brewster", "Hopper", ()),
         ("MÜLLER, Zoë", "Zoë", "Müller", ("name_reordered",)),
         ("   ", None, None, ()),
+        (" , ", None, None, ("name_invalid",)),
+        ("😀\u200b", None, None, ("name_invalid",)),
+        ("Ada😀Lovelace\u200b", "Ada", "Lovelace", ("name_chars_removed",)),
     ],
 )
 def test_names_in_every_format_become_given_and_family(
@@ -125,7 +128,7 @@ def test_country_codes_are_upper_alpha2(raw: str, expected: str) -> None:
     assert canonical.country_code(raw, {"UK": "GB"}) == expected
 
 
-@pytest.mark.parametrize("raw", ["Germany", "D", "1E", "ÄB"])
+@pytest.mark.parametrize("raw", ["Germany", "D", "1E", "ÄB", "ZZ", "ß", "ＤＥ"])
 def test_other_country_values_are_rejected(raw: str) -> None:
     with pytest.raises(EventRejected) as caught:
         canonical.country_code(raw, {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from collections.abc import Mapping
@@ -9,13 +10,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
-from fastavro.read import SchemaResolutionError
 
 from streamproc.adapters.avro.schemas import SchemaCatalog, SchemaVersion
 from streamproc.errors import DecodeError
 
 MAGIC_BYTE = 0
-_HEADER = struct.Struct(">bI")
+_HEADER = struct.Struct(">BI")
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # an Avro int is 32 bits
+_DETAIL_CHARS = 300  # of a reader's error, in a DecodeError's message
+_UNREADABLE = object()  # what a body read to when fastavro raised
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """How records of one writer schema are read: the reader schema (None: as written) and the
+    int fields whose range the decoder checks itself."""
+
+    reader: Any
+    int_fields: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +60,7 @@ class AvroSerde:
         self._registry = registry
         self._ids: dict[tuple[str, str], tuple[int, Any]] = {}
         self._writers: dict[int, WriterSchema] = {}
-        self._readers: dict[int, Any] = {}
+        self._readings: dict[int, _Reading] = {}
 
     def encode(self, topic: str, schema_name: str, record: Mapping[str, Any]) -> bytes:
         """Frame `record` with the latest catalog version of `schema_name`."""
@@ -92,27 +104,30 @@ class AvroSerde:
             self._writers[schema_id] = writer
         return writer
 
-    def _reader(self, writer: WriterSchema) -> Any:
-        """The newest catalog version of the writer's schema, or None to read as written."""
-        if writer.schema_id not in self._readers:
+    def _reading(self, writer: WriterSchema) -> _Reading:
+        """The newest catalog version of the writer's schema (None to read as written), and the
+        int fields of the schema the record comes out in."""
+        reading = self._readings.get(writer.schema_id)
+        if reading is None:
             reader = None
             if writer.name in self._catalog.names():
                 latest = self._catalog.latest(writer.name)
                 reader = None if latest.canonical == writer.canonical else latest.parsed
-            self._readers[writer.schema_id] = reader
-        return self._readers[writer.schema_id]
+            reading = _Reading(reader, _int_fields(reader or writer.parsed))
+            self._readings[writer.schema_id] = reading
+        return reading
 
     def _read_body(self, data: bytes, writer: WriterSchema) -> dict[str, Any]:
+        reading = self._reading(writer)
         body = io.BytesIO(data)
         body.seek(_HEADER.size)
-        try:
-            record = schemaless_reader(body, writer.parsed, self._reader(writer))
-        except (EOFError, StopIteration) as exc:
-            raise DecodeError("truncated", f"the Avro body ends early ({exc!r})") from exc
-        except (SchemaResolutionError, ValueError, IndexError, UnicodeDecodeError) as exc:
-            raise DecodeError(
-                "schema_mismatch", f"the body does not match {writer.name}: {exc}"
-            ) from exc
+        record: object = _UNREADABLE
+        with contextlib.suppress(Exception):  # whatever fastavro raises is the bytes' verdict
+            record = schemaless_reader(body, writer.parsed, reading.reader)
+        if record is _UNREADABLE:
+            # Unchained: a reader's error may hold the whole value (a UnicodeDecodeError's
+            # object), which would then live as long as the rejection.
+            raise _explain(data, writer, reading)
         trailing = len(data) - body.tell()
         if trailing:
             raise DecodeError(
@@ -121,4 +136,67 @@ class AvroSerde:
             )
         if not isinstance(record, dict):
             raise DecodeError("schema_mismatch", f"{writer.name} is not a record schema")
+        _check_ints(record, reading.int_fields, writer.name)
         return record
+
+
+class _BodyEnds(Exception):
+    """The strict re-read ran past the end of the body."""
+
+
+class _CheckedBody(io.BytesIO):
+    """A body that refuses a negative length and a read past its end. fastavro's fast path
+    reads a negative length as "the rest", and a varint cut short as an IndexError, so only
+    this slower re-read of a failed body says whether it was cut or is malformed."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self._size = len(data)
+        self.seek(_HEADER.size)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is None or size < 0:
+            raise ValueError(f"a negative length ({size}) at byte {self.tell()}")
+        left = self._size - self.tell()
+        if size > left:
+            raise _BodyEnds(f"at byte {self.tell()}: {size:,} wanted, {left} left")
+        return super().read(size)
+
+
+def _explain(data: bytes, writer: WriterSchema, reading: _Reading) -> DecodeError:
+    """Why a body failed to read: cut short (truncated), or not this schema at all."""
+    detail = "it reads strictly, but not fast"  # the two reads disagree: never seen
+    try:
+        schemaless_reader(_CheckedBody(data), writer.parsed, reading.reader)
+    except _BodyEnds as ends:
+        return DecodeError("truncated", f"the Avro body ends early: {ends}")
+    except Exception as error:
+        # Its str, not its repr: a UnicodeDecodeError's repr quotes the whole value.
+        detail = f"{type(error).__name__}: {error}"[:_DETAIL_CHARS]
+    return DecodeError("schema_mismatch", f"the body does not match {writer.name}: {detail}")
+
+
+def _int_fields(schema: Any) -> tuple[str, ...]:
+    """The fields of a record schema that are, or may be, an Avro int (nested ones not)."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return ()
+    return tuple(field["name"] for field in schema["fields"] if _is_int(field["type"]))
+
+
+def _is_int(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_is_int(branch) for branch in schema)
+    if isinstance(schema, dict):
+        return schema.get("type") == "int"
+    return bool(schema == "int")
+
+
+def _check_ints(record: dict[str, Any], int_fields: tuple[str, ...], name: str) -> None:
+    """An int's varint of any length reads without complaint in fastavro; one past 32 bits is
+    no Avro int (and the clean record it would reach could not be written)."""
+    for field in int_fields:
+        value = record.get(field)
+        if type(value) is int and not _INT_MIN <= value <= _INT_MAX:
+            raise DecodeError(
+                "schema_mismatch", f"{field} is {value}, past an Avro int's 32 bits in {name}"
+            )
