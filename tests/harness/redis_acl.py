@@ -28,6 +28,7 @@ from streamproc.core.unitswitch import UnitSighting, UnitStatsUpdate
 SERVICE_COMMANDS: tuple[str, ...] = (
     "evalsha",  # every script call (redis-py sends the script's SHA1 first)
     "script|load",  # once per script and server, when EVALSHA answers NOSCRIPT
+    "script|exists",  # a pipeline holding a script call (the served-x log) checks it first
     "get",  # scripts: dedupe, lease; served x fetch
     "set",  # scripts: dedupe, lease; served x log (SET NX PX)
     "hget",  # script: feature save (the offset guards)
