@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from streamproc.adapters.kafka.retention import RetentionGap
 from streamproc.core.training import TrainingReport
 from streamproc.records import OutRecord, Rejection
 from streamproc.stages.clean import CleanOutcome
@@ -164,11 +165,34 @@ class StageMetrics:
             "emptied or replaced (a restart without persistence); the state is degraded.",
             registry=self.registry,
         )
+        self.stalled_seconds = Gauge(
+            "streamproc_stalled_seconds",
+            "How long the oldest batch in processing has taken while Redis and Kafka answer "
+            "(0 when none is); past STREAMPROC_STALL_TIMEOUT_S the worker is stalled.",
+            registry=self.registry,
+        )
+        self.retention_gaps = Counter(
+            "streamproc_retention_gaps",
+            "Partitions found at assignment with a committed offset older than the log's start.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.lost_to_retention = Counter(
+            "streamproc_records_lost_to_retention",
+            "Records retention deleted before this consumer group read them.",
+            ["topic"],
+            registry=self.registry,
+        )
         self.degraded = Gauge(
             "streamproc_degraded",
             "1 while the deployment's Redis state is known to be incomplete (see the log).",
             registry=self.registry,
         )
+
+    def retention_gap(self, gap: RetentionGap) -> None:
+        """Retention deleted records of `gap.topic` this worker's group never read."""
+        self.retention_gaps.labels(gap.topic).inc()
+        self.lost_to_retention.labels(gap.topic).inc(gap.lost)
 
     def outage(self, dependency: str, active: bool) -> None:
         """An outage of `dependency` began (True) or ended."""

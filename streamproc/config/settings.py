@@ -172,6 +172,14 @@ class Settings(BaseSettings):
         description="how often the finished batches' offsets are committed (also on every "
         "rebalance and stop); a crash repeats at most this much work",
     )
+    stall_timeout_s: float = Field(
+        20,
+        ge=1,
+        le=3600,
+        description="how long a batch may take in processing, with Redis and Kafka answering, "
+        "before the worker reports itself stalled (/healthz 503, an error logged; it exits "
+        "once the stall has lasted the outage budget)",
+    )
     redis_timeout_s: float = Field(
         5,
         gt=0,

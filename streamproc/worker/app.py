@@ -26,6 +26,7 @@ from streamproc.adapters.kafka.transactions import QuietMoment, TransactionGate,
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.adapters.outage import ride_through
 from streamproc.config.settings import Settings
+from streamproc.errors import InfraError
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.scored import ScoredChain
@@ -37,6 +38,7 @@ from streamproc.worker.wiring import Learning, connections_summary, worker_parts
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+STALL_CHECK_S = 2.0
 
 
 class _WithoutKafka(BootStrategy):
@@ -105,8 +107,7 @@ def serve_batches(
 
     def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:
         committing = committer(asyncio.get_running_loop())
-        outages = state.outages if state is not None else None
-        return BatchConsumer(source, positions, hand_over, committing, outages)
+        return BatchConsumer(source, positions, hand_over, committing, state)
 
     ready = [event for _, event in state.before_serving] if state is not None else []
     _intake(app, channels, consumer, ready)
@@ -152,7 +153,8 @@ def create_app(settings: Settings) -> faust.App:
     _erasure_task(app, settings, parts.erasures)
     if learning is not None:
         _learning_tasks(app, settings, learning)
-    _pages(app, parts.metrics, parts.state)
+    _pages(app, parts.metrics, parts.state, settings.stall_timeout_s)
+    _watchdog(app, settings, parts.state, parts.metrics)
 
     @app.task  # type: ignore[untyped-decorator]
     async def announce() -> None:  # in a task, Faust has set up the log
@@ -192,8 +194,33 @@ def _learning_tasks(app: faust.App, settings: Settings, learning: Learning) -> N
                 die(exc)
 
 
-def _pages(app: faust.App, metrics: StageMetrics, state: WorkerState) -> None:
-    """/metrics, /healthz and /readyz on the app's web server."""
+def _watchdog(
+    app: faust.App, settings: Settings, state: WorkerState, metrics: StageMetrics
+) -> None:
+    """A batch stuck in processing while Redis and Kafka answer (a stage that blocks) is
+    reported within the stall timeout (log, metric, /healthz), and ends the worker once it
+    has lasted the outage budget: never a silent stall."""
+
+    @app.timer(interval=STALL_CHECK_S)  # type: ignore[untyped-decorator]
+    async def watch_for_stalls() -> None:
+        stalled_s = state.stalled_s()
+        metrics.stalled_seconds.set(stalled_s)
+        if stalled_s < settings.stall_timeout_s:
+            return
+        log.error(
+            "a batch has been in processing for %.0f s while Redis and Kafka answer: stalled "
+            "(/healthz says so; the worker exits at %.0f s)",
+            stalled_s,
+            settings.outage_budget_s,
+        )
+        if stalled_s >= settings.outage_budget_s:
+            die(InfraError(f"a batch stalled in processing for {stalled_s:.0f} s"))
+
+
+def _pages(
+    app: faust.App, metrics: StageMetrics, state: WorkerState, stall_timeout_s: float
+) -> None:
+    """/metrics, /healthz (alive, and no batch stalled) and /readyz on the web server."""
     liveness = Liveness("worker")
 
     @app.page("/metrics")
@@ -202,6 +229,10 @@ def _pages(app: faust.App, metrics: StageMetrics, state: WorkerState) -> None:
 
     @app.page("/healthz")
     async def health_page(web: Any, request: Any) -> Any:
+        stalled_s = state.stalled_s()
+        if stalled_s >= stall_timeout_s:
+            body = json.dumps({"status": "stalled", "stalled_s": round(stalled_s, 1)}).encode()
+            return web.bytes(body, content_type=HEALTH_CONTENT_TYPE, status=503)
         return web.bytes(liveness.body(), content_type=HEALTH_CONTENT_TYPE)
 
     @app.page("/readyz")
@@ -221,7 +252,9 @@ def clean_flow(
 
     async def clean_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        result = await ride_through(_checked(state, lambda: stage.process(batch)), state.outages)
+        with state.processing():
+            checked = _checked(state, lambda: stage.process(batch))
+            result = await ride_through(checked, state.outages)
         sending = await Delivery.start(
             sender, batch, result.outputs, result.rejections, positions=True
         )
@@ -250,7 +283,9 @@ def scored_flow(
 
     async def feature_batch(batch: list[Envelope]) -> Complete:
         started = time.perf_counter()
-        result = await ride_through(_checked(state, lambda: chain.process(batch)), state.outages)
+        with state.processing():
+            checked = _checked(state, lambda: chain.process(batch))
+            result = await ride_through(checked, state.outages)
         sending = await Delivery.start(
             sender, batch, result.outputs(), result.rejections, positions=False
         )

@@ -5,9 +5,13 @@ restored or erasures not yet read, no partitions assigned."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
+from streamproc.adapters.kafka.retention import RetentionGap
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages
 from streamproc.adapters.redis.marker import RedisStateMarker
@@ -34,11 +38,34 @@ class WorkerState:
         self.outages = outages
         self.before_serving = list(before_serving)
         self.assigned: Callable[[], int] | None = None  # set by the consumer's owner
-        self._metrics = metrics
+        self.metrics = metrics
         self._marker = marker
         self._committed_epochs = committed_epochs
         self._epoch: str | None = None
         self.degraded = ""
+        self._processing: dict[int, float] = {}  # batch -> when its processing began
+        self._numbers = itertools.count()
+
+    def retention_gap(self, gap: RetentionGap) -> None:
+        """Counted (the consumer has logged it)."""
+        self.metrics.retention_gap(gap)
+
+    @contextmanager
+    def processing(self) -> Iterator[None]:
+        """Around a batch's processing (not its acks): how long it takes is watched."""
+        number = next(self._numbers)
+        self._processing[number] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._processing[number]
+
+    def stalled_s(self) -> float:
+        """How long the oldest batch in processing has taken, while no dependency is out
+        (riding through an outage is no stall); 0 when none is in processing."""
+        if not self._processing or self.outages.active:
+            return 0.0
+        return time.monotonic() - min(self._processing.values())
 
     async def check(self) -> None:
         """Read the Redis state marker (a round trip): a loss is logged and counted once."""
@@ -53,11 +80,11 @@ class WorkerState:
         self._epoch = mark.epoch
         if mark.degraded and not self.degraded:
             log.error("%s; clear with `streamproc state accept` once rebuilt", mark.degraded)
-            self._metrics.redis_state_lost.inc()
+            self.metrics.redis_state_lost.inc()
         elif self.degraded and not mark.degraded:
             log.warning("Redis state no longer marked degraded")
         self.degraded = mark.degraded
-        self._metrics.degraded.set(int(bool(mark.degraded)))
+        self.metrics.degraded.set(int(bool(mark.degraded)))
 
     @property
     def epoch(self) -> str | None:

@@ -16,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError
 from confluent_kafka import TopicPartition as KafkaPartition
@@ -24,6 +24,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
+from streamproc.adapters.kafka.retention import RetentionGap, retention_gaps
 from streamproc.adapters.outage import Outages
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
@@ -71,6 +72,19 @@ class SourceSettings:
         }
 
 
+class ConsumerWatch(Protocol):
+    """What the consumer tells the rest of the worker, and asks it."""
+
+    @property
+    def outages(self) -> Outages: ...
+
+    def retention_gap(self, gap: RetentionGap) -> None: ...
+
+
+def _ignore(gap: RetentionGap) -> None:
+    """No watch: the gap is logged only."""
+
+
 class BatchConsumer:
     """Fetches batches until stopped; `hand_over` (called in this thread, may block) passes
     each to the processing side, which calls `positions.begin` and `positions.finish`."""
@@ -81,11 +95,13 @@ class BatchConsumer:
         positions: Positions,
         hand_over: Callable[[FetchedBatch], None],
         committer: Committer | None = None,
-        outages: Outages | None = None,
+        watch: ConsumerWatch | None = None,
     ) -> None:
-        """With `outages`, the partitions are paused while a dependency is out."""
+        """With a `watch`, the partitions are paused while a dependency is out, and it is
+        told of each partition whose committed offset retention overtook (logged too)."""
         self._settings = settings
-        self._outages = outages
+        self._outages = watch.outages if watch is not None else None
+        self._on_gap = watch.retention_gap if watch is not None else _ignore
         self._held: list[Any] = []  # records polled as the partitions were being paused
         self._committer = committer or AutoCommits(
             positions, settings.commit_interval_s, settings.revoke_timeout_s
@@ -201,6 +217,8 @@ class BatchConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         self._positions.assign(_partitions(partitions))
+        for gap in retention_gaps(consumer, partitions):
+            self._on_gap(gap)
         if self._outages is not None and self._outages.active:
             consumer.pause(partitions)
         log.info("assigned %s", _names(partitions))
