@@ -80,11 +80,10 @@ async def test_03_workers_joining_and_leaving_under_load(
     # traffic through all the cycles (a join and a leave take some 8 s together)
     case.send(min(scale.per_second, case.events / (cycles * 8)))
     for _ in range(cycles):
-        with case.fault("join and leave"):
+        with case.fault("a worker joins, another leaves (2 stay)"):
             case.workers.start()
             time.sleep(case.rng.uniform(0.5, 3.0))
             case.workers.stop(case.workers.running[0])
-    case.note(f"{cycles} workers joined and {cycles} left, 2 running throughout")
     case.settle()
     case.expect_no_unasked_exit()
     await case.verify()

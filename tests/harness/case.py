@@ -97,6 +97,7 @@ class FaultCase:
         self._settings = settings
         self._started = time.monotonic()
         self._notes: list[str] = []
+        self._fired: dict[str, list[int]] = {}  # fault -> orders scored when each fired
         self._faults: list[tuple[float, float]] = []
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:24]
         self.group = f"faults-{slug}-{seed}-{uuid.uuid4().hex[:6]}"
@@ -173,7 +174,10 @@ class FaultCase:
         """Around a fault: its window is timed (detection from its start, recovery from its
         end) and it is named in the results table."""
         start = time.monotonic()
-        self.note(f"{what} at {self.watch.seen()} scored")
+        if what not in self._fired:
+            self._fired[what] = []
+            self._notes.append(what)  # its place among the notes; said in full by happened()
+        self._fired[what].append(self.watch.seen())
         try:
             yield
         finally:
@@ -267,6 +271,19 @@ class FaultCase:
             last = lines[-1][-300:] if lines else "(nothing)"
             self.expect.failed.append(f"{exit_.worker} exited {exit_.code} unasked: {last}")
 
+    def happened(self) -> str:
+        """The notes, each fault once with how often it fired and at how many scored."""
+        parts = []
+        for note in self._notes:
+            fired = self._fired.get(note)
+            if fired is None:
+                parts.append(note)
+            elif len(fired) == 1:
+                parts.append(f"{note} at {fired[0]} scored")
+            else:
+                parts.append(f"{note} ×{len(fired)} (at {fired[0]}…{fired[-1]} scored)")
+        return "; ".join(parts)
+
     def detected_at(self, moment: float) -> None:
         """The test saw the fault detected (by the group, say) at `moment`."""
         self._detected = moment
@@ -292,7 +309,7 @@ class FaultCase:
         error: str | None = None,
     ) -> CaseResult:
         exits = self.workers.unasked_exits()
-        happened = "; ".join(self._notes)
+        happened = self.happened()
         if exits:
             codes = ", ".join(str(e.code) for e in exits)
             happened += f"; {len(exits)} unasked worker exits ({codes})"
