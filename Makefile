@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STACK := stack/stack.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install hooks up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench docs clean
+.PHONY: help install hooks up down status reset topics test test-unit test-integration lint typecheck imports check check-fast demo bench faults docs clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.features_bench
 	$(BIN)/python -m benchmarks.models_bench
 	$(BIN)/python -m benchmarks.poison_bench
+
+faults: install ## the fault matrix (tests/faults) at 100,000 events and 3 seeds, on a broker and Redis of its own; writes FAULTS.md
+	STREAMPROC_FAULTS_SCALE=$(or $(EVENTS),100000) STREAMPROC_FAULTS_SEEDS=$(or $(SEEDS),3) \
+	STREAMPROC_FAULTS_REPORT=FAULTS.md $(BIN)/pytest tests/faults -o timeout=3600
 
 docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
 	$(BIN)/python -m streamproc.config.settings > docs/configuration.md.new

@@ -1,0 +1,112 @@
+"""The fault harness's own Kafka broker and Redis server, each behind a TCP proxy.
+
+The broker has two client listeners: PLAINTEXT, advertised at the proxy's port, for the
+workers (whatever the proxy does reaches them, as Kafka clients connect where the metadata
+says), and DIRECT, advertised at its own port, for the harness: the load's producer and the
+oracles' readers, which a proxy fault must not touch. Redis is reached by the workers through
+its proxy, by the harness directly. Nothing here is the shared stack: a test may kill it all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import REPO
+from tests.harness.processes import BrokerConfig, KafkaBroker, RedisServer, free_port
+from tests.harness.proxy import TcpProxy
+
+
+def proxied_broker(folder: Path) -> tuple[KafkaBroker, TcpProxy, int]:
+    """A broker (not started) whose PLAINTEXT listener is advertised at a proxy (started),
+    and the port of its DIRECT listener."""
+    broker = KafkaBroker(folder)
+    proxy = TcpProxy(broker.port).start()
+    direct = free_port()
+    broker.config = BrokerConfig(
+        overrides={
+            "listeners": f"PLAINTEXT://127.0.0.1:{broker.port},DIRECT://127.0.0.1:{direct},"
+            f"CONTROLLER://127.0.0.1:{broker.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{proxy.port},"
+            f"DIRECT://127.0.0.1:{direct}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,"
+            "CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "DIRECT",
+        }
+    )
+    return broker, proxy, direct
+
+
+@dataclass
+class FaultStack:
+    """A broker and a Redis server for fault tests, each with the proxy workers go through."""
+
+    broker: KafkaBroker
+    kafka_proxy: TcpProxy
+    direct_port: int
+    redis: RedisServer
+    redis_proxy: TcpProxy
+
+    @property
+    def bootstrap(self) -> str:
+        """The harness's way in: past the proxy."""
+        return f"127.0.0.1:{self.direct_port}"
+
+    @property
+    def worker_bootstrap(self) -> str:
+        return self.kafka_proxy.address
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis.url
+
+    @property
+    def worker_redis_url(self) -> str:
+        return f"redis://{self.redis_proxy.address}/0"
+
+    def restore(self) -> None:
+        """Both proxies back to pass-through; stopped servers resumed."""
+        for server in (self.broker, self.redis):
+            server.resume()
+        self.kafka_proxy.restore()
+        self.redis_proxy.restore()
+
+    def close(self) -> None:
+        for proxy in (self.kafka_proxy, self.redis_proxy):
+            proxy.close()
+        for server in (self.broker, self.redis):
+            server.kill()
+
+
+def start_fault_stack(folder: Path) -> FaultStack:
+    """Start the broker and Redis with their proxies, and create the declared topics."""
+    broker, kafka_proxy, direct = proxied_broker(folder / "kafka")
+    redis = RedisServer(folder / "redis")
+    stack = FaultStack(broker, kafka_proxy, direct, redis, TcpProxy(redis.port).start())
+    try:
+        broker.start()
+        redis.start()
+        apply_topics(stack.bootstrap)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def apply_topics(bootstrap: str) -> None:
+    """`streamproc topics apply` against `bootstrap`: the topics as declared in topics/."""
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": bootstrap,
+        "STREAMPROC_TOPICS_DIR": str(REPO / "topics"),
+        "STREAMPROC_KAFKA_TIMEOUT_S": "60",
+    }
+    subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "streamproc.cli", "topics", "apply"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
