@@ -18,6 +18,7 @@ from confluent_kafka import TopicPartition
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import start_group_at
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import PipelineSpec
 from tests.harness.cluster import FaultStack
 from tests.harness.load import Load, LoadProducer, LoadRecord, shop_load
@@ -127,7 +128,7 @@ class FaultCase:
             for topic in (self.topics.raw, self.topics.clean, labels)
             for partition, offset in stable_ends(self.stack.bootstrap, topic).items()
         ]
-        start_group_at(self.stack.bootstrap, self.group, offsets)
+        start_group_at(KafkaConnection(self.stack.bootstrap), self.group, offsets)
 
     # --- the run ------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.producer import make_producer
+from streamproc.config.kafka import KafkaConnection
 from streamproc.scenario.shop import GeneratorConfig, Kind, generate, producer_key
 
 RAW_TOPIC = "shop.order.v1"
@@ -109,7 +110,7 @@ class LoadProducer:
         self._todo = load.records if records is None else records
         self._per_second = per_second
         self._producer = make_producer(
-            bootstrap, **{"linger.ms": 20, "queue.buffering.max.messages": 200_000}
+            KafkaConnection(bootstrap), **{"linger.ms": 20, "queue.buffering.max.messages": 200_000}
         )
         self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
         self._lock = threading.Lock()

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import RedisError
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.config.kafka import KafkaConnection
 from streamproc.ports import Codec
 from tests.harness.oracles import MarkSampler, RedisState, Topics, accounting_errors
 from tests.harness.workers import WorkerProcess, Workers
@@ -158,7 +159,7 @@ class OutputWatch:
     def __init__(self, bootstrap: str, topic: str, start: Mapping[int, int], codec: Codec) -> None:
         self._consumer = Consumer(
             client_config(
-                bootstrap,
+                KafkaConnection(bootstrap),
                 **{
                     "group.id": f"faults-watch-{uuid.uuid4().hex}",
                     "enable.auto.commit": False,

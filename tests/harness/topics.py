@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicParti
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.config.kafka import KafkaConnection
 from streamproc.records import Headers
 
 Offsets = dict[int, int]  # partition -> offset
@@ -49,12 +50,12 @@ class Record:
 
 
 def partitions(bootstrap: str, topic: str) -> list[int]:
-    admin = AdminClient(client_config(bootstrap))
+    admin = AdminClient(client_config(KafkaConnection(bootstrap)))
     return sorted(admin.list_topics(topic, timeout=_TIMEOUT_S).topics[topic].partitions)
 
 
 def _list_offsets(bootstrap: str, topic: str, spec: OffsetSpec) -> Offsets:
-    admin = AdminClient(client_config(bootstrap))
+    admin = AdminClient(client_config(KafkaConnection(bootstrap)))
     asked = {TopicPartition(topic, p): spec for p in partitions(bootstrap, topic)}
 
     def ask() -> Offsets:
@@ -79,7 +80,7 @@ def log_starts(bootstrap: str, topic: str) -> Offsets:
 
 def committed(bootstrap: str, group: str, topic: str) -> Offsets:
     """The offsets `group` committed on `topic`; a partition it never committed is absent."""
-    consumer = Consumer(client_config(bootstrap, **{"group.id": group}))
+    consumer = Consumer(client_config(KafkaConnection(bootstrap), **{"group.id": group}))
     asked = [TopicPartition(topic, p) for p in partitions(bootstrap, topic)]
     try:
         found = retrying(lambda: consumer.committed(asked, timeout=_TIMEOUT_S))
@@ -90,7 +91,7 @@ def committed(bootstrap: str, group: str, topic: str) -> Offsets:
 
 def group_members(bootstrap: str, group: str) -> int:
     """How many consumers the group has now."""
-    admin = AdminClient(client_config(bootstrap))
+    admin = AdminClient(client_config(KafkaConnection(bootstrap)))
 
     def ask() -> int:
         [future] = admin.describe_consumer_groups([group], request_timeout=10).values()
@@ -106,7 +107,7 @@ def read_between(
     Raises when a partition's end is not reached in time."""
     consumer = Consumer(
         client_config(
-            bootstrap,
+            KafkaConnection(bootstrap),
             **{
                 "group.id": f"faults-reader-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
