@@ -6,6 +6,7 @@ import asyncio
 
 from streamproc.adapters.kafka.erasures import ErasureTopic
 from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.outage import Outages, ride_through
 
 
 class ErasureFollower:
@@ -13,8 +14,16 @@ class ErasureFollower:
     and the feature step consult. `ready` is set once the topic has been read to its end: a
     worker reads no record before, so a replay never meets a subject it has not heard of."""
 
-    def __init__(self, topic: ErasureTopic, erased: set[str], metrics: StageMetrics) -> None:
+    def __init__(
+        self,
+        topic: ErasureTopic,
+        erased: set[str],
+        metrics: StageMetrics,
+        outages: Outages | None = None,
+    ) -> None:
+        """A read that fails while the broker is out is tried again (`outages`' budget)."""
         self._topic = topic
+        self._outages = outages or Outages(budget_s=120, gauge=metrics)
         self._erased = erased
         self._metrics = metrics
         self._reading: asyncio.Future[set[str]] | None = None
@@ -24,7 +33,7 @@ class ErasureFollower:
         """Until cancelled (the worker stops); then the topic's consumer is closed."""
         try:
             while True:
-                await self.poll()
+                await ride_through(self.poll, self._outages)
                 self.ready.set()
                 await asyncio.sleep(interval_s)
         finally:

@@ -201,7 +201,12 @@ def worker_parts(settings: Settings) -> WorkerParts:
         learning.served_log if learning else None,
     )
     clean = _clean_stage(settings, shop, serde, redis, erasures) if shop is not None else None
-    follower = ErasureFollower(ErasureTopic.connect(settings.kafka_connection()), erased, metrics)
+    follower = ErasureFollower(
+        ErasureTopic.connect(settings.kafka_connection()),
+        erased,
+        metrics,
+        Outages(settings.outage_budget_s, metrics),
+    )
     inputs = [scored.topic] if shop is None else [shop.source.topic, scored.topic]
     before_serving = [("erasures not yet read from their topic", follower.ready)]
     if learning is not None:

@@ -40,7 +40,7 @@ from tests.harness.oracles import (
     state,
 )
 from tests.harness.report import RESULTS, CaseResult
-from tests.harness.topics import committed, partitions, stable_ends
+from tests.harness.topics import committed, consumed_ends, partitions, stable_ends
 from tests.harness.workers import PII_KEY, WORKER_MODULE, Workers
 
 SETTLE_BASE_S = 60.0  # quiescence may take this long, plus a second per SETTLE_RATE events
@@ -205,10 +205,11 @@ class FaultCase:
 
     def _positions(self) -> list[Positions]:
         bootstrap = self.stack.bootstrap
-        return [
-            Positions(topic, committed(bootstrap, self.group, topic), stable_ends(bootstrap, topic))
-            for topic in (self.topics.raw, self.topics.clean)
-        ]
+        found = []
+        for topic in (self.topics.raw, self.topics.clean):
+            done = committed(bootstrap, self.group, topic)
+            found.append(Positions(topic, done, consumed_ends(bootstrap, topic, done)))
+        return found
 
     # --- the verdict --------------------------------------------------------------------
 

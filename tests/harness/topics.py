@@ -73,6 +73,35 @@ def stable_ends(bootstrap: str, topic: str) -> Offsets:
     return _list_offsets(bootstrap, topic, OffsetSpec.latest())  # type: ignore[no-untyped-call]
 
 
+_MARKER_READ_S = 1.5  # a local broker answers a fetch at once; this is a generous bound
+
+
+def consumed_ends(bootstrap: str, topic: str, committed: Offsets) -> Offsets:
+    """Each partition's last stable offset, or `committed` where only transaction markers lie
+    between the two (a commit marker takes an offset, and no reader ever gets it: a group
+    that read everything commits the offset before it). A read_committed reader started at
+    `committed` gets a record there within moments, or there is none."""
+    ends = stable_ends(bootstrap, topic)
+    behind = {p: committed[p] for p, end in ends.items() if p in committed and committed[p] < end}
+    if not behind:
+        return ends
+    consumer = Consumer(client_config(KafkaConnection(bootstrap), **{"group.id": "harness-ends"}))
+    consumer.assign([TopicPartition(topic, p, offset) for p, offset in behind.items()])
+    holding: set[int] = set()
+    deadline = time.monotonic() + _MARKER_READ_S
+    try:
+        while time.monotonic() < deadline and len(holding) < len(behind):
+            for message in consumer.consume(500, timeout=0.1):
+                partition, offset = message.partition(), message.offset()
+                if partition is None or offset is None or message.error() is not None:
+                    continue
+                if offset < ends[partition]:
+                    holding.add(partition)  # a record the group has not consumed
+    finally:
+        consumer.close()
+    return {p: committed[p] if p in behind and p not in holding else e for p, e in ends.items()}
+
+
 def log_starts(bootstrap: str, topic: str) -> Offsets:
     """Each partition's first offset still kept (retention or deleted records move it)."""
     return _list_offsets(bootstrap, topic, OffsetSpec.earliest())  # type: ignore[no-untyped-call]

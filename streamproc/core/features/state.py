@@ -149,6 +149,11 @@ class EntityState:
         raise ValueError(f"unknown feature field {name!r}")
 
 
+def as_stored(value: float) -> float:
+    """`value` as a bucket's sums are stored (15 significant digits) and read back."""
+    return float(f"{value:.15g}")
+
+
 def pack_stats(stats: list[float]) -> str:
     """count|sum|squared deviations|min|max, short enough (≤ 64 bytes) for Redis to keep the hash
     in its compact listpack encoding; sums keep 15 significant digits."""

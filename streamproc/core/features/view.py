@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 
 from streamproc.config.base import duration_ms
 from streamproc.config.pipeline import Features, FeatureView
-from streamproc.core.features.state import EntityState, FeatureEvent, FeatureValue, Served, Status
+from streamproc.core.features.state import (
+    EntityState,
+    FeatureEvent,
+    FeatureValue,
+    Served,
+    Status,
+    as_stored,
+)
 
 _T = TypeVar("_T")
 
@@ -180,13 +187,15 @@ def _add(buckets: dict[int, list[float]], bucket: int, x: float) -> None:
     """`x` into a bucket's count, sum, M2, min and max."""
     stats = buckets.get(bucket)
     if stats is None:
-        buckets[bucket] = [1.0, x, 0.0, x, x]
+        buckets[bucket] = [1.0, as_stored(x), 0.0, x, x]
         return
-    # Welford: the spread stays exact where sums of squares would cancel
+    # Welford: the spread stays exact where sums of squares would cancel. The sums go on
+    # from what Redis holds (15 digits), never from more: whether a state was cached or read
+    # back, a batch cut here or there, the same events give the same bytes.
     mean_before = stats[1] / stats[0]
     stats[0] += 1
-    stats[1] += x
-    stats[2] += (x - mean_before) * (x - stats[1] / stats[0])
+    stats[1] = as_stored(stats[1] + x)
+    stats[2] = as_stored(stats[2] + (x - mean_before) * (x - stats[1] / stats[0]))
     stats[3] = min(stats[3], x)
     stats[4] = max(stats[4], x)
 
