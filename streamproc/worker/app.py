@@ -102,7 +102,8 @@ def serve_batches(
         transactions = Transactions(
             sender.producer, settings.kafka_timeout_s, sender.renew, settings.outage_budget_s
         )
-        quiet = QuietMoment(gate, loop, source.revoke_timeout_s)
+        # a commit waits for the batches' acks, which ride through a broker outage
+        quiet = QuietMoment(gate, loop, settings.outage_budget_s)
         return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s, epoch)
 
     def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:

@@ -32,7 +32,7 @@ async def test_07_redis_restarted_without_persistence(
         f"the empty Redis was noticed after {detected} s (at most {DETECT_S:.0f} s)",
     )
     case.expect_no_unasked_exit()  # no crash loop
-    await case.verify()
+    await case.verify(state_lost=True)
 
 
 async def test_08_a_redis_reply_lost_after_the_script_ran(

@@ -213,8 +213,10 @@ class FaultCase:
 
     # --- the verdict --------------------------------------------------------------------
 
-    async def verify(self, *extra: Report) -> CaseResult:
-        """Stop the workers, run the oracles, record the row, assert."""
+    async def verify(self, *extra: Report, state_lost: bool = False) -> CaseResult:
+        """Stop the workers, run the oracles, record the row, assert. `state_lost`: Redis
+        lost the state on purpose; instead of the state and progress oracles, the loss must
+        be marked (the workers report the state degraded until it is rebuilt)."""
         self.monitor.stop()
         self.watch.stop()
         for worker in list(self.workers.running):
@@ -224,10 +226,14 @@ class FaultCase:
             output = output_set(view)
             cut = await cut_input(view)
             state_report = state(view, cut)
+            kept: list[Report] = (
+                [DegradedMark(self.redis.degraded_marks())]
+                if state_lost
+                else [state_report, progress(view, cut, self.monitor.sampler)]
+            )
             reports: list[Report] = [
                 output,
-                state_report,
-                progress(view, cut, self.monitor.sampler),
+                *kept,
                 accounting(self.monitor.scrapes, self.monitor.accounting),
                 self.expect,
                 *extra,
@@ -341,3 +347,16 @@ class FaultCase:
         self.monitor.stop()
         self.watch.stop()
         self.redis.close()
+
+
+@dataclass
+class DegradedMark:
+    """Redis lost the state: the workers must have marked it degraded (adapters/redis/marker.py)."""
+
+    name = "degraded mark"
+    reasons: list[str]
+
+    def problems(self) -> list[str]:
+        if any(self.reasons):
+            return []
+        return ["Redis lost the state and no worker marked it degraded"]

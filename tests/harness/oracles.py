@@ -43,7 +43,14 @@ from streamproc.records import Envelope
 from streamproc.stages.clean import CleanStage
 from streamproc.stages.feature_step import FeatureStep
 from tests.harness.load import ID_HEADER, Load, LoadRecord
-from tests.harness.topics import Offsets, Record, committed, read_between, stable_ends
+from tests.harness.topics import (
+    Offsets,
+    Record,
+    committed,
+    consumed_ends,
+    read_between,
+    stable_ends,
+)
 
 SAMPLES = 5  # examples quoted per kind of problem
 _BATCH = 500
@@ -430,6 +437,11 @@ class RedisState:
     def run_id(self) -> str:
         return str(self._client.info("server")["run_id"])
 
+    def degraded_marks(self) -> list[str]:
+        """Why the namespace's state is marked degraded, if it is (adapters/redis/marker.py)."""
+        keys = self._client.scan_iter(match="*:state:*:degraded")
+        return [str(self._client.get(key) or "") for key in keys]
+
     def features(self) -> dict[str, dict[str, str]]:
         keys = list(self._client.scan_iter(f"{self._features}*", count=5_000))
         with self._client.pipeline(transaction=False) as pipe:
@@ -672,10 +684,9 @@ def output_set(view: CaseView) -> OutputReport:
 async def cut_input(view: CaseView) -> Cut:
     topics = view.topics
     raw, clean = (
-        Positions(
-            topic, committed(view.bootstrap, view.group, topic), stable_ends(view.bootstrap, topic)
-        )
+        Positions(topic, done, consumed_ends(view.bootstrap, topic, done))
         for topic in (topics.raw, topics.clean)
+        for done in [committed(view.bootstrap, view.group, topic)]
     )
     envelopes = sorted(
         (

@@ -82,7 +82,13 @@ class Acks:
     """The broker's answers for one submitted batch, filled in by librdkafka's delivery
     callbacks (in the sender's poll thread) and awaited on the event loop."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, count: int, in_transaction: bool = False
+    ) -> None:
+        """`in_transaction`: a record the broker did not take (a broker restarting, say)
+        fails the transaction, not the batch: the commit aborts, and the batch is processed
+        again from its input (commits.py)."""
+        self.in_transaction = in_transaction
         self.refusals: dict[int, Any] = {}  # index -> a per-record refusal (REFUSALS)
         self.failures: list[str] = []
         self._loop = loop
@@ -95,7 +101,7 @@ class Acks:
         if error is not None:
             if error.code() in BatchSender.REFUSALS:
                 self.refusals[index] = error
-            else:
+            elif not (self.in_transaction and _aborts_transaction(error)):
                 self.failures.append(f"{message.topic()}: {error}")
         self._left -= 1
         if self._left == 0:
@@ -113,6 +119,14 @@ class Acks:
             raise InfraError(f"records not acked in {ack_timeout_s:.0f} s") from None
         if self.failures:
             raise InfraError(f"{len(self.failures)} records not acked: {self.failures[:3]}")
+
+
+def _aborts_transaction(error: Any) -> bool:
+    """A delivery error that puts the transaction in error (its commit then aborts), and that
+    a new attempt may not meet: purged by librdkafka on that error, timed out, or retriable."""
+    return bool(
+        error.code() in (KafkaError._PURGE_QUEUE, KafkaError._MSG_TIMED_OUT) or error.retriable()
+    )
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -190,6 +204,7 @@ class BatchSender:
             config["transaction.timeout.ms"] = int(transaction_timeout_s * 1000)
         self._kafka = kafka
         self._config = config
+        self._transactional = transactional_id is not None
         self._producer = self._new_producer()
         self._polling: threading.Thread | None = None
         self._closed = threading.Event()
@@ -208,7 +223,7 @@ class BatchSender:
     async def submit(self, records: Sequence[OutRecord]) -> Submitted:
         """Hands `records` to librdkafka, in order, and returns without waiting for acks."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), len(records))
+        acks = Acks(asyncio.get_running_loop(), len(records), self._transactional)
         submitted = Submitted(self, records, acks)
         for index, record in enumerate(records):
             while True:
@@ -229,7 +244,7 @@ class BatchSender:
     async def send_alone(self, record: OutRecord) -> EventRejected | None:
         """`record` in a request of its own: None once acked, or why Kafka refused it."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), 1)
+        acks = Acks(asyncio.get_running_loop(), 1, self._transactional)
         rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
         if rejected is not None:
             return rejected
