@@ -202,7 +202,7 @@ class Settings(BaseSettings):
         "outputs are visible at once, and a crash repeats those of the last interval",
     )
     transaction_timeout_s: float = Field(
-        30,
+        15,
         ge=2,
         le=900,
         description="how long the broker keeps a silent worker's transaction open before it "

@@ -67,6 +67,7 @@ class WorkerProcess:
     def __init__(self, name: str, env: Mapping[str, str], folder: Path, module: str) -> None:
         self.name = name
         self.folder = folder
+        self.worker_id = env["STREAMPROC_WORKER_ID"]
         self.port = int(env["STREAMPROC_WEB_PORT"])
         self.log = folder / "worker.log"
         folder.mkdir(parents=True, exist_ok=True)
@@ -171,6 +172,12 @@ class Workers:
             port = free_port()
             folder = self._folder / name
             env = worker_env(self._stack, self._group, port, folder, self._overrides)
+            # A new worker takes a free slot's id, as a supervisor restarts a worker under its
+            # name: it fences the transaction its predecessor left open at once.
+            taken = {w.worker_id for w in self.running if w.alive()}
+            env["STREAMPROC_WORKER_ID"] = next(
+                f"slot-{n}" for n in range(len(taken) + 1) if f"slot-{n}" not in taken
+            )
             worker = WorkerProcess(name, env, folder, self._module)
             self._restarts[worker.pid] = streak
             self.running.append(worker)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +28,8 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from streamproc.errors import InfraError
 
 log = logging.getLogger(__name__)
+
+_STUCK_MARGIN_S = 10.0  # past its own timeout, how long a transactional call may take
 
 
 class TransactionGate:
@@ -123,6 +127,11 @@ class Transactions:
                     "send offsets",
                 )
             self._call(lambda: self._producer.commit_transaction(self._timeout_s), "commit")
+        except _Stuck as stuck:
+            log.warning("%s; its batches are processed again", stuck)
+            self._reinitialise()  # the stuck producer cannot even abort
+            self._begin()
+            return False
         except _Abort as abort:
             log.warning("transaction aborted, its batches are processed again: %s", abort)
             self._abort()
@@ -173,7 +182,7 @@ class Transactions:
         delay = 0.1
         while True:
             try:
-                call()
+                self._bounded(call, what)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -186,9 +195,35 @@ class Transactions:
                         raise InfraError(f"Kafka transaction {what}: {error.str()}") from exc
                     raise _Abort(error.str()) from exc
                 log.warning("Kafka transaction %s: %s; retrying", what, error.str())
-                time.sleep(delay)
+                time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter only
                 delay = min(delay * 2, 5.0)
+
+    def _bounded(self, call: Callable[[], None], what: str) -> None:
+        """`call()` in a thread of its own, given its timeout and a margin: librdkafka's
+        send_offsets_to_transaction can block past its timeout when the group coordinator
+        went down (librdkafka issues 5456, 5511). Past that, _Stuck: the producer is
+        replaced, and the stuck thread is left to itself."""
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                call()
+                outcome.append(None)
+            except BaseException as exc:  # handed over to the caller's thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=run, name=f"streamproc-txn-{what}", daemon=True)
+        thread.start()
+        thread.join(self._timeout_s + _STUCK_MARGIN_S)
+        if not outcome:
+            raise _Stuck(f"Kafka transaction {what} did not return in {self._timeout_s:.0f} s")
+        if outcome[0] is not None:
+            raise outcome[0]
 
 
 class _Abort(Exception):
     """The transaction cannot commit: abort it and process its batches again."""
+
+
+class _Stuck(_Abort):
+    """A transactional call did not return: the producer is replaced, not asked to abort."""
