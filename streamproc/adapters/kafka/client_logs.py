@@ -119,6 +119,9 @@ def client_config(kafka: KafkaConnection, **overrides: Any) -> dict[str, Any]:
     its lines over on poll(), flush() or consume()."""
     return {
         **kafka.properties(),
+        # librdkafka backs off up to 10 s between reconnects: a broker back from a restart
+        # waited that long for the workers; a second is enough to spare it a storm
+        "reconnect.backoff.max.ms": 1000,
         "logger": _LOG,
         "error_cb": _LOG.error_cb,
         **overrides,

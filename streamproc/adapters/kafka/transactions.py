@@ -29,7 +29,12 @@ from streamproc.errors import InfraError
 
 log = logging.getLogger(__name__)
 
-_STUCK_MARGIN_S = 10.0  # past its own timeout, how long a transactional call may take
+_STUCK_MARGIN_S = 10.0
+_FENCED = (
+    KafkaError._FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.PRODUCER_FENCED,
+)  # past its own timeout, how long a transactional call may take
 
 
 class TransactionGate:
@@ -186,6 +191,12 @@ class Transactions:
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
+                if error.code() in _FENCED and what != "init":
+                    # Kafka < 4.0 (no KIP-890): a transaction that timed out while the broker
+                    # was away bumps the producer's epoch, and the producer finds itself
+                    # fenced. A new producer with the same id takes over; a true zombie
+                    # (another worker with this worker's id) would fence it in turn.
+                    raise _Stuck(f"Kafka transaction {what}: {error.str()}") from exc
                 if error.fatal():
                     raise InfraError(f"Kafka transaction {what}: {error.str()}") from exc
                 if error.txn_requires_abort():
