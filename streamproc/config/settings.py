@@ -233,7 +233,10 @@ class Settings(BaseSettings):
         "(false, with STREAMPROC_TRAINER=true: a process that only trains)",
     )
     worker_id: str = Field(
-        "", description="this worker's name for the trainer lease; empty: host name and web port"
+        "",
+        description="this worker's stable name: its trainer lease and its transactional id (a "
+        "restart under the same name fences what its predecessor left open at once); empty: "
+        "host name and web port",
     )
     trainer_lease_s: float = Field(
         15,

@@ -21,7 +21,7 @@ from tests.harness.cluster import FaultStack
 from tests.harness.processes import free_port
 
 PII_KEY = "fault-test-pii-key"
-SESSION_TIMEOUT_S = 10  # shorter than the default 30 s: a killed worker's partitions move sooner
+SESSION_TIMEOUT_S = 6  # the least allowed (default 30 s): a killed worker's partitions move sooner
 START_TIMEOUT_S = 60.0
 RESTART_DELAYS_S = (1.0, 2.0, 4.0, 8.0)  # a crash loop backs off, as Docker's policy does
 STABLE_AFTER_S = 30.0
