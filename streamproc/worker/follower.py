@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from streamproc.adapters.kafka.model_snapshots import (
@@ -14,13 +13,14 @@ from streamproc.adapters.kafka.model_snapshots import (
 )
 from streamproc.adapters.kafka.snapshots import SnapshotLog
 from streamproc.adapters.metrics import StageMetrics
-from streamproc.adapters.outage import Outages, ride_through
+from streamproc.adapters.outage import Outages
 from streamproc.core.training import load_served_model, read_header
 from streamproc.stages.predict import PredictStep, ServingModels
+from streamproc.worker.following import TopicFollower
 from streamproc.worker.snapshot_thread import in_snapshot_thread, release_freed_memory
 
 
-class SnapshotFollower:
+class SnapshotFollower(TopicFollower):
     """Keeps a worker's PredictStep on the newest snapshot and champion choice."""
 
     def __init__(
@@ -33,27 +33,12 @@ class SnapshotFollower:
     ) -> None:
         """A read that fails while the broker is out is tried again (`outages`' budget)."""
         self._pipeline = pipeline
-        self._outages = outages or Outages(budget_s=120, gauge=metrics)
-        self._topic = topic
+        super().__init__(topic, outages or Outages(budget_s=120, gauge=metrics))
+        self._snapshots = topic
         self._step = step
         self._metrics = metrics
         self.choice: ChampionChoice | None = None
         self._published: bytes | None = None  # the newest serving record
-        self._reading: asyncio.Future[dict[str, bytes]] | None = None
-        self.ready = asyncio.Event()  # set once the topic has been read to its end
-
-    async def follow(self, interval_s: float) -> None:
-        """Until cancelled (the worker stops); then the topic's consumer is closed."""
-        try:
-            while True:
-                await ride_through(self.poll, self._outages)
-                self.ready.set()
-                await asyncio.sleep(interval_s)
-        finally:
-            # Cancelled, a read goes on in its thread: the consumer is closed after it.
-            if self._reading is not None:
-                await asyncio.wait([self._reading])
-            await asyncio.to_thread(self._topic.close)
 
     async def poll(self) -> None:
         if await self._poll():  # the previous models and the snapshot read are freed now
@@ -61,10 +46,7 @@ class SnapshotFollower:
 
     async def _poll(self) -> bool:
         """Whether other models were swapped in."""
-        self._reading = asyncio.ensure_future(
-            asyncio.to_thread(read_latest, self._topic, self._pipeline)
-        )
-        found = await asyncio.shield(self._reading)
+        found = await self._read(lambda: read_latest(self._snapshots, self._pipeline))
         if (data := found.get(champion_key(self._pipeline))) is not None:
             self.choice = ChampionChoice.load(data)
         newest = found.get(serving_key(self._pipeline))
