@@ -90,8 +90,7 @@ class TcpProxy:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            self._call(self._drop(lambda _: True))
+            self._call(self._shut(self._server))
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
@@ -131,6 +130,12 @@ class TcpProxy:
 
     def _call(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _shut(self, server: asyncio.Server) -> None:
+        # On the loop's thread: Server.close is not thread-safe (called from another thread
+        # while a connection detaches, it fails in Server._wakeup).
+        server.close()
+        await self._drop(lambda _: True)
 
     async def _drop(self, which: Callable[[_Connection], bool]) -> None:
         for connection in [c for c in self._connections if which(c)]:

@@ -3,6 +3,7 @@ record Kafka refuses for itself returned alone while the rest of its batch is ac
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
 from collections.abc import Iterator, Mapping
@@ -68,6 +69,22 @@ async def test_unacked_records_raise_infra_error() -> None:
         sender = BatchSender(KafkaConnection(nobody), ack_timeout_s=1.0)
         with pytest.raises(InfraError, match="1 records not acked"):
             await sender.send([OutRecord(TOPIC, b"k", b"v")])
+
+
+async def test_records_of_a_replaced_producer_are_answered_at_once() -> None:
+    """A transactional producer is replaced after a stuck call: the batches it still held
+    must learn at once that their records were purged, not wait out the ack timeout (the
+    poll thread serves the new producer only)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nobody = f"127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening
+        sender = BatchSender(KafkaConnection(nobody), ack_timeout_s=60.0)
+        submitted = await sender.submit(
+            [OutRecord(TOPIC, b"k", f"v{i}".encode()) for i in range(3)]
+        )
+        sender.renew()
+        with pytest.raises(InfraError, match="3 records not acked.*[Pp]urged"):
+            await asyncio.wait_for(submitted.refused(), 10)
 
 
 async def test_a_record_over_the_limit_is_refused_and_the_rest_acked(stack: Stack) -> None:

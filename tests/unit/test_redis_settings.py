@@ -7,10 +7,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from redis.exceptions import ConnectionError
 
+from streamproc.adapters.redis.client import redis_failure
 from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.config.settings import load_settings
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, Unavailable
 from streamproc.worker.wiring import connections_summary
 
 SECRET = uuid.uuid4().hex  # a password no message may show
@@ -124,3 +126,24 @@ def test_the_workers_start_up_line_names_redis_and_its_tls_without_the_password(
     line = connections_summary(load_settings())
     assert f"Redis at rediss://svc:***@redis:6380/0 (TLS, CA {pem}), keys under shop:" in line
     assert SECRET not in line
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionError(
+            "Error while reading from 127.0.0.1:6380 : (104, 'Connection reset by peer')"
+        ),
+        ConnectionError("Connection closed by server."),
+    ],
+)
+def test_a_reset_connection_points_at_the_url_scheme_and_at_a_missing_client_certificate(
+    error: ConnectionError,
+) -> None:
+    """A TLS 1.3 server that wants a client certificate can close before its alert is read:
+    the client sees only a reset, so the message names both likely causes, and it is worth
+    retrying (a restarting server resets connections too)."""
+    failure = redis_failure("Redis feature read failed", error)
+    assert isinstance(failure, Unavailable)
+    assert "the URL must be rediss://" in str(failure)
+    assert "set STREAMPROC_REDIS_TLS_CERT and _KEY" in str(failure)

@@ -78,6 +78,16 @@ def produce_records(
     return sent
 
 
+# Delivery errors of records that a new attempt may not meet: purged (a producer replaced,
+# or librdkafka's own purge on a transaction error) or timed out.
+_TRANSACTION_ENDERS = (
+    KafkaError._PURGE_QUEUE,
+    KafkaError._PURGE_INFLIGHT,
+    KafkaError._MSG_TIMED_OUT,
+)
+_PURGED_REPORTS_S = 5.0  # purged records are reported at once; a bound all the same
+
+
 class Acks:
     """The broker's answers for one submitted batch, filled in by librdkafka's delivery
     callbacks (in the sender's poll thread) and awaited on the event loop."""
@@ -124,9 +134,7 @@ class Acks:
 def _aborts_transaction(error: Any) -> bool:
     """A delivery error that puts the transaction in error (its commit then aborts), and that
     a new attempt may not meet: purged by librdkafka on that error, timed out, or retriable."""
-    return bool(
-        error.code() in (KafkaError._PURGE_QUEUE, KafkaError._MSG_TIMED_OUT) or error.retriable()
-    )
+    return bool(error.code() in _TRANSACTION_ENDERS or error.retriable())
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -265,6 +273,9 @@ class BatchSender:
         state is unknown after a timeout); returns it."""
         old, self._producer = self._producer, self._new_producer()
         old.purge()
+        # The purged records' delivery reports wait in the old producer's queue; the poll
+        # thread serves the new one, so serve them here or their batches wait forever.
+        old.flush(_PURGED_REPORTS_S)
         return self._producer
 
     def close(self, timeout_s: float = 10.0) -> None:

@@ -49,7 +49,10 @@ _HINTS = (
     ),
     (
         ("Connection reset by peer", "Connection closed by server"),
-        "if Redis speaks TLS on this port, the URL must be rediss://",
+        # With TLS 1.3 a server that wants a client certificate may close before its alert
+        # is read: the client then sees a reset, not CERTIFICATE_REQUIRED.
+        "if Redis speaks TLS on this port, the URL must be rediss://; if it is, Redis may ask "
+        "for a client certificate: set STREAMPROC_REDIS_TLS_CERT and _KEY",
     ),
     (
         ("Cluster mode is not enabled",),
