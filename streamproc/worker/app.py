@@ -100,7 +100,11 @@ def serve_batches(
         if gate is None:
             return AutoCommits(positions, source.commit_interval_s, source.revoke_timeout_s, epoch)
         transactions = Transactions(
-            sender.producer, settings.kafka_timeout_s, sender.renew, settings.outage_budget_s
+            sender.producer,
+            settings.kafka_timeout_s,
+            sender.renew,
+            settings.outage_budget_s,
+            sender.doomed,
         )
         # a commit waits for the batches' acks, which ride through a broker outage
         quiet = QuietMoment(gate, loop, settings.outage_budget_s)

@@ -4,9 +4,10 @@ acks a worker awaits while it processes the next batch."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import (
@@ -25,6 +26,8 @@ from streamproc.adapters.kafka.dlq import (
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import EventRejected, InfraError
 from streamproc.records import OutRecord
+
+log = logging.getLogger(__name__)
 
 # Paced sending sleeps once it is this far ahead of its rate: shorter sleeps cost more than
 # they pace.
@@ -93,12 +96,16 @@ class Acks:
     callbacks (in the sender's poll thread) and awaited on the event loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, count: int, in_transaction: bool = False
+        self,
+        loop: asyncio.AbstractEventLoop,
+        count: int,
+        doom: Callable[[], None] | None = None,
     ) -> None:
-        """`in_transaction`: a record the broker did not take (a broker restarting, say)
-        fails the transaction, not the batch: the commit aborts, and the batch is processed
-        again from its input (commits.py)."""
-        self.in_transaction = in_transaction
+        """`doom` (records sent in a transaction): a record the broker did not take (a
+        broker restarting, say), or one not answered in time, fails the transaction, not
+        the batch: `doom()` is called when an answer does not come, the commit aborts, and
+        the batch is processed again from its input (commits.py)."""
+        self._doom = doom
         self.refusals: dict[int, Any] = {}  # index -> a per-record refusal (REFUSALS)
         self.failures: list[str] = []
         self._loop = loop
@@ -111,7 +118,7 @@ class Acks:
         if error is not None:
             if error.code() in BatchSender.REFUSALS:
                 self.refusals[index] = error
-            elif not (self.in_transaction and _aborts_transaction(error)):
+            elif not (self._doom is not None and _aborts_transaction(error)):
                 self.failures.append(f"{message.topic()}: {error}")
         self._left -= 1
         if self._left == 0:
@@ -126,7 +133,14 @@ class Acks:
         try:  # librdkafka answers every record within message.timeout.ms; the margin is ours
             await asyncio.wait_for(asyncio.shield(self._all), ack_timeout_s + 30)
         except TimeoutError:
-            raise InfraError(f"records not acked in {ack_timeout_s:.0f} s") from None
+            if self._doom is None:
+                raise InfraError(f"records not acked in {ack_timeout_s:.0f} s") from None
+            log.warning(
+                "%d records not acked in %.0f s: their transaction is aborted",
+                self._left,
+                ack_timeout_s,
+            )
+            self._doom()
         if self.failures:
             raise InfraError(f"{len(self.failures)} records not acked: {self.failures[:3]}")
 
@@ -217,6 +231,7 @@ class BatchSender:
         self._polling: threading.Thread | None = None
         self._closed = threading.Event()
         self._sent = threading.Event()  # records handed over: the poll thread has work
+        self._doomed = threading.Event()
 
     async def send(self, records: Sequence[OutRecord]) -> None:
         """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
@@ -231,7 +246,7 @@ class BatchSender:
     async def submit(self, records: Sequence[OutRecord]) -> Submitted:
         """Hands `records` to librdkafka, in order, and returns without waiting for acks."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), len(records), self._transactional)
+        acks = Acks(asyncio.get_running_loop(), len(records), self._doom_or_none())
         submitted = Submitted(self, records, acks)
         for index, record in enumerate(records):
             while True:
@@ -252,7 +267,7 @@ class BatchSender:
     async def send_alone(self, record: OutRecord) -> EventRejected | None:
         """`record` in a request of its own: None once acked, or why Kafka refused it."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), 1, self._transactional)
+        acks = Acks(asyncio.get_running_loop(), 1, self._doom_or_none())
         rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
         if rejected is not None:
             return rejected
@@ -268,14 +283,26 @@ class BatchSender:
     def producer(self) -> Producer:
         return self._producer
 
+    def doomed(self) -> bool:
+        """Whether a record of the open transaction went unanswered past the ack timeout:
+        the transaction cannot commit, and the producer holding it is to be replaced."""
+        return self._doomed.is_set()
+
+    def _doom_or_none(self) -> Callable[[], None] | None:
+        return self._doomed.set if self._transactional else None
+
     def renew(self) -> Producer:
         """Replace the producer by a new one with the same settings (a transactional one whose
         state is unknown after a timeout); returns it."""
         old, self._producer = self._producer, self._new_producer()
+        self._doomed.clear()
         old.purge()
         # The purged records' delivery reports wait in the old producer's queue; the poll
-        # thread serves the new one, so serve them here or their batches wait forever.
-        old.flush(_PURGED_REPORTS_S)
+        # thread serves the new one, so serve them here or their batches wait forever
+        # (poll, not flush: flush raises once the old producer was fenced).
+        deadline = time.monotonic() + _PURGED_REPORTS_S
+        while len(old) > 0 and time.monotonic() < deadline:
+            old.poll(0.05)
         return self._producer
 
     def close(self, timeout_s: float = 10.0) -> None:

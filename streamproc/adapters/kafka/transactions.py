@@ -108,8 +108,12 @@ class Transactions:
         timeout_s: float,
         renew: Callable[[], Any],
         retry_budget_s: float = 60.0,
+        doomed: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`doomed()`: a record of the open transaction went unanswered; it is not committed
+        but abandoned with its producer."""
         self._producer = producer
+        self._doomed = doomed
         self._timeout_s = timeout_s
         self._renew = renew  # a fresh producer with the same transactional.id
         self._retry_budget_s = retry_budget_s
@@ -124,6 +128,8 @@ class Transactions:
         """Commit what was sent since the last commit, with `offsets` (next to read per
         input partition) for the consumer group; then begin the next transaction."""
         try:
+            if self._doomed():
+                raise _Stuck("records of the transaction were not acked in time")
             if offsets:
                 self._call(
                     lambda: self._producer.send_offsets_to_transaction(
@@ -164,6 +170,9 @@ class Transactions:
         self._open = True
 
     def _abort(self) -> None:
+        if self._doomed():  # its unanswered records are abandoned with their producer
+            self._reinitialise()
+            return
         try:
             self._producer.abort_transaction(self._timeout_s)
         except KafkaException:
