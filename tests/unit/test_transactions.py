@@ -144,6 +144,7 @@ def test_a_call_that_never_returns_is_abandoned_and_the_producer_replaced(
 ) -> None:
     """librdkafka issues 5456, 5511: send_offsets_to_transaction can block past its timeout."""
     monkeypatch.setattr(transactions, "_STUCK_MARGIN_S", 0.1)
+    monkeypatch.setattr(transactions, "_COMMIT_TIMEOUT_S", 0.1)
     producers = Producers()
     found = driver(producers)
     returns = threading.Event()
@@ -174,3 +175,49 @@ async def test_records_unanswered_outside_a_transaction_fail_the_batch() -> None
     acks = Acks(asyncio.get_running_loop(), 2)
     with pytest.raises(InfraError, match="not acked"):
         await acks.all_answered(-29.9)
+
+
+async def test_records_of_a_replaced_transactional_producer_end_their_batch_unfailed() -> None:
+    """The transaction they belonged to is over (a new producer with the same id aborted
+    it): the batch is processed again after the rewind, so it must not fail the worker."""
+    doomed: list[bool] = []
+    acks = Acks(asyncio.get_running_loop(), 3, doom=lambda: doomed.append(True))
+    acks.abandon()
+    await acks.all_answered(60)
+    assert acks.failures == [] and doomed == []
+
+
+class _Refused:
+    """A delivery error as librdkafka reports it."""
+
+    def __init__(self, code: int) -> None:
+        self._code = code
+
+    def code(self) -> int:
+        return self._code
+
+    def retriable(self) -> bool:
+        return False
+
+
+class _Message:
+    def topic(self) -> str:
+        return "shop.order.clean.v1"
+
+
+async def test_a_record_of_a_transaction_that_timed_out_dooms_it_and_not_the_batch() -> None:
+    """Its commit cannot succeed: it is abandoned at once, not tried (a send_offsets into a
+    failed transaction can block: librdkafka issues 5456, 5511)."""
+    doomed: list[bool] = []
+    acks = Acks(asyncio.get_running_loop(), 2, doom=lambda: doomed.append(True))
+    acks.on_delivery(0, None, _Message())
+    acks.on_delivery(1, _Refused(KafkaError._MSG_TIMED_OUT), _Message())
+    await acks.all_answered(60)
+    assert doomed == [True] and acks.failures == []
+
+
+async def test_a_record_that_timed_out_outside_a_transaction_fails_its_batch() -> None:
+    acks = Acks(asyncio.get_running_loop(), 1)
+    acks.on_delivery(0, _Refused(KafkaError._MSG_TIMED_OUT), _Message())
+    with pytest.raises(InfraError, match="1 records not acked"):
+        await acks.all_answered(60)

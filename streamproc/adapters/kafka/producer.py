@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -81,14 +82,13 @@ def produce_records(
     return sent
 
 
-# Delivery errors of records that a new attempt may not meet: purged (a producer replaced,
-# or librdkafka's own purge on a transaction error) or timed out.
+# Delivery errors of records that a new attempt may not meet: purged (librdkafka purges a
+# transaction's records when it aborts) or timed out.
 _TRANSACTION_ENDERS = (
     KafkaError._PURGE_QUEUE,
     KafkaError._PURGE_INFLIGHT,
     KafkaError._MSG_TIMED_OUT,
 )
-_PURGED_REPORTS_S = 5.0  # purged records are reported at once; a bound all the same
 
 
 class Acks:
@@ -103,8 +103,8 @@ class Acks:
     ) -> None:
         """`doom` (records sent in a transaction): a record the broker did not take (a
         broker restarting, say), or one not answered in time, fails the transaction, not
-        the batch: `doom()` is called when an answer does not come, the commit aborts, and
-        the batch is processed again from its input (commits.py)."""
+        the batch: `doom()` is called, the transaction is abandoned instead of committed,
+        and the batch is processed again from its input (commits.py)."""
         self._doom = doom
         self.refusals: dict[int, Any] = {}  # index -> a per-record refusal (REFUSALS)
         self.failures: list[str] = []
@@ -115,10 +115,14 @@ class Acks:
             self._all.set_result(None)
 
     def on_delivery(self, index: int, error: Any, message: Any) -> None:
+        if self._left <= 0:  # abandoned with its producer
+            return
         if error is not None:
             if error.code() in BatchSender.REFUSALS:
                 self.refusals[index] = error
-            elif not (self._doom is not None and _aborts_transaction(error)):
+            elif self._doom is not None and _aborts_transaction(error):
+                self._doom()  # no commit can succeed now: end the transaction at once
+            else:
                 self.failures.append(f"{message.topic()}: {error}")
         self._left -= 1
         if self._left == 0:
@@ -127,6 +131,17 @@ class Acks:
     def cancel_one(self) -> None:
         """A record that never reached librdkafka (refused at produce time)."""
         self.on_delivery(-1, None, None)
+
+    def abandon(self) -> None:
+        """The producer holding the records was replaced: none of them will be answered. In
+        a transaction, that transaction is over (aborted) and the batch is processed again;
+        otherwise the records are failures."""
+        if self._left <= 0:
+            return
+        if self._doom is None:
+            self.failures.append(f"{self._left} records abandoned with a replaced producer")
+        self._left = 0
+        self._loop.call_soon_threadsafe(_settle, self._all)
 
     async def all_answered(self, ack_timeout_s: float) -> None:
         """Every record acked or refused for itself; InfraError if any failed otherwise."""
@@ -232,6 +247,7 @@ class BatchSender:
         self._closed = threading.Event()
         self._sent = threading.Event()  # records handed over: the poll thread has work
         self._doomed = threading.Event()
+        self._unanswered: weakref.WeakSet[Acks] = weakref.WeakSet()
 
     async def send(self, records: Sequence[OutRecord]) -> None:
         """All of `records` acked, or InfraError: for records with no DLQ to fall back on."""
@@ -246,7 +262,7 @@ class BatchSender:
     async def submit(self, records: Sequence[OutRecord]) -> Submitted:
         """Hands `records` to librdkafka, in order, and returns without waiting for acks."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), len(records), self._doom_or_none())
+        acks = self._acks(len(records))
         submitted = Submitted(self, records, acks)
         for index, record in enumerate(records):
             while True:
@@ -267,7 +283,7 @@ class BatchSender:
     async def send_alone(self, record: OutRecord) -> EventRejected | None:
         """`record` in a request of its own: None once acked, or why Kafka refused it."""
         self._start_polling()
-        acks = Acks(asyncio.get_running_loop(), 1, self._doom_or_none())
+        acks = self._acks(1)
         rejected = self._produce(record, lambda e, m: acks.on_delivery(0, e, m))
         if rejected is not None:
             return rejected
@@ -288,8 +304,11 @@ class BatchSender:
         the transaction cannot commit, and the producer holding it is to be replaced."""
         return self._doomed.is_set()
 
-    def _doom_or_none(self) -> Callable[[], None] | None:
-        return self._doomed.set if self._transactional else None
+    def _acks(self, count: int) -> Acks:
+        doom = self._doomed.set if self._transactional else None
+        acks = Acks(asyncio.get_running_loop(), count, doom)
+        self._unanswered.add(acks)  # weakly: gone once its batch and librdkafka let go
+        return acks
 
     def renew(self) -> Producer:
         """Replace the producer by a new one with the same settings (a transactional one whose
@@ -297,12 +316,10 @@ class BatchSender:
         old, self._producer = self._producer, self._new_producer()
         self._doomed.clear()
         old.purge()
-        # The purged records' delivery reports wait in the old producer's queue; the poll
-        # thread serves the new one, so serve them here or their batches wait forever
-        # (poll, not flush: flush raises once the old producer was fenced).
-        deadline = time.monotonic() + _PURGED_REPORTS_S
-        while len(old) > 0 and time.monotonic() < deadline:
-            old.poll(0.05)
+        # The old producer's delivery reports are never served (the poll thread serves the
+        # new one, and a fenced producer raises when polled): its batches learn here.
+        for acks in list(self._unanswered):
+            acks.abandon()
         return self._producer
 
     def close(self, timeout_s: float = 10.0) -> None:

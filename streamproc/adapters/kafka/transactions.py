@@ -29,12 +29,16 @@ from streamproc.errors import InfraError
 
 log = logging.getLogger(__name__)
 
-_STUCK_MARGIN_S = 10.0
+_STUCK_MARGIN_S = 2.0  # past its own timeout, how long a transactional call may take
+# A commit comes only once every batch of its transaction is acked, so it has nothing left to
+# flush: a healthy one takes milliseconds. One slower than this meets a broker in trouble, and
+# is given up (its batches are processed again) rather than waited for.
+_COMMIT_TIMEOUT_S = 5.0
 _FENCED = (
     KafkaError._FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.PRODUCER_FENCED,
-)  # past its own timeout, how long a transactional call may take
+)
 
 
 class TransactionGate:
@@ -121,7 +125,7 @@ class Transactions:
 
     def start(self) -> None:
         """Fence earlier producers of this transactional.id, then begin the first transaction."""
-        self._call(lambda: self._producer.init_transactions(self._timeout_s), "init")
+        self._init()
         self._begin()
 
     def commit(self, offsets: list[KafkaPartition], group_metadata: Any) -> bool:
@@ -129,15 +133,16 @@ class Transactions:
         input partition) for the consumer group; then begin the next transaction."""
         try:
             if self._doomed():
-                raise _Stuck("records of the transaction were not acked in time")
+                raise _Stuck("a record of the transaction failed or was not acked in time")
             if offsets:
                 self._call(
-                    lambda: self._producer.send_offsets_to_transaction(
-                        offsets, group_metadata, self._timeout_s
+                    lambda timeout_s: self._producer.send_offsets_to_transaction(
+                        offsets, group_metadata, timeout_s
                     ),
                     "send offsets",
+                    _COMMIT_TIMEOUT_S,
                 )
-            self._call(lambda: self._producer.commit_transaction(self._timeout_s), "commit")
+            self._call(self._producer.commit_transaction, "commit", _COMMIT_TIMEOUT_S)
         except _Stuck as stuck:
             log.warning("%s; its batches are processed again", stuck)
             self._reinitialise()  # the stuck producer cannot even abort
@@ -160,7 +165,7 @@ class Transactions:
         """Abort what is open (a stop commits first; this is for a failure)."""
         if self._open:
             try:
-                self._producer.abort_transaction(min(self._timeout_s, 5.0))
+                self._producer.abort_transaction(_COMMIT_TIMEOUT_S)
             except KafkaException as exc:
                 log.warning("could not abort the open transaction: %s", exc)
             self._open = False
@@ -174,8 +179,8 @@ class Transactions:
             self._reinitialise()
             return
         try:
-            self._producer.abort_transaction(self._timeout_s)
-        except KafkaException:
+            self._bounded(self._producer.abort_transaction, "abort", _COMMIT_TIMEOUT_S)
+        except (KafkaException, _Stuck):
             self._reinitialise()
 
     def _reinitialise(self) -> None:
@@ -184,10 +189,13 @@ class Transactions:
         it left open."""
         log.warning("re-initialising the transactional producer")
         self._producer = self._renew()
-        self._call(lambda: self._producer.init_transactions(self._timeout_s), "init")
+        self._init()
         self._open = False
 
-    def _call(self, call: Callable[[], None], what: str) -> None:
+    def _init(self) -> None:
+        self._call(self._producer.init_transactions, "init", self._timeout_s)
+
+    def _call(self, call: Callable[[float], None], what: str, timeout_s: float) -> None:
         """Run a transactional call; retriable errors are retried with capped, jittered
         backoff within the budget; an error that needs an abort raises _Abort; a fatal
         one (this producer was fenced: another worker took its transactional.id) or one
@@ -196,7 +204,7 @@ class Transactions:
         delay = 0.1
         while True:
             try:
-                self._bounded(call, what)
+                self._bounded(call, what, timeout_s)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
@@ -218,8 +226,8 @@ class Transactions:
                 time.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter only
                 delay = min(delay * 2, 5.0)
 
-    def _bounded(self, call: Callable[[], None], what: str) -> None:
-        """`call()` in a thread of its own, given its timeout and a margin: librdkafka's
+    def _bounded(self, call: Callable[[float], None], what: str, timeout_s: float) -> None:
+        """`call(timeout_s)` in a thread of its own, given that and a margin: librdkafka's
         send_offsets_to_transaction can block past its timeout when the group coordinator
         went down (librdkafka issues 5456, 5511). Past that, _Stuck: the producer is
         replaced, and the stuck thread is left to itself."""
@@ -227,16 +235,16 @@ class Transactions:
 
         def run() -> None:
             try:
-                call()
+                call(timeout_s)
                 outcome.append(None)
             except BaseException as exc:  # handed over to the caller's thread
                 outcome.append(exc)
 
         thread = threading.Thread(target=run, name=f"streamproc-txn-{what}", daemon=True)
         thread.start()
-        thread.join(self._timeout_s + _STUCK_MARGIN_S)
+        thread.join(timeout_s + _STUCK_MARGIN_S)
         if not outcome:
-            raise _Stuck(f"Kafka transaction {what} did not return in {self._timeout_s:.0f} s")
+            raise _Stuck(f"Kafka transaction {what} did not return in {timeout_s:.0f} s")
         if outcome[0] is not None:
             raise outcome[0]
 
