@@ -18,6 +18,7 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets
 from streamproc.adapters.kafka.producer import BatchSender
+from streamproc.adapters.kafka.transactions import Transactions
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import Plan, TopicSpec
 from streamproc.errors import InfraError
@@ -139,3 +140,29 @@ async def test_send_raises_infra_error_for_a_refused_record(stack: Stack) -> Non
         pytest.raises(InfraError, match="1 records refused"),
     ):
         await BatchSender(stack.kafka).send([OutRecord(topic, None, b"x" * LIMIT)])
+
+
+async def test_a_fenced_transactional_producer_abandons_its_batch_and_is_replaced(
+    stack: Stack,
+) -> None:
+    """A producer fenced by another with its transactional.id (as after its transaction
+    timed out on Kafka < 4.0) raises from every poll: the thread serving its acks must live
+    on, its batch must end at once (not wait out the ack timeout), and the next commit must
+    replace it rather than commit."""
+    transactional_id = f"it-fenced-{uuid.uuid4().hex[:8]}"
+    sender = BatchSender(stack.kafka, ack_timeout_s=60.0, transactional_id=transactional_id)
+    driver = Transactions(sender.producer, 30.0, sender.renew, 30.0, sender.doomed)
+    driver.start()
+    record = OutRecord(TOPIC, b"k", b"v", timestamp_ms=recent_timestamp_ms())
+    assert await asyncio.wait_for(sender.offer([record]), 30) == {}
+    usurper = BatchSender(stack.kafka, transactional_id=transactional_id)
+    usurper.producer.init_transactions(30)  # fences `sender`'s producer
+    submitted = await sender.submit([record, record])
+    assert await asyncio.wait_for(submitted.refused(), 20) == {}
+    assert sender.doomed()
+    assert not await asyncio.to_thread(driver.commit, [], None)
+    assert not sender.doomed()
+    assert await asyncio.wait_for(sender.offer([record]), 30) == {}
+    assert await asyncio.to_thread(driver.commit, [], None)
+    sender.close()
+    usurper.close()

@@ -199,6 +199,12 @@ class _Refused:
     def retriable(self) -> bool:
         return False
 
+    def fatal(self) -> bool:
+        return False
+
+    def txn_requires_abort(self) -> bool:
+        return False
+
 
 class _Message:
     def topic(self) -> str:

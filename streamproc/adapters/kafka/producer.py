@@ -161,9 +161,15 @@ class Acks:
 
 
 def _aborts_transaction(error: Any) -> bool:
-    """A delivery error that puts the transaction in error (its commit then aborts), and that
-    a new attempt may not meet: purged by librdkafka on that error, timed out, or retriable."""
-    return bool(error.code() in _TRANSACTION_ENDERS or error.retriable())
+    """An error that ends the transaction (it cannot commit), and that a new attempt may not
+    meet: purged by librdkafka on that error, timed out, retriable, or the producer's own end
+    (fenced after its transaction timed out while the broker was away: Kafka < 4.0)."""
+    return bool(
+        error.code() in _TRANSACTION_ENDERS
+        or error.retriable()
+        or error.fatal()
+        or error.txn_requires_abort()
+    )
 
 
 def _settle(future: asyncio.Future[None]) -> None:
@@ -346,7 +352,22 @@ class BatchSender:
                 self._sent.clear()
                 if len(self._producer) == 0:
                     continue
-            self._producer.poll(0.05)
+            try:
+                self._producer.poll(0.05)
+            except KafkaException as exc:  # a fatal error: the thread must live on
+                self._lost(exc.args[0])
+
+    def _lost(self, error: Any) -> None:
+        """The producer hit a fatal error (confluent-kafka raises it from every poll): it
+        will answer no record again. In a transaction, that transaction is abandoned with
+        its producer, which the next commit replaces; otherwise its batches fail."""
+        if not self._doomed.is_set():
+            log.warning("the producer failed for good, its records are abandoned: %s", error.str())
+        if self._transactional:
+            self._doomed.set()
+        for acks in list(self._unanswered):
+            acks.abandon()
+        self._closed.wait(0.5)  # until the producer is replaced: no busy loop meanwhile
 
     def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
         try:
@@ -359,7 +380,11 @@ class BatchSender:
                 on_delivery=on_delivery,
             )
         except KafkaException as exc:
-            rejected = self._refusal(record, exc.args[0], "the producer")
+            error = exc.args[0]
+            if self._transactional and _aborts_transaction(error):
+                on_delivery(error, None)  # as if reported: the transaction is abandoned
+                return None
+            rejected = self._refusal(record, error, "the producer")
             if rejected is None:
                 raise InfraError(f"{record.topic}: {exc}") from exc
             return rejected
