@@ -39,6 +39,7 @@ class LoadRecord:
     value: bytes
     event_id: str
     kind: Kind  # order, retry, resubmission or invalid
+    duplicate_of: str | None = None  # retries and resubmissions: the original's event id
 
     def test_headers(self, run: bytes) -> tuple[tuple[str, bytes], ...]:
         return (
@@ -81,6 +82,7 @@ def shop_load(serde: AvroSerde, run: str, seed: int, events: int, **rates: float
                 serde.encode(RAW_TOPIC, RAW_SCHEMA, event),
                 event["event_id"],
                 truth.kind,
+                truth.duplicate_of,
             )
         )
         sequences[key] += 1

@@ -25,7 +25,7 @@ LOAD = [
     LoadRecord("r/0", 0, b"k", b"", "e0", "order"),
     LoadRecord("r/1", 1, b"k", b"", "e1", "order"),
     LoadRecord("r/2", 0, b"x", b"", "e2", "invalid"),
-    LoadRecord("r/3", 0, b"y", b"", "e1", "retry"),  # r/1's event sent again
+    LoadRecord("r/3", 0, b"y", b"", "e1", "retry", "e1"),  # r/1's event sent again
 ]
 
 
@@ -64,6 +64,24 @@ def test_a_retry_let_through_is_misrouted() -> None:
     report = compare_outputs(LOAD, outputs)
     assert [line.split(" ")[0] for line in report.misrouted] == ["r/3"]
     assert report.repeated == {"clean": 1}  # e1 twice
+
+
+def test_a_retry_redis_forgot_may_pass_again_and_be_scored_again() -> None:
+    """After Redis lost its state, a retry of an order it had seen may come out clean; the
+    prediction of its event twice is then no repeat, a third copy still is."""
+    outputs = _outputs(
+        clean={0: ["r/0", "r/1", "r/3"]}, duplicates=[], predictions=["e0", "e1", "e1"]
+    )
+    forgot = Expected(forgotten=frozenset({"r/3"}))
+    assert compare_outputs(LOAD, outputs, forgot).problems() == []
+    thrice = _outputs(
+        clean={0: ["r/0", "r/1", "r/3"]}, duplicates=[], predictions=["e0", "e1", "e1", "e1"]
+    )
+    assert compare_outputs(LOAD, thrice, forgot).repeated == {"predictions": 1}
+    both = _outputs(clean={0: ["r/0", "r/1", "r/3"]}, predictions=["e0", "e1", "e1"])
+    assert compare_outputs(LOAD, both, forgot).misrouted == [
+        "r/3 (retry): ['clean', 'duplicates'], not duplicates"
+    ]
 
 
 def test_a_dead_letter_expected_by_the_case_is_no_misroute() -> None:
