@@ -150,14 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     catalog = SchemaCatalog.load(REPO / "schemas")
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
-    print(f"generating {args.events} backlog events …", flush=True)
-    backlog = generate(GeneratorConfig(events=args.events, seed=5, customers=args.events // 10))
-    raw_start = end_offsets(KAFKA, RAW)
-    label_start = end_offsets(KAFKA, LABELS)
-    records = interleaved(backlog, serde)
-    produce_records(KAFKA, records)
-    raw_count = len(backlog.events)
-    orders = sum(1 for t in backlog.truth if t.kind == "order")
+    backlog, drained = produce_backlog(KAFKA, serde, args.events)
+    raw_start, raw_count = drained.start[RAW], drained.events
     results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
     results["kafka_passthrough_events_per_s"] = kafka_passthrough(raw_start, raw_count)
     for key, command in (("faust", FAUST_PASSTHROUGH), ("batch", BATCH_PASSTHROUGH)):
@@ -165,7 +159,6 @@ def main() -> None:
         rate = worker_rate(passthrough, raw_start, False, raw_count)
         results[f"{key}_passthrough_events_per_s"] = rate
     results["hotpath_events_per_s"] = hotpath_events_per_s(min(raw_count, 20_000))
-    drained = Backlog({RAW: raw_start, LABELS: label_start}, raw_count, orders)
     for key, n, trainer_apart, settings in BACKLOG_RUNS:
         profile = args.profile and key == "serving_events_per_s"
         run = backlog_run(Roles(n, trainer_apart, settings), drained, profile)
@@ -196,6 +189,19 @@ def main() -> None:
     results["ratio_to_faust"] = serving / results["faust_passthrough_events_per_s"]
     results["ratio_to_kafka"] = serving / results["kafka_passthrough_events_per_s"]
     _write(results, args.out)
+
+
+def produce_backlog(
+    kafka: KafkaConnection, serde: AvroSerde, events: int
+) -> tuple[Scenario, Backlog]:
+    """The shop scenario's `events` and their labels, generated and produced (pre-encoded)
+    before anyone reads them."""
+    print(f"generating {events} backlog events …", flush=True)
+    backlog = generate(GeneratorConfig(events=events, seed=5, customers=events // 10))
+    start = {topic: end_offsets(kafka, topic) for topic in (RAW, LABELS)}
+    produce_records(kafka, interleaved(backlog, serde))
+    orders = sum(1 for t in backlog.truth if t.kind == "order")
+    return backlog, Backlog(start, len(backlog.events), orders)
 
 
 def interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
@@ -559,26 +565,34 @@ def _pct(ordered: list[float] | list[int], percent: int) -> float | None:
 
 
 def _write(results: dict[str, Any], out: Path) -> None:
-    now = datetime.now(UTC)
-    machine = {
-        "date": now.isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "kafka": os.environ.get("KAFKA_VERSION", "3.9.2"),
-        "redis": _redis_version(),
-    }
-    results = {"machine": machine, **results}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    results = {"machine": machine(REDIS_URL), **results}
+    path, shown = save_results(results, out, "")
     (REPO / "BENCHMARKS.md").write_text(_markdown(results, shown))
     print(f"wrote {path} and BENCHMARKS.md")
 
 
-def _redis_version() -> str:
-    client = redis.Redis.from_url(REDIS_URL)
+def machine(redis_url: str) -> dict[str, Any]:
+    """Where and when the figures were measured, Redis' version read from `redis_url`."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka": os.environ.get("KAFKA_VERSION", "3.9.2"),
+        "redis": _redis_version(redis_url),
+    }
+
+
+def save_results(results: dict[str, Any], out: Path, prefix: str) -> tuple[Path, Path]:
+    """`out`/<prefix><UTC time>.json; its path, and the path to show (from the repo)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path, path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def _redis_version(url: str) -> str:
+    client = redis.Redis.from_url(url)
     try:
         return str(client.info("server")["redis_version"])
     finally:

@@ -30,7 +30,7 @@ from tests.harness.secure_profile import (
     make_secure_access,
 )
 
-NAMESPACES = "faults-*"  # every case's Redis namespace starts so (tests/harness/case.py)
+CASE_PREFIX = "faults"  # every case's consumer group and Redis namespace start so (case.py)
 
 
 def proxied_broker(
@@ -67,10 +67,6 @@ class FaultStack:
     secure: SecureAccess | None = None  # the secure profile's users and CA
 
     @property
-    def profile(self) -> Profile:
-        return "secure" if self.secure else "plaintext"
-
-    @property
     def bootstrap(self) -> str:
         """The harness's way in: past the proxy."""
         return f"127.0.0.1:{self.direct_port}"
@@ -104,7 +100,7 @@ class FaultStack:
 
 def start_fault_stack(folder: Path, profile: Profile = "plaintext") -> FaultStack:
     """Start the broker and Redis with their proxies, and create the declared topics."""
-    secure = make_secure_access(folder / "tls", NAMESPACES) if profile == "secure" else None
+    secure = make_secure_access(folder / "tls", f"{CASE_PREFIX}-*") if profile == "secure" else None
     broker, kafka_proxy, direct = proxied_broker(folder / "kafka", secure)
     if secure:
         redis = RedisServer(folder / "redis", secure.redis_args(), tls_port=free_port())

@@ -32,7 +32,7 @@ def test_a_secure_profile_slower_than_the_goal_is_reported_as_not_met() -> None:
     result = summary(_runs((1_000.0, 1_000.0), (800.0, 880.0)))
     assert result["secure_to_plaintext"] == pytest.approx(0.84)
     assert not result["goal_met"]
-    machine = {"date": "d", "cpus": 2, "platform": "p", "python": "3"}
-    text = markdown({**result, "machine": machine, "events": 10, "labels": 5, "redis": "7"}, Path())
+    facts = {"date": "d", "cpus": 2, "platform": "p", "python": "3", "kafka": "4", "redis": "7"}
+    text = markdown({**result, "machine": facts, "events": 10, "labels": 5}, Path())
     assert "goal ≥ 0.85: **not met**" in text
     assert text.count("| plaintext |") == 2 and text.count("| secure |") == 2
