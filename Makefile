@@ -37,8 +37,9 @@ reset: ## stop the stack and delete its data (topics, offsets)
 topics: install up ## create or update the declared topics (topics/*.yaml)
 	$(BIN)/streamproc topics apply
 
-test: install up ## run every test: unit, component, contract, integration (real Kafka + Redis)
+test: install up ## run every test: unit, component, contract, integration (real Kafka + Redis); two fault cases again in the secure profile
 	$(BIN)/pytest
+	STREAMPROC_FAULTS_PROFILE=secure $(BIN)/pytest tests/faults -m secure_smoke
 
 test-unit: install ## the tests that need no broker
 	$(BIN)/pytest tests/unit tests/component tests/contract
@@ -71,11 +72,14 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.clean_worker_bench
 	$(BIN)/python -m benchmarks.features_bench
 	$(BIN)/python -m benchmarks.models_bench
+	$(BIN)/python -m benchmarks.secure_bench
 	$(BIN)/python -m benchmarks.poison_bench
 
-faults: install ## the fault matrix (tests/faults) at 100,000 events and 3 seeds, on a broker and Redis of its own; writes FAULTS.md
+faults: install ## the fault matrix (tests/faults) at 100,000 events and 3 seeds, on a broker and Redis of its own; writes FAULTS.md (PROFILE=secure: SASL_SSL and Redis TLS, FAULTS-secure.md)
 	STREAMPROC_FAULTS_SCALE=$(or $(EVENTS),100000) STREAMPROC_FAULTS_SEEDS=$(or $(SEEDS),3) \
-	STREAMPROC_FAULTS_REPORT=FAULTS.md $(BIN)/pytest tests/faults -o timeout=3600
+	STREAMPROC_FAULTS_PROFILE=$(or $(PROFILE),plaintext) \
+	STREAMPROC_FAULTS_REPORT=$(if $(filter secure,$(PROFILE)),FAULTS-secure.md,FAULTS.md) \
+	$(BIN)/pytest tests/faults -o timeout=3600
 
 docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
 	$(BIN)/python -m streamproc.config.settings > docs/configuration.md.new

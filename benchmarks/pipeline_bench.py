@@ -29,6 +29,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,7 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import make_producer, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import load_pipeline
 from streamproc.scenario.shop import HOUR_MS, GeneratorConfig, Scenario, generate
 from streamproc.tools.demo import live_records
@@ -67,6 +69,7 @@ from streamproc.tools.demo import live_records
 CLEAN, LABELS = "shop.order.clean.v1", "shop.order_outcome.v1"
 PREDICTIONS = "shop.order_prediction.v1"
 PASSTHROUGH = PASSTHROUGH_SINK
+GROUP_PREFIX = "bench-full"  # a backlog run's consumer group and Redis namespace start so
 SHOP_PIPELINE = "pipelines/shop_orders.yaml"
 WARM_UP_S = 10.0  # unmeasured load first: assignment, the first snapshot, cold caches
 BACKLOG_TIMEOUT_S = 1_800  # a backlog run slower than this is broken, not slow
@@ -101,6 +104,20 @@ BACKLOG_RUNS: tuple[
 BATCH_PASSTHROUGH = [sys.executable, "-m", "benchmarks.batch_passthrough"]
 
 
+@dataclass(frozen=True)
+class Servers:
+    """The broker and Redis of a run: how the bench reaches them (plaintext, Redis' default
+    user: offsets, the backlog, clean-up) and the settings its workers are given for them
+    (none: the environment's, the local stack)."""
+
+    kafka: KafkaConnection = KAFKA
+    redis_url: str = REDIS_URL
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+
+
+LOCAL = Servers()
+
+
 @dataclass
 class Workers:
     """The worker processes of a run, where their metrics are read, and their consumer group."""
@@ -108,6 +125,7 @@ class Workers:
     processes: list[subprocess.Popen[bytes]]
     urls: list[str]
     group: str
+    servers: Servers = LOCAL
     profile: Path | None = None  # py-spy's output, when the first worker runs under it
     rss_mb: list[float] = field(default_factory=list)  # the first process's, sampled
 
@@ -132,14 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     catalog = SchemaCatalog.load(REPO / "schemas")
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
-    print(f"generating {args.events} backlog events …", flush=True)
-    backlog = generate(GeneratorConfig(events=args.events, seed=5, customers=args.events // 10))
-    raw_start = end_offsets(KAFKA, RAW)
-    label_start = end_offsets(KAFKA, LABELS)
-    records = _interleaved(backlog, serde)
-    produce_records(KAFKA, records)
-    raw_count = len(backlog.events)
-    orders = sum(1 for t in backlog.truth if t.kind == "order")
+    backlog, drained = produce_backlog(KAFKA, serde, args.events)
+    raw_start, raw_count = drained.start[RAW], drained.events
     results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
     results["kafka_passthrough_events_per_s"] = kafka_passthrough(raw_start, raw_count)
     for key, command in (("faust", FAUST_PASSTHROUGH), ("batch", BATCH_PASSTHROUGH)):
@@ -148,11 +160,8 @@ def main() -> None:
         results[f"{key}_passthrough_events_per_s"] = rate
     results["hotpath_events_per_s"] = hotpath_events_per_s(min(raw_count, 20_000))
     for key, n, trainer_apart, settings in BACKLOG_RUNS:
-        backlog_start = {RAW: raw_start, LABELS: label_start}
         profile = args.profile and key == "serving_events_per_s"
-        run = _backlog_run(
-            _Roles(n, trainer_apart, settings), backlog_start, raw_count, orders, profile
-        )
+        run = backlog_run(Roles(n, trainer_apart, settings), drained, profile)
         results[key] = run.rate
         results[key.replace("events_per_s", "rss_mb")] = run.rss
         if key == "serving_events_per_s":
@@ -182,7 +191,20 @@ def main() -> None:
     _write(results, args.out)
 
 
-def _interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
+def produce_backlog(
+    kafka: KafkaConnection, serde: AvroSerde, events: int
+) -> tuple[Scenario, Backlog]:
+    """The shop scenario's `events` and their labels, generated and produced (pre-encoded)
+    before anyone reads them."""
+    print(f"generating {events} backlog events …", flush=True)
+    backlog = generate(GeneratorConfig(events=events, seed=5, customers=events // 10))
+    start = {topic: end_offsets(kafka, topic) for topic in (RAW, LABELS)}
+    produce_records(kafka, interleaved(backlog, serde))
+    orders = sum(1 for t in backlog.truth if t.kind == "order")
+    return backlog, Backlog(start, len(backlog.events), orders)
+
+
+def interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
     """Pre-encoded, as the demo sends them: each label once the orders have reached its time."""
     orders = (RAW, functools.partial(serde.encode, RAW, "shop.OrderSubmitted"))
     labels = (LABELS, functools.partial(serde.encode, LABELS, "shop.OrderOutcome"))
@@ -190,24 +212,26 @@ def _interleaved(scenario: Scenario, serde: AvroSerde) -> list[Record]:
 
 
 def _start(
-    n: int,
+    roles: Roles,
     backlog: dict[str, list[TopicPartition]],
     profile: bool,
-    trainer_apart: bool = False,
-    settings: dict[str, str] | None = None,
+    servers: Servers = LOCAL,
 ) -> Workers:
-    """`n` workers of a new group, reading from `backlog` offsets where given, else from the
-    topics' ends (this run's records only); with `trainer_apart`, they only serve and one more
-    process only trains (STREAMPROC_TRAINER=false, STREAMPROC_INFERENCE=false)."""
-    group = f"bench-full-{uuid.uuid4().hex[:8]}"
+    """`roles.serving` workers of a new group, reading from `backlog` offsets where given,
+    else from the topics' ends (this run's records only); with `roles.trainer_apart`, they only
+    serve and one more process only trains (STREAMPROC_TRAINER=false,
+    STREAMPROC_INFERENCE=false)."""
+    n, trainer_apart, settings = roles.serving, roles.trainer_apart, roles.settings
+    group = f"{GROUP_PREFIX}-{uuid.uuid4().hex[:8]}"
+    kafka = servers.kafka
     for topic in (CLEAN, LABELS, RAW):
-        start_group_at(KAFKA, group, backlog.get(topic) or end_offsets(KAFKA, topic))
+        start_group_at(kafka, group, backlog.get(topic) or end_offsets(kafka, topic))
     work = Path(tempfile.mkdtemp(prefix="streamproc-bench-"))
     processes, urls = [], []
-    roles = [{"STREAMPROC_TRAINER": "false"} if trainer_apart else {}] * n
+    role_settings = [{"STREAMPROC_TRAINER": "false"} if trainer_apart else {}] * n
     if trainer_apart:
-        roles.append({"STREAMPROC_INFERENCE": "false"})
-    for i, role in enumerate(roles):
+        role_settings.append({"STREAMPROC_INFERENCE": "false"})
+    for i, role in enumerate(role_settings):
         port = str(6099 + i)
         env = {
             **os.environ,
@@ -217,7 +241,8 @@ def _start(
             "STREAMPROC_WORKER_ID": f"bench-{i}",
             "STREAMPROC_DATA_DIR": str(work / f"state{i}"),
             "STREAMPROC_LOG_LEVEL": "warning",
-            **(settings or {}),
+            **servers.worker_env,
+            **settings,
             **role,
         }
         command = WORKER
@@ -227,7 +252,7 @@ def _start(
         log = (work / f"worker{i}.log").open("wb")
         processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))  # noqa: S603
         urls.append(f"http://127.0.0.1:{port}")
-    workers = Workers(processes, urls, group, work / "profile.txt" if profile else None)
+    workers = Workers(processes, urls, group, servers, work / "profile.txt" if profile else None)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -249,9 +274,10 @@ def _stop(workers: Workers) -> None:
             print(f"process {process.pid} ignored SIGINT for 60 s: killed", flush=True)
             process.kill()
             process.wait()
-    delete_namespace(REDIS_URL, workers.group)
+    delete_namespace(workers.servers.redis_url, workers.group)
     pipeline = load_pipeline(Path(os.environ.get("STREAMPROC_PIPELINE", REPO / SHOP_PIPELINE)))
-    forget_models(SnapshotTopic(KAFKA, SNAPSHOTS_TOPIC), f"{workers.group}/{pipeline.name}")
+    snapshots = SnapshotTopic(workers.servers.kafka, SNAPSHOTS_TOPIC)
+    forget_models(snapshots, f"{workers.group}/{pipeline.name}")
 
 
 @dataclass
@@ -267,7 +293,7 @@ class BacklogRun:
 
 
 @dataclass(frozen=True)
-class _Roles:
+class Roles:
     """The workers of a backlog run: how many serve, whether one more only trains, and the
     settings they all get besides."""
 
@@ -276,26 +302,34 @@ class _Roles:
     settings: dict[str, str]
 
 
-def _backlog_run(
-    roles: _Roles,
-    backlog: dict[str, list[TopicPartition]],
-    raw_count: int,
-    orders: int,
-    profile: bool,
+@dataclass(frozen=True)
+class Backlog:
+    """A backlog produced before the run: where it starts, its raw events, the orders among
+    them (one prediction each)."""
+
+    start: dict[str, list[TopicPartition]]
+    events: int
+    orders: int
+
+
+def backlog_run(
+    roles: Roles, backlog: Backlog, profile: bool, servers: Servers = LOCAL
 ) -> BacklogRun:
-    n, trainer_apart = roles.serving, roles.trainer_apart
-    workers = _start(n, backlog, profile, trainer_apart, roles.settings)
+    """`roles` drain `backlog`, on `servers`; the rate is of its events, until its orders'
+    predictions are all sent."""
+    n, trainer_apart, raw_count = roles.serving, roles.trainer_apart, backlog.events
+    workers = _start(roles, backlog.start, profile, servers)
     try:
         while workers.consumed(RAW) == 0:
             time.sleep(0.05)
         started = time.perf_counter()
-        while workers.produced(PREDICTIONS) < orders:
+        while workers.produced(PREDICTIONS) < backlog.orders:
             if time.perf_counter() - started > BACKLOG_TIMEOUT_S:
                 raise SystemExit(f"{n} worker(s): not done in {BACKLOG_TIMEOUT_S // 60} minutes")
             workers.sample_rss()
             time.sleep(0.25)
         elapsed = time.perf_counter() - started
-        memory = _redis_memory(workers.group)
+        memory = _redis_memory(servers.redis_url, workers.group)
         learned = _labels_learned(workers.urls[-1]) if trainer_apart else None
     finally:
         _stop(workers)
@@ -328,7 +362,7 @@ def _live(
     live = generate(
         GeneratorConfig(events=needed, seed=6, start_ms=start_ms, duration_ms=36 * HOUR_MS)
     )
-    records = iter(_interleaved(live, serde))
+    records = iter(interleaved(live, serde))
     report: dict[str, Any] = {}
     passthroughs = (  # the same kind of load through one hop with no work
         ("Faust pass-through at 50%", [*FAUST_PASSTHROUGH, "-l", "warn"], "6098"),
@@ -344,7 +378,7 @@ def _live(
             for process in passthrough.processes:
                 process.terminate()
                 process.wait(60)
-    workers = _start(1, {}, False, trainer_apart=True)
+    workers = _start(Roles(1, True, {}), {}, False)
     try:
         _measure(workers, records, full_rate * 0.25, WARM_UP_S, PREDICTIONS)
         for name, share, length in phases:
@@ -477,9 +511,9 @@ def _stage_costs(profile: Path, events: int) -> dict[str, float]:
     return {stage: count / 100 / events * 1e6 for stage, count in sorted(samples.items())}
 
 
-def _redis_memory(namespace: str) -> dict[str, float | None]:
+def _redis_memory(redis_url: str, namespace: str) -> dict[str, float | None]:
     """MEMORY USAGE of the entities' feature hashes (one per entity and view)."""
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     try:
         sizes = [
             int(client.memory_usage(key) or 0)
@@ -531,26 +565,34 @@ def _pct(ordered: list[float] | list[int], percent: int) -> float | None:
 
 
 def _write(results: dict[str, Any], out: Path) -> None:
-    now = datetime.now(UTC)
-    machine = {
-        "date": now.isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "kafka": os.environ.get("KAFKA_VERSION", "3.9.2"),
-        "redis": _redis_version(),
-    }
-    results = {"machine": machine, **results}
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    results = {"machine": machine(REDIS_URL), **results}
+    path, shown = save_results(results, out, "")
     (REPO / "BENCHMARKS.md").write_text(_markdown(results, shown))
     print(f"wrote {path} and BENCHMARKS.md")
 
 
-def _redis_version() -> str:
-    client = redis.Redis.from_url(REDIS_URL)
+def machine(redis_url: str) -> dict[str, Any]:
+    """Where and when the figures were measured, Redis' version read from `redis_url`."""
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "kafka": os.environ.get("KAFKA_VERSION", "3.9.2"),
+        "redis": _redis_version(redis_url),
+    }
+
+
+def save_results(results: dict[str, Any], out: Path, prefix: str) -> tuple[Path, Path]:
+    """`out`/<prefix><UTC time>.json; its path, and the path to show (from the repo)."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{prefix}{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path, path.relative_to(REPO) if path.is_relative_to(REPO) else path
+
+
+def _redis_version(url: str) -> str:
+    client = redis.Redis.from_url(url)
     try:
         return str(client.info("server")["redis_version"])
     finally:

@@ -5,7 +5,10 @@ and the results table.
 `make test` runs each case small: STREAMPROC_FAULTS_SCALE events (3,000) and one seed, with
 shortened outages. `make faults` sets STREAMPROC_FAULTS_SCALE=100000 and STREAMPROC_FAULTS_SEEDS=3
 (seeds 1, 2, 3), runs the outages at the issue's lengths, and writes the table to the file
-STREAMPROC_FAULTS_REPORT names (FAULTS.md).
+STREAMPROC_FAULTS_REPORT names (FAULTS.md). STREAMPROC_FAULTS_PROFILE=secure runs the cases
+with the workers on SASL_SSL and Redis TLS as an ACL user (tests/harness/secure_profile.py;
+`make faults PROFILE=secure`); the cases marked secure_smoke are the ones `make test` also runs
+so.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from tests.conftest import REPO
 from tests.harness.case import CaseSettings, FaultCase
 from tests.harness.cluster import FaultStack, start_fault_stack
-from tests.harness.report import RESULTS, CaseResult, failures, table, write_report
+from tests.harness.report import (
+    RESULTS,
+    CaseResult,
+    failures,
+    profile_line,
+    table,
+    write_report,
+)
+from tests.harness.secure_profile import Profile, profile_from
 from tests.harness.workers import WORKER_MODULE
 
 HERE = Path(__file__).parent
@@ -63,6 +74,10 @@ def _seeds() -> list[int]:
     return list(range(1, int(text) + 1))
 
 
+def _profile() -> Profile:
+    return profile_from(os.environ)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.fspath).parents:
@@ -81,7 +96,7 @@ def scale() -> Scale:
 
 @pytest.fixture(scope="session")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    stack = start_fault_stack(tmp_path_factory.mktemp("fault-stack"))
+    stack = start_fault_stack(tmp_path_factory.mktemp("fault-stack"), _profile())
     yield stack
     stack.close()
 
@@ -130,6 +145,7 @@ def _ordered(results: list[CaseResult]) -> list[CaseResult]:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if RESULTS:
         terminalreporter.write_sep("=", "fault matrix")
+        terminalreporter.write_line(profile_line(_profile()))
         terminalreporter.write_line(table(_ordered(RESULTS)))
         terminalreporter.write_line(failures(_ordered(RESULTS)))
 
@@ -137,4 +153,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     report = os.environ.get("STREAMPROC_FAULTS_REPORT")
     if report and RESULTS:
-        write_report(Path(report), _ordered(RESULTS))
+        write_report(Path(report), _ordered(RESULTS), _profile())

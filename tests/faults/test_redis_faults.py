@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis
 
 from tests.faults.conftest import CaseFactory, Scale
@@ -60,6 +61,7 @@ async def test_08_a_redis_reply_lost_after_the_script_ran(
     await case.verify()
 
 
+@pytest.mark.secure_smoke
 async def test_09_redis_out_of_reach_for_long(
     new_case: CaseFactory, scale: Scale, seed: int
 ) -> None:

@@ -26,6 +26,7 @@ def _serving(case: FaultCase, count: int, timeout_s: float = 60) -> list[WorkerP
     raise AssertionError(f"{count} workers not serving in {timeout_s:.0f} s")
 
 
+@pytest.mark.secure_smoke
 async def test_01_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     new_case: CaseFactory, scale: Scale, seed: int
 ) -> None:

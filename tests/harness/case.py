@@ -20,7 +20,7 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import start_group_at
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import PipelineSpec
-from tests.harness.cluster import FaultStack
+from tests.harness.cluster import CASE_PREFIX, FaultStack
 from tests.harness.load import Load, LoadProducer, LoadRecord, shop_load
 from tests.harness.monitor import CaseMonitor, OutputWatch
 from tests.harness.oracles import (
@@ -102,7 +102,7 @@ class FaultCase:
         self._fired: dict[str, list[int]] = {}  # fault -> orders scored when each fired
         self._faults: list[tuple[float, float]] = []
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:24]
-        self.group = f"faults-{slug}-{seed}-{uuid.uuid4().hex[:6]}"
+        self.group = f"{CASE_PREFIX}-{slug}-{seed}-{uuid.uuid4().hex[:6]}"
         self.topics = Topics.of(settings.spec)
         bootstrap = self.stack.bootstrap
         self.starts = {topic: stable_ends(bootstrap, topic) for topic in self.topics.all()}

@@ -249,32 +249,40 @@ class KafkaBroker(ChildProcess):
 
 class RedisServer(ChildProcess):
     """A redis-server in the foreground, without persistence unless `args` ask for it. With
-    `tls`, its one port speaks TLS only (`args` name the files: tests.harness.tls)."""
+    `tls`, its one port speaks TLS only; with `tls_port`, it serves TLS there besides plaintext
+    on `port` (`args` name the files: tests.harness.tls)."""
 
     def __init__(
-        self, folder: Path, args: Sequence[str] = (), port: int | None = None, tls: bool = False
+        self,
+        folder: Path,
+        args: Sequence[str] = (),
+        port: int | None = None,
+        tls: bool = False,
+        tls_port: int | None = None,
     ) -> None:
         super().__init__("redis", folder)
         self.port = port or free_port()
         self.args = list(args)
         self.tls = tls
+        self.tls_port = tls_port
 
     @property
     def url(self) -> str:
         return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
+    def _ports(self) -> list[str]:
+        if self.tls:
+            return ["--port", "0", "--tls-port", str(self.port)]
+        also_tls = ["--tls-port", str(self.tls_port)] if self.tls_port else []
+        return ["--port", str(self.port), *also_tls]
+
     def start(self, timeout_s: float = 15.0) -> RedisServer:
         self.folder.mkdir(parents=True, exist_ok=True)
-        ports = (
-            ["--port", "0", "--tls-port", str(self.port)]
-            if self.tls
-            else ["--port", str(self.port)]
-        )
         command = [
             "redis-server",
             "--bind",
             "127.0.0.1",
-            *ports,
+            *self._ports(),
             "--save",
             "",
             "--appendonly",
@@ -284,7 +292,8 @@ class RedisServer(ChildProcess):
             *self.args,
         ]
         self._spawn(command)
-        self._wait(lambda: port_open(self.port), timeout_s)
+        ports = [self.port, *([self.tls_port] if self.tls_port else [])]
+        self._wait(lambda: all(port_open(port) for port in ports), timeout_s)
         return self
 
     def restart(self, down_s: float = 0.0) -> None:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.harness.secure_profile import Profile
+
 
 @dataclass
 class CaseResult:
@@ -32,6 +34,16 @@ class CaseResult:
 
 
 RESULTS: list[CaseResult] = []  # filled by the cases of a session, in the order they ran
+PROFILE_TEXT: dict[Profile, str] = {
+    "plaintext": "the workers reach Kafka and Redis in plaintext, without logging in",
+    "secure": "the workers reach Kafka over SASL_SSL as a SCRAM-SHA-512 user and Redis over "
+    "TLS (rediss://) as an ACL user held to the service's commands and keys",
+}
+
+
+def profile_line(profile: Profile) -> str:
+    """What the table's profile was, in a sentence."""
+    return f"Profile: **{profile}**: {PROFILE_TEXT[profile]}."
 
 
 def _seconds(value: float | None) -> str:
@@ -65,7 +77,7 @@ def failures(results: list[CaseResult]) -> str:
     return "\n".join(blocks) + "\n" if blocks else "None.\n"
 
 
-def write_report(path: Path, results: list[CaseResult]) -> None:
+def write_report(path: Path, results: list[CaseResult], profile: Profile) -> None:
     """FAULTS.md: how it was run, the table, then what failed and why."""
     now = datetime.now(UTC).isoformat(timespec="seconds")
     python = sys.version.split()[0]
@@ -78,6 +90,7 @@ def write_report(path: Path, results: list[CaseResult]) -> None:
         "fault to the first sign of it from a worker (a warning or worse in its log, /readyz "
         "or /healthz not OK, /metrics unanswered, an exit); recover: from the end of the fault "
         "to the first prediction of an order not scored before.\n\n"
+        f"{profile_line(profile)}\n\n"
         f"{table(results)}\n"
         "## Failures\n\n"
         f"{failures(results)}"

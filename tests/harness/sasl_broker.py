@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from streamproc.config.kafka import KafkaConnection
 from tests.harness.processes import READY_TIMEOUT_S, BrokerConfig, KafkaBroker, free_port
-from tests.harness.tls import CA, make_ca
+from tests.harness.tls import CA, ServerTls, make_server_tls
 
 MECHANISM: Final = "SCRAM-SHA-512"
 
@@ -25,16 +25,24 @@ class SaslSslBroker(KafkaBroker):
     """A KafkaBroker that also serves SASL_SSL on `sasl_port`, for `users` (name -> password,
     made at format time). `reauth_ms` is how long a client's authentication holds before the
     broker has it authenticate again (connections.max.reauth.ms), so a user deleted at run
-    time is shut out within it."""
+    time is shut out within it (0: never). `tls` is the CA and the certificate it serves
+    (new ones in `folder` unless given: a test may share them with its Redis)."""
 
-    def __init__(self, folder: Path, users: Mapping[str, str], reauth_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        users: Mapping[str, str],
+        reauth_ms: int = 5_000,
+        tls: ServerTls | None = None,
+    ) -> None:
         super().__init__(folder, BrokerConfig(scram_users=dict(users)))
         self.sasl_port = free_port()
-        self.ca = make_ca(folder / "ca")
-        cert, key = self.ca.issue(folder / "tls", ["127.0.0.1", "localhost"])
-        keystore = folder / "tls" / "server-keystore.pem"  # Kafka's PEM keystore: key, then chain
-        keystore.write_text(key.read_text() + cert.read_text())
-        self.config.overrides = self._sasl_ssl_properties(keystore, reauth_ms)
+        self.tls = tls or make_server_tls(folder)
+        self.ca = self.tls.ca
+        self.config.overrides = self._listeners() | {
+            **sasl_ssl_properties("SASL_SSL", self.tls.keystore),
+            "connections.max.reauth.ms": str(reauth_ms),
+        }
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> SaslSslBroker:
         super().start(timeout_s)
@@ -56,8 +64,7 @@ class SaslSslBroker(KafkaBroker):
             ssl_ca_location=(ca or self.ca).cert_path,
         )
 
-    def _sasl_ssl_properties(self, keystore: Path, reauth_ms: int) -> dict[str, str]:
-        listener = "listener.name.sasl_ssl"
+    def _listeners(self) -> dict[str, str]:
         return {
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port},"
@@ -66,11 +73,18 @@ class SaslSslBroker(KafkaBroker):
             f"SASL_SSL://127.0.0.1:{self.sasl_port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,"
             "SASL_SSL:SASL_SSL",
-            "sasl.enabled.mechanisms": MECHANISM,
-            f"{listener}.scram-sha-512.sasl.jaas.config": (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-            ),
-            f"{listener}.ssl.keystore.type": "PEM",
-            f"{listener}.ssl.keystore.location": str(keystore),
-            "connections.max.reauth.ms": str(reauth_ms),
         }
+
+
+def sasl_ssl_properties(listener: str, keystore: Path) -> dict[str, str]:
+    """The broker properties that make `listener` (a listener name mapped to SASL_SSL) take
+    SCRAM-SHA-512 logins over TLS, with `keystore` (PEM: key, then certificate chain)."""
+    prefix = f"listener.name.{listener.lower()}"
+    return {
+        "sasl.enabled.mechanisms": MECHANISM,
+        f"{prefix}.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        f"{prefix}.ssl.keystore.type": "PEM",
+        f"{prefix}.ssl.keystore.location": str(keystore),
+    }

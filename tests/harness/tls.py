@@ -57,6 +57,26 @@ class CA:
         return _write(folder, name, cert, key)
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """A new CA and the certificate it signed for a server on this machine (127.0.0.1,
+    localhost), with the PEM keystore Kafka reads (the key, then the certificate)."""
+
+    ca: CA
+    cert: Path
+    key: Path
+    keystore: Path
+
+
+def make_server_tls(folder: Path) -> ServerTls:
+    """A CA in `folder`/ca and a server certificate in `folder`/tls, for Kafka and Redis alike."""
+    ca = make_ca(folder / "ca")
+    cert, key = ca.issue(folder / "tls", ["127.0.0.1", "localhost"])
+    keystore = folder / "tls" / "server-keystore.pem"
+    keystore.write_text(key.read_text() + cert.read_text())
+    return ServerTls(ca, cert, key, keystore)
+
+
 def make_ca(folder: Path, name: str = "streamproc test CA") -> CA:
     """A new self-signed CA in `folder` (ca.pem, ca.key)."""
     key = ec.generate_private_key(ec.SECP256R1())

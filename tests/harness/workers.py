@@ -45,9 +45,8 @@ def worker_env(
     """A worker of `group` (also its Redis namespace) on the stack's proxies."""
     return {
         **os.environ,
-        "STREAMPROC_KAFKA_BOOTSTRAP": stack.worker_bootstrap,
+        **stack.worker_env,
         "STREAMPROC_APP_ID": group,
-        "STREAMPROC_REDIS_URL": stack.worker_redis_url,
         "STREAMPROC_REDIS_NAMESPACE": group,
         "STREAMPROC_PII_KEY": PII_KEY,
         "STREAMPROC_PIPELINE": str(REPO / "pipelines/shop_orders.yaml"),
