@@ -176,6 +176,8 @@ def _rewind(consumer: Consumer, positions: Positions) -> None:
 
 
 def _offsets(offsets: dict[Partition, int], metadata: str | None) -> list[KafkaPartition]:
+    if metadata is None:  # confluent-kafka takes a str or nothing, not None
+        return [KafkaPartition(t, p, o) for (t, p), o in offsets.items()]
     return [KafkaPartition(t, p, o, metadata=metadata) for (t, p), o in offsets.items()]
 
 
