@@ -147,6 +147,13 @@ class StageMetrics:
             buckets=_BATCH_SECONDS,
             registry=self.registry,
         )
+        self.commit_seconds = Histogram(
+            "streamproc_transaction_commit_seconds",
+            "How long the agents were held for a transaction's commit: the batches in "
+            "processing finishing, then sending the offsets and committing.",
+            buckets=_BATCH_SECONDS,
+            registry=self.registry,
+        )
         self.outage_active = Gauge(
             "streamproc_outage_active",
             "1 while the worker rides through an outage of a dependency (redis or kafka).",

@@ -17,7 +17,12 @@ from faust.app.base import BootStrategy
 
 from streamproc.adapters.health import HEALTH_CONTENT_TYPE, Liveness
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
-from streamproc.adapters.kafka.commits import AutoCommits, Committer, TransactionalCommits
+from streamproc.adapters.kafka.commits import (
+    AutoCommits,
+    CommitHooks,
+    Committer,
+    TransactionalCommits,
+)
 from streamproc.adapters.kafka.delivery import Delivery, delivered
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
 from streamproc.adapters.kafka.producer import BatchSender
@@ -108,7 +113,10 @@ def serve_batches(
         )
         # a commit waits for the batches' acks, which ride through a broker outage
         quiet = QuietMoment(gate, loop, settings.outage_budget_s)
-        return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s, epoch)
+        hooks = CommitHooks(epoch)
+        if state is not None:
+            hooks = CommitHooks(epoch, state.metrics.commit_seconds.observe)
+        return TransactionalCommits(positions, transactions, quiet, source.commit_interval_s, hooks)
 
     def consumer(hand_over: Callable[[FetchedBatch], None]) -> BatchConsumer:
         committing = committer(asyncio.get_running_loop())

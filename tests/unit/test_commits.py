@@ -1,11 +1,13 @@
-"""The offsets a commit policy hands to the consumer, with and without the Redis state's epoch
-as their metadata (a process without Redis state, like the pass-through bench, has none)."""
+"""The commit policies: the offsets they hand over, with and without the Redis state's epoch
+as their metadata (a process without Redis state, like the pass-through bench, has none),
+and when a transactional worker commits (every interval under load, at once when at rest)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from streamproc.adapters.kafka.commits import AutoCommits
+from streamproc.adapters.kafka.commits import AutoCommits, CommitHooks, TransactionalCommits
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
 from streamproc.records import Envelope
 
@@ -42,3 +44,99 @@ def test_offsets_carry_the_state_epoch_as_metadata() -> None:
 
 def test_offsets_without_an_epoch_are_committed_without_metadata() -> None:
     assert _stored(None) == [(TOPIC, 0, 4, None)]
+
+
+class _Transactions:
+    def __init__(self) -> None:
+        self.commits: list[list[tuple[int, int]]] = []
+
+    def commit(self, offsets: list[Any], group: object) -> bool:
+        self.commits.append([(p.partition, p.offset) for p in offsets])
+        return True
+
+
+class _Quiet:
+    def hold(self) -> None:
+        """The fake agents are always quiet."""
+
+    def release(self) -> None:
+        """Nothing held."""
+
+
+class _GroupConsumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def _begun(positions: Positions, offsets: range) -> FetchedBatch:
+    records = [Envelope(TOPIC, 0, offset, None, b"") for offset in offsets]
+    batch = positions.hand_over(FetchedBatch(TOPIC, records, {0: positions.epoch((TOPIC, 0))}))
+    positions.begin(batch)
+    return batch
+
+
+def _transactional(interval_s: float) -> tuple[Positions, _Transactions, TransactionalCommits]:
+    positions, transactions = Positions(), _Transactions()
+    positions.assign([(TOPIC, 0)])
+    commits = TransactionalCommits(positions, transactions, _Quiet(), interval_s)  # type: ignore[arg-type]
+    return positions, transactions, commits
+
+
+def test_a_worker_at_rest_commits_its_finished_work_before_the_interval() -> None:
+    """Readers see outputs only once committed: a worker with nothing to do commits at once,
+    not a whole interval later."""
+    positions, transactions, commits = _transactional(interval_s=60)
+    consumer = _GroupConsumer()
+    time.sleep(0.03)  # past the gap after the (initial) last commit
+    batch = _begun(positions, range(0, 3))
+    assert commits.poll_timeout(0.1) < 0.1  # busy: tick again soon after the batch ends
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert transactions.commits == []  # a batch in processing: not at rest
+    positions.finish(batch)
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert transactions.commits == [[(0, 3)]]
+    assert commits.poll_timeout(0.1) == 0.1  # idle, nothing to hurry for
+
+
+def test_a_busy_worker_commits_every_interval() -> None:
+    positions, transactions, commits = _transactional(interval_s=0.05)
+    consumer = _GroupConsumer()
+    time.sleep(0.03)
+    done = _begun(positions, range(0, 2))
+    positions.finish(done)
+    _begun(positions, range(2, 4))  # still in processing
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert transactions.commits == []
+    time.sleep(0.05)
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert transactions.commits == [[(0, 2)]]
+
+
+class _SlowQuiet(_Quiet):
+    def hold(self) -> None:
+        time.sleep(0.01)  # the batches in processing take this long to finish
+
+
+def test_slow_commits_are_spaced_to_hold_the_agents_at_most_a_twentieth_of_the_time() -> None:
+    positions, transactions = Positions(), _Transactions()
+    positions.assign([(TOPIC, 0)])
+    held: list[float] = []
+    commits = TransactionalCommits(
+        positions,
+        transactions,  # type: ignore[arg-type]
+        _SlowQuiet(),  # type: ignore[arg-type]
+        interval_s=0.02,
+        hooks=CommitHooks(held=held.append),
+    )
+    consumer = _GroupConsumer()
+    time.sleep(0.02)
+    _begun(positions, range(0, 2))  # always busy: only the spacing decides
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert len(transactions.commits) == 1
+    assert held and held[0] >= 0.01  # noqa: PLR2004
+    time.sleep(0.05)  # past the interval, not past 20 times the hold
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert len(transactions.commits) == 1
+    time.sleep(20 * held[0])
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert len(transactions.commits) == 2  # noqa: PLR2004

@@ -2,9 +2,13 @@
 
 - AutoCommits (at-least-once): finished batches' offsets are stored, and librdkafka commits
   them every interval. A crash repeats the outputs of the batches finished since.
-- TransactionalCommits (exactly-once, the default): every interval the agents are held still,
-  and the outputs sent since the last commit are committed in one Kafka transaction with the
-  offsets of the batches that made them (see transactions.py).
+- TransactionalCommits (exactly-once, the default): the agents are held still, and the
+  outputs sent since the last commit are committed in one Kafka transaction with the offsets
+  of the batches that made them (see transactions.py). That happens every interval under
+  load (longer if commits take long: they hold the agents at most 5% of the time), and as
+  soon as the worker is at rest with work done: readers of our topics
+  (read_committed) see outputs only once committed, and a worker with spare time need not
+  keep them waiting for the interval (each hop through a topic would add half of it).
 
 Both commit on every revoke (a partition's new owner starts where this worker stopped) and on
 stop.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -35,6 +40,10 @@ class Committer(Protocol):
 
     def tick(self, consumer: Consumer) -> None: ...
 
+    def poll_timeout(self, idle_s: float) -> float:
+        """How long the consumer may block in a poll: `idle_s`, or less to tick sooner."""
+        ...
+
     def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None: ...
 
     def lose(self, consumer: Consumer, partitions: Sequence[Partition]) -> None: ...
@@ -43,6 +52,17 @@ class Committer(Protocol):
 
     def abandon(self) -> None: ...
 
+
+# at rest, a commit follows the finish of the last batch within a poll of this …
+_AT_REST_POLL_S = 0.005
+# … but not sooner than this after the previous one (each commit writes markers to every
+# partition it touched, on the broker)
+_AT_REST_GAP_S = 0.02
+
+# a commit that held the agents for h seconds is followed by the next one under load no
+# sooner than h / this (nor sooner than the interval): what commits cost in throughput is
+# bounded, whatever a commit takes on this broker
+_HELD_SHARE = 0.05
 
 Metadata = Callable[[], str | None]  # committed with the offsets: the Redis state's epoch
 
@@ -72,6 +92,9 @@ class AutoCommits:
     def start(self, consumer: Consumer) -> None:
         """Nothing to set up."""
 
+    def poll_timeout(self, idle_s: float) -> float:
+        return idle_s  # outputs are visible at once: no hurry to store offsets
+
     def tick(self, consumer: Consumer) -> None:
         _store(consumer, _offsets(self._positions.take_committable(), self._metadata()))
 
@@ -94,6 +117,15 @@ class AutoCommits:
         """Nothing to undo: only finished batches were stored."""
 
 
+@dataclass(frozen=True)
+class CommitHooks:
+    """What a transactional commit asks and tells: the metadata to commit with the offsets
+    (the Redis state's epoch), and how long each commit held the agents (a metric)."""
+
+    metadata: Metadata = lambda: None
+    held: Callable[[float], None] = lambda _seconds: None
+
+
 class TransactionalCommits:
     """Exactly once: outputs and input offsets committed together, every `interval_s`."""
 
@@ -103,13 +135,14 @@ class TransactionalCommits:
         transactions: Transactions,
         quiet: QuietMoment,
         interval_s: float,
-        metadata: Metadata = lambda: None,
+        hooks: CommitHooks | None = None,
     ) -> None:
         self._positions = positions
-        self._metadata = metadata
+        self._hooks = hooks or CommitHooks()
         self._transactions = transactions
         self._quiet = quiet
         self._interval_s = interval_s
+        self._spacing_s = interval_s
         self._last = time.monotonic()
 
     def overrides(self) -> dict[str, Any]:
@@ -118,8 +151,13 @@ class TransactionalCommits:
     def start(self, consumer: Consumer) -> None:
         self._transactions.start()
 
+    def poll_timeout(self, idle_s: float) -> float:
+        """Short while batches are in processing: the commit follows soon after they finish."""
+        return min(idle_s, _AT_REST_POLL_S) if self._positions.busy() else idle_s
+
     def tick(self, consumer: Consumer) -> None:
-        if time.monotonic() - self._last >= self._interval_s:
+        since = time.monotonic() - self._last
+        if since >= self._spacing_s or (since >= _AT_REST_GAP_S and self._positions.at_rest()):
             self._commit(consumer)
 
     def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
@@ -148,9 +186,10 @@ class TransactionalCommits:
         self._transactions.close()
 
     def _commit(self, consumer: Consumer, then: Any = None) -> None:
+        started = time.monotonic()
         self._quiet.hold()
         try:
-            offsets = _offsets(self._positions.take_committable(), self._metadata())
+            offsets = _offsets(self._positions.take_committable(), self._hooks.metadata())
             committed = self._transactions.commit(offsets, consumer.consumer_group_metadata())
             if then is not None:
                 then()
@@ -159,6 +198,10 @@ class TransactionalCommits:
         finally:
             self._quiet.release()
         self._last = time.monotonic()
+        held_s = self._last - started
+        # under load, commits hold the agents at most this share of the time
+        self._spacing_s = max(self._interval_s, held_s / _HELD_SHARE)
+        self._hooks.held(held_s)
 
 
 def _rewind(consumer: Consumer, positions: Positions) -> None:

@@ -82,6 +82,17 @@ class Positions:
         with self._changed:
             return self._changed.wait_for(lambda: self._queued < limit, timeout_s)
 
+    def at_rest(self) -> bool:
+        """Nothing queued or in processing, and finished work not yet committed."""
+        with self._changed:
+            idle = self._queued == 0 and not self._begun
+            return idle and any(p in self._owned for p in self._committable)
+
+    def busy(self) -> bool:
+        """Batches queued or in processing."""
+        with self._changed:
+            return self._queued > 0 or bool(self._begun)
+
     def take_committable(self) -> dict[Partition, int]:
         """The next offset to read of each owned partition with finished work to store."""
         with self._changed:

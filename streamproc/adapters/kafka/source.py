@@ -165,7 +165,7 @@ class BatchConsumer:
                 continue
             # One record first (returns as soon as there is one), then what is already
             # fetched: small batches when traffic is light, full ones when it is heavy.
-            first = consumer.poll(settings.idle_poll_s)
+            first = consumer.poll(self._committer.poll_timeout(settings.idle_poll_s))
             if first is None:
                 continue
             more = consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
