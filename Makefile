@@ -75,11 +75,12 @@ bench: topics ## benchmarks on the local stack (figures, not pass/fail); writes 
 	$(BIN)/python -m benchmarks.secure_bench
 	$(BIN)/python -m benchmarks.poison_bench
 
-faults: install ## the fault matrix (tests/faults) at 100,000 events and 3 seeds, on a broker and Redis of its own; writes FAULTS.md (PROFILE=secure: SASL_SSL and Redis TLS, FAULTS-secure.md)
+faults: install ## the fault matrix (tests/faults) at 100,000 events and 3 seeds, on a broker and Redis of its own; writes FAULTS.md (PROFILE=secure: SASL_SSL and Redis TLS, FAULTS-secure.md); then the decode fuzz at 100,000 records
 	STREAMPROC_FAULTS_SCALE=$(or $(EVENTS),100000) STREAMPROC_FAULTS_SEEDS=$(or $(SEEDS),3) \
 	STREAMPROC_FAULTS_PROFILE=$(or $(PROFILE),plaintext) \
 	STREAMPROC_FAULTS_REPORT=$(if $(filter secure,$(PROFILE)),FAULTS-secure.md,FAULTS.md) \
 	$(BIN)/pytest tests/faults -o timeout=3600
+	STREAMPROC_FUZZ_EXAMPLES=$(or $(FUZZ),100000) $(BIN)/pytest tests/unit/test_fuzz_decode.py
 
 docs: install ## regenerate the generated docs (docs/configuration.md from the Settings class)
 	$(BIN)/python -m streamproc.config.settings > docs/configuration.md.new
