@@ -5,8 +5,7 @@
 - TransactionalCommits (exactly-once, the default): the agents are held still, and the
   outputs sent since the last commit are committed in one Kafka transaction with the offsets
   of the batches that made them (see transactions.py). That happens every interval under
-  load (longer if commits take long: they hold the agents at most 5% of the time), and as
-  soon as the worker is at rest with work done: readers of our topics
+  load, and as soon as the worker is at rest with work done: readers of our topics
   (read_committed) see outputs only once committed, and a worker with spare time need not
   keep them waiting for the interval (each hop through a topic would add half of it).
 
@@ -58,12 +57,6 @@ _AT_REST_POLL_S = 0.005
 # … but not sooner than this after the previous one (each commit writes markers to every
 # partition it touched, on the broker)
 _AT_REST_GAP_S = 0.02
-
-# commits that hold the agents for h seconds (smoothed over the last few) are spaced, under
-# load, no closer than h / this (nor than the interval): what they cost in throughput is
-# bounded, whatever a commit takes on this broker (~6 ms on a local one, a few at 25 ms)
-_HELD_SHARE = 0.05
-_HELD_SMOOTHING = 0.2
 
 Metadata = Callable[[], str | None]  # committed with the offsets: the Redis state's epoch
 
@@ -143,8 +136,6 @@ class TransactionalCommits:
         self._transactions = transactions
         self._quiet = quiet
         self._interval_s = interval_s
-        self._spacing_s = interval_s
-        self._held_s = 0.0  # how long commits hold the agents, smoothed
         self._last = time.monotonic()
 
     def overrides(self) -> dict[str, Any]:
@@ -159,7 +150,7 @@ class TransactionalCommits:
 
     def tick(self, consumer: Consumer) -> None:
         since = time.monotonic() - self._last
-        if since >= self._spacing_s or (since >= _AT_REST_GAP_S and self._positions.at_rest()):
+        if since >= self._interval_s or (since >= _AT_REST_GAP_S and self._positions.at_rest()):
             self._commit(consumer)
 
     def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
@@ -200,10 +191,7 @@ class TransactionalCommits:
         finally:
             self._quiet.release()
         self._last = time.monotonic()
-        held_s = self._last - started
-        self._held_s += _HELD_SMOOTHING * (held_s - self._held_s)
-        self._spacing_s = max(self._interval_s, self._held_s / _HELD_SHARE)
-        self._hooks.held(held_s)
+        self._hooks.held(self._last - started)
 
 
 def _rewind(consumer: Consumer, positions: Positions) -> None:
