@@ -298,7 +298,9 @@ def _stop(workers: Workers) -> None:
         try:
             process.wait(60)
         except subprocess.TimeoutExpired:
-            print(f"process {process.pid} ignored SIGINT for 60 s: killed", flush=True)
+            print(f"process {process.pid} ignored SIGINT for 60 s: killed; its threads:")
+            spy = str(Path(sys.executable).parent / "py-spy")
+            subprocess.run([spy, "dump", "--pid", str(process.pid)], check=False)  # noqa: S603
             process.kill()
             process.wait()
     delete_namespace(workers.servers.redis_url, workers.group)

@@ -116,3 +116,20 @@ def test_a_busy_worker_commits_every_interval() -> None:
     time.sleep(0.05)
     commits.tick(consumer)  # type: ignore[arg-type]
     assert transactions.commits == [[(0, 2)]]
+
+
+def test_a_worker_behind_its_input_commits_once_a_second() -> None:
+    """While fetches come back full, commits (which hold the agents) are a second apart:
+    throughput counts then, not latency; the short interval returns after the next commit."""
+    positions, transactions, commits = _transactional(interval_s=0.05)
+    consumer = _GroupConsumer()
+    time.sleep(0.06)
+    _begun(positions, range(0, 2))  # always busy: only the interval decides
+    commits.tick(consumer, behind=True)  # type: ignore[arg-type]
+    assert transactions.commits == []
+    time.sleep(0.95)
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert len(transactions.commits) == 1
+    time.sleep(0.06)
+    commits.tick(consumer)  # type: ignore[arg-type]
+    assert len(transactions.commits) == 2  # noqa: PLR2004

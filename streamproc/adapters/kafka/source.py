@@ -155,12 +155,14 @@ class BatchConsumer:
 
     def _fetch(self, consumer: Consumer) -> None:
         settings = self._settings
+        behind = False  # the last fetch came back full
         while not self._stopping.is_set():
             outages = self._outages
             if outages is not None and outages.active:
                 self._ride_out(consumer, outages)
                 continue
-            self._committer.tick(consumer)
+            self._committer.tick(consumer, behind)
+            behind = False
             if not self._positions.wait_for_room(self._room, settings.idle_poll_s):
                 continue
             # One record first (returns as soon as there is one), then what is already
@@ -169,6 +171,7 @@ class BatchConsumer:
             if first is None:
                 continue
             more = consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
+            behind = len(more) + 1 >= settings.batch_size
             held, self._held = self._held, []
             for batch in self._batches([*held, first, *more]):
                 self._hand_over(self._positions.hand_over(batch))
