@@ -679,7 +679,8 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         ),
         "",
         "Exactly-once delivery (the default: Kafka transactions, committed every "
-        f"{results.get('commit_interval_s', 1.0):g} s under load) "
+        f"{results.get('commit_interval_s', 1.0):g} s, once a second while the input is "
+        "ahead) "
         f"serves {results['exactly_once_to_at_least_once']:.2f}× the rate of at-least-once "
         "in the same run (goal: ≥ 0.90), the mean of two serving runs of each mode "
         f"(exactly once {_rates(results['exactly_once_runs'])}; at least once "
