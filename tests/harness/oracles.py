@@ -192,10 +192,9 @@ def compare_outputs(
         for test_id in ids:
             places[test_id].add(place)
     report = OutputReport(len(records), expired=len(expected.expired), unknown=outputs.unknown)
+    wants = _destinations(load, expected)
     for test_id, record in load.items():
-        want = (
-            "raw_dlq" if test_id in expected.raw_dlq else _DESTINATION.get(record.kind, "raw_dlq")
-        )
+        want = wants[test_id]
         got = places.get(test_id, set())
         if not got and test_id not in expected.expired:
             report.lost.append(test_id)
@@ -216,6 +215,29 @@ def compare_outputs(
     }
     report.out_of_order = _out_of_order(load, outputs.clean)
     return report
+
+
+def _destinations(load: Mapping[str, LoadRecord], expected: Expected) -> dict[str, str]:
+    """Where each record must end: its truth's place, or the DLQ a fault sent it to; and the
+    first surviving copy of an order that never reached the dedupe step (dead-lettered by
+    the clean stage, or deleted by retention before it was read) is that form's first
+    sighting: it comes out clean, and only the copies after it are duplicates."""
+    gone = expected.expired | expected.raw_dlq
+    gone_originals = {
+        r.event_id for test_id, r in load.items() if r.kind == "order" and test_id in gone
+    }
+    wants, sighted = {}, set()
+    for test_id, record in load.items():  # in sending order: a key's copies in log order
+        want = (
+            "raw_dlq" if test_id in expected.raw_dlq else _DESTINATION.get(record.kind, "raw_dlq")
+        )
+        form = record.duplicate_of
+        if want == "duplicates" and form in gone_originals and test_id not in gone:
+            if form not in sighted:
+                want = "clean"
+            sighted.add(form)
+        wants[test_id] = want
+    return wants
 
 
 def _without_rescored(

@@ -46,7 +46,8 @@ def test_outputs_where_the_truth_says_pass() -> None:
 
 
 def test_a_record_found_nowhere_is_lost_unless_it_expired() -> None:
-    outputs = _outputs(clean={0: ["r/0"]}, predictions=["e0"])
+    # r/1 deleted unread: its retry r/3 is the first copy read, so it comes out clean
+    outputs = _outputs(clean={0: ["r/0", "r/3"]}, duplicates=[], predictions=["e0", "e1"])
     assert compare_outputs(LOAD, outputs).lost == ["r/1"]
     assert compare_outputs(LOAD, outputs, Expected(expired=frozenset({"r/1"}))).problems() == []
 
@@ -85,7 +86,9 @@ def test_a_retry_redis_forgot_may_pass_again_and_be_scored_again() -> None:
 
 
 def test_a_dead_letter_expected_by_the_case_is_no_misroute() -> None:
-    outputs = _outputs(clean={0: ["r/0"]}, raw_dlq=["r/2", "r/1"], predictions=["e0"])
+    outputs = _outputs(
+        clean={0: ["r/0", "r/3"]}, duplicates=[], raw_dlq=["r/2", "r/1"], predictions=["e0", "e1"]
+    )
     assert compare_outputs(LOAD, outputs).misrouted != []
     assert compare_outputs(LOAD, outputs, Expected(raw_dlq=frozenset({"r/1"}))).problems() == []
 
@@ -167,3 +170,19 @@ def test_accounting_adds_up_outputs_and_dead_letters_per_source() -> None:
     assert accounting_errors(metrics.exposition().decode(), TOPICS) == [
         "raw: consumed 11 != outputs 8 + dead letters 2"
     ]
+
+
+def test_the_first_copy_of_a_form_whose_order_never_reached_dedupe_comes_out_clean() -> None:
+    """An order retention deleted unread (or the clean stage dead-lettered): its first
+    resubmission is the form's first sighting, the next one its duplicate."""
+    load = [
+        LoadRecord("r/0", 0, b"k", b"", "e0", "order"),
+        LoadRecord("r/1", 1, b"k", b"", "e1", "resubmission", "e0"),
+        LoadRecord("r/2", 2, b"k", b"", "e2", "resubmission", "e0"),
+    ]
+    gone = Expected(expired=frozenset({"r/0"}))
+    first_clean = _outputs(clean={0: ["r/1"]}, duplicates=["r/2"], raw_dlq=[], predictions=["e1"])
+    assert compare_outputs(load, first_clean, gone).problems() == []
+    assert compare_outputs(load, first_clean).lost == ["r/0"]  # without the deletion: lost
+    both_dropped = _outputs(clean={}, duplicates=["r/1", "r/2"], raw_dlq=[], predictions=[])
+    assert [m.split(" ")[0] for m in compare_outputs(load, both_dropped, gone).misrouted] == ["r/1"]
