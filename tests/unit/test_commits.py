@@ -133,3 +133,13 @@ def test_a_worker_behind_its_input_commits_once_a_second() -> None:
     time.sleep(0.06)
     commits.tick(consumer)  # type: ignore[arg-type]
     assert len(transactions.commits) == 2  # noqa: PLR2004
+
+
+def test_a_worker_behind_its_input_does_not_commit_at_rest() -> None:
+    """Between two batches of a backlog the worker is briefly at rest: no commit there."""
+    positions, transactions, commits = _transactional(interval_s=0.05)
+    consumer = _GroupConsumer()
+    time.sleep(0.03)
+    positions.finish(_begun(positions, range(0, 2)))  # at rest, with work done
+    commits.tick(consumer, behind=True)  # type: ignore[arg-type]
+    assert transactions.commits == []

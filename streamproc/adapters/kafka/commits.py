@@ -161,7 +161,8 @@ class TransactionalCommits:
         self._behind |= behind
         interval_s = max(self._interval_s, _BEHIND_INTERVAL_S) if self._behind else self._interval_s
         since = time.monotonic() - self._last
-        if since >= interval_s or (since >= _AT_REST_GAP_S and self._positions.at_rest()):
+        at_rest = not self._behind and self._positions.at_rest()  # a backlog is never at rest
+        if since >= interval_s or (since >= _AT_REST_GAP_S and at_rest):
             self._commit(consumer)
 
     def revoke(self, consumer: Consumer, partitions: Sequence[Partition]) -> None:
