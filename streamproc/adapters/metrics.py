@@ -2,22 +2,62 @@
 
 from __future__ import annotations
 
+import hashlib
+import platform
+import time
 from collections import Counter as Counter_
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import NamedTuple
 
+import confluent_kafka
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from streamproc.adapters.kafka.lag import Lags
 from streamproc.adapters.kafka.retention import RetentionGap
-from streamproc.core.training import TrainingReport
+from streamproc.core.training import ServedX, TrainingReport
 from streamproc.records import OutRecord, Rejection
 from streamproc.stages.clean import CleanOutcome
-from streamproc.stages.feature_step import FeatureStepOutcome
+from streamproc.stages.scored import ScoredOutcome
 
 # Prometheus' text format; the charset (UTF-8) is left to the web server, aiohttp sets it.
 EXPOSITION_CONTENT_TYPE = "text/plain; version=0.0.4"
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
 _DELAY_SECONDS = (60, 600, 3600, 6 * 3600, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400)
 _BATCH_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# from milliseconds (the latency target) to a day (an order sent hours after it was placed)
+_PREDICTION_DELAY_SECONDS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    *(60, 300, 1800, 3600, 6 * 3600, 86_400),
+)
+# a customer's orders are minutes to weeks apart
+_FEATURE_AGE_SECONDS = (1, 10, 60, 600, 3600, 6 * 3600, 86_400, 7 * 86_400, 30 * 86_400)
+_REDIS_SECONDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+
+
+class BuildInfo(NamedTuple):
+    """What runs, as the labels of streamproc_build_info."""
+
+    version: str
+    python: str
+    confluent_kafka: str
+    librdkafka: str
+    faust: str
+    river: str
+    pipeline_sha256: str
+
+    @classmethod
+    def of(cls, pipeline: bytes) -> BuildInfo:
+        """The packages of this process, and the declaration `pipeline` (its bytes) it runs."""
+        return cls(
+            metadata.version("streamproc"),
+            platform.python_version(),
+            confluent_kafka.version()[0],
+            confluent_kafka.libversion()[0],
+            metadata.version("faust-streaming"),
+            metadata.version("river"),
+            hashlib.sha256(pipeline).hexdigest()[:12],
+        )
 
 
 class StageMetrics:
@@ -55,6 +95,20 @@ class StageMetrics:
             ["flag"],
             registry=self.registry,
         )
+        self.clean_orders = Counter(
+            "streamproc_clean_orders",
+            "Clean orders out of the clean stage, per declared source (duplicates and dead "
+            "letters are not in it): the denominator of the field rates.",
+            ["source"],
+            registry=self.registry,
+        )
+        self.field_status = Counter(
+            "streamproc_field_status",
+            "Clean orders whose raw field was absent, null, defaulted or invalid (kept, "
+            "flagged), per source and declared field.",
+            ["source", "field", "status"],
+            registry=self.registry,
+        )
         self.unit_switches = Counter(
             "streamproc_unit_switch_suspected",
             "Values whose magnitude says their unit is not the declared one.",
@@ -86,6 +140,21 @@ class StageMetrics:
             "streamproc_label_join_delay_seconds",
             "Event time from an order to its label, for the labels learned.",
             buckets=_DELAY_SECONDS,
+            registry=self.registry,
+        )
+        self.prediction_delay = Histogram(
+            "streamproc_prediction_delay_seconds",
+            "From an order to its prediction acknowledged by Kafka: since its event time "
+            "(since=event_time) or since its raw record's Kafka timestamp (kafka_timestamp).",
+            ["since"],
+            buckets=_PREDICTION_DELAY_SECONDS,
+            registry=self.registry,
+        )
+        self.feature_age = Histogram(
+            "streamproc_feature_age_seconds",
+            "At serving, event time from the oldest feature view's newest event to the order "
+            "served: how far behind the order its features are (entities seen before only).",
+            buckets=_FEATURE_AGE_SECONDS,
             registry=self.registry,
         )
         self.model_quality = Gauge(
@@ -154,6 +223,36 @@ class StageMetrics:
             buckets=_BATCH_SECONDS,
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "streamproc_consumer_lag",
+            "Records between this process's consumer position and the end of the partition "
+            "(the last stable offset: read_committed), per assigned partition; from "
+            "librdkafka's statistics, every few seconds.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.redis_seconds = Histogram(
+            "streamproc_redis_call_seconds",
+            "Round trip of each kind of Redis call (a script call or a pipeline for a whole "
+            "batch), failed ones included.",
+            ["call"],
+            buckets=_REDIS_SECONDS,
+            registry=self.registry,
+        )
+        self.redis_errors = Counter(
+            "streamproc_redis_errors",
+            "Failed Redis calls by kind of call and error: timeout, connection, response.",
+            ["call", "error"],
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "streamproc_build_info",
+            "Always 1; the labels say what runs: streamproc's version, Python's, the Kafka "
+            "clients', Faust's, River's, and the first 12 hex digits of the pipeline "
+            "declaration's SHA-256.",
+            list(BuildInfo._fields),
+            registry=self.registry,
+        )
         self.outage_active = Gauge(
             "streamproc_outage_active",
             "1 while the worker rides through an outage of a dependency (redis or kafka).",
@@ -196,6 +295,31 @@ class StageMetrics:
             registry=self.registry,
         )
 
+    def build(self, info: BuildInfo) -> None:
+        self.build_info.labels(*info).set(1)
+
+    def redis_call(self, call: str, seconds: float) -> None:
+        self.redis_seconds.labels(call).observe(seconds)
+
+    def redis_error(self, call: str, error: str) -> None:
+        self.redis_errors.labels(call, error).inc()
+
+    def lag_reporter(self) -> Callable[[Lags], None]:
+        """What one consumer calls with the lag of each partition it holds now; the series
+        of the partitions it no longer holds go (another consumer's stay)."""
+        reported: set[tuple[str, str]] = set()
+
+        def report(lags: Lags) -> None:
+            nonlocal reported
+            held = {(topic, str(partition)) for topic, partition in lags}
+            for labels in reported - held:
+                self.consumer_lag.remove(*labels)
+            for (topic, partition), records in lags.items():
+                self.consumer_lag.labels(topic, str(partition)).set(records)
+            reported = held
+
+        return report
+
     def retention_gap(self, gap: RetentionGap) -> None:
         """Retention deleted records of `gap.topic` this worker's group never read."""
         self.retention_gaps.labels(gap.topic).inc()
@@ -215,16 +339,18 @@ class StageMetrics:
             self.quality_flags.labels(flag).inc(count)
         for (source, field), count in result.unit_switches.items():
             self.unit_switches.labels(source, field).inc(count)
+        for source, count in result.sources.items():
+            self.clean_orders.labels(source).inc(count)
+        for (source, field, status), count in result.field_status.items():
+            self.field_status.labels(source, field, status).inc(count)
 
     def observe_features(
-        self,
-        topic: str,
-        size: int,
-        result: FeatureStepOutcome,
-        predictions: Sequence[OutRecord],
-        seconds: float,
+        self, topic: str, size: int, scored: ScoredOutcome, seconds: float
     ) -> None:
+        """A feature batch, once its predictions are acknowledged (now)."""
+        result, predictions = scored.step, scored.predictions
         self._observe(topic, size, seconds, [*result.diverted, *predictions], result.rejections)
+        self._observe_delays(predictions, scored.served)
         features = result.features
         applied = len(features.served) - features.late - features.replayed
         for outcome, count in (
@@ -236,6 +362,20 @@ class StageMetrics:
         ):
             self.feature_events.labels(outcome).inc(count)
         self.feature_writes.inc(features.writes)
+
+    def _observe_delays(
+        self, predictions: Sequence[OutRecord], served: Sequence[tuple[str, ServedX]]
+    ) -> None:
+        now_s = time.time()
+        since_kafka = self.prediction_delay.labels("kafka_timestamp")
+        for prediction in predictions:
+            if prediction.timestamp_ms is not None:
+                since_kafka.observe(now_s - prediction.timestamp_ms / 1000)
+        since_event = self.prediction_delay.labels("event_time")
+        for _, x in served:
+            since_event.observe(now_s - x.occurred_at_ms / 1000)
+            if x.features_as_of is not None:
+                self.feature_age.observe((x.occurred_at_ms - x.features_as_of) / 1000)
 
     def _observe(
         self,

@@ -41,6 +41,9 @@ class CleanOutcome:
     duplicate_kinds: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
     unit_switches: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sources: Counter[str] = field(default_factory=Counter)  # clean orders per source
+    # (source, raw field, absent|null|defaulted|invalid) of the clean orders
+    field_status: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     @property
     def outputs(self) -> list[OutRecord]:
@@ -179,6 +182,11 @@ class CleanStage:
                 OutRecord(self.spec.sink.topic, key, value, headers, envelope.timestamp_ms)
             )
             result.flags.update(clean["quality_flags"])
+            source = clean["source"]
+            result.sources[source] += 1
+            result.field_status.update(
+                (source, name, status) for name, status in clean["field_status"].items()
+            )
             return
         first = verdict.first
         audit: OrderDuplicate = {

@@ -37,6 +37,7 @@ class ScoredOutcome:
 
     step: FeatureStepOutcome
     predictions: list[OutRecord] = field(default_factory=list)
+    served: list[tuple[str, ServedX]] = field(default_factory=list)  # event id, its x
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -86,5 +87,6 @@ class ScoredChain:
         result.seconds["predict"] = scored - featured
         result.seconds["served_x"] = time.perf_counter() - scored
         result.predictions = predicted.predictions
+        result.served = predicted.served
         result.step.rejections.extend(predicted.rejections)
         return result

@@ -312,7 +312,7 @@ def scored_flow(
                 )
                 step.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
-            metrics.observe_features(topic, len(batch), step, result.predictions, seconds)
+            metrics.observe_features(topic, len(batch), result, seconds)
 
         return complete
 

@@ -15,7 +15,6 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.health import Liveness, serve_health_and_metrics
 from streamproc.adapters.kafka.admin import KafkaAdmin
-from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.redis.client import redis_client
 from streamproc.config.settings import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError
@@ -26,6 +25,7 @@ from streamproc.worker.wiring import (
     ScoredStream,
     build_learning,
     connections_summary,
+    process_metrics,
     require_topics,
     schema_registry,
     scored_stream,
@@ -64,7 +64,7 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
     redis = redis_client(
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
     )
-    metrics = StageMetrics()
+    metrics = process_metrics(settings)
     learning = build_learning(settings, scored, serde, redis, metrics)
     if learning is None:
         raise ConfigError(

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+from streamproc.adapters.kafka.lag import Lags
 from streamproc.adapters.kafka.retention import RetentionGap
 from streamproc.adapters.metrics import StageMetrics
 from streamproc.adapters.outage import Outages
@@ -39,6 +40,7 @@ class WorkerState:
         self.before_serving = list(before_serving)
         self.assigned: Callable[[], int] | None = None  # set by the consumer's owner
         self.metrics = metrics
+        self._report_lag = metrics.lag_reporter()  # the consumer's partitions
         self._marker = marker
         self._committed_epochs = committed_epochs
         self._epoch: str | None = None
@@ -49,6 +51,9 @@ class WorkerState:
     def retention_gap(self, gap: RetentionGap) -> None:
         """Counted (the consumer has logged it)."""
         self.metrics.retention_gap(gap)
+
+    def consumer_lag(self, lags: Lags) -> None:
+        self._report_lag(lags)
 
     @contextmanager
     def processing(self) -> Iterator[None]:

@@ -113,6 +113,7 @@ class TrainerLoop:
             labels.topic,
             trainer.label_offsets(),
             self._group,
+            self._metrics.lag_reporter(),
         )
         rule = self._declared.snapshots
         since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000

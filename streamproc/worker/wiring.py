@@ -19,8 +19,9 @@ from streamproc.adapters.kafka.erasures import ERASURES_TOPIC, ErasureTopic
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, model_scope
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.metrics import StageMetrics
+from streamproc.adapters.metrics import BuildInfo, StageMetrics
 from streamproc.adapters.outage import Outages
+from streamproc.adapters.redis.calls import observe_redis_calls
 from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.marker import RedisStateMarker
 from streamproc.adapters.redis.served import RedisServedLog
@@ -168,6 +169,14 @@ class WorkerParts:
     erasures: ErasureFollower
 
 
+def process_metrics(settings: Settings) -> StageMetrics:
+    """The metrics of this process: what it runs (build info), and its Redis calls timed."""
+    metrics = StageMetrics()
+    metrics.build(BuildInfo.of(settings.pipeline.read_bytes()))
+    observe_redis_calls(metrics)
+    return metrics
+
+
 def worker_parts(settings: Settings) -> WorkerParts:
     """The parts of a worker wired from `settings`; nothing connects until they run."""
     catalog = SchemaCatalog.load(settings.schemas_dir)
@@ -176,7 +185,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
     redis = redis_client(
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
     )
-    metrics = StageMetrics()
+    metrics = process_metrics(settings)
     sender = batch_sender(settings)
     feature_store = RedisFeatureStore(redis, features_namespace(settings.redis_namespace))
     erased: set[str] = set()  # filled by the follower; the stages only ask it

@@ -3,6 +3,9 @@ features served, every order predicted once, its x logged once, a bad record cos
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+
 import pytest
 
 from streamproc.adapters.avro.serde import AvroSerde
@@ -12,6 +15,7 @@ from streamproc.adapters.memory import (
     InMemoryServedLog,
     InMemoryUnitStatsStore,
 )
+from streamproc.adapters.metrics import StageMetrics
 from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.stage import FeatureStage
 from streamproc.core.training import ServedX
@@ -89,3 +93,37 @@ def test_models_without_a_served_log_are_refused(serde: AvroSerde) -> None:
     )
     with pytest.raises(ValueError, match="served-x log"):
         ScoredChain(features, PredictStep(SPEC.models, serde))
+
+
+async def test_the_metrics_time_each_prediction_from_its_event_and_its_kafka_record(
+    serde: AvroSerde,
+) -> None:
+    """Orders an hour apart per customer; the raw records' Kafka time is 1 s before now."""
+    hour_ms = 3_600_000
+    start = int(time.time() * 1000) - 3 * hour_ms
+    orders = [
+        order(event_id=f"e{i}", customer_id=f"c{i % 2}", occurred_at=start + i * hour_ms)
+        for i in range(4)
+    ]
+    kafka_ms = int(time.time() * 1000) - 1_000
+    batch = [replace(e, timestamp_ms=kafka_ms) for e in await _clean(serde, orders)]
+    result = await _chain(serde, InMemoryServedLog()).process(batch)
+    metrics = StageMetrics()
+    metrics.observe_features(SPEC.sink.topic, len(batch), result, 0.01)
+
+    def value(name: str, **labels: str) -> float:
+        found = metrics.registry.get_sample_value(name, labels)
+        assert found is not None, name
+        return found
+
+    since_kafka = {"since": "kafka_timestamp"}
+    assert value("streamproc_prediction_delay_seconds_count", **since_kafka) == 4
+    assert 4 * 1.0 <= value("streamproc_prediction_delay_seconds_sum", **since_kafka) < 4 * 60
+    since_event = {"since": "event_time"}
+    # 3 h, 2 h, 1 h and 0 h old (plus the test's own seconds)
+    assert (
+        6 * 3600 <= value("streamproc_prediction_delay_seconds_sum", **since_event) < 6 * 3600 + 60
+    )
+    # e2 and e3 follow their customer's order of 2 h before; e0 and e1 are first orders
+    assert value("streamproc_feature_age_seconds_count") == 2
+    assert value("streamproc_feature_age_seconds_sum") == 2 * 2 * 3600

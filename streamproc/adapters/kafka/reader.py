@@ -3,6 +3,7 @@ learned."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from confluent_kafka import (
@@ -15,6 +16,7 @@ from confluent_kafka import (
 )
 
 from streamproc.adapters.kafka.client_logs import client_config, list_topics
+from streamproc.adapters.kafka.lag import Lags, lag_reporting
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
@@ -27,11 +29,18 @@ class PartitionReader:
     at the end of the topic), else at the beginning."""
 
     def __init__(
-        self, kafka: KafkaConnection, topic: str, start: dict[int, int], group: str
+        self,
+        kafka: KafkaConnection,
+        topic: str,
+        start: dict[int, int],
+        group: str,
+        report_lag: Callable[[Lags], None] | None = None,
     ) -> None:
+        """`report_lag`: told the lag of each partition every few seconds (the trainer's)."""
         self._topic = topic
+        lag = lag_reporting(report_lag) if report_lag is not None else {}
         self._consumer = Consumer(
-            client_config(kafka, **{"group.id": group, "enable.auto.commit": False})
+            client_config(kafka, **{"group.id": group, "enable.auto.commit": False}, **lag)
         )
         try:
             partitions = list_topics(self._consumer, 15, topic).topics[topic].partitions

@@ -23,6 +23,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
+from streamproc.adapters.kafka.lag import Lags, lag_reporting
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
 from streamproc.adapters.kafka.retention import RetentionGap, retention_gaps
 from streamproc.adapters.outage import Outages
@@ -80,6 +81,8 @@ class ConsumerWatch(Protocol):
 
     def retention_gap(self, gap: RetentionGap) -> None: ...
 
+    def consumer_lag(self, lags: Lags) -> None: ...
+
 
 def _ignore(gap: RetentionGap) -> None:
     """No watch: the gap is logged only."""
@@ -102,6 +105,7 @@ class BatchConsumer:
         self._settings = settings
         self._outages = watch.outages if watch is not None else None
         self._on_gap = watch.retention_gap if watch is not None else _ignore
+        self._lag_reporting = lag_reporting(watch.consumer_lag) if watch is not None else {}
         self._held: list[Any] = []  # records polled as the partitions were being paused
         self._committer = committer or AutoCommits(
             positions, settings.commit_interval_s, settings.revoke_timeout_s
@@ -131,7 +135,12 @@ class BatchConsumer:
         settings = self._settings
         committer = self._committer
         consumer = Consumer(
-            client_config(settings.kafka, **settings.consumer_overrides(), **committer.overrides())
+            client_config(
+                settings.kafka,
+                **settings.consumer_overrides(),
+                **committer.overrides(),
+                **self._lag_reporting,
+            )
         )
         consumer.subscribe(
             list(settings.topics),

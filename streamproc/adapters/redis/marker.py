@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from streamproc.adapters.redis.calls import timed_call
 from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ class RedisStateMarker:
         )
         args = [uuid.uuid4().hex, reason, "0" if first_start else "1"]
         try:
-            epoch, degraded = await self._script(keys=self._keys, args=args)
+            with timed_call("marker"):
+                epoch, degraded = await self._script(keys=self._keys, args=args)
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis state marker check failed", exc) from exc
         return StateMark(_text(epoch), _text(degraded))

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import orjson
 from redis.asyncio.cluster import RedisCluster
 
+from streamproc.adapters.redis.calls import timed_call
 from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
 from streamproc.adapters.redis.stores import slot_groups, unlink_indexed
 from streamproc.core.training import PARTITION_IDLE_MS, ServedX
@@ -65,19 +66,20 @@ class RedisServedLog:
             return
         in_pipeline = bool(entities) and not isinstance(self._client, RedisCluster)
         try:
-            if entities and not in_pipeline:
-                await self._index_by_slot(entities, ttl_ms, wall_ms)
-            async with self._client.pipeline(transaction=False) as pipe:
-                if in_pipeline:  # redis-py loads the script for a pipeline of a single Redis
-                    keys, args = self._index_call(entities, ttl_ms, wall_ms)
-                    await self._index_script(keys, args, client=pipe)  # type: ignore[arg-type]
-                for event_id, x in served:
-                    pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
-                if newest_ms:
-                    marks = {str(p): t for p, t in newest_ms.items()}
-                    pipe.zadd(self._marks, marks, gt=True)
-                    pipe.zadd(self._moved, {p: wall_ms for p in marks})
-                await pipe.execute()
+            with timed_call("served_log"):
+                if entities and not in_pipeline:
+                    await self._index_by_slot(entities, ttl_ms, wall_ms)
+                async with self._client.pipeline(transaction=False) as pipe:
+                    if in_pipeline:  # redis-py loads the script for a pipeline of a single Redis
+                        keys, args = self._index_call(entities, ttl_ms, wall_ms)
+                        await self._index_script(keys, args, client=pipe)  # type: ignore[arg-type]
+                    for event_id, x in served:
+                        pipe.set(f"{self._prefix}:{event_id}", x.dump(), px=ttl_ms, nx=True)
+                    if newest_ms:
+                        marks = {str(p): t for p, t in newest_ms.items()}
+                        pipe.zadd(self._marks, marks, gt=True)
+                        pipe.zadd(self._moved, {p: wall_ms for p in marks})
+                    await pipe.execute()
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis served-x write failed", exc) from exc
 
@@ -107,10 +109,11 @@ class RedisServedLog:
         if not event_ids:
             return {}
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for event_id in event_ids:
-                    pipe.get(f"{self._prefix}:{event_id}")
-                replies = await pipe.execute()
+            with timed_call("served_fetch"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for event_id in event_ids:
+                        pipe.get(f"{self._prefix}:{event_id}")
+                    replies = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis served-x read failed", exc) from exc
         return {
@@ -122,10 +125,11 @@ class RedisServedLog:
     async def watermark(self, wall_ms: int) -> int | None:
         """None until something was scored."""
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.zrange(self._marks, 0, -1, withscores=True)
-                pipe.zrange(self._moved, 0, -1, withscores=True)
-                marks, moved = await pipe.execute()
+            with timed_call("watermark"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.zrange(self._marks, 0, -1, withscores=True)
+                    pipe.zrange(self._moved, 0, -1, withscores=True)
+                    marks, moved = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis watermark read failed", exc) from exc
         if not marks:

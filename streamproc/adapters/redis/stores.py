@@ -10,6 +10,7 @@ import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from streamproc.adapters.redis.calls import timed_call
 from streamproc.adapters.redis.client import (
     REDIS_ERRORS,
     AnyRedis,
@@ -134,7 +135,8 @@ class RedisSeenStore:
                 keys += [id_key, f"{tag}:fp:{content}" if content else id_key, f"{tag}:index"]
                 args += [claim.sighting.encode(), 1 if content else 0]
             try:
-                replies = await self._script(keys=keys, args=args)
+                with timed_call("dedupe"):
+                    replies = await self._script(keys=keys, args=args)
             except REDIS_ERRORS as exc:
                 raise redis_failure("Redis dedupe call failed", exc) from exc
             for index, reply in zip(group, replies, strict=True):
@@ -242,10 +244,11 @@ class RedisFeatureStore:
 
     async def load(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.hgetall(self._key(key))
-                replies = await pipe.execute()
+            with timed_call("features_load"):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.hgetall(self._key(key))
+                    replies = await pipe.execute()
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis feature read failed", exc) from exc
         return {
@@ -260,7 +263,8 @@ class RedisFeatureStore:
         for group in slot_groups(self._client, keys) if writes else []:
             args = [_write_arg(writes[index]) for index in group]
             try:
-                await self._save(keys=[keys[index] for index in group], args=args)
+                with timed_call("features_save"):
+                    await self._save(keys=[keys[index] for index in group], args=args)
             except REDIS_ERRORS as exc:
                 if str(exc).startswith("CONFLICT"):
                     raise OffsetConflict(str(exc)) from exc
@@ -308,6 +312,7 @@ class RedisLease:
     async def hold(self, ttl_ms: int) -> int:
         """The epoch held (taken or renewed), 0 when another holder has it."""
         try:
-            return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
+            with timed_call("lease"):
+                return int(await self._script(keys=self._keys, args=[self._holder, ttl_ms]))
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis lease call failed", exc) from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from streamproc.adapters.redis.calls import timed_call
 from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
 from streamproc.core.unitswitch import GroupKey, UnitStats, UnitStatsUpdate
 
@@ -72,7 +73,8 @@ class RedisUnitStatsStore:
             args += [_SEP.join(key), version]
         args.append(1 if reply else 0)
         try:
-            replies: list[list[bytes]] = await self._script(keys=self._keys, args=args)
+            with timed_call("units"):
+                replies: list[list[bytes]] = await self._script(keys=self._keys, args=args)
         except REDIS_ERRORS as exc:
             raise redis_failure("Redis unit-switch state call failed", exc) from exc
         return replies
