@@ -39,6 +39,7 @@ class Rejection:
     source: Envelope
     reason: str
     error: BaseException
+    event_id: str | None = None  # when the record was read far enough to know it
 
 
 # Where a clean event was read: "<partition>/<offset>" of the source topic. The feature step

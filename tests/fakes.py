@@ -120,7 +120,12 @@ class MemoryLabelTopic:
         records.append(Envelope(self.topic, partition, len(records), key, value))
 
     def reader(
-        self, _bootstrap: str, topic: str, start: dict[int, int], _group: str
+        self,
+        _bootstrap: str,
+        topic: str,
+        start: dict[int, int],
+        _group: str,
+        _report_lag: object = None,
     ) -> _MemoryLabelReader:
         assert topic == self.topic
         self.opened_at.append(dict(start))

@@ -1,5 +1,6 @@
-"""Adapter: liveness. The /healthz answer every process gives, and for the process that has no
-Faust web server (the trainer-only one) a small HTTP server for /healthz and /metrics."""
+"""Adapter: liveness and readiness. The /healthz and /readyz answers every process gives, and
+for the process that has no Faust web server (the trainer-only one) a small HTTP server for
+/healthz, /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -16,6 +18,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
 HEALTH_CONTENT_TYPE = "application/json"
 
 StartResponse = Callable[..., Any]
@@ -35,16 +38,29 @@ class Liveness:
         return json.dumps({"status": "ok", "role": self.role, "uptime_s": uptime_s}).encode()
 
 
-def health_and_metrics_app(liveness: Liveness, registry: CollectorRegistry) -> WsgiApp:
-    """/healthz answers with `liveness`; any other path is the metrics, as prometheus_client's
-    own server has always answered this process's scrapes."""
+def readiness(reasons: list[str]) -> tuple[int, bytes]:
+    """What /readyz answers, status and body, given why the process is not ready (none:
+    ready)."""
+    body = json.dumps({"ready": not reasons, "reasons": reasons}).encode()
+    return (503 if reasons else 200), body
+
+
+Readiness = Callable[[], list[str]]  # why the process is not ready (empty: ready)
+
+
+def health_and_metrics_app(
+    liveness: Liveness, registry: CollectorRegistry, not_ready: Readiness
+) -> WsgiApp:
+    """/healthz answers with `liveness`, /readyz with `not_ready`; any other path is the
+    metrics, as prometheus_client's own server has always answered this process's scrapes."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == HEALTH_PATH:
-            body = liveness.body()
+        path = environ.get("PATH_INFO")
+        if path in {HEALTH_PATH, READY_PATH}:
+            status, body = (200, liveness.body()) if path == HEALTH_PATH else readiness(not_ready())
             headers = [("Content-Type", HEALTH_CONTENT_TYPE), ("Content-Length", str(len(body)))]
-            start_response("200 OK", headers)
+            start_response(f"{status} {HTTPStatus(status).phrase}", headers)
             return [body]
         answer: Iterable[bytes] = metrics(environ, start_response)
         return answer
@@ -66,12 +82,13 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve_health_and_metrics(
-    host: str, port: int, liveness: Liveness, registry: CollectorRegistry
+    host: str, port: int, liveness: Liveness, registry: CollectorRegistry, not_ready: Readiness
 ) -> WSGIServer:
-    """Answer /healthz and /metrics on (host, port) from a daemon thread, so a busy event loop
-    (the trainer learning a batch) does not delay a scrape. Returns the server (shutdown())."""
+    """Answer /healthz, /readyz and /metrics on (host, port) from a daemon thread, so a busy
+    event loop (the trainer learning a batch) does not delay a scrape. Returns the server
+    (shutdown())."""
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     server = _ThreadingServer((host, port), family)
-    server.set_app(health_and_metrics_app(liveness, registry))
+    server.set_app(health_and_metrics_app(liveness, registry, not_ready))
     threading.Thread(target=server.serve_forever, name="streamproc-web", daemon=True).start()
     return server

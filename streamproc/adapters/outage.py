@@ -57,6 +57,10 @@ class Outages:
         with self._lock:
             return {name: now - since for name, since in self._since.items()}
 
+    def reasons(self) -> list[str]:
+        """What /readyz says of the outages going on."""
+        return [f"{name} unavailable for {s:.0f} s" for name, s in self.current().items()]
+
     def begin(self, error: Unavailable) -> float:
         """Note a failed call; returns how long the dependency has been out."""
         now = time.monotonic()

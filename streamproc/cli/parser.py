@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import sys
 from collections.abc import Sequence
 
+from streamproc.adapters.logs import logging_config
 from streamproc.cli import (
     bench,
     data,
@@ -62,10 +64,10 @@ def _log_to_stderr(settings: Settings) -> None:
     """A command reports on stdout, so its log shows problems only, unless at debug (the
     default level, info, is the worker's)."""
     level = logging.getLevelName(settings.log_level.upper())
-    logging.basicConfig(
-        level=level if level == logging.DEBUG else max(level, logging.WARNING),
-        format="streamproc: %(levelname)s: %(message)s",
-    )
+    shown = logging.getLevelName(level if level == logging.DEBUG else max(level, logging.WARNING))
+    json_logs = settings.log_format == "json"
+    text = "streamproc: %(levelname)s: %(message)s"
+    logging.config.dictConfig(logging_config(shown, json_logs, "ext://sys.stderr", text))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -263,11 +263,19 @@ class Settings(BaseSettings):
         "read it yet wrote meanwhile",
     )
     web_host: str = Field(
-        "127.0.0.1", description="address of /metrics and /healthz; 0.0.0.0 in containers"
+        "127.0.0.1", description="address of /metrics, /healthz and /readyz; 0.0.0.0 in containers"
     )
-    web_port: int = Field(6066, ge=1, le=65535, description="port of /metrics and /healthz")
+    web_port: int = Field(
+        6066, ge=1, le=65535, description="port of /metrics, /healthz and /readyz"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="the lowest level of log records written"
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: lines for a person; json: one JSON object a line (time, level, "
+        "logger, message, and a dead letter's reason, event_id, topic, partition, offset) "
+        "for a log shipper",
     )
 
     @field_validator("kafka_bootstrap")

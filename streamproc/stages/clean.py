@@ -31,6 +31,9 @@ UNIT_SWITCH = "unit_switch_suspected"
 UNIT_UNVERIFIED = "unit_unverified"  # no reference yet to check the unit against
 
 
+_LOGGED_ID_CHARS = 100  # a producer's event id is text of any length; a log line is not
+
+
 @dataclass(slots=True)
 class CleanOutcome:
     """What one batch produced, in input order, and what happened to it, counted."""
@@ -86,12 +89,16 @@ class CleanStage:
             self._units_loaded = True
         accepted: list[tuple[Envelope, OrderClean]] = []
         for envelope in batch:
+            raw: Mapping[str, Any] = {}
             try:
-                accepted.append((envelope, self._clean(envelope, result)))
+                raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
+                accepted.append((envelope, self._clean(envelope, raw, result)))
             except EventRejected as exc:
-                result.rejections.append(Rejection(envelope, exc.reason, exc))
+                rejection = Rejection(envelope, exc.reason, exc, self._event_id(raw))
+                result.rejections.append(rejection)
             except Exception as exc:  # a bug must cost one event, never the partition
-                result.rejections.append(Rejection(envelope, INTERNAL_ERROR, exc))
+                rejection = Rejection(envelope, INTERNAL_ERROR, exc, self._event_id(raw))
+                result.rejections.append(rejection)
         claims = [self._claim(envelope, clean) for envelope, clean in accepted]
         _, verdicts = await asyncio.gather(
             self._share_units(), self._seen.claim(claims, self._rules)
@@ -111,8 +118,14 @@ class CleanStage:
         elif update:
             await self._units.send(update)
 
-    def _clean(self, envelope: Envelope, result: CleanOutcome) -> OrderClean:
-        raw = self._codec.decode(envelope.value, self.spec.source.schema_name)
+    def _event_id(self, raw: Mapping[str, Any]) -> str | None:
+        """The raw order's event id, for the log line of its rejection (None: unreadable)."""
+        event_id = raw.get(self.spec.fields.event_id)
+        return event_id[:_LOGGED_ID_CHARS] if isinstance(event_id, str) else None
+
+    def _clean(
+        self, envelope: Envelope, raw: Mapping[str, Any], result: CleanOutcome
+    ) -> OrderClean:
         clean = self._normalizer.normalize(raw)
         if self._erasures is not None and (pseudonym := self._erasures.erased(clean["entity_key"])):
             pseudonymise(clean, pseudonym)  # before dedupe: its keys use the pseudonym too

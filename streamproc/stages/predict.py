@@ -84,10 +84,12 @@ class PredictStep:
                 )
                 value = self._codec.encode(topic, schema, record)
             except EventRejected as exc:  # models never score (nor learn) a broken input
-                result.rejections.append(Rejection(item.envelope, exc.reason, exc))
+                event_id = item.record.get(self._shape.event_id)
+                result.rejections.append(Rejection(item.envelope, exc.reason, exc, event_id))
                 continue
             except Exception as exc:  # a bug must cost one event, never the partition
-                result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc))
+                event_id = item.record.get(self._shape.event_id)
+                result.rejections.append(Rejection(item.envelope, INTERNAL_ERROR, exc, event_id))
                 continue
             occurred_at = record["occurred_at"]
             result.predictions.append(

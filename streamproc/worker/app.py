@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import faust
 from faust.app.base import BootStrategy
 
-from streamproc.adapters.health import HEALTH_CONTENT_TYPE, Liveness
+from streamproc.adapters.health import HEALTH_CONTENT_TYPE, Liveness, readiness
 from streamproc.adapters.kafka.batch_flow import BatchFlow, Complete, Process
 from streamproc.adapters.kafka.commits import (
     AutoCommits,
@@ -24,10 +24,12 @@ from streamproc.adapters.kafka.commits import (
     TransactionalCommits,
 )
 from streamproc.adapters.kafka.delivery import Delivery, delivered
+from streamproc.adapters.kafka.dlq import log_dead_letters
 from streamproc.adapters.kafka.positions import FetchedBatch, Positions
 from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.kafka.source import BatchConsumer, SourceSettings
 from streamproc.adapters.kafka.transactions import QuietMoment, TransactionGate, Transactions
+from streamproc.adapters.logs import logging_config
 from streamproc.adapters.metrics import EXPOSITION_CONTENT_TYPE, StageMetrics
 from streamproc.adapters.outage import ride_through
 from streamproc.config.settings import Settings
@@ -38,7 +40,7 @@ from streamproc.stages.scored import ScoredChain
 from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.fatal import die, on_exit
 from streamproc.worker.state import WorkerState
-from streamproc.worker.wiring import Learning, connections_summary, worker_parts
+from streamproc.worker.wiring import Learning, connections_summary, delivery_summary, worker_parts
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +174,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]
     async def announce() -> None:  # in a task, Faust has set up the log
         log.info("worker %s: %s", settings.app_id, connections_summary(settings))
+        log.info("worker %s: %s", settings.app_id, delivery_summary(settings))
 
     return app
 
@@ -250,9 +253,7 @@ def _pages(
 
     @app.page("/readyz")
     async def ready_page(web: Any, request: Any) -> Any:
-        reasons = state.not_ready()
-        body = json.dumps({"ready": not reasons, "reasons": reasons}).encode()
-        status = 503 if reasons else 200
+        status, body = readiness(state.not_ready())
         return web.bytes(body, content_type=HEALTH_CONTENT_TYPE, status=status)
 
 
@@ -281,6 +282,7 @@ def clean_flow(
                 result.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
             metrics.observe_batch(topic, len(batch), result, seconds)
+            log_dead_letters(result.rejections)
 
         return complete
 
@@ -313,6 +315,7 @@ def scored_flow(
                 step.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
             metrics.observe_features(topic, len(batch), result, seconds)
+            log_dead_letters(step.rejections)
 
         return complete
 
@@ -379,11 +382,12 @@ def _intake(
     app.on_before_shutdown.connect(finish_batches)
 
 
-def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
+def faust_worker(app: faust.App, log_level: str, json_logs: bool) -> faust.Worker:
     """A Faust worker without the terminal spinner. At WARNING and above the spinner sets the
     root logger to DEBUG to spin on every record, so each debug call of aiokafka and redis
     (several per fetch) builds a record: 4-8% of the worker's samples, and a service has no
-    terminal to spin on."""
-    worker = faust.Worker(app, loglevel=log_level, override_logging=True)
+    terminal to spin on. Its log is Faust's own, or JSON lines with `json_logs`."""
+    config = logging_config(log_level, True, "ext://sys.stdout", "") if json_logs else None
+    worker = faust.Worker(app, loglevel=log_level, override_logging=True, logging_config=config)
     worker.spinner = None
     return worker

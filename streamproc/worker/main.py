@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.config
 import signal
 
 import mode.loop
@@ -15,6 +16,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.health import Liveness, serve_health_and_metrics
 from streamproc.adapters.kafka.admin import KafkaAdmin
+from streamproc.adapters.logs import logging_config
 from streamproc.adapters.redis.client import redis_client
 from streamproc.config.settings import DEV_PII_KEY, Settings
 from streamproc.errors import ConfigError
@@ -32,6 +34,7 @@ from streamproc.worker.wiring import (
 )
 
 log = logging.getLogger(__name__)
+TRAINER_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 
 
 def run_worker(settings: Settings) -> None:
@@ -53,13 +56,18 @@ def run_worker(settings: Settings) -> None:
     mode.loop.use("uvloop")  # libuv's loop: cheaper per callback than asyncio's own
     app = create_app(settings)
     tune_gc()
-    faust_worker(app, settings.log_level).execute_from_commandline()
+    json_logs = settings.log_format == "json"
+    faust_worker(app, settings.log_level, json_logs).execute_from_commandline()
 
 
 def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream) -> None:
     """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
     snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
     group."""
+    json_logs = settings.log_format == "json"
+    logging.config.dictConfig(
+        logging_config(settings.log_level, json_logs, "ext://sys.stdout", TRAINER_LOG_FORMAT)
+    )
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
     redis = redis_client(
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
@@ -72,9 +80,11 @@ def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream
             "this pipeline declares no models"
         )
     liveness = Liveness("trainer")
-    serve_health_and_metrics(settings.web_host, settings.web_port, liveness, metrics.registry)
+    serve_health_and_metrics(
+        settings.web_host, settings.web_port, liveness, metrics.registry, learning.not_ready
+    )
     log.info(
-        "trainer-only process for %s; /metrics and /healthz on port %d; %s",
+        "trainer-only process for %s; /metrics, /healthz and /readyz on port %d; %s",
         scored.name,
         settings.web_port,
         connections_summary(settings),

@@ -98,9 +98,7 @@ class WorkerState:
 
     def not_ready(self) -> list[str]:
         """Why the worker is not ready to serve (empty: ready)."""
-        reasons = [
-            f"{name} unavailable for {s:.0f} s" for name, s in self.outages.current().items()
-        ]
+        reasons = self.outages.reasons()
         if self.degraded:
             reasons.append(self.degraded)
         reasons += [waiting for waiting, ready in self.before_serving if not ready.is_set()]

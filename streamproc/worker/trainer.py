@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from streamproc.adapters.kafka.dlq import dead_letter
+from streamproc.adapters.kafka.dlq import dead_letter, log_dead_letters
 from streamproc.adapters.kafka.model_snapshots import (
     SNAPSHOTS_TOPIC,
     ChampionChoice,
@@ -217,6 +217,7 @@ class TrainerLoop:
     ) -> None:
         self._metrics.observe_training(report, trainer.scores())
         self._metrics.labels.labels("dead_letter").inc(len(dead))
+        log_dead_letters(dead)
         events = [self._event("drift", d.stream, asdict(d), d.at_ms) for d in report.drift] + [
             self._event("promotion", p.promoted, asdict(p), int(time.time() * 1000))
             for p in report.promotions

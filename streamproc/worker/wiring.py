@@ -151,6 +151,16 @@ class Learning:
     served_log: RedisServedLog
     follower: SnapshotFollower
     trainer: TrainerLoop
+    outages: Outages  # the follower's and the trainer's
+
+    def not_ready(self) -> list[str]:
+        """Why a trainer-only process is not ready: Redis or Kafka out, models not read."""
+        reasons = [
+            f"{name} unavailable for {s:.0f} s" for name, s in self.outages.current().items()
+        ]
+        if not self.follower.ready.is_set():
+            reasons.append("the served models not read from the snapshot topic yet")
+        return reasons
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +284,7 @@ def build_learning(
         batch_size=settings.batch_size,
         outages=outages,
     )
-    return Learning(predict_step, served_log, follower, trainer)
+    return Learning(predict_step, served_log, follower, trainer, outages)
 
 
 def connections_summary(settings: Settings) -> str:
@@ -286,9 +296,34 @@ def connections_summary(settings: Settings) -> str:
     else:
         client = ", client certificate" if tls.cert else ""
         security = f"TLS, CA {tls.ca or 'of the system'}{client}"
+    kafka: str = settings.kafka_security_protocol
+    if kafka == "SASL_SSL":
+        kafka += f", {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username}"
     return (
-        f"Kafka at {settings.kafka_bootstrap}; Redis at {redact_url(settings.redis_url)} "
-        f"({security}), keys under {settings.redis_namespace}:"
+        f"Kafka at {settings.kafka_bootstrap} ({kafka}); Redis at "
+        f"{redact_url(settings.redis_url)} ({security}), keys under {settings.redis_namespace}:"
+    )
+
+
+def delivery_summary(settings: Settings) -> str:
+    """The delivery guarantee in force, what it covers and what it does not: the start-up
+    log line an operator reads before trusting the outputs."""
+    state = (
+        "Redis state effectively once (each write guarded by its source offset: a record "
+        "read again changes nothing)"
+    )
+    if settings.delivery == "exactly-once":
+        return (
+            "delivery exactly once (STREAMPROC_DELIVERY=exactly-once): the Kafka outputs (clean "
+            "orders, duplicate audits, predictions, dead letters) are committed in one "
+            "transaction with the input offsets, for readers with isolation.level="
+            f"read_committed; {state}. Not covered: readers that read uncommitted records, and "
+            "any effect outside Kafka and Redis"
+        )
+    return (
+        "delivery at least once (STREAMPROC_DELIVERY=at-least-once): after a crash or a "
+        "rebalance the Kafka outputs since the last commit are sent again (readers drop "
+        f"repeats by event_id); {state}. Not covered: any effect outside Kafka and Redis"
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 import pytest
 
+from streamproc.adapters.logs import JsonFormatter
 from streamproc.errors import ConfigError
 from streamproc.worker.app import faust_worker
 from streamproc.worker.wiring import require_topics
@@ -51,15 +52,18 @@ def root_logger() -> Iterator[logging.Logger]:
 @pytest.mark.parametrize(
     ("level", "expected"), [("warning", logging.WARNING), ("info", logging.INFO)]
 )
+@pytest.mark.parametrize("json_logs", [False, True])
 def test_the_worker_logs_at_its_level_and_builds_no_debug_records(
-    level: str, expected: int, root_logger: logging.Logger, tmp_path: Path
+    level: str, expected: int, json_logs: bool, root_logger: logging.Logger, tmp_path: Path
 ) -> None:
     app = faust.App("startup-test", store="memory://", datadir=str(tmp_path))
-    worker = faust_worker(app, level)
+    worker = faust_worker(app, level, json_logs)
     try:
         worker._setup_logging()  # what the worker does when it starts
         assert root_logger.level == expected
         assert not logging.getLogger("aiokafka.consumer.fetcher").isEnabledFor(logging.DEBUG)
+        formatters = [type(handler.formatter) for handler in root_logger.handlers]
+        assert (JsonFormatter in formatters) == json_logs
     finally:
         # Its stdout/stderr redirect ends with the worker; left to the garbage collector, it
         # reset sys.stderr to the process's own in the middle of a later test (capsys saw

@@ -3,9 +3,14 @@ reason."""
 
 from __future__ import annotations
 
+import logging
 import traceback
+from collections.abc import Sequence
 
 from streamproc.records import Headers, OutRecord, Rejection
+
+# One line per dead letter, at info: silence it with this logger's level.
+dead_letters_log = logging.getLogger("streamproc.dead_letters")
 
 EXCEPTION = "__streams.errors.exception"
 MESSAGE = "__streams.errors.message"
@@ -32,6 +37,31 @@ MESSAGE_MAX_BYTES = 4_096
 STACKTRACE_MAX_BYTES = 8_192
 _LINE_MAX_CHARS = 1_024  # a long line cut alone keeps the trace's frames and chained errors
 _CUT_RESERVE = 48  # room for the cut marker
+
+
+def log_dead_letters(rejections: Sequence[Rejection]) -> None:
+    """A line per dead letter: its reason, event id and where it was read. Never the error's
+    text nor the record's values: either may hold personal data (the DLQ record has both)."""
+    if not dead_letters_log.isEnabledFor(logging.INFO):
+        return
+    for rejection in rejections:
+        source = rejection.source
+        fields = {
+            "reason": rejection.reason,
+            "event_id": rejection.event_id,
+            "topic": source.topic,
+            "partition": source.partition,
+            "offset": source.offset,
+        }
+        dead_letters_log.info(
+            "dead letter: %s, event %s, read at %s[%d]@%d",
+            rejection.reason,
+            rejection.event_id or "unknown",
+            source.topic,
+            source.partition,
+            source.offset,
+            extra=fields,
+        )
 
 
 def dlq_topic(source_topic: str) -> str:
