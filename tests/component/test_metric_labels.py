@@ -54,7 +54,9 @@ async def scraped(serde: AvroSerde, catalog: SchemaCatalog) -> list[tuple[str, d
     spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
     stage = CleanStage(spec, serde, InMemorySeenStore(), InMemoryUnitStatsStore(), b"key")
     wire = Wire(serde, catalog)
-    values = [serde.encode(RAW_TOPIC, "shop.OrderSubmitted", o) for o in _marked_orders()]
+    values: list[bytes | None] = [
+        serde.encode(RAW_TOPIC, "shop.OrderSubmitted", o) for o in _marked_orders()
+    ]
     values += [case.build(wire) for case in POISON]
     batch = [Envelope(RAW_TOPIC, 0, i, b"k", v, (), 1000 + i) for i, v in enumerate(values)]
     metrics = StageMetrics()
