@@ -18,6 +18,7 @@ from streamproc.cli import (
     scenario,
     schemas,
     state,
+    top,
     topics,
     worker,
 )
@@ -36,6 +37,7 @@ _REGISTERS = (
     features.register,
     state.register,
     models.register,
+    top.register,
     bench.register,
     schemas.register,
     erase.register,
