@@ -20,6 +20,7 @@ from streamproc.cli import (
     scenario,
     schemas,
     state,
+    top,
     topics,
     worker,
 )
@@ -38,6 +39,7 @@ _REGISTERS = (
     features.register,
     state.register,
     models.register,
+    top.register,
     bench.register,
     schemas.register,
     erase.register,

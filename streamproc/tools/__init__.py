@@ -1,3 +1,3 @@
 """Tools: what a user runs besides the worker: run-file, score-file, the demo, model
-administration.
+administration, the live view of the workers' metrics (`top`).
 """

@@ -2,7 +2,8 @@
 
 Topics are applied, a worker starts in a new consumer group (at the raw topic's end, so
 earlier runs do not count) with its own Redis namespace, the generated orders are produced,
-and the worker's own metrics say what happened to them.
+and the worker's own metrics say what happened to them: live while it runs when stdout is a
+terminal (the view of `streamproc top`), and at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,9 @@ from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.core.features.reader import FeatureReader
 from streamproc.errors import InfraError
 from streamproc.scenario.shop import Scenario, producer_key
+from streamproc.tools.top.live import scrape, watching
+from streamproc.tools.top.render import plain_text
+from streamproc.tools.top.window import window
 
 Encode = Callable[[Mapping[str, object]], bytes]
 
@@ -110,23 +115,24 @@ def run_demo(
         )
     try:
         _wait_until_serving(worker, metrics_url, log)
-        started = time.monotonic()
-        if plan.labels_topic and encode_label is not None:
-            orders, labels = (plan.raw_topic, encode), (plan.labels_topic, encode_label)
-            produce_records(plan.kafka, live_records(orders, labels, scenario), plan.per_second)
-            sent = len(scenario.events)
-            print(
-                f"produced {sent} orders and {len(scenario.outcomes)} labels (interleaved in "
-                f"event time) in {time.monotonic() - started:.1f} s"
-            )
-        else:
-            sent = produce_scenario(plan.kafka, plan.raw_topic, scenario, encode)
-            print(f"produced {sent} orders in {time.monotonic() - started:.1f} s")
-        metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
-        if plan.labels_topic:
-            metrics = _wait_until_learned(worker, metrics_url, log)
-        elapsed = time.monotonic() - started
-        print(f"worker consumed all {sent} in {elapsed:.1f} s ({sent / elapsed:,.0f} events/s)")
+        with _top_view(metrics_url):
+            started = time.monotonic()
+            if plan.labels_topic and encode_label is not None:
+                orders, labels = (plan.raw_topic, encode), (plan.labels_topic, encode_label)
+                produce_records(plan.kafka, live_records(orders, labels, scenario), plan.per_second)
+                sent = len(scenario.events)
+                print(
+                    f"produced {sent} orders and {len(scenario.outcomes)} labels (interleaved in "
+                    f"event time) in {time.monotonic() - started:.1f} s"
+                )
+            else:
+                sent = produce_scenario(plan.kafka, plan.raw_topic, scenario, encode)
+                print(f"produced {sent} orders in {time.monotonic() - started:.1f} s")
+            metrics = _wait_until_consumed(worker, metrics_url, plan, sent, log)
+            if plan.labels_topic:
+                metrics = _wait_until_learned(worker, metrics_url, log)
+            elapsed = time.monotonic() - started
+            print(f"worker consumed all {sent} in {elapsed:.1f} s ({sent / elapsed:,.0f} events/s)")
         if plan.show_entity and plan.features.views:
             asyncio.run(_show_features(plan, plan.show_entity, f"{group}:features"))
         return metrics
@@ -197,6 +203,20 @@ async def _show_features(plan: DemoPlan, entity: str, namespace: str) -> None:
     for name, feature in features.items():
         value = f"{feature.value:.2f}" if isinstance(feature.value, float) else feature.value
         print(f"  {name:<24} {value!s:>12}  {feature.status}")
+
+
+@contextmanager
+def _top_view(url: str) -> Iterator[None]:
+    """`streamproc top` on the worker while the body runs: live in a terminal; otherwise,
+    once the body is done, its view of the whole run as plain text."""
+    if sys.stdout.isatty():
+        with watching([url], interval_s=1.0):
+            yield
+        return
+    start = scrape(url)
+    yield
+    print("the worker's metrics over the whole run, in the view of `streamproc top`:")
+    print(plain_text(window({url: start}, {url: scrape(url)})))
 
 
 def _wait_until_serving(worker: subprocess.Popen[bytes], url: str, log: Path) -> None:

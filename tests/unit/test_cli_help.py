@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "features": ("get",),
     "state": ("show", "accept"),
     "model": ("list", "promote", "rollback", "auto"),
+    "top": (),
     "bench": (),
     "schemas": ("check",),
     "erase": (),
