@@ -46,6 +46,9 @@ ensure_tools() {
   command -v java >/dev/null || apt_install openjdk-17-jre-headless
   command -v redis-server >/dev/null || apt_install redis-server
   command -v redis-cli >/dev/null || apt_install redis-tools
+  # promtool (the alert rules' tests) and a Prometheus server (the scrape test); the stack
+  # does not run one
+  command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
   if [[ ! -f "$LIBS/.complete" ]]; then
     command -v mvn >/dev/null || apt_install maven
   fi
