@@ -32,3 +32,15 @@ def test_the_worker_starts_after_topics_exist_and_reaches_the_broker_inside() ->
     internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert f"//{worker['environment']['STREAMPROC_KAFKA_BOOTSTRAP']}" in internal
     assert services["topics"]["command"] == ["topics", "apply"]
+
+
+def test_prometheus_and_grafana_read_the_repo_files_and_reach_the_worker() -> None:
+    services = _compose()["services"]
+    for volume in [*services["prometheus"]["volumes"], *services["grafana"]["volumes"]]:
+        assert (REPO / volume.split(":")[0]).exists(), volume
+    config = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"streamproc-worker", "streamproc-trainer"} <= set(jobs)
+    (target,) = jobs["streamproc-worker"]["static_configs"][0]["targets"]
+    host, port = target.split(":")
+    assert f"{port}:{port}" in services[host]["ports"]
