@@ -216,7 +216,7 @@ def _top_view(url: str) -> Iterator[None]:
     start = scrape(url)
     yield
     print("the worker's metrics over the whole run, in the view of `streamproc top`:")
-    print(plain_text(window({url: start}, {url: scrape(url)})))
+    print(plain_text(window({url: start}, {url: scrape(url)})), end="\n\n")
 
 
 def _wait_until_serving(worker: subprocess.Popen[bytes], url: str, log: Path) -> None:

@@ -38,4 +38,6 @@ def test_the_demo_runs_the_scenario_and_its_counts_match_the_truth(
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "every count matches the generator's ground truth" in result.stdout
     assert "produced      shop.order.clean.v1" in result.stdout
+    # streamproc top's plain view of the whole run, as printed when not on a terminal
+    assert "prediction delay" in result.stdout and "dead letters" in result.stdout
     assert (tmp_path / "orders.truth.jsonl").exists()

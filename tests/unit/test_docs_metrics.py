@@ -7,6 +7,7 @@ import ast
 import re
 
 import pytest
+import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from streamproc.adapters.metrics import StageMetrics
@@ -91,3 +92,20 @@ def test_no_module_but_adapters_metrics_declares_a_metric() -> None:
             if qualified:
                 declaring.append(str(path.relative_to(REPO)))
     assert not declaring, f"metrics declared outside StageMetrics: {declaring}"
+
+
+def _operations_section() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Operations\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def test_the_readmes_operations_section_tells_of_every_metric_and_every_alert() -> None:
+    section = _operations_section()
+    rows = set(re.findall(r"^\| `(\w+)` \|", section, re.MULTILINE))
+    alerts = yaml.safe_load((REPO / "prometheus/alerts.yml").read_text(encoding="utf-8"))
+    names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
+    assert names, "no alert found in prometheus/alerts.yml: the test would hold nothing"
+    assert set(_exported()) - rows == set(), "metrics the README's operations section lacks"
+    assert names - rows == set(), "alerts the README's operations section lacks"
+    assert rows - set(_exported()) - names == set(), "rows naming no metric and no alert"
