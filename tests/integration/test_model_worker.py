@@ -274,7 +274,8 @@ def test_a_trainer_only_process_trains_what_inference_only_workers_serve(
         # each process reports the lag of what it reads: the orders, and the labels
         for process, topic in ((inference, RAW_ORDERS), (trainer, OUTCOMES)):
             series = f'streamproc_consumer_lag{{partition="0",topic="{topic}"}}'
-            _wait(lambda: series in process.metrics(), f"{series} reported", process, 30)
+            reported = lambda w=process, s=series: s in w.metrics()  # noqa: E731
+            _wait(reported, f"{series} reported", process, 30)
 
         more = generate(GeneratorConfig(events=300, seed=48))  # scored after the swap
         produce_scenario(stack.kafka, RAW_ORDERS, more, encode)
