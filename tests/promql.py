@@ -3,12 +3,14 @@ scraped), the metric names a PromQL expression reads, and promtool to check them
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+from typing import Any
 
 from streamproc.adapters.metrics import StageMetrics
-from tests.conftest import unavailable
+from tests.conftest import REPO, unavailable
 
 # Prometheus' own series about each scrape.
 PROMETHEUS_SERIES = frozenset({"up"})
@@ -53,3 +55,35 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - promtool from PATH, with our own arguments
         [path, *args], capture_output=True, text=True, check=False, timeout=60
     )
+
+
+DASHBOARD = REPO / "grafana/dashboards/streamproc.json"
+# Grafana's own variables, each replaced by a value of its kind before promtool parses a query.
+GRAFANA_VARIABLES = {"__rate_interval": "5m", "__interval": "1m"}
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return loaded
+
+
+def substituted(expr: str) -> str:
+    """The query with Grafana's variables and the dashboard's (as their match-all value)."""
+    variables = dict(GRAFANA_VARIABLES)
+    for variable in dashboard()["templating"]["list"]:
+        variables[variable["name"]] = variable.get("allValue", ".*")
+    for name in sorted(variables, key=len, reverse=True):  # $__interval after $__rate_interval
+        expr = expr.replace(f"${{{name}}}", variables[name]).replace(f"${name}", variables[name])
+    return expr
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, query as Prometheus receives it) of every chart of the dashboard."""
+    top = dashboard()["panels"]
+    panels = [*top, *(inner for panel in top for inner in panel.get("panels", []))]
+    return [
+        (panel["title"], substituted(target["expr"]))
+        for panel in panels
+        if panel["type"] != "row"
+        for target in panel.get("targets", [])
+    ]

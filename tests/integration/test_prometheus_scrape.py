@@ -1,6 +1,7 @@
 """A real Prometheus server scrapes a real worker: the series it stores count what was sent, the
-scrape passes `promtool check metrics`, and the alert rules of prometheus/alerts.yml fire on a
-burst of bad records and on a stopped worker (their `for:` shortened to nothing)."""
+scrape passes `promtool check metrics`, Prometheus answers every query of the Grafana dashboard,
+and the alert rules of prometheus/alerts.yml fire on bad records and on a stopped worker (their
+`for:` shortened to nothing)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tests.integration.conftest import (
     produce_raw_orders,
     stop_worker,
 )
+from tests.promql import dashboard_queries
 
 ORDERS = 200
 BAD_RECORDS = 50  # a fifth of what is read: far above the DLQ alert's 1%
@@ -176,6 +178,15 @@ def test_prometheus_stores_what_the_worker_counted_and_fires_its_alerts(
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    # every chart of the dashboard, as Grafana sends it: accepted, and most of them drawn
+    answered = {
+        title: prometheus.get("/api/v1/query", query=query)["result"]
+        for title, query in dashboard_queries()
+    }
+    drawn = [title for title, result in answered.items() if result]
+    for title in ("Records consumed per second, by topic", "Consumer lag, by topic and partition"):
+        assert title in drawn, f"{title}: no series"
 
     dlq_alert = ("StreamprocDeadLetterRateHigh", RAW_ORDERS)
     _eventually(f"{dlq_alert} firing", lambda: dlq_alert in prometheus.firing(), prometheus.log)

@@ -3,7 +3,6 @@ query reads only metrics the service exports and is one Prometheus' parser accep
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,37 +10,19 @@ from typing import Any
 import yaml
 
 from tests.conftest import REPO
-from tests.promql import exported_series, metric_names, promtool
+from tests.promql import dashboard, exported_series, metric_names, promtool, substituted
 
-DASHBOARD = REPO / "grafana/dashboards/streamproc.json"
 DATASOURCES = REPO / "grafana/provisioning/datasources/prometheus.yml"
-# Grafana's own variables, each replaced by a value of its kind before promtool parses a query.
-GRAFANA_VARIABLES = {"__rate_interval": "5m", "__interval": "1m"}
-
-
-def _dashboard() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    return loaded
 
 
 def _panels() -> list[dict[str, Any]]:
     """Every panel, rows included, and the panels inside a collapsed row."""
-    top = _dashboard()["panels"]
+    top = dashboard()["panels"]
     return [*top, *(inner for panel in top for inner in panel.get("panels", []))]
 
 
 def _charts() -> list[dict[str, Any]]:
     return [panel for panel in _panels() if panel["type"] != "row"]
-
-
-def _substituted(expr: str) -> str:
-    """The query with Grafana's variables and the dashboard's (as their match-all value)."""
-    variables = dict(GRAFANA_VARIABLES)
-    for variable in _dashboard()["templating"]["list"]:
-        variables[variable["name"]] = variable.get("allValue", ".*")
-    for name in sorted(variables, key=len, reverse=True):  # $__interval after $__rate_interval
-        expr = expr.replace(f"${{{name}}}", variables[name]).replace(f"${name}", variables[name])
-    return expr
 
 
 def test_every_panel_has_a_title_and_every_chart_a_query() -> None:
@@ -79,7 +60,7 @@ def test_prometheus_parses_every_query(tmp_path: Path) -> None:
         {"record": f"dashboard:panel_{panel['id']}:{target['refId']}", "expr": expr}
         for panel in _charts()
         for target in panel["targets"]
-        for expr in [_substituted(target["expr"])]
+        for expr in [substituted(target["expr"])]
     ]
     leftover = [rule["expr"] for rule in rules if re.search(r"\$\w", rule["expr"])]
     assert not leftover, f"queries with a variable the dashboard does not define: {leftover}"
