@@ -70,6 +70,7 @@ def worker_app(settings: Settings) -> faust.App:
         datadir=str(settings.data_dir / settings.app_id),
         web_port=settings.web_port,
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # Faust binds every address by default
     )
 
 

@@ -29,6 +29,7 @@ from streamproc.worker.wiring import (
     connections_summary,
     process_metrics,
     require_topics,
+    require_web_port,
     schema_registry,
     scored_stream,
 )
@@ -43,6 +44,7 @@ def run_worker(settings: Settings) -> None:
     Faust may not create topics (they come from topics/*.yaml), so the worker first checks
     that its topics exist and says how to create them, instead of waiting for them silently.
     """
+    require_web_port(settings.web_host, settings.web_port)
     catalog = SchemaCatalog.load(settings.schemas_dir)
     scored, _ = scored_stream(settings, catalog)
     require_topics(

@@ -132,6 +132,22 @@ def _model_topics(models: Models | None) -> tuple[str, ...]:
     )
 
 
+def require_web_port(host: str, port: int) -> None:
+    """Raise ConfigError when (host, port) cannot be bound: another process has the port (two
+    workers on one machine need a port each), or the host is not this machine's."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"STREAMPROC_WEB_HOST={host} STREAMPROC_WEB_PORT={port}: cannot serve /metrics "
+                f"there ({exc.strerror}); give each process on this machine its own "
+                "STREAMPROC_WEB_PORT"
+            ) from exc
+
+
 def require_topics(admin: TopicLister, names: Sequence[str]) -> None:
     """Raise ConfigError naming every topic in `names` that the cluster lacks."""
     missing = sorted(set(names) - set(admin.list_topic_names()))

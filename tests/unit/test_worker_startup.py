@@ -4,6 +4,7 @@ sets up logging so that libraries' debug calls cost nothing."""
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from streamproc.adapters.logs import JsonFormatter
 from streamproc.errors import ConfigError
 from streamproc.worker.app import faust_worker
-from streamproc.worker.wiring import require_topics
+from streamproc.worker.wiring import require_topics, require_web_port
 
 
 class FakeCluster:
@@ -69,3 +70,13 @@ def test_the_worker_logs_at_its_level_and_builds_no_debug_records(
         # reset sys.stderr to the process's own in the middle of a later test (capsys saw
         # nothing): end it now, then the fixture puts pytest's streams back.
         worker.exit_stack.close()
+
+
+def test_a_web_port_another_process_listens_on_is_a_configuration_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"STREAMPROC_WEB_PORT={port}.*its own"):
+            require_web_port("127.0.0.1", port)
+    require_web_port("127.0.0.1", port)  # free again
