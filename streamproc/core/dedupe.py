@@ -3,6 +3,11 @@
 The store remembers the first record seen per event id and per fingerprint, with where it was
 read (partition, offset). A record that meets itself again (Kafka replays after a crash) is not
 its own duplicate, so reprocessing a batch gives the same verdicts.
+
+How long an id or a content is remembered is measured between the records' Kafka timestamps
+(when each was logged), not by the clock of the process that reads them: a replay of the log
+a week later, at a thousand times the pace, gives the verdicts the live run gave. The stores'
+own expiry (Redis' PX) only frees memory, at least as late.
 """
 
 from __future__ import annotations
@@ -17,23 +22,40 @@ from streamproc.avro_records import DuplicateKind
 _SEPARATOR = "\x1f"
 
 
+_VERSION = "v2"  # a sighting with its log time; one without (written before) has no prefix
+
+
 @dataclass(frozen=True, slots=True)
 class Sighting:
-    """A record as the store remembers it."""
+    """A record as the store remembers it: its id, where it was read, its event time and when
+    it was logged (its Kafka timestamp; None for one remembered before log times were)."""
 
     event_id: str
     partition: int
     offset: int
     occurred_at_ms: int
+    logged_at_ms: int | None = None
 
     def same_record(self, other: Sighting) -> bool:
         return (self.partition, self.offset) == (other.partition, other.offset)
 
+    def within(self, other: Sighting, ttl_ms: int) -> bool:
+        """Whether the two were logged at most `ttl_ms` apart (unknown: yes, as before)."""
+        if self.logged_at_ms is None or other.logged_at_ms is None:
+            return True
+        return abs(self.logged_at_ms - other.logged_at_ms) <= ttl_ms
+
     def encode(self) -> str:
-        return f"{self.partition}|{self.offset}|{self.occurred_at_ms}|{self.event_id}"
+        where = f"{self.partition}|{self.offset}|{self.occurred_at_ms}"
+        if self.logged_at_ms is None:
+            return f"{where}|{self.event_id}"
+        return f"{_VERSION}|{where}|{self.logged_at_ms}|{self.event_id}"
 
     @classmethod
     def decode(cls, text: str) -> Sighting:
+        if text.startswith(f"{_VERSION}|"):
+            _, partition, offset, occurred_at, logged_at, event_id = text.split("|", 5)
+            return cls(event_id, int(partition), int(offset), int(occurred_at), int(logged_at))
         partition, offset, occurred_at, event_id = text.split("|", 3)
         return cls(event_id, int(partition), int(offset), int(occurred_at))
 
@@ -104,18 +126,24 @@ def judge(
 ) -> tuple[DedupeVerdict, bool, bool]:
     """The verdict for one claim given what the store holds, and which keys to (re)write.
 
-    Returns (verdict, write the id key, write the content key). The Redis script applies the
-    same rules in Lua; the in-memory store uses this function directly.
+    Returns (verdict, write the id key, write the content key). A sighting logged longer ago
+    than its time to live is forgotten: the claim takes its place. The Redis script applies
+    the same rules in Lua; the in-memory store uses this function directly.
     """
     mine = claim.sighting
-    if by_id is not None and not by_id.same_record(mine):
+    if by_id is not None and by_id.same_record(mine):
+        by_id_kept = True
+    elif by_id is not None and by_id.within(mine, rules.id_ttl_ms):
         return DedupeVerdict("retry", by_id), False, False
+    else:
+        by_id_kept = False  # none, or forgotten
     if claim.fingerprint is None:
-        return FIRST_SEEN, by_id is None, False
+        return FIRST_SEEN, not by_id_kept, False
     if (
         by_content is not None
         and not by_content.same_record(mine)
         and abs(mine.occurred_at_ms - by_content.occurred_at_ms) <= rules.window_ms
+        and by_content.within(mine, rules.content_ttl_ms)
     ):
-        return DedupeVerdict("resubmission", by_content), by_id is None, False
-    return FIRST_SEEN, by_id is None, True
+        return DedupeVerdict("resubmission", by_content), not by_id_kept, False
+    return FIRST_SEEN, not by_id_kept, True

@@ -171,8 +171,10 @@ class CleanStage:
             flags.append("unit_converted")  # maybe again: flags become a set when emitted
 
     def _claim(self, envelope: Envelope, clean: OrderClean) -> Claim:
+        occurred_at = clean["occurred_at"]
+        logged_at = envelope.timestamp_ms if envelope.timestamp_ms is not None else occurred_at
         sighting = Sighting(
-            clean["event_id"], envelope.partition, envelope.offset, clean["occurred_at"]
+            clean["event_id"], envelope.partition, envelope.offset, occurred_at, logged_at
         )
         # The pipeline names the fields a duplicate's content is compared on: read by name.
         content = fingerprint(clean, self.spec.dedupe.content_fields)

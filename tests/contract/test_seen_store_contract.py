@@ -24,10 +24,17 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SeenStore]:
         yield each
 
 
-def claim(
-    event_id: str, offset: int, at: int, content: str | None = "fp1", partition: int = 0
+def claim(  # noqa: PLR0913, PLR0917 - a claim's parts, most defaulted
+    event_id: str,
+    offset: int,
+    at: int,
+    content: str | None = "fp1",
+    partition: int = 0,
+    logged: int | None = None,
 ) -> Claim:
-    return Claim(Sighting(event_id, partition, offset, at), content, "entity-1")
+    """Logged (its Kafka timestamp) at its event time unless told."""
+    sighting = Sighting(event_id, partition, offset, at, at if logged is None else logged)
+    return Claim(sighting, content, "entity-1")
 
 
 async def test_first_sightings_are_not_duplicates(store: SeenStore) -> None:
@@ -39,13 +46,13 @@ async def test_the_same_id_again_is_a_retry_of_the_first(store: SeenStore) -> No
     await store.claim([claim("a", 0, 1_000)], RULES)
     [verdict] = await store.claim([claim("a", 7, 2_000, partition=3)], RULES)
     assert verdict.kind == "retry"
-    assert verdict.first == Sighting("a", 0, 0, 1_000)
+    assert verdict.first == Sighting("a", 0, 0, 1_000, 1_000)
 
 
 async def test_same_content_within_the_window_is_a_resubmission(store: SeenStore) -> None:
     verdicts = await store.claim([claim("a", 0, 0), claim("b", 1, 599_999)], RULES)
     assert [v.kind for v in verdicts] == [None, "resubmission"]
-    assert verdicts[1].first == Sighting("a", 0, 0, 0)
+    assert verdicts[1].first == Sighting("a", 0, 0, 0, 0)
 
 
 async def test_same_content_outside_the_window_is_a_new_order(store: SeenStore) -> None:
@@ -78,3 +85,43 @@ async def test_a_retry_of_a_resubmission_points_at_the_resubmission(store: SeenS
     verdicts = await store.claim([claim("a", 0, 0), claim("b", 1, 5), claim("b", 2, 6)], RULES)
     assert [v.kind for v in verdicts] == [None, "resubmission", "retry"]
     assert verdicts[2].first is not None and verdicts[2].first.event_id == "b"
+
+
+async def test_an_id_logged_longer_ago_than_its_ttl_is_forgotten(store: SeenStore) -> None:
+    """The time to live runs between log times, whenever the records are read: a replay of
+    the log judges as the live run did."""
+    ttl = RULES.id_ttl_ms
+    verdicts = await store.claim(
+        [
+            claim("a", 0, 0, "fa", logged=0),
+            claim("a", 1, 0, "fa", logged=ttl),  # a retry, just in time
+            claim("a", 2, 0, "fa", logged=ttl + 1),  # the first is forgotten: new
+            claim("a", 3, 0, "fa", logged=ttl + 2),  # a retry of the new first
+        ],
+        RULES,
+    )
+    assert [v.kind for v in verdicts] == [None, "retry", None, "retry"]
+    assert verdicts[3].first is not None and verdicts[3].first.offset == 2
+
+
+async def test_a_content_logged_longer_ago_than_its_ttl_is_forgotten(store: SeenStore) -> None:
+    ttl = RULES.content_ttl_ms
+    verdicts = await store.claim(
+        [
+            claim("a", 0, 0, logged=0),
+            claim("b", 1, 1_000, logged=ttl + 1),  # in the window, but logged too late
+            claim("c", 2, 2_000, logged=ttl + 2),  # a resubmission of b
+        ],
+        RULES,
+    )
+    assert [v.kind for v in verdicts] == [None, None, "resubmission"]
+    assert verdicts[2].first is not None and verdicts[2].first.event_id == "b"
+
+
+async def test_sightings_remembered_without_a_log_time_still_count(store: SeenStore) -> None:
+    """Remembered before log times were (an upgrade within the time to live)."""
+    old = Claim(Sighting("a", 0, 0, 0), "fp1", "entity-1")
+    await store.claim([old], RULES)
+    [verdict] = await store.claim([claim("a", 5, 0, logged=10 * RULES.id_ttl_ms)], RULES)
+    assert verdict.kind == "retry"
+    assert verdict.first == Sighting("a", 0, 0, 0)

@@ -28,29 +28,41 @@ from streamproc.errors import InfraError
 # The index is what an erasure reads: per group (entity), every key written, scored by when
 # it expires, trimmed of the expired, expiring itself with the longest-lived.
 _CLAIM_SCRIPT = """
-local window, id_ttl, content_ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local window, id_ttl, content_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local id_until, content_until = now + tonumber(id_ttl), now + tonumber(content_ttl)
-local function where(s) return string.match(s, '^(%d+|%d+)|') end
-local function when(s) return tonumber(string.match(s, '^%d+|%d+|(%-?%d+)|')) end
+local id_until, content_until = now + id_ttl, now + content_ttl
+-- a sighting: 'v2|partition|offset|occurred|logged|id', or 'partition|offset|occurred|id'
+-- from before log times: where it was read, its event time, its log time (nil: unknown)
+local function parse(s)
+  local p, o, occurred, logged = string.match(s, '^v2|(%d+)|(%d+)|(%-?%d+)|(%-?%d+)|')
+  if p then return p .. '|' .. o, tonumber(occurred), tonumber(logged) end
+  p, o, occurred = string.match(s, '^(%d+)|(%d+)|(%-?%d+)|')
+  return p .. '|' .. o, tonumber(occurred), nil
+end
+local function within(a, b, ttl) return a == nil or b == nil or math.abs(a - b) <= ttl end
 local out, indexes = {}, {}
 for i = 1, #KEYS / 3 do
   local id_key, content_key, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local mine, has_content = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local my_where, my_time, my_log = parse(mine)
   local verdict, kept = '', {}
   local by_id = redis.call('GET', id_key)
-  if by_id and where(by_id) ~= where(mine) then
+  local id_where, _, id_log
+  if by_id then id_where, _, id_log = parse(by_id) end
+  if by_id and id_where ~= my_where and within(id_log, my_log, id_ttl) then
     verdict = 'retry|' .. by_id
   else
-    if not by_id then
+    if not by_id or id_where ~= my_where then  -- none, or forgotten: this one is the first
       redis.call('SET', id_key, mine, 'PX', id_ttl)
       kept = {id_until, id_key}
     end
     if has_content == '1' then
       local first = redis.call('GET', content_key)
-      if first and where(first) ~= where(mine)
-         and math.abs(when(mine) - when(first)) <= window then
+      local first_where, first_time, first_log
+      if first then first_where, first_time, first_log = parse(first) end
+      if first and first_where ~= my_where and math.abs(my_time - first_time) <= window
+         and within(first_log, my_log, content_ttl) then
         verdict = 'resubmission|' .. first
       else
         redis.call('SET', content_key, mine, 'PX', content_ttl)
@@ -65,7 +77,7 @@ for i = 1, #KEYS / 3 do
   end
   out[i] = verdict
 end
-local longest = math.max(tonumber(id_ttl), tonumber(content_ttl))
+local longest = math.max(id_ttl, content_ttl)
 for index in pairs(indexes) do
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   redis.call('PEXPIRE', index, longest)
