@@ -160,6 +160,10 @@ async def test_a_fenced_transactional_producer_abandons_its_batch_and_is_replace
     submitted = await sender.submit([record, record])
     assert await asyncio.wait_for(submitted.refused(), 20) == {}
     assert sender.doomed()
+    # known to be fatal now, produce() raises too (_FATAL): a batch sent before the next
+    # commit is abandoned with the transaction, not an error that stops the worker
+    later = await sender.submit([record])
+    assert await asyncio.wait_for(later.refused(), 20) == {}
     assert not await asyncio.to_thread(driver.commit, [], None)
     assert not sender.doomed()
     assert await asyncio.wait_for(sender.offer([record]), 30) == {}

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis.exceptions import ConnectionError
+from redis.exceptions import ConnectionError, NoScriptError, ResponseError  # noqa: A004
 
 from streamproc.adapters.redis.client import redis_failure
 from streamproc.config.connections import TlsFiles, redact_url
@@ -147,3 +147,28 @@ def test_a_reset_connection_points_at_the_url_scheme_and_at_a_missing_client_cer
     assert isinstance(failure, Unavailable)
     assert "the URL must be rediss://" in str(failure)
     assert "set STREAMPROC_REDIS_TLS_CERT and _KEY" in str(failure)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NoScriptError("No matching script. Please use EVAL."),
+        # what a pipeline raises for its EVALSHA
+        ResponseError(
+            "Command # 1 (EVALSHA 107b 3 k) of pipeline caused error: "
+            "('No matching script. Please use EVAL.',)"
+        ),
+    ],
+)
+def test_scripts_flushed_between_loading_and_calling_are_tried_again(error: Exception) -> None:
+    """make faults, case 10 (SCRIPT FLUSH ×10 under load): the flush can land between
+    redis-py's SCRIPT LOAD and its EVALSHA; the batch is tried again, never the worker's end."""
+    assert isinstance(error, ResponseError)
+    failure = redis_failure("Redis state marker check failed", error)
+    assert isinstance(failure, Unavailable)
+    assert "flushed" in str(failure)
+
+
+def test_a_script_error_is_not_tried_again() -> None:
+    failure = redis_failure("Redis dedupe call failed", ResponseError("ERR user_script:3: bad"))
+    assert not isinstance(failure, Unavailable)

@@ -88,6 +88,9 @@ _TRANSACTION_ENDERS = (
     KafkaError._PURGE_QUEUE,
     KafkaError._PURGE_INFLIGHT,
     KafkaError._MSG_TIMED_OUT,
+    # what produce() raises once the producer has had its fatal error (fenced): the error
+    # it raises is not flagged fatal itself
+    KafkaError._FATAL,
 )
 
 

@@ -12,6 +12,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     ConnectionError,  # noqa: A004 - redis' own, not the builtin
+    NoScriptError,
     RedisClusterException,
     RedisError,
     TimeoutError,  # noqa: A004 - redis' own, not the builtin
@@ -30,6 +31,7 @@ REDIS_ERRORS = (RedisError, RedisClusterException)
 # refused command, a script error or a wrong password are not).
 _TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, ClusterDownError, TryAgainError)
 DEFAULT_TIMEOUT_S = 5.0
+_NO_SCRIPT = "No matching script"  # Redis' NOSCRIPT reply
 ACL_HINT = (
     "refused by the Redis user's ACL: it needs the service's commands on the keys under its "
     'namespace (docs/security.md, "Redis")'
@@ -116,4 +118,8 @@ def redis_failure(what: str, error: RedisError | RedisClusterException) -> Infra
     message = f"{what}: {text}" + "".join(f" ({hint})" for hint in hints)
     if isinstance(error, _TRANSIENT) and not isinstance(error, AuthenticationError):
         return Unavailable("redis", message)
+    if isinstance(error, NoScriptError) or _NO_SCRIPT in text:
+        # SCRIPT FLUSH (or a failover) between redis-py loading a script and calling it: it
+        # loads it again on the next try (inside a pipeline the error is a plain reply)
+        return Unavailable("redis", f"{message} (the server's scripts were flushed: tried again)")
     return InfraError(message)
