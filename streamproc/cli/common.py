@@ -14,9 +14,14 @@ from streamproc.config.pipeline import PipelineSpec
 from streamproc.config.settings import Settings
 from streamproc.tools.demo import Encode
 
-EXIT_DRIFT = 1
-EXIT_CONFIG = 2
-EXIT_INFRA = 3
+EXIT_FAILURE = 1  # the command ran and found something wrong: drift, bad rows, failed sends
+EXIT_CONFIG = 2  # usage or configuration: a setting, a declaration, an argument, a file
+EXIT_INFRA = 3  # Kafka, Redis or the registry unreachable or failing
+EXIT_CODES = (
+    "exit codes: 0 done; 1 failure (what the command checks is wrong, or sends failed); "
+    "2 usage or configuration (an argument, a setting, a declaration or a file to fix); "
+    "3 infrastructure (Kafka, Redis or the schema registry unreachable or failing)"
+)
 
 Command: TypeAlias = Callable[[argparse.Namespace, Settings], int]
 # A string: argparse's subparsers action is generic only to the type checker.
