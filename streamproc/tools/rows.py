@@ -50,7 +50,7 @@ def _json_rows(lines: Iterable[bytes], shape: RecordShape) -> Iterator[Row]:
             yield Row(number, problem=_NOT_UTF8)
             continue
         try:
-            value = json.loads(text)
+            value = json.loads(text.rstrip("\r\n"))  # the column of an error is on this line
         except json.JSONDecodeError as exc:
             yield Row(number, problem=f"not JSON: {exc.msg} at column {exc.colno}")
             continue
