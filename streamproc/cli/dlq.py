@@ -61,7 +61,9 @@ def register(commands: Subcommands) -> None:
         action="store_true",
         help="send and commit nothing; print each record that would be sent",
     )
-    again.add_argument("--limit", type=positive_int, default=None, help="re-send at most N")
+    again.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help="re-send at most N"
+    )
     again.add_argument(
         "--group",
         default=REDRIVE_GROUP,

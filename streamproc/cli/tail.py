@@ -51,9 +51,11 @@ def register(commands: Subcommands) -> None:
         "headers.streamproc.errors.reason=unknown_currency); several: all must hold",
     )
     tail.add_argument(
-        "--partition", type=int, action="append", help="only this partition (repeatable)"
+        "--partition", type=int, action="append", metavar="P", help="only partition P (repeatable)"
     )
-    tail.add_argument("--max", type=positive_int, default=None, help="stop after N records printed")
+    tail.add_argument(
+        "--max", type=positive_int, default=None, metavar="N", help="stop after N records printed"
+    )
     tail.set_defaults(command=_tail)
 
 

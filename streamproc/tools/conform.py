@@ -9,12 +9,17 @@ fixed, unions and named references. Logical types are checked as their underlyin
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from streamproc.errors import ConfigError
+
 _INT_RANGES = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _WHOLE = re.compile(r"[+-]?\d+")
+_LONG_DIGITS = 21  # a sign and 20 digits: past any long, and far below int()'s own limit
+_FLOAT_MAX = 3.4028234663852886e38  # the largest 32-bit float
 # A CSV cell of a double: a decimal number, or NaN and the infinities, which Avro allows.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.I)
 _SHOWN_CHARS = 40  # of a value quoted in a problem
@@ -53,7 +58,7 @@ class RecordShape:
 
     def __init__(self, definition: Mapping[str, Any]) -> None:
         if definition.get("type") != "record":
-            raise ValueError(f"{definition.get('name')} is not a record schema")
+            raise ConfigError(f"{definition.get('name')} is not a record schema: rows are records")
         self._definition = definition
         self._names: dict[str, Any] = {}
         self.name = _collect(definition, definition.get("namespace"), self._names)
@@ -158,7 +163,7 @@ class RecordShape:
         if kind in _COMPLEX:
             try:
                 parsed = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 expected = f"{describe(schema, self._names)} in JSON"
                 raise _mismatch(path, expected, _shown(text)) from None
             return self._json(parsed, schema, path)
@@ -271,8 +276,13 @@ def _json_primitive(value: Any, kind: str, path: str) -> Any:
             return value
         raise _mismatch(path, f"{kind} ({low} to {high})", _shown(value))
     if kind in ("float", "double") and type(value) in (int, float):
-        return float(value)
+        number = float(value)
+        if kind == "float" and math.isfinite(number) and abs(number) > _FLOAT_MAX:
+            raise _mismatch(path, "float (32 bits)", _shown(value))
+        return number
     if kind == "string" and isinstance(value, str):
+        if not _utf8(value):  # a lone surrogate (\ud800 in JSON) has no UTF-8
+            raise _mismatch(path, "string (UTF-8 text)", _shown(value))
         return value
     if kind == "bytes" and isinstance(value, str):
         return _bytes(value, path)
@@ -287,11 +297,19 @@ def _text_primitive(text: str, kind: str, path: str) -> Any:
         return None
     if kind == "boolean" and cell.lower() in ("true", "false"):
         return cell.lower() == "true"
-    if kind in _INT_RANGES and _WHOLE.fullmatch(cell):
+    if kind in _INT_RANGES and _WHOLE.fullmatch(cell) and len(cell) <= _LONG_DIGITS:
         return _json_primitive(int(cell), kind, path)
     if kind in ("float", "double") and _NUMBER.fullmatch(cell):
         return float(cell)
     raise _mismatch(path, kind, _shown(text))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _PRIMITIVES = frozenset(("null", "boolean", "int", "long", "float", "double", "bytes", "string"))

@@ -51,8 +51,8 @@ def _json_rows(lines: Iterable[bytes], shape: RecordShape) -> Iterator[Row]:
             continue
         try:
             value = json.loads(text.rstrip("\r\n"))  # the column of an error is on this line
-        except json.JSONDecodeError as exc:
-            yield Row(number, problem=f"not JSON: {exc.msg} at column {exc.colno}")
+        except (ValueError, RecursionError) as exc:  # a number of 5,000 digits, [[[[...
+            yield Row(number, problem=f"not JSON: {_why(exc)}")
             continue
         if not isinstance(value, dict):
             yield Row(number, problem=f"expected a JSON object, got {type(value).__name__}")
@@ -110,6 +110,12 @@ def _columns(header: list[str], shape: RecordShape, line: int) -> list[str]:
     if problems:
         raise BadFile(line, "; ".join(problems))
     return columns
+
+
+def _why(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at column {error.colno}"
+    return "nested too deeply" if isinstance(error, RecursionError) else str(error)
 
 
 def _decoded(lines: Iterable[bytes], bad: set[int]) -> Iterator[str]:

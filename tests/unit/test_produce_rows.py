@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.config.topics import load_topic_specs
 from streamproc.errors import ConfigError
 from streamproc.scenario.shop import producer_key
@@ -290,3 +291,40 @@ def test_the_value_schema_comes_from_the_topic_declaration() -> None:
         value_schema("streamproc.model_snapshots.v1", specs)
     with pytest.raises(ConfigError, match="is not declared"):
         value_schema("shop.order.v9", specs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "problem"),
+    [
+        ("jsonl", '{"items": ' + "9" * 5000 + "}", "not JSON: Exceeds the limit"),
+        ("jsonl", "[" * 100_000, "not JSON: nested too deeply"),
+        ("jsonl", '{"event_id": "\\ud800"}', "event_id: expected string (UTF-8 text)"),
+        ("csv", f"{_HEADER}\ne1,web,1,EUR,{'9' * 5000},1,,,\n", "items: expected int, got"),
+        ("csv", f'{_HEADER}\ne1,"{"x" * 200_000}",1,EUR,1,1,,,\n', "not CSV: field larger than"),
+    ],
+)
+def test_hostile_rows_are_problems_never_crashes(
+    orders: RecordShape, kind: str, text: str, problem: str
+) -> None:
+    rows = _rows(text, orders, kind)
+    assert rows[0].problem is not None and problem in rows[0].problem
+
+
+def test_a_float_past_32_bits_does_not_fit_a_float_field() -> None:
+    row = {"id": 1, "size": "S", "to": {"city": "x"}}
+    with pytest.raises(BadRow, match="ratio: expected float"):
+        NESTED.from_json({**row, "ratio": 1e39})
+    assert NESTED.from_json({**row, "ratio": float("inf")})["ratio"] == float("inf")
+
+
+def test_every_declared_value_schema_is_a_record_of_the_catalog(catalog: SchemaCatalog) -> None:
+    declared = {
+        spec.name: spec.value_schema
+        for spec in load_topic_specs(REPO / "topics")
+        if spec.value_schema is not None
+    }
+    assert "shop.order.clean.v1" in declared  # the test reads the declarations
+    for schema in declared.values():
+        assert RecordShape(catalog.latest(schema).definition).name == schema
+    with pytest.raises(ConfigError, match="not a record schema"):
+        RecordShape({"type": "enum", "name": "E", "symbols": ["A"]})

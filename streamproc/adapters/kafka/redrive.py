@@ -192,8 +192,10 @@ class _Sender:
             if error is not None:
                 failures.append(str(error))
 
+        for topic in sorted({record.topic for record in records} - self._topics):
+            partitions_of(self._producer, topic, self._timeout_s)  # ConfigError: deleted since
+            self._topics.add(topic)
         for record in records:
-            self._check_topic(record.topic)
             produce_one(self._producer, record, on_delivery)
         if flush(self._producer, self._timeout_s) or failures:
             self._transactions.abort_and_begin()
@@ -205,12 +207,6 @@ class _Sender:
 
     def close(self) -> None:
         self._transactions.close()  # the empty transaction begun after the last commit
-
-    def _check_topic(self, topic: str) -> None:
-        """A source topic deleted since: ConfigError, before anything of the batch is sent."""
-        if topic not in self._topics:
-            partitions_of(self._producer, topic, self._timeout_s)
-            self._topics.add(topic)
 
     def _failed(self, why: str) -> InfraError:
         return InfraError(
