@@ -86,16 +86,14 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         record_key(shape, args.key),
     )
     try:
-        checked = check(source)
+        checked = check(source, lambda row: _problem(args.file, row.line, row.problem))
     except BadFile as bad:
-        print(f"{args.file}:{bad.line}: {bad}", file=sys.stderr)
+        _problem(args.file, bad.line, str(bad))
         return EXIT_FAILURE
-    for row in checked.invalid:
-        print(f"{args.file}:{row.line}: {row.problem}", file=sys.stderr)
     if checked.invalid and not args.skip_invalid:
         print(
-            f"{len(checked.invalid)} bad rows of {checked.valid + len(checked.invalid)}: nothing "
-            "sent (fix them, or --skip-invalid to send the others)",
+            f"{checked.invalid} bad rows of {checked.valid + checked.invalid}: nothing sent "
+            "(fix them, or --skip-invalid to send the others)",
             file=sys.stderr,
         )
         return EXIT_FAILURE
@@ -110,10 +108,14 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
     for problem in sent.refused:
         print(f"refused by Kafka: {problem}", file=sys.stderr)
     print(
-        f"sent {sent.acked} to {args.topic}; skipped {len(checked.invalid)} bad rows"
+        f"sent {sent.acked} to {args.topic}; skipped {checked.invalid} bad rows"
         + (f"; {len(sent.refused)} refused by Kafka" if sent.refused else "")
     )
     return EXIT_FAILURE if sent.refused else 0
+
+
+def _problem(path: Path, line: int, problem: str | None) -> None:
+    print(f"{path}:{line}: {problem}", file=sys.stderr)
 
 
 def _require_topic(settings: Settings, topic: str) -> None:

@@ -1,12 +1,12 @@
 """Tool: `streamproc produce`: a JSON-lines or CSV file checked row by row against a topic's
 value schema, then its valid rows encoded and sent. The file is read twice, to check it and
-then to send it, so only its problems are held in memory, whatever its size."""
+then to send it, so that no row is held in memory, whatever its size."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,10 @@ class FileToSend:
 
 @dataclass(slots=True)
 class Checked:
-    """What the check found: the rows fit to send, and each bad one."""
+    """What the check found: how many rows are fit to send, how many bad."""
 
     valid: int = 0
-    invalid: list[Row] = field(default_factory=list)
+    invalid: int = 0
 
 
 def value_schema(topic: str, specs: list[TopicSpec]) -> str:
@@ -84,12 +84,14 @@ def record_key(shape: RecordShape, field_name: str | None) -> Key:
     return key
 
 
-def check(source: FileToSend) -> Checked:
-    """Every row checked; BadFile for a header that does not fit."""
+def check(source: FileToSend, on_invalid: Callable[[Row], None]) -> Checked:
+    """Every row checked, `on_invalid` told of each bad one as it is found; BadFile for a
+    header that does not fit."""
     checked = Checked()
     for row in _rows(source):
         if row.record is None:
-            checked.invalid.append(row)
+            checked.invalid += 1
+            on_invalid(row)
         else:
             checked.valid += 1
     return checked

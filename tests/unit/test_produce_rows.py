@@ -59,6 +59,7 @@ NESTED = RecordShape(
             {"name": "fragile", "type": "boolean", "default": False},
             {"name": "note", "type": "string", "default": ""},
             {"name": "ratio", "type": "float", "default": 0.0},
+            {"name": "count", "type": ["double", "long"], "default": 0.0},
         ],
     }
 )
@@ -257,16 +258,17 @@ def test_csv_cells_of_records_arrays_and_maps_are_json() -> None:
 def test_a_file_is_checked_whole_and_its_bad_rows_kept(orders: RecordShape, tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_text(f"{_HEADER}\ne1,web,1,EUR,1,1,,,\ne2,web,x,EUR,1,1,,,\ne3,web,2,EUR,1,1,,,\n")
-    checked = check(FileToSend(path, "csv", orders, "t", lambda _: None))
-    assert checked.valid == 2
-    assert [row.line for row in checked.invalid] == [3]
+    bad: list[Row] = []
+    checked = check(FileToSend(path, "csv", orders, "t", lambda _: None), bad.append)
+    assert (checked.valid, checked.invalid) == (2, 1)
+    assert [row.line for row in bad] == [3]
 
 
 def test_a_file_that_cannot_be_read_is_a_configuration_error(
     orders: RecordShape, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match="cannot read it"):
-        check(FileToSend(tmp_path / "absent.csv", "csv", orders, "t", lambda _: None))
+        check(FileToSend(tmp_path / "absent.csv", "csv", orders, "t", lambda _: None), print)
     with pytest.raises(ConfigError, match="--format"):
         file_format(tmp_path / "orders.txt", None)
     assert file_format(tmp_path / "orders.JSON", None) == "jsonl"
@@ -328,3 +330,14 @@ def test_every_declared_value_schema_is_a_record_of_the_catalog(catalog: SchemaC
         assert RecordShape(catalog.latest(schema).definition).name == schema
     with pytest.raises(ConfigError, match="not a record schema"):
         RecordShape({"type": "enum", "name": "E", "symbols": ["A"]})
+
+
+def test_a_json_value_takes_the_union_branch_of_its_own_type_first() -> None:
+    row = {"id": 1, "size": "S", "to": {"city": "x"}}
+    whole = NESTED.from_json({**row, "count": 3})["count"]
+    assert (whole, type(whole)) == (3, int)  # long, though double comes first
+    assert NESTED.from_json({**row, "count": 3.5})["count"] == 3.5
+    assert (
+        NESTED.from_cells({"id": "1", "size": "S", "to": '{"city": "x"}', "count": "3"})["count"]
+        == 3
+    )  # a cell: a whole number is a long before a double
