@@ -16,11 +16,10 @@ from rich.progress import Progress
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import KafkaAdmin
-from streamproc.cli.common import EXIT_FAILURE, Subcommands, registry
+from streamproc.cli.common import EXIT_FAILURE, Subcommands, registry, require_topics
 from streamproc.config.settings import Settings
 from streamproc.config.topics import load_topic_specs
-from streamproc.errors import ConfigError, InfraError
+from streamproc.errors import InfraError
 from streamproc.tools.conform import RecordShape
 from streamproc.tools.produce_file import (
     FileToSend,
@@ -98,7 +97,7 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_FAILURE
     if checked.valid:
-        _require_topic(settings, args.topic)
+        require_topics(settings, {args.topic})
     serde = AvroSerde(catalog, registry(settings, catalog))
     encode = partial(serde.encode, args.topic, schema)
     with _progress(checked.valid) as advance:
@@ -116,17 +115,6 @@ def _produce(args: argparse.Namespace, settings: Settings) -> int:
 
 def _problem(path: Path, line: int, problem: str | None) -> None:
     print(f"{path}:{line}: {problem}", file=sys.stderr)
-
-
-def _require_topic(settings: Settings, topic: str) -> None:
-    """Kafka answers (else InfraError) and has the topic: the broker does not create topics,
-    so records would wait for it, then fail."""
-    admin = KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s)
-    if topic not in admin.list_topic_names():
-        raise ConfigError(
-            f"no topic {topic} on {settings.kafka_bootstrap}; `streamproc topics apply` "
-            "creates the declared ones"
-        )
 
 
 @contextmanager

@@ -125,3 +125,16 @@ def test_an_unreachable_kafka_is_an_infrastructure_error(
     monkeypatch.setenv("STREAMPROC_KAFKA_TIMEOUT_S", "2")
     assert cli.main(["produce", "--topic", topic, str(path)]) == cli.EXIT_INFRA
     assert "infrastructure error" in capsys.readouterr().err
+
+
+def test_a_declared_topic_missing_on_the_cluster_is_a_configuration_error(
+    topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absent = f"{topic}.never.created"
+    (tmp_path / "topics" / f"{absent}.yaml").write_text(
+        f"name: {absent}\nvalue_schema: shop.OrderSubmitted\npartitions: 1\nretention_ms: 1000\n"
+    )
+    path = tmp_path / "orders.csv"
+    path.write_text(_CSV.format(run="x").replace("x,EUR", "1,EUR"))
+    assert cli.main(["produce", "--topic", absent, str(path)]) == cli.EXIT_CONFIG
+    assert f"no topic {absent} on" in capsys.readouterr().err
