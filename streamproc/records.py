@@ -55,8 +55,16 @@ def source_stamp(envelope: Envelope) -> bytes:
 def source_position(envelope: Envelope) -> tuple[int, int]:
     """The source position the clean stage stamped; a record without one (produced by
     another writer) is placed by its own position, in partitions of its own."""
-    for name, value in envelope.headers:
-        if name == SOURCE_HEADER:
-            partition, _, offset = value.decode().partition("/")
-            return int(partition), int(offset)
+    stamp = header(envelope.headers, SOURCE_HEADER)
+    if stamp is not None:
+        partition, _, offset = stamp.decode().partition("/")
+        return int(partition), int(offset)
     return -1 - envelope.partition, envelope.offset
+
+
+def header(headers: Headers, name: str) -> bytes | None:
+    """The value of the first header called `name`, None when there is none."""
+    for key, value in headers:
+        if key == name:
+            return value
+    return None

@@ -13,10 +13,11 @@ from typing import NamedTuple
 import confluent_kafka
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from streamproc.adapters.kafka.dlq import is_redriven
 from streamproc.adapters.kafka.lag import Lags
 from streamproc.adapters.kafka.retention import RetentionGap
 from streamproc.core.training import ServedX, TrainingReport
-from streamproc.records import OutRecord, Rejection
+from streamproc.records import Envelope, OutRecord, Rejection
 from streamproc.stages.clean import CleanOutcome
 from streamproc.stages.scored import ScoredOutcome
 
@@ -68,6 +69,13 @@ class StageMetrics:
         self.consumed = Counter(
             "streamproc_records_consumed",
             "Records read from an input topic.",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.redriven = Counter(
+            "streamproc_redriven_records",
+            "Records read from an input topic that carry the re-drive marker: dead letters "
+            "re-sent by `streamproc dlq redrive` (and what the clean stage made of them).",
             ["topic"],
             registry=self.registry,
         )
@@ -331,8 +339,10 @@ class StageMetrics:
         if active:
             self.outages.labels(dependency).inc()
 
-    def observe_batch(self, topic: str, size: int, result: CleanOutcome, seconds: float) -> None:
-        self._observe(topic, size, seconds, result.outputs, result.rejections)
+    def observe_batch(
+        self, topic: str, batch: Sequence[Envelope], result: CleanOutcome, seconds: float
+    ) -> None:
+        self._observe(topic, batch, seconds, result.outputs, result.rejections)
         for kind, count in result.duplicate_kinds.items():
             self.duplicates.labels(kind).inc(count)
         for flag, count in result.flags.items():
@@ -345,11 +355,11 @@ class StageMetrics:
             self.field_status.labels(source, field, status).inc(count)
 
     def observe_features(
-        self, topic: str, size: int, scored: ScoredOutcome, seconds: float
+        self, topic: str, batch: Sequence[Envelope], scored: ScoredOutcome, seconds: float
     ) -> None:
         """A feature batch, once its predictions are acknowledged (now)."""
         result, predictions = scored.step, scored.predictions
-        self._observe(topic, size, seconds, [*result.diverted, *predictions], result.rejections)
+        self._observe(topic, batch, seconds, [*result.diverted, *predictions], result.rejections)
         self._observe_delays(predictions, scored.served)
         features = result.features
         applied = len(features.served) - features.late - features.replayed
@@ -380,14 +390,18 @@ class StageMetrics:
     def _observe(
         self,
         topic: str,
-        size: int,
+        batch: Sequence[Envelope],
         seconds: float,
         outputs: Sequence[OutRecord],
         rejections: Sequence[Rejection],
     ) -> None:
         """What every batch of every step counts: its size, time, outputs and dead letters."""
-        self.consumed.labels(topic).inc(size)
-        self.batch_size.labels(topic).observe(size)
+        self.consumed.labels(topic).inc(len(batch))
+        # Most records have no headers at all: the check costs them one truth test.
+        redriven = sum(1 for record in batch if record.headers and is_redriven(record))
+        if redriven:
+            self.redriven.labels(topic).inc(redriven)
+        self.batch_size.labels(topic).observe(len(batch))
         self.batch_seconds.labels(topic).observe(seconds)
         for sink, count in Counter_(output.topic for output in outputs).items():
             self.produced.labels(sink).inc(count)

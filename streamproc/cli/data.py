@@ -11,9 +11,8 @@ from typing import Any
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
-from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.producer import produce_all
-from streamproc.cli.common import Subcommands, registry
+from streamproc.cli.common import Subcommands, registry, require_topics
 from streamproc.config.pipeline import load_pipeline
 from streamproc.config.settings import Settings
 from streamproc.config.tabular import TabularSpec, load_declaration, load_tabular
@@ -147,13 +146,7 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> int:
     spec, models = load_tabular(path, lambda name: catalog.latest(name).definition)
     if models is None:
         raise ConfigError(f"{path}: declares no models, so no labels topic to produce to")
-    admin = KafkaAdmin(settings.kafka_connection(), timeout_s=settings.kafka_timeout_s)
-    absent = {spec.source.topic, models.labels.topic} - set(admin.list_topic_names())
-    if absent:  # the broker does not create topics: records would wait, then fail
-        raise ConfigError(
-            f"--to-kafka: no topic {', '.join(sorted(absent))} on {settings.kafka_bootstrap}; "
-            "`streamproc topics apply` creates the declared ones"
-        )
+    require_topics(settings, {spec.source.topic, models.labels.topic}, "--to-kafka: ")
     serde = AvroSerde(catalog, registry(settings, catalog))
     for ref, records in ((spec.source, rows.events), (models.labels, rows.labels)):
         topic, schema = ref.topic, ref.schema_name

@@ -14,26 +14,32 @@ from streamproc.adapters.logs import logging_config
 from streamproc.cli import (
     bench,
     data,
+    dlq,
     erase,
     features,
     models,
+    produce,
     scenario,
     schemas,
     state,
+    tail,
     top,
     topics,
     worker,
 )
-from streamproc.cli.common import EXIT_CONFIG, EXIT_DRIFT, EXIT_INFRA, Command
+from streamproc.cli.common import EXIT_CODES, EXIT_CONFIG, EXIT_FAILURE, EXIT_INFRA, Command
 from streamproc.config.settings import Settings, load_settings
 from streamproc.errors import ConfigError, InfraError
 
-__all__ = ["EXIT_CONFIG", "EXIT_DRIFT", "EXIT_INFRA", "main"]
+__all__ = ["EXIT_CONFIG", "EXIT_FAILURE", "EXIT_INFRA", "main"]
 
 # In the order the help lists them.
 _REGISTERS = (
     worker.register,
     topics.register,
+    produce.register,
+    tail.register,
+    dlq.register,
     scenario.register,
     data.register,
     features.register,
@@ -77,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="streamproc",
         description="Streaming event processing: Kafka + Avro + Faust + Redis + River. "
         "Settings come from STREAMPROC_* environment variables (see README).",
+        epilog=EXIT_CODES,
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     for register in _REGISTERS:

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from streamproc.cli.common import (
-    EXIT_DRIFT,
+    EXIT_FAILURE,
     Subcommands,
     label_encoder,
     positive_int,
@@ -111,7 +111,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"MISMATCH {problem}", file=sys.stderr)
     if not problems:
         print("every count matches the generator's ground truth")
-    return EXIT_DRIFT if problems else 0
+    return EXIT_FAILURE if problems else 0
 
 
 def _busiest_customer(scenario: Scenario) -> str | None:

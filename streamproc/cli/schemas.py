@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
-from streamproc.cli.common import EXIT_DRIFT, Subcommands
+from streamproc.cli.common import EXIT_FAILURE, Subcommands
 from streamproc.config.settings import Settings
 
 
@@ -26,4 +26,4 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     problems = catalog.check_compatibility()
     for problem in problems:
         print(f"FAIL {problem}", file=sys.stderr)
-    return EXIT_DRIFT if problems else 0
+    return EXIT_FAILURE if problems else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from streamproc.adapters.kafka.admin import KafkaAdmin
-from streamproc.cli.common import EXIT_DRIFT, Subcommands
+from streamproc.cli.common import EXIT_FAILURE, Subcommands
 from streamproc.config.settings import Settings
 from streamproc.config.topics import Plan, load_topic_specs, plan_changes
 
@@ -31,7 +31,7 @@ def _apply(args: argparse.Namespace, settings: Settings) -> int:
         print(f"applied: {len(plan.create)} created, {len(plan.alter)} reconfigured")
     for problem in plan.drift:
         print(f"drift (not fixed): {problem}", file=sys.stderr)
-    return EXIT_DRIFT if plan.drift else 0
+    return EXIT_FAILURE if plan.drift else 0
 
 
 def _print_plan(plan: Plan) -> None:

@@ -32,6 +32,9 @@ class TopicDeclaration(BaseModel):
 
     name: str = Field(pattern=_NAME)
     description: str = ""
+    value_schema: str | None = Field(
+        None, description="the Avro record its values are (schemas/*.avsc), for `produce`"
+    )
     partitions: int = Field(ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=32)
     retention_ms: int = Field(ge=-1, description="-1 keeps records forever")
@@ -49,6 +52,7 @@ class TopicSpec:
     replication_factor: int
     config: Mapping[str, str]
     source: Path
+    value_schema: str | None = None  # None: not Avro of one record (snapshots), or a DLQ
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,14 @@ def _specs_of(declared: TopicDeclaration, path: Path) -> list[TopicSpec]:
         **declared.config,
     }
     specs = [
-        TopicSpec(declared.name, declared.partitions, declared.replication_factor, config, path)
+        TopicSpec(
+            declared.name,
+            declared.partitions,
+            declared.replication_factor,
+            config,
+            path,
+            declared.value_schema,
+        )
     ]
     if declared.dlq is not None:
         dlq_config = {"cleanup.policy": "delete", "retention.ms": str(declared.dlq.retention_ms)}

@@ -308,11 +308,30 @@ def declarations(rows: DatasetStream) -> list[tuple[str, str, str]]:
         for schema in (events, labels)
     ]
     topics = [
-        ("topics", f"{topic}.yaml", _TOPIC.format(topic=topic, what=what, dlq=dlq))
-        for topic, what, dlq in (
-            (dataset.topic, f"rows of River's {dataset.dataset.__name__} dataset", _DLQ),
-            (dataset.label_topic, f"labels of the {dataset.record} events", _DLQ),
-            (dataset.prediction_topic, f"scores of the {dataset.record} events", ""),
+        (
+            "topics",
+            f"{topic}.yaml",
+            _TOPIC.format(topic=topic, what=what, schema=schema, dlq=dlq),
+        )
+        for topic, what, schema, dlq in (
+            (
+                dataset.topic,
+                f"rows of River's {dataset.dataset.__name__} dataset",
+                dataset.record,
+                _DLQ,
+            ),
+            (
+                dataset.label_topic,
+                f"labels of the {dataset.record} events",
+                dataset.label_record,
+                _DLQ,
+            ),
+            (
+                dataset.prediction_topic,
+                f"scores of the {dataset.record} events",
+                "streamproc.Prediction",
+                "",
+            ),
         )
     ]
     pipeline = _PIPELINE.format(
@@ -367,6 +386,7 @@ _TOPIC = """\
 # Derived by `streamproc dataset --declare`: {what}.
 name: {topic}
 description: {what}
+value_schema: {schema}
 partitions: 3
 replication_factor: 1
 retention_ms: 604800000 # 7 days

@@ -282,7 +282,7 @@ def clean_flow(
                 )
                 result.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
-            metrics.observe_batch(topic, len(batch), result, seconds)
+            metrics.observe_batch(topic, batch, result, seconds)
             log_dead_letters(result.rejections)
 
         return complete
@@ -315,7 +315,7 @@ def scored_flow(
                 )
                 step.rejections.extend(refused.values())
             seconds = time.perf_counter() - started
-            metrics.observe_features(topic, len(batch), result, seconds)
+            metrics.observe_features(topic, batch, result, seconds)
             log_dead_letters(step.rejections)
 
         return complete

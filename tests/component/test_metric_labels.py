@@ -61,7 +61,7 @@ async def scraped(serde: AvroSerde, catalog: SchemaCatalog) -> list[tuple[str, d
     batch = [Envelope(RAW_TOPIC, 0, i, b"k", v, (), 1000 + i) for i, v in enumerate(values)]
     metrics = StageMetrics()
     result = await stage.process(batch)
-    metrics.observe_batch(RAW_TOPIC, len(batch), result, 0.01)
+    metrics.observe_batch(RAW_TOPIC, batch, result, 0.01)
     assert result.clean and result.rejections and result.field_status  # the test sees them
     text = metrics.exposition().decode()
     return [

@@ -109,7 +109,7 @@ async def test_the_metrics_time_each_prediction_from_its_event_and_its_kafka_rec
     batch = [replace(e, timestamp_ms=kafka_ms) for e in await _clean(serde, orders)]
     result = await _chain(serde, InMemoryServedLog()).process(batch)
     metrics = StageMetrics()
-    metrics.observe_features(SPEC.sink.topic, len(batch), result, 0.01)
+    metrics.observe_features(SPEC.sink.topic, batch, result, 0.01)
 
     def value(name: str, **labels: str) -> float:
         found = metrics.registry.get_sample_value(name, labels)

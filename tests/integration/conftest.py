@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,24 @@ def stack() -> Iterator[Stack]:
     yield Stack(bootstrap, redis_url)
     if started_here:
         subprocess.run([BASH, str(REPO / "stack/stack.sh"), "down"], check=False)  # noqa: S603
+
+
+@contextmanager
+def own_topic(stack: Stack, folder: Path, prefix: str, declaration: str) -> Iterator[str]:
+    """A topic of one test, declared in `folder` (its topics folder) by `declaration` (the YAML
+    after the name), created, and deleted after (with its DLQ, when it declares one)."""
+    name = f"{prefix}.{uuid.uuid4().hex[:10]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(f"name: {name}\n{declaration}")
+    specs = load_topic_specs(folder)
+    admin = KafkaAdmin(stack.kafka, timeout_s=60)
+    admin.apply(plan_changes(specs, admin.read_state(specs)))
+    try:
+        yield name
+    finally:
+        client = AdminClient({"bootstrap.servers": stack.bootstrap})
+        for deleted in client.delete_topics([spec.name for spec in specs]).values():
+            deleted.result(30)
 
 
 def produce_raw_orders(

@@ -83,7 +83,7 @@ def test_config_changes_are_applied_and_drift_is_reported(
     assert "nothing to change" in capsys.readouterr().out
 
     _declare(tmp_path, name, 4, 7_200_000)
-    assert _apply(monkeypatch, stack, tmp_path) == cli.EXIT_DRIFT
+    assert _apply(monkeypatch, stack, tmp_path) == cli.EXIT_FAILURE
     err = capsys.readouterr().err
     assert f"{name}: 2 partitions in the cluster, 4 declared" in err
 

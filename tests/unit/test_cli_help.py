@@ -1,8 +1,10 @@
-"""Every `streamproc` command and subcommand is registered: its --help exits 0 with its own usage,
-and each group's help lists exactly the actions expected of it."""
+"""Every `streamproc` command and subcommand, found by walking the parser's tree, answers --help
+with exit 0 and its own usage; the top-level help says what each exit code means; and each
+group's help lists exactly the actions expected of it."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -10,11 +12,15 @@ import sys
 import pytest
 
 from streamproc.cli import main
+from streamproc.cli.parser import _parser
 
 # Each command, in the order the help lists them, and its actions (none: it takes no ACTION).
 COMMANDS: dict[str, tuple[str, ...]] = {
     "worker": (),
     "topics": ("apply", "list"),
+    "produce": (),
+    "tail": (),
+    "dlq": ("inspect", "redrive"),
     "generate": (),
     "demo": (),
     "run-file": (),
@@ -27,9 +33,20 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "schemas": ("check",),
     "erase": (),
 }
-EVERY_COMMAND = [(command,) for command in COMMANDS] + [
-    (command, action) for command, actions in COMMANDS.items() for action in actions
-]
+
+
+def _walk(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The words of every command and subcommand below `parser`, as its subparsers hold them."""
+    found = []
+    for action in parser._actions:  # argparse has no public way to list subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*words, name))
+                found.extend(_walk(sub, (*words, name)))
+    return found
+
+
+EVERY_COMMAND = _walk(_parser())
 
 
 def _help(capsys: pytest.CaptureFixture[str], *words: str) -> str:
@@ -49,6 +66,25 @@ def test_help_shows_the_commands_own_usage(
     words: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _help(capsys, *words).startswith(f"usage: streamproc {' '.join(words)} [-h]")
+
+
+def test_the_walk_finds_every_command_and_action_there_is() -> None:
+    """The hand list below only orders the help: the walk must find at least all of it."""
+    listed: list[tuple[str, ...]] = [(command,) for command in COMMANDS]
+    listed += [(command, action) for command, actions in COMMANDS.items() for action in actions]
+    assert set(listed) <= set(EVERY_COMMAND)
+    assert len(EVERY_COMMAND) == len(set(EVERY_COMMAND)) >= len(listed)
+
+
+def test_the_help_says_what_each_exit_code_means(capsys: pytest.CaptureFixture[str]) -> None:
+    text = " ".join(_help(capsys).split())
+    for code, meaning in (
+        (0, "done"),
+        (1, "failure"),
+        (2, "usage or configuration"),
+        (3, "infrastructure"),
+    ):
+        assert f"{code} {meaning}" in text
 
 
 def test_the_top_level_help_lists_every_command_in_order(

@@ -1,3 +1,3 @@
-"""Kafka (confluent-kafka): administration, the batch consumer and sender, dead letters, and the
-model snapshot topic.
+"""Kafka (confluent-kafka): administration, the batch consumer and sender, dead letters and
+their re-drive, the operator's topic reads, and the model snapshot topic.
 """

@@ -203,6 +203,16 @@ def start_group_at(kafka: KafkaConnection, group: str, offsets: list[TopicPartit
 def committed_metadata(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> set[str]:
     """The metadata `group` committed with its offsets on `topics` (the Redis state epoch a
     worker commits with: see adapters/redis/marker.py); empty for none."""
+    committed = _committed(kafka, group, topics)
+    return {tp.metadata for tp in committed if tp.offset >= 0 and tp.metadata}
+
+
+def committed_offsets(kafka: KafkaConnection, group: str, topic: str) -> dict[int, int]:
+    """The offsets `group` committed on `topic`, for the partitions that have one."""
+    return {tp.partition: tp.offset for tp in _committed(kafka, group, [topic]) if tp.offset >= 0}
+
+
+def _committed(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> list[TopicPartition]:
     consumer = Consumer(client_config(kafka, **{"group.id": group}))
     try:
         partitions = [
@@ -210,9 +220,9 @@ def committed_metadata(kafka: KafkaConnection, group: str, topics: Sequence[str]
             for topic in topics
             for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ]
-        committed = consumer.committed(partitions, timeout=10)
+        committed: list[TopicPartition] = consumer.committed(partitions, timeout=10)
     except KafkaException as exc:
         raise Unavailable("kafka", f"committed offsets of {group}: {exc}") from exc
     finally:
         consumer.close()
-    return {tp.metadata for tp in committed if tp.offset >= 0 and tp.metadata}
+    return committed

@@ -7,7 +7,7 @@ import logging
 import traceback
 from collections.abc import Sequence
 
-from streamproc.records import Headers, OutRecord, Rejection
+from streamproc.records import Envelope, Headers, OutRecord, Rejection, header
 
 # One line per dead letter, at info: silence it with this logger's level.
 dead_letters_log = logging.getLogger("streamproc.dead_letters")
@@ -20,6 +20,13 @@ PARTITION = "__streams.errors.partition"
 OFFSET = "__streams.errors.offset"
 REASON = "streamproc.errors.reason"
 DROPPED = "streamproc.errors.dropped"  # what of the original record did not fit: "value", ...
+# On a dead letter re-sent to its source topic: "<dlq topic>/<partition>/<offset>" it was at.
+REDRIVE = "streamproc.redrive"
+_DLQ_SUFFIX = ".dlq"
+
+# Why a dead letter cannot be re-sent.
+NOT_A_DEAD_LETTER = "not_a_dead_letter"  # no source topic header: not written by a worker
+VALUE_DROPPED = "value_dropped"  # left out for size: there is nothing to re-send
 
 _ERROR_HEADERS = frozenset(
     {EXCEPTION, MESSAGE, STACKTRACE, TOPIC, PARTITION, OFFSET, REASON, DROPPED}
@@ -65,7 +72,40 @@ def log_dead_letters(rejections: Sequence[Rejection]) -> None:
 
 
 def dlq_topic(source_topic: str) -> str:
-    return f"{source_topic}.dlq"
+    return f"{source_topic}{_DLQ_SUFFIX}"
+
+
+def dlq_of(topic: str) -> str:
+    """`topic` when it is a DLQ, else the DLQ beside it."""
+    return topic if topic.endswith(_DLQ_SUFFIX) else dlq_topic(topic)
+
+
+def reason_of(dead: Envelope) -> str:
+    """A dead letter's reason code ("unknown" on a record that has none)."""
+    reason = header(dead.headers, REASON)
+    return reason.decode(errors="replace") if reason else "unknown"
+
+
+def is_redriven(record: Envelope) -> bool:
+    return any(name == REDRIVE for name, _ in record.headers)
+
+
+def redriven(dead: Envelope) -> OutRecord | str:
+    """What re-sending a dead letter sends: to the topic it was read from, its original key,
+    value and headers (without the error headers), marked with where in the DLQ it was; or
+    why it cannot be re-sent (NOT_A_DEAD_LETTER, VALUE_DROPPED).
+
+    No timestamp: the broker stamps it when it is re-sent. The original one may be older than
+    the source topic's retention, and the worker's latency counts from it; the event's own
+    time is in its value."""
+    source = header(dead.headers, TOPIC)
+    if not source:
+        return NOT_A_DEAD_LETTER
+    if header(dead.headers, DROPPED) is not None:
+        return VALUE_DROPPED
+    kept = tuple((k, v) for k, v in dead.headers if k not in _ERROR_HEADERS and k != REDRIVE)
+    marker = f"{dead.topic}/{dead.partition}/{dead.offset}".encode()
+    return OutRecord(source.decode(), dead.key, dead.value, (*kept, (REDRIVE, marker)))
 
 
 def dead_letter(rejection: Rejection, max_bytes: int = MAX_RECORD_BYTES) -> OutRecord:

@@ -9,6 +9,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import (
@@ -56,30 +57,75 @@ def produce_records(
 ) -> int:
     """Send (topic, key, value, timestamp ms) records, at most `per_second` (None: as fast
     as the broker takes them), and wait for every ack; returns the count."""
+    sent = send_records(kafka, records, per_second)
+    if sent.refused or sent.lost:
+        problems = [*sent.refused, *([f"{sent.lost} lost"] if sent.lost else [])]
+        raise InfraError(f"{len(sent.refused) + sent.lost} records not delivered: {problems[:3]}")
+    return sent.acked
+
+
+@dataclass(slots=True)
+class Sent:
+    """What came of a send: records acked, refused by Kafka for themselves (why each), and
+    lost (not answered in time, or timed out in librdkafka: Kafka out of reach)."""
+
+    acked: int = 0
+    refused: list[str] = field(default_factory=list)
+    lost: int = 0
+
+
+def send_records(
+    kafka: KafkaConnection,
+    records: Iterable[tuple[str, bytes | None, bytes, int | None]],
+    per_second: float | None = None,
+    on_ack: Callable[[], None] = lambda: None,
+) -> Sent:
+    """`produce_records`, telling `on_ack` of each ack, and returning what came of each record
+    instead of raising."""
     producer = make_producer(kafka, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
-    failures: list[str] = []
+    sent = Sent()
 
     def on_delivery(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
+        if error is None:
+            sent.acked += 1
+            on_ack()
+        elif error.code() in _LOST:
+            sent.lost += 1
+        else:
+            sent.refused.append(str(error))
 
-    sent, started = 0, time.monotonic()
-    for topic, key, value, timestamp_ms in records:
-        while True:
-            try:
-                producer.produce(
-                    topic, value, key, on_delivery=on_delivery, timestamp=timestamp_ms or 0
-                )
-                break
-            except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.1)
-        sent += 1
-        producer.poll(0)
-        if per_second and (ahead := sent / per_second - (time.monotonic() - started)) > _PACE_S:
+    started = time.monotonic()
+    for handed, (topic, key, value, timestamp_ms) in enumerate(records, start=1):
+        produce_one(producer, OutRecord(topic, key, value, (), timestamp_ms), on_delivery)
+        if per_second and (ahead := handed / per_second - (time.monotonic() - started)) > _PACE_S:
             time.sleep(ahead)
-    if flush(producer, 60) or failures:
-        raise InfraError(f"{len(failures)} records not delivered: {failures[:3]}")
+    sent.lost += flush(producer, 60)
     return sent
+
+
+def produce_one(
+    producer: Producer, record: OutRecord, on_delivery: Callable[[Any, Any], None]
+) -> None:
+    """Hand `record` to librdkafka, waiting while its queue is full, and serve the callbacks
+    due."""
+    while True:
+        try:
+            producer.produce(
+                record.topic,
+                record.value,
+                record.key,
+                headers=list(record.headers),
+                on_delivery=on_delivery,
+                timestamp=record.timestamp_ms or 0,
+            )
+            break
+        except BufferError:  # the local queue is full: let deliveries drain it
+            producer.poll(0.1)
+    producer.poll(0)
+
+
+# A record librdkafka gave up on for want of a broker, not one Kafka refused.
+_LOST = (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
 
 
 # Delivery errors of records that a new attempt may not meet: purged (librdkafka purges a

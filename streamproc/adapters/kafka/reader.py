@@ -4,7 +4,7 @@ learned."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -68,19 +68,22 @@ class PartitionReader:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
                 raise InfraError(f"{self._topic}: {error}")
-            kind, stamp = message.timestamp()
-            envelopes.append(
-                Envelope(
-                    self._topic,
-                    message.partition() or 0,
-                    message.offset() or 0,
-                    message.key(),
-                    message.value(),
-                    cast(Headers, tuple(message.headers() or ())),
-                    stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
-                )
-            )
+            envelopes.append(envelope_of(message))
         return envelopes
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def envelope_of(message: Any) -> Envelope:
+    """A consumed confluent-kafka message (not an error event) as an Envelope."""
+    kind, stamp = message.timestamp()
+    return Envelope(
+        message.topic(),
+        message.partition() or 0,
+        message.offset() or 0,
+        message.key(),
+        message.value(),
+        cast(Headers, tuple(message.headers() or ())),
+        stamp if kind != TIMESTAMP_NOT_AVAILABLE else None,
+    )

@@ -20,7 +20,7 @@ def screen(view: Window) -> Group:
 
 
 def plain_text(view: Window) -> str:
-    return "\n\n".join(_plain(section) for section in sections(view))
+    return "\n\n".join(plain_section(section) for section in sections(view))
 
 
 def _table(section: Section) -> Table:
@@ -33,7 +33,7 @@ def _table(section: Section) -> Table:
     return table
 
 
-def _plain(section: Section) -> str:
+def plain_section(section: Section) -> str:
     lines = [section.columns, *section.rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(section.columns))]
     text = [section.title]
