@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any, Literal, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -49,7 +48,7 @@ class PredictionReader:
     of an aborted transaction. A prediction read twice has the same event_id: drop repeats
     by it. `start` is where a group with no committed position begins."""
 
-    def __init__(  # noqa: PLR0913 - each is one of the documented choices, all but two by name
+    def __init__(  # noqa: PLR0913 - each a documented choice; past the first three, by name only
         self,
         kafka: KafkaConnection | str,
         group: str,
@@ -137,10 +136,5 @@ class PredictionReader:
     def __enter__(self) -> PredictionReader:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_exception: object) -> None:
         self.close()

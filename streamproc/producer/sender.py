@@ -70,8 +70,8 @@ class SendOptions:
         clash = sorted(self.extra.keys() & _IDEMPOTENT.keys())
         if clash:
             raise ConfigError(
-                f"SendOptions.extra sets {', '.join(clash)}: the producer is "
-                "always idempotent with acks=all; leave them out"
+                f"SendOptions.extra sets {', '.join(clash)}: the producer is always "
+                "idempotent with acks=all; leave them out"
             )
         return {
             "linger.ms": self.linger_ms,
@@ -96,7 +96,7 @@ class Producer:
     (an order by its customer, a label by its event_id) unless `key` is given.
     """
 
-    def __init__(  # noqa: PLR0913 - each is one of the documented choices, all but one by name
+    def __init__(  # noqa: PLR0913 - each a documented choice; past the first two, by name only
         self,
         kafka: KafkaConnection | str,
         schemas: Schemas | None = None,
@@ -163,7 +163,8 @@ class Producer:
         """Validates, encodes and hands `record` over; returns its Delivery at once. A full
         local queue makes it wait for acks first. `key` overrides the key function.
 
-        Raises InvalidRecord, UnknownTopic or ProducerClosed, and sends nothing then. A record
+        Raises InvalidRecord, UnknownTopic or ProducerClosed, and sends nothing then (and
+        InfraError when Kafka gives no metadata on the first send to a topic). A record
         the producer refuses for itself (over its size limit) is a failed Delivery, as one the
         broker refuses is."""
         self._check_open()
@@ -205,23 +206,19 @@ class Producer:
 
     def close(self, timeout_s: float = 30.0) -> list[Delivery]:
         """Flushes up to `timeout_s`, then stops. Returns the deliveries not answered in
-        time: they are abandoned, each failed with DeliveryFailed. Sends raise ProducerClosed
-        from now on; a second close returns []."""
+        time: purged (librdkafka sends them no more; one already on its way may have landed)
+        and failed with DeliveryFailed. Sends raise ProducerClosed from now on; a second close
+        returns []."""
         if self._closed:
             return []
         self._closed = True
         try:  # a failed client answers nothing more: its records were failed already
-            left = [] if self._failure is not None else self._wait_answered(timeout_s)
+            return [] if self._failure is not None else self._wait_answered(timeout_s)
         finally:
             self._stopping.set()
             self._sent.set()
             self._thread.join()
-        if left:
-            self._client.purge()
-            self._client.poll(0)  # serves the purged records' reports
-        for delivery in left:  # any librdkafka did not report: failed all the same
-            self._settle_failed(delivery, "abandoned: the producer closed before its ack")
-        return left
+            self._abandon()
 
     def __enter__(self) -> Producer:
         return self
@@ -291,6 +288,18 @@ class Producer:
                 self._in_flight.pop(id(delivery), None)
             raise
         self._sent.set()
+
+    def _abandon(self) -> None:
+        """Purges what is unanswered, so that librdkafka sends none of it later, and fails it."""
+        with self._answered:
+            left = list(self._in_flight.values())
+        if not left:
+            return
+        self._client.purge()
+        for delivery in left:
+            self._settle_failed(
+                delivery, "abandoned when the producer closed; it may have reached the broker"
+            )
 
     def _report(self, delivery: Delivery, error: Any | None, message: Any | None) -> None:
         delivery.report(error, message)

@@ -28,6 +28,7 @@ from streamproc.producer import (
     UnknownTopic,
 )
 from streamproc.producer import sender as sender_module
+from streamproc.producer.topics import SHOP_TOPICS, pipeline_topics
 from tests.builders import ORDER_SUBMITTED, order
 from tests.conftest import REPO
 
@@ -103,12 +104,10 @@ class FakeClient:
                 return len(self._waiting)
 
     def purge(self) -> None:
-        """As librdkafka does: each queued record is reported, _PURGE_QUEUE."""
+        """Drops what awaits an answer: nobody will be told (the producer's poll is over)."""
         self.purged = True
         with self._lock:
-            purging, self._waiting = self._waiting, []
-        for on_delivery, _offset in purging:
-            on_delivery(KafkaError(KafkaError._PURGE_QUEUE), None)
+            self._waiting = []
 
     def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
         return SimpleNamespace(topics=dict.fromkeys(self.cluster))
@@ -334,7 +333,7 @@ def test_close_abandons_what_is_unanswered_and_fails_it(client: FakeClient) -> N
     held = producer.send(ORDERS, order())
     assert producer.close(0.2) == [held]
     assert client.purged
-    with pytest.raises(DeliveryFailed, match="_PURGE_QUEUE"):
+    with pytest.raises(DeliveryFailed, match="abandoned when the producer closed"):
         held.result(timeout=0)
 
 
@@ -401,3 +400,14 @@ def test_the_client_is_idempotent_batches_and_creates_no_topic() -> None:
 def test_idempotence_cannot_be_turned_off() -> None:
     with pytest.raises(ConfigError, match="acks, enable.idempotence"):
         SendOptions(extra={"enable.idempotence": False, "acks": "1"}).properties()
+
+
+# -- topics from a pipeline ----------------------------------------------------------------------
+
+
+def test_a_producer_sends_to_what_its_pipeline_reads() -> None:
+    assert pipeline_topics(REPO / "pipelines/shop_orders.yaml") == SHOP_TOPICS
+    assert pipeline_topics(REPO / "pipelines/phishing.yaml") == {
+        "river.phishing.v1": "river.Phishing",
+        "river.phishing_label.v1": "river.PhishingLabel",
+    }
