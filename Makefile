@@ -48,10 +48,10 @@ test-integration: install up ## the tests against the real Kafka broker and Redi
 	$(BIN)/pytest tests/integration
 
 lint: install ## ruff check and ruff format --check
-	$(BIN)/ruff check streamproc tests benchmarks
-	$(BIN)/ruff format --check streamproc tests benchmarks
+	$(BIN)/ruff check streamproc tests benchmarks examples
+	$(BIN)/ruff format --check streamproc tests benchmarks examples
 
-typecheck: install ## mypy --strict on streamproc, tests and benchmarks
+typecheck: install ## mypy --strict on streamproc, tests, benchmarks and examples
 	$(BIN)/mypy
 
 imports: install ## import-linter layer contracts

@@ -13,7 +13,7 @@ DOC = REPO / "docs/code-map.md"
 # A module named in the page, with or without the leading `streamproc.`.
 _NAMED = re.compile(
     r"`((?:streamproc\.)?(?:adapters|avro_records|cli|config|core|errors|ports|records|scenario|stages|tools"
-    r"|worker)(?:\.\w+)*)`"
+    r"|worker|producer)(?:\.\w+)*)`"
 )
 
 

@@ -62,3 +62,14 @@ def test_a_core_module_that_imports_an_adapter_breaks_the_layers(tmp_path: Path)
     result = _lint_imports_with(tmp_path, "core.uses_adapter", source)
     assert result.returncode != 0
     assert "Layers: each package imports only the packages below it BROKEN" in result.stdout
+
+
+def test_a_producer_sdk_module_besides_its_environment_may_not_read_the_settings(
+    tmp_path: Path,
+) -> None:
+    source = "from streamproc.config.settings import load_settings\n"
+    result = _lint_imports_with(tmp_path, "producer.uses_settings", source)
+    assert result.returncode != 0
+    contract = "Only the worker, the cli and the producer SDK's environment read the settings"
+    assert f"{contract} BROKEN" in result.stdout
+    assert "streamproc.producer.uses_settings -> streamproc.config.settings" in result.stdout
