@@ -93,8 +93,11 @@ def test_orders_are_cleaned_deduplicated_and_bad_records_dead_lettered(
         send(record["customer_id"].encode(), value, event_time_ms + sequence)
     retries = orders[:3]  # the same id again
     resubmissions = [{**o, "event_id": f"{o['event_id']}-again"} for o in orders[3:5]]
+    # logged within the dedupe's times to live of their first (they run between Kafka
+    # timestamps, and the first ones are stamped an hour back)
     for record in [*retries, *resubmissions]:
-        send(record["customer_id"].encode(), serde.encode(RAW, ORDER_SUBMITTED, record))
+        value = serde.encode(RAW, ORDER_SUBMITTED, record)
+        send(record["customer_id"].encode(), value, event_time_ms + EVENTS)
     bad = _corrupted(serde) + _invalid(serde)
     for index, (value, _reason) in enumerate(bad):
         send(f"bad-{index}".encode(), value)
