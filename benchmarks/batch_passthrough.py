@@ -49,7 +49,7 @@ def main() -> None:
         return web.text(str(forwarded))
 
     tune_gc()
-    faust_worker(app, settings.log_level, settings.log_format == "json").execute_from_commandline()
+    faust_worker(app, settings.log_level, settings.json_logs).execute_from_commandline()
 
 
 if __name__ == "__main__":

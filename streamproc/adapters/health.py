@@ -68,6 +68,11 @@ def health_and_metrics_app(
     return app
 
 
+def address_family(host: str, port: int) -> socket.AddressFamily:
+    """IPv4 or IPv6, as `host` resolves: what a socket bound to (host, port) needs."""
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a scrape in progress must not hold up the process's exit
 
@@ -87,8 +92,7 @@ def serve_health_and_metrics(
     """Answer /healthz, /readyz and /metrics on (host, port) from a daemon thread, so a busy
     event loop (the trainer learning a batch) does not delay a scrape. Returns the server
     (shutdown())."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    server = _ThreadingServer((host, port), family)
+    server = _ThreadingServer((host, port), address_family(host, port))
     server.set_app(health_and_metrics_app(liveness, registry, not_ready))
     threading.Thread(target=server.serve_forever, name="streamproc-web", daemon=True).start()
     return server

@@ -73,9 +73,8 @@ def _log_to_stderr(settings: Settings) -> None:
     default level, info, is the worker's)."""
     level = logging.getLevelName(settings.log_level.upper())
     shown = logging.getLevelName(level if level == logging.DEBUG else max(level, logging.WARNING))
-    json_logs = settings.log_format == "json"
     text = "streamproc: %(levelname)s: %(message)s"
-    logging.config.dictConfig(logging_config(shown, json_logs, "ext://sys.stderr", text))
+    logging.config.dictConfig(logging_config(shown, settings.json_logs, "ext://sys.stderr", text))
 
 
 def _parser() -> argparse.ArgumentParser:

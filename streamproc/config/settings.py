@@ -303,6 +303,11 @@ class Settings(BaseSettings):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
 
+    @property
+    def json_logs(self) -> bool:
+        """Whether logs are JSON lines (STREAMPROC_LOG_FORMAT=json)."""
+        return self.log_format == "json"
+
     def kafka_connection(self) -> KafkaConnection:
         """How every Kafka client of this process reaches the brokers."""
         return KafkaConnection(

@@ -58,17 +58,17 @@ def run_worker(settings: Settings) -> None:
     mode.loop.use("uvloop")  # libuv's loop: cheaper per callback than asyncio's own
     app = create_app(settings)
     tune_gc()
-    json_logs = settings.log_format == "json"
-    faust_worker(app, settings.log_level, json_logs).execute_from_commandline()
+    faust_worker(app, settings.log_level, settings.json_logs).execute_from_commandline()
 
 
 def run_trainer(settings: Settings, catalog: SchemaCatalog, scored: ScoredStream) -> None:
     """A process that only trains (STREAMPROC_INFERENCE=false): the trainer loop and the
     snapshot follower, /metrics and /healthz on the web port, no Faust agents and no consumer
     group."""
-    json_logs = settings.log_format == "json"
     logging.config.dictConfig(
-        logging_config(settings.log_level, json_logs, "ext://sys.stdout", TRAINER_LOG_FORMAT)
+        logging_config(
+            settings.log_level, settings.json_logs, "ext://sys.stdout", TRAINER_LOG_FORMAT
+        )
     )
     serde = AvroSerde(catalog, schema_registry(settings, catalog))
     redis = redis_client(

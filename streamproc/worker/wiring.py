@@ -13,6 +13,7 @@ from typing import Any
 from streamproc.adapters.avro.registry import make_registry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde, SchemaRegistry
+from streamproc.adapters.health import address_family
 from streamproc.adapters.kafka.admin import TopicLister, committed_metadata
 from streamproc.adapters.kafka.dlq import dlq_topic
 from streamproc.adapters.kafka.erasures import ERASURES_TOPIC, ErasureTopic
@@ -135,8 +136,7 @@ def _model_topics(models: Models | None) -> tuple[str, ...]:
 def require_web_port(host: str, port: int) -> None:
     """Raise ConfigError when (host, port) cannot be bound: another process has the port (two
     workers on one machine need a port each), or the host is not this machine's."""
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(address_family(host, port), socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             probe.bind((host, port))
