@@ -28,7 +28,7 @@ def main() -> None:
     settings = load_settings()
     mode.loop.use("uvloop")
     app = worker_app(settings)
-    sender = batch_sender(settings)
+    sender = batch_sender(settings, {})
     forwarded = 0
 
     async def forward(batch: list[Envelope]) -> Complete:

@@ -40,7 +40,7 @@ def _control(settings: Settings) -> ModelControl:
     if spec.models is None:
         raise ConfigError(f"{settings.pipeline}: the pipeline declares no models")
     topic = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC, settings.kafka_timeout_s)
-    return ModelControl(topic, model_scope(settings.app_id, spec.name), spec.models)
+    return ModelControl(topic, model_scope(settings.deployment().group, spec.name), spec.models)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:

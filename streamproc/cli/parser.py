@@ -25,6 +25,7 @@ from streamproc.cli import (
     tail,
     top,
     topics,
+    versions,
     worker,
 )
 from streamproc.cli.common import EXIT_CODES, EXIT_CONFIG, EXIT_FAILURE, EXIT_INFRA, Command
@@ -46,6 +47,7 @@ _REGISTERS = (
     state.register,
     models.register,
     top.register,
+    versions.register,
     bench.register,
     schemas.register,
     erase.register,

@@ -48,6 +48,6 @@ async def _marker(settings: Settings, action: Callable[[RedisStateMarker], Await
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
     )
     try:
-        return await action(RedisStateMarker(client, settings.redis_namespace))
+        return await action(RedisStateMarker(client, settings.deployment().namespace))
     finally:
         await client.aclose()

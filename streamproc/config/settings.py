@@ -18,6 +18,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamproc.config.connections import TlsFiles, redact_url, system_trusts_cas
+from streamproc.config.deployment import BASE_VERSION, VERSION_PATTERN, Deployment
 from streamproc.config.kafka import (
     EndpointCheck,
     KafkaConnection,
@@ -122,6 +123,14 @@ class Settings(BaseSettings):
         "streamproc",
         pattern=r"^[A-Za-z0-9:._-]+$",
         description="prefix of every Redis key; a new one starts from empty state (for a replay)",
+    )
+    version: str = Field(
+        BASE_VERSION,
+        pattern=VERSION_PATTERN,
+        description="the deployment version this process runs (`v1`, `v2`, ...): v1 is the "
+        "deployment's first, with names unsuffixed; another version keeps its Redis keys under "
+        "`<namespace>:<version>`, consumes as group `<app id>-<version>` and writes topics "
+        "ending `.<version>` (`streamproc replay` starts one; docs/replay.md)",
     )
     schemas_dir: Path = Field(Path("schemas"), description="folder of the `*.avsc` schemas")
     topics_dir: Path = Field(
@@ -307,6 +316,10 @@ class Settings(BaseSettings):
     def json_logs(self) -> bool:
         """Whether logs are JSON lines (STREAMPROC_LOG_FORMAT=json)."""
         return self.log_format == "json"
+
+    def deployment(self) -> Deployment:
+        """The version this process runs, and its names."""
+        return Deployment(self.version, self.redis_namespace, self.app_id)
 
     def kafka_connection(self) -> KafkaConnection:
         """How every Kafka client of this process reaches the brokers."""

@@ -14,6 +14,7 @@ from streamproc.core.training import ServedX
 from streamproc.records import Envelope, OutRecord, Rejection
 from streamproc.stages.feature_step import FeatureStep, FeatureStepOutcome
 from streamproc.stages.predict import PredictStep
+from streamproc.stages.serving_route import ServingRoute
 
 
 class ServedLog(Protocol):
@@ -58,13 +59,16 @@ class ScoredChain:
         predict: PredictStep | None = None,
         served_log: ServedLog | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        route: ServingRoute | None = None,
     ) -> None:
+        """Without a `route`, predictions go to the declared topic (a file, a test)."""
         if (predict is None) != (served_log is None):
             raise ValueError("a predict step needs a served-x log (the label join reads it)")
         self._features = features
         self._predict = predict
         self._served_log = served_log
         self._clock_ms = clock_ms
+        self._route = route
 
     async def process(self, batch: Sequence[Envelope]) -> ScoredOutcome:
         """Never raises for a bad record (it becomes a rejection); a store's InfraError and
@@ -87,6 +91,8 @@ class ScoredChain:
         result.seconds["predict"] = scored - featured
         result.seconds["served_x"] = time.perf_counter() - scored
         result.predictions = predicted.predictions
+        if self._route is not None:
+            result.predictions = await self._route.route(predicted.predictions)
         result.served = predicted.served
         result.step.rejections.extend(predicted.rejections)
         return result

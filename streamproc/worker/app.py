@@ -40,12 +40,19 @@ from streamproc.stages.scored import ScoredChain
 from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.fatal import die, on_exit
 from streamproc.worker.state import WorkerState
-from streamproc.worker.wiring import Learning, connections_summary, delivery_summary, worker_parts
+from streamproc.worker.wiring import (
+    Learning,
+    WorkerParts,
+    connections_summary,
+    delivery_summary,
+    worker_parts,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 STALL_CHECK_S = 2.0
+RETIREMENT_CHECK_S = 30.0  # how often a worker looks for a version to retire
 
 
 class _WithoutKafka(BootStrategy):
@@ -65,9 +72,9 @@ def worker_app(settings: Settings) -> faust.App:
     """The Faust app of a worker, without its Kafka layer; agents come from serve_batches."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     return WorkerApp(
-        settings.app_id,
+        settings.deployment().group,
         store="memory://",  # features live in Redis, never in Faust tables (docs/architecture.md)
-        datadir=str(settings.data_dir / settings.app_id),
+        datadir=str(settings.data_dir / settings.deployment().group),
         web_port=settings.web_port,
         web_host=settings.web_host,
         web_bind=settings.web_host,  # Faust binds every address by default
@@ -81,7 +88,7 @@ def serve_batches(
     sender: BatchSender,
     state: WorkerState | None = None,
 ) -> None:
-    """One consumer (of the group settings.app_id) for the topics of `flows`, and per topic
+    """One consumer (of the version's group) for the topics of `flows`, and per topic
     an agent that processes its batches with the topic's flow and sends with `sender`
     (transactional with exactly-once delivery). With a `state`, the consumer joins the group
     once what it must read first is read (models, erasures), and pauses while a dependency
@@ -92,7 +99,7 @@ def serve_batches(
     gate = TransactionGate() if settings.delivery == "exactly-once" else None
     source = SourceSettings(
         settings.kafka_connection(),
-        settings.app_id,
+        settings.deployment().group,
         tuple(flows),
         batch_size=settings.batch_size,
         batches_in_flight=settings.batches_in_flight,
@@ -167,6 +174,7 @@ def create_app(settings: Settings) -> faust.App:
     serve_batches(app, settings, flows, parts.sender, parts.state)
 
     _erasure_task(app, settings, parts.erasures)
+    _retirement_task(app, parts)
     if learning is not None:
         _learning_tasks(app, settings, learning)
     _pages(app, parts.metrics, parts.state, settings.stall_timeout_s)
@@ -174,8 +182,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def announce() -> None:  # in a task, Faust has set up the log
-        log.info("worker %s: %s", settings.app_id, connections_summary(settings))
-        log.info("worker %s: %s", settings.app_id, delivery_summary(settings))
+        log.info("worker %s: %s", settings.deployment().group, connections_summary(settings))
+        log.info("worker %s: %s", settings.deployment().group, delivery_summary(settings))
 
     return app
 
@@ -187,6 +195,17 @@ def _erasure_task(app: faust.App, settings: Settings, erasures: ErasureFollower)
     async def follow_erasures() -> None:
         try:
             await erasures.follow(settings.erasure_interval_s)
+        except Exception as exc:
+            die(exc)
+
+
+def _retirement_task(app: faust.App, parts: WorkerParts) -> None:
+    """The retirement of the version served before this one, as an app task."""
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def retire_previous() -> None:
+        try:
+            await parts.retirement.run(RETIREMENT_CHECK_S)
         except Exception as exc:
             die(exc)
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -73,6 +73,7 @@ class TrainerLoop:
         lease_ms: int = 15_000,
         batch_size: int = 500,
         outages: Outages | None = None,
+        renames: Mapping[str, str] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._outages = outages or Outages(budget_s=120, gauge=metrics)
@@ -86,7 +87,7 @@ class TrainerLoop:
         self._metrics = metrics
         self._lease_ms = lease_ms
         self._batch_size = batch_size
-        self._sender = BatchSender(kafka)
+        self._sender = BatchSender(kafka, renames=renames)  # to the version's own topics
         self._snapshots: SnapshotLog = SnapshotTopic(kafka, SNAPSHOTS_TOPIC)
         self._more_due = False  # the last step left due labels for the next
 

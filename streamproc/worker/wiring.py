@@ -26,6 +26,7 @@ from streamproc.adapters.redis.calls import observe_redis_calls
 from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.marker import RedisStateMarker
 from streamproc.adapters.redis.served import RedisServedLog
+from streamproc.adapters.redis.serving import RedisServingPointer, RedisVersions
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
     RedisLease,
@@ -35,6 +36,7 @@ from streamproc.adapters.redis.stores import (
 )
 from streamproc.adapters.redis.units import RedisUnitStatsStore
 from streamproc.config.connections import redact_url
+from streamproc.config.deployment import Deployment, shadow_topic
 from streamproc.config.models import Models
 from streamproc.config.pipeline import Features, PipelineSpec
 from streamproc.config.settings import Settings
@@ -52,8 +54,10 @@ from streamproc.stages.feature_step import (
 )
 from streamproc.stages.predict import PredictStep
 from streamproc.stages.scored import ScoredChain
+from streamproc.stages.serving_route import ServingRoute
 from streamproc.worker.erasures import ErasureFollower
 from streamproc.worker.follower import SnapshotFollower
+from streamproc.worker.retirement import Retirement
 from streamproc.worker.state import WorkerState
 from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
 
@@ -61,7 +65,8 @@ from streamproc.worker.trainer import MODEL_EVENTS_TOPIC, TrainerLoop
 @dataclass(frozen=True, slots=True)
 class ScoredStream:
     """What the feature-and-predict agent reads: the shop's clean orders, or a tabular
-    pipeline's source records as they are; and the topics the worker needs."""
+    pipeline's source records as they are; the topics the worker needs, and the renames of
+    its outputs to the deployment version's topics (the sender applies them)."""
 
     name: str
     topic: str
@@ -71,12 +76,14 @@ class ScoredStream:
     features: Features
     models: Models | None
     topics: tuple[str, ...]
+    renames: dict[str, str]
 
 
 def scored_stream(
     settings: Settings, catalog: SchemaCatalog
 ) -> tuple[ScoredStream, PipelineSpec | None]:
     """The declaration's scored stream, and the shop spec when there is a clean stage."""
+    deployment = settings.deployment()
     declared = load_declaration(settings.pipeline)
     if isinstance(declared, TabularSpec):
         spec, models = load_tabular(settings.pipeline, lambda n: catalog.latest(n).definition)
@@ -86,51 +93,47 @@ def scored_stream(
                 "to learn delayed labels in order; name one, or use run-file"
             )
         shape = RecordShape(spec.event_id, spec.time, spec.entity_key, "probability")
-        source_topics = (spec.source.topic, dlq_topic(spec.source.topic), ERASURES_TOPIC)
-        stream = ScoredStream(
-            spec.name,
-            spec.source.topic,
-            spec.source.schema_name,
-            shape,
-            None,
-            spec.features,
-            models,
-            (*source_topics, *_model_topics(models)),
+        inputs: tuple[str, ...] = (spec.source.topic, ERASURES_TOPIC)
+        outputs: tuple[str, ...] = (dlq_topic(spec.source.topic),)
+        scored_topic, schema_name, late = spec.source.topic, spec.source.schema_name, None
+        name, features = spec.name, spec.features
+    else:
+        models = declared.models
+        inputs = (declared.source.topic, ERASURES_TOPIC)
+        outputs = (
+            declared.sink.topic,
+            declared.duplicates.topic,
+            dlq_topic(declared.source.topic),
+            dlq_topic(declared.sink.topic),
+            late_topic(declared.sink.topic),
         )
-        return stream, None
-    topics = (
-        declared.source.topic,
-        declared.sink.topic,
-        declared.duplicates.topic,
-        dlq_topic(declared.source.topic),
-        dlq_topic(declared.sink.topic),
-        late_topic(declared.sink.topic),
-        ERASURES_TOPIC,
-    )
+        scored_topic, shape = deployment.topic(declared.sink.topic), CLEAN_ORDER
+        schema_name, late = declared.sink.schema_name, divert_topic(declared)
+        name, features = declared.name, declared.features
+    if models is not None:
+        inputs += (models.labels.topic, SNAPSHOTS_TOPIC)
+        outputs += (dlq_topic(models.labels.topic), MODEL_EVENTS_TOPIC)
     stream = ScoredStream(
-        declared.name,
-        declared.sink.topic,
-        declared.sink.schema_name,
-        CLEAN_ORDER,
-        divert_topic(declared),
-        declared.features,
-        declared.models,
-        (*topics, *_model_topics(declared.models)),
+        name,
+        scored_topic,
+        schema_name,
+        shape,
+        late,
+        features,
+        models,
+        (*inputs, *map(deployment.topic, outputs), *_prediction_topics(models, deployment)),
+        deployment.renames(outputs),
     )
-    return stream, declared
+    return stream, None if isinstance(declared, TabularSpec) else declared
 
 
-def _model_topics(models: Models | None) -> tuple[str, ...]:
+def _prediction_topics(models: Models | None, deployment: Deployment) -> tuple[str, ...]:
+    """The serving predictions topic, and this version's own while it does not serve (v1
+    has its own only once another version was promoted: `promote` creates it)."""
     if models is None:
         return ()
-    labels = models.labels.topic
-    return (
-        labels,
-        dlq_topic(labels),
-        models.predictions.topic,
-        SNAPSHOTS_TOPIC,
-        MODEL_EVENTS_TOPIC,
-    )
+    main = models.predictions.topic
+    return (main,) if deployment.is_base else (main, shadow_topic(main, deployment.version))
 
 
 def require_web_port(host: str, port: int) -> None:
@@ -193,6 +196,7 @@ class WorkerParts:
     metrics: StageMetrics
     state: WorkerState
     erasures: ErasureFollower
+    retirement: Retirement  # of the version served before this one, once its grace is over
 
 
 def process_metrics(settings: Settings) -> StageMetrics:
@@ -212,8 +216,8 @@ def worker_parts(settings: Settings) -> WorkerParts:
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
     )
     metrics = process_metrics(settings)
-    sender = batch_sender(settings)
-    feature_store = RedisFeatureStore(redis, features_namespace(settings.redis_namespace))
+    sender = batch_sender(settings, scored.renames)
+    feature_store = RedisFeatureStore(redis, features_namespace(settings.deployment().namespace))
     erased: set[str] = set()  # filled by the follower; the stages only ask it
     erasures = Erasures(settings.pii_key.get_secret_value().encode(), erased)
     # The predict step is the served vector's only reader here: serve what x is built from
@@ -230,10 +234,13 @@ def worker_parts(settings: Settings) -> WorkerParts:
         erasures,
     )
     learning = build_learning(settings, scored, serde, redis, metrics)
+    deployment = settings.deployment()
+    pointer = RedisServingPointer(redis, deployment.base_namespace)
     chain = ScoredChain(
         feature_step,
         learning.predict_step if learning else None,
         learning.served_log if learning else None,
+        route=_serving_route(pointer, deployment, scored.models),
     )
     clean = _clean_stage(settings, shop, serde, redis, erasures) if shop is not None else None
     follower = ErasureFollower(
@@ -251,18 +258,32 @@ def worker_parts(settings: Settings) -> WorkerParts:
     state = WorkerState(
         Outages(settings.outage_budget_s, metrics),
         metrics,
-        RedisStateMarker(redis, settings.redis_namespace),
-        lambda: committed_metadata(settings.kafka_connection(), settings.app_id, inputs),
+        RedisStateMarker(redis, settings.deployment().namespace),
+        lambda: committed_metadata(
+            settings.kafka_connection(), settings.deployment().group, inputs
+        ),
         before_serving,
     )
-    return WorkerParts(scored, clean, chain, learning, sender, metrics, state, follower)
+    retirement = Retirement(
+        pointer, RedisVersions(redis, deployment.base_namespace), deployment.version
+    )
+    return WorkerParts(scored, clean, chain, learning, sender, metrics, state, follower, retirement)
+
+
+def _serving_route(
+    pointer: RedisServingPointer, deployment: Deployment, models: Models | None
+) -> ServingRoute | None:
+    if models is None:
+        return None
+    main = models.predictions.topic
+    return ServingRoute(pointer, deployment.version, main, shadow_topic(main, deployment.version))
 
 
 def _clean_stage(
     settings: Settings, shop: PipelineSpec, serde: AvroSerde, redis: AnyRedis, erasures: Erasures
 ) -> CleanStage:
     """The clean stage of the shop pipeline, its state in the deployment's Redis namespace."""
-    namespace = pipeline_namespace(settings.redis_namespace, shop.name)
+    namespace = pipeline_namespace(settings.deployment().namespace, shop.name)
     seen = RedisSeenStore(redis, namespace)
     units = RedisUnitStatsStore(redis, namespace)
     pii_key = settings.pii_key.get_secret_value().encode()
@@ -280,8 +301,10 @@ def build_learning(
     if scored.models is None:
         return None
     predict_step = PredictStep(scored.models, serde, scored.shape)
-    served_log = RedisServedLog(redis, pipeline_namespace(settings.redis_namespace, scored.name))
-    scope = model_scope(settings.app_id, scored.name)
+    served_log = RedisServedLog(
+        redis, pipeline_namespace(settings.deployment().namespace, scored.name)
+    )
+    scope = model_scope(settings.deployment().group, scored.name)
     snapshots = SnapshotTopic(settings.kafka_connection(), SNAPSHOTS_TOPIC)
     # Outages of their own: a trainer or a follower retrying does not pause the consumer.
     outages = Outages(settings.outage_budget_s, metrics)
@@ -291,14 +314,15 @@ def build_learning(
         predict_step,
         serde,
         settings.kafka_connection(),
-        settings.app_id,
+        settings.deployment().group,
         served_log,
-        RedisLease(redis, settings.redis_namespace, scope, _worker_id(settings)),
+        RedisLease(redis, settings.deployment().namespace, scope, _worker_id(settings)),
         follower,
         metrics,
         lease_ms=int(settings.trainer_lease_s * 1000),
         batch_size=settings.batch_size,
         outages=outages,
+        renames=scored.renames,
     )
     return Learning(predict_step, served_log, follower, trainer, outages)
 
@@ -317,7 +341,8 @@ def connections_summary(settings: Settings) -> str:
         kafka += f", {settings.kafka_sasl_mechanism} as {settings.kafka_sasl_username}"
     return (
         f"Kafka at {settings.kafka_bootstrap} ({kafka}); Redis at "
-        f"{redact_url(settings.redis_url)} ({security}), keys under {settings.redis_namespace}:"
+        f"{redact_url(settings.redis_url)} ({security}), keys under "
+        f"{settings.deployment().namespace}: (version {settings.version})"
     )
 
 
@@ -357,10 +382,11 @@ def _worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}:{settings.web_port}"
 
 
-def batch_sender(settings: Settings) -> BatchSender:
-    """The agents' sender: transactional with exactly-once delivery."""
+def batch_sender(settings: Settings, renames: dict[str, str]) -> BatchSender:
+    """The agents' sender: transactional with exactly-once delivery, to the version's topics."""
     return BatchSender(
         settings.kafka_connection(),
+        renames=renames,
         linger_ms=settings.produce_linger_ms,
         transactional_id=_transactional_id(settings),
         transaction_timeout_s=settings.transaction_timeout_s,
@@ -373,4 +399,4 @@ def _transactional_id(settings: Settings) -> str | None:
     transaction it left open at once, instead of readers waiting for its timeout."""
     if settings.delivery != "exactly-once":
         return None
-    return f"{settings.app_id}.{_worker_id(settings)}"
+    return f"{settings.deployment().group}.{_worker_id(settings)}"

@@ -191,6 +191,41 @@ def end_offsets(kafka: KafkaConnection, topic: str) -> list[TopicPartition]:
         consumer.close()
 
 
+def watermarks(kafka: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: its first offset still kept and its high watermark."""
+    consumer = Consumer(client_config(kafka, **{"group.id": "streamproc-offsets"}))
+    try:
+        partitions = list_topics(consumer, 10, topic).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in sorted(partitions)
+        }
+    except KafkaException as exc:
+        raise Unavailable("kafka", f"watermarks of {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def offsets_at(kafka: KafkaConnection, topic: str, time_ms: int) -> list[TopicPartition]:
+    """Each partition of `topic` at its first record logged at `time_ms` or later (its high
+    watermark if none is)."""
+    consumer = Consumer(client_config(kafka, **{"group.id": "streamproc-offsets"}))
+    try:
+        partitions = list_topics(consumer, 10, topic).topics[topic].partitions
+        asked = [TopicPartition(topic, p, time_ms) for p in sorted(partitions)]
+        found: list[TopicPartition] = consumer.offsets_for_times(asked, timeout=10)
+        return [
+            tp
+            if tp.offset >= 0
+            else TopicPartition(topic, tp.partition, consumer.get_watermark_offsets(tp)[1])
+            for tp in found
+        ]
+    except KafkaException as exc:
+        raise Unavailable("kafka", f"offsets of {topic} at {time_ms}: {exc}") from exc
+    finally:
+        consumer.close()
+
+
 def start_group_at(kafka: KafkaConnection, group: str, offsets: list[TopicPartition]) -> None:
     """Commit `offsets` for a new consumer group, so it starts there (skipping what is before)."""
     consumer = Consumer(client_config(kafka, **{"group.id": group}))

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,16 +273,19 @@ class BatchSender:
         KafkaError.INVALID_TIMESTAMP: RECORD_REFUSED,
     }
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the producer's settings, each with its default
         self,
         kafka: KafkaConnection,
         ack_timeout_s: float = 60.0,
         linger_ms: float = 5,
         transactional_id: str | None = None,
         transaction_timeout_s: float = 30.0,
+        *,
+        renames: Mapping[str, str] | None = None,
     ) -> None:
         """With a `transactional_id`, records go out in the transactions a Transactions
-        driver (transactions.py) begins and commits on `producer`."""
+        driver (transactions.py) begins and commits on `producer`. A record for a topic in
+        `renames` goes to the topic it names instead (a deployment version's own)."""
         if transactional_id is not None:  # librdkafka: no record may outlive its transaction
             ack_timeout_s = min(ack_timeout_s, transaction_timeout_s)
         self.ack_timeout_s = ack_timeout_s
@@ -296,6 +299,7 @@ class BatchSender:
             config["transaction.timeout.ms"] = int(transaction_timeout_s * 1000)
         self._kafka = kafka
         self._config = config
+        self._renames = dict(renames or {})
         self._transactional = transactional_id is not None
         self._producer = self._new_producer()
         self._polling: threading.Thread | None = None
@@ -421,7 +425,7 @@ class BatchSender:
     def _produce(self, record: OutRecord, on_delivery: Any) -> EventRejected | None:
         try:
             self._producer.produce(
-                record.topic,
+                self._renames.get(record.topic, record.topic),
                 record.value,
                 record.key,
                 headers=list(record.headers),
