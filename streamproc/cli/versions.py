@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.kafka.admin import (
@@ -39,7 +39,9 @@ from streamproc.tools.versions import (
     require_version_free,
     rollback,
 )
-from streamproc.worker.wiring import ScoredStream, scored_stream
+
+if TYPE_CHECKING:
+    from streamproc.worker.wiring import ScoredStream
 
 T = TypeVar("T")
 CAUGHT_UP_RECORDS = 1000
@@ -173,13 +175,21 @@ def register(commands: Subcommands) -> None:
     versions.set_defaults(command=_versions)
 
 
+def _scored(settings: Settings) -> tuple[ScoredStream, str]:
+    """The settings' scored stream and raw topic. Imported here: the command line loads the
+    worker's modules only for the commands that need them."""
+    from streamproc.worker.wiring import scored_stream  # noqa: PLC0415
+
+    scored, shop = scored_stream(settings, SchemaCatalog.load(settings.schemas_dir))
+    return scored, shop.source.topic if shop is not None else scored.topic
+
+
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     version = args.namespace
     pipeline = args.pipeline or settings.pipeline
     mine = settings.model_copy(update={"version": version, "pipeline": pipeline})
     deployment = mine.deployment()
-    scored, shop = scored_stream(mine, SchemaCatalog.load(settings.schemas_dir))
-    raw = shop.source.topic if shop is not None else scored.topic
+    scored, raw = _scored(mine)
     text = pipeline.read_bytes()
     about = {
         "pipeline": str(pipeline),
@@ -205,15 +215,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     _with_redis(settings, register_version)
     _create_topics(settings, scored, deployment)
-    if args.start != "earliest" and not committed_offsets(
-        settings.kafka_connection(), deployment.group, raw
-    ):
+    if args.start != "earliest":
         start_ms = int(datetime.fromisoformat(args.start).timestamp() * 1000)
-        start_group_at(
-            settings.kafka_connection(),
-            deployment.group,
-            offsets_at(settings.kafka_connection(), raw, start_ms),
-        )
+        labels = (scored.models.labels.topic,) if scored.models is not None else ()
+        _start_at(settings, deployment.group, (raw, *labels), start_ms)
     env = {
         **REPLAY_WORKER_SETTINGS,
         "STREAMPROC_VERSION": version,
@@ -227,7 +232,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         version,
         deployment.group,
         settings.kafka_connection(),
-        (raw, scored.topic) if shop is not None else (raw,),
+        (raw, scored.topic) if scored.topic != raw else (raw,),
         env,
         args.log or settings.data_dir / f"replay-{version}.log",
         interval_s=args.interval,
@@ -235,6 +240,15 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         until_caught_up=args.until_caught_up,
     )
     return run_replay(plan)
+
+
+def _start_at(settings: Settings, group: str, topics: tuple[str, ...], start_ms: int) -> None:
+    """Where a new version's group starts reading: the first record logged from `start_ms`
+    on (the raw orders, and the labels: the trainer reads them where the group is)."""
+    kafka = settings.kafka_connection()
+    for topic in topics:
+        if not committed_offsets(kafka, group, topic):  # a resumed replay goes on
+            start_group_at(kafka, group, offsets_at(kafka, topic, start_ms))
 
 
 def _create_topics(settings: Settings, scored: ScoredStream, deployment: Deployment) -> None:
@@ -289,8 +303,7 @@ def _with_redis(settings: Settings, action: Callable[[AnyRedis], Awaitable[T]]) 
 
 def _behind(settings: Settings) -> Callable[[str], int | None]:
     """Records a version's group has left on the raw topic; None when it committed none."""
-    declared = scored_stream(settings, SchemaCatalog.load(settings.schemas_dir))
-    raw = declared[1].source.topic if declared[1] is not None else declared[0].topic
+    _, raw = _scored(settings)
     kafka = settings.kafka_connection()
 
     def behind(version: str) -> int | None:
@@ -311,7 +324,7 @@ def _switch(settings: Settings, client: AnyRedis, grace: str) -> Switch:
         grace_ms = duration_ms(grace)
     except ValueError as exc:
         raise ConfigError(f"--grace {grace}: {exc}") from exc
-    scored, _ = scored_stream(settings, SchemaCatalog.load(settings.schemas_dir))
+    scored, _ = _scored(settings)
 
     def make_shadow(version: str) -> None:
         if scored.models is not None:

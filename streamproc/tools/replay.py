@@ -77,7 +77,7 @@ class ProgressReport:
         self._version = version
         self._threshold = caught_up_records
         self._out = out
-        self._started = time.monotonic()
+        self._started = 0.0
         self._first: Position | None = None
         self._last: tuple[float, Position] | None = None
         self.caught_up_at: float | None = None
@@ -85,7 +85,7 @@ class ProgressReport:
     def see(self, now: float, at: Position) -> bool:
         """Prints a line for `at`; True the first time the replay is caught up."""
         if self._first is None:
-            self._first = at
+            self._first, self._started = at, now
         rate = 0.0
         if self._last is not None and now > self._last[0]:
             rate = (at.done - self._last[1].done) / (now - self._last[0])
@@ -127,7 +127,7 @@ def run_replay(
     plan.log_path.parent.mkdir(parents=True, exist_ok=True)
     with plan.log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streamproc", "worker"],
+            [sys.executable, "-m", "streamproc.cli", "worker"],
             env={**os.environ, **plan.worker_env},
             stdout=log,
             stderr=subprocess.STDOUT,
