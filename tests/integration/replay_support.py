@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.redis.stores import delete_namespace
 from streamproc.config.topics import load_topic_specs, plan_changes
+from streamproc.scenario.shop import GeneratorConfig, generate
+from streamproc.tools.demo import live_records
+from tests.builders import ORDER_SUBMITTED
 from tests.conftest import REPO
 from tests.integration.conftest import PII_KEY, Stack
 
@@ -122,6 +126,26 @@ def own_deployment(stack: Stack, folder: Path) -> Iterator[OwnDeployment]:
         for deleted in client.delete_topics(mine).values() if mine else ():
             deleted.result(30)
         delete_namespace(stack.redis_url, group)
+
+
+def replay_records(
+    deployment: OwnDeployment, serde: AvroSerde, seed: int, events: int
+) -> tuple[list[tuple[str, bytes | None, bytes, None]], set[str]]:
+    """The scenario's orders and labels as a live shop sends them, event ids prefixed by the
+    seed (a second load is no retry of the first); and the orders' event ids."""
+    scenario = generate(GeneratorConfig(events=events, seed=seed))
+    scenario = replace(
+        scenario,
+        events=[{**e, "event_id": f"{seed}-{e['event_id']}"} for e in scenario.events],
+        outcomes=[{**o, "event_id": f"{seed}-{o['event_id']}"} for o in scenario.outcomes],
+    )
+    raw, labels = deployment.topic("shop.order.v1"), deployment.topic("shop.order_outcome.v1")
+    records = live_records(
+        (raw, lambda e: serde.encode(raw, ORDER_SUBMITTED, e)),
+        (labels, lambda o: serde.encode(labels, "shop.OrderOutcome", o)),
+        scenario,
+    )
+    return list(records), {e["event_id"] for e in scenario.events}
 
 
 def cli(

@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -21,16 +21,14 @@ from streamproc.adapters.kafka.producer import produce_records
 from streamproc.adapters.redis.client import redis_client
 from streamproc.adapters.redis.serving_reader import ServingFeatureReader
 from streamproc.config.pipeline import load_pipeline
-from streamproc.scenario.shop import GeneratorConfig, generate
-from streamproc.tools.demo import live_records
 from streamproc.tools.replay import position
-from tests.builders import ORDER_SUBMITTED
 from tests.integration.conftest import Stack, start_worker, stop_worker
 from tests.integration.replay_support import (
     OwnDeployment,
     cli,
     own_deployment,
     read_all,
+    replay_records,
     start_replay,
 )
 
@@ -79,26 +77,6 @@ class Reads:
         return {(version, new) for when, version, new in self.seen if when >= at}
 
 
-def _records(
-    deployment: OwnDeployment, serde: AvroSerde, seed: int, events: int
-) -> tuple[list[tuple[str, bytes | None, bytes, None]], set[str]]:
-    """The scenario's orders and labels as a live shop sends them, event ids prefixed by the
-    seed (a second load is no retry of the first); and the orders' event ids."""
-    scenario = generate(GeneratorConfig(events=events, seed=seed))
-    scenario = replace(
-        scenario,
-        events=[{**e, "event_id": f"{seed}-{e['event_id']}"} for e in scenario.events],
-        outcomes=[{**o, "event_id": f"{seed}-{o['event_id']}"} for o in scenario.outcomes],
-    )
-    raw, labels = deployment.topic("shop.order.v1"), deployment.topic("shop.order_outcome.v1")
-    records = live_records(
-        (raw, lambda e: serde.encode(raw, ORDER_SUBMITTED, e)),
-        (labels, lambda o: serde.encode(labels, "shop.OrderOutcome", o)),
-        scenario,
-    )
-    return list(records), {e["event_id"] for e in scenario.events}
-
-
 def _event_ids(stack: Stack, serde: AvroSerde, topic: str, schema: str) -> Counter[str]:
     return Counter(serde.decode(m.value(), schema)["event_id"] for m in read_all(stack, topic))
 
@@ -118,18 +96,35 @@ def _wait_processed(stack: Stack, group: str, raw: str, clean: str, timeout_s: f
         time.sleep(0.5)
 
 
+def _assert_each_order_served_once(
+    stack: Stack, serde: AvroSerde, deployment: OwnDeployment, later_ids: set[str]
+) -> None:
+    """Each order of `later_ids` predicted once on the serving topic: by v1 up to the cutover,
+    by v2 after it; each version's other predictions went to its own topic."""
+    clean = deployment.topic("shop.order.clean.v1")
+    predictions = deployment.topic("shop.order_prediction.v1")
+    served = _event_ids(stack, serde, predictions, "shop.OrderPrediction")
+    served_later = {e: n for e, n in served.items() if e in later_ids}
+    assert set(served_later) == clean_later
+    assert set(served_later.values()) == {1}
+    v1_shadow = set(_event_ids(stack, serde, f"{predictions}.v1", "shop.OrderPrediction"))
+    v2_shadow = set(_event_ids(stack, serde, f"{predictions}.v2", "shop.OrderPrediction"))
+    assert v1_shadow & clean_later and v2_shadow & clean_later  # both served some
+    assert (v1_shadow | v2_shadow) & clean_later == clean_later
+    assert not v1_shadow & v2_shadow & clean_later
+
+
 def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
     stack: Stack, serde: AvroSerde, deployment: OwnDeployment, tmp_path: Path
 ) -> None:
     env = deployment.env
     raw, clean = deployment.topic("shop.order.v1"), deployment.topic("shop.order.clean.v1")
-    predictions = deployment.topic("shop.order_prediction.v1")
     overrides = {k: env[k] for k in ("STREAMPROC_PIPELINE", "STREAMPROC_TOPICS_DIR")}
     live = start_worker(stack, deployment.group, tmp_path / "v1", **overrides)
     replay = None
     reads = None
     try:
-        first, _ = _records(deployment, serde, 11, EVENTS)
+        first, _ = replay_records(deployment, serde, 11, EVENTS)
         produce_records(stack.kafka, first)
         _wait_processed(stack, deployment.group, raw, clean)
 
@@ -155,7 +150,7 @@ def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
         reading = threading.Thread(target=reads.run, daemon=True)
         reading.start()
 
-        later, later_ids = _records(deployment, serde, 12, LATER)
+        later, later_ids = replay_records(deployment, serde, 12, LATER)
         sending = threading.Thread(target=produce_records, args=(stack.kafka, later, 150))
         sending.start()
         time.sleep(3)
@@ -175,18 +170,7 @@ def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
         assert json.loads(shown.stdout)["version"] == "v2"
         assert NEW_FEATURE in json.loads(shown.stdout)["features"]
 
-        # Each later order predicted once on the serving topic: by v1 up to the cutover, by
-        # v2 after it; each version's other predictions went to its own topic.
-        clean_later = set(_event_ids(stack, serde, clean, "shop.OrderClean")) & later_ids
-        served = _event_ids(stack, serde, predictions, "shop.OrderPrediction")
-        served_later = {e: n for e, n in served.items() if e in later_ids}
-        assert set(served_later) == clean_later
-        assert set(served_later.values()) == {1}
-        v1_shadow = set(_event_ids(stack, serde, f"{predictions}.v1", "shop.OrderPrediction"))
-        v2_shadow = set(_event_ids(stack, serde, f"{predictions}.v2", "shop.OrderPrediction"))
-        assert v1_shadow & clean_later and v2_shadow & clean_later  # both served some
-        assert (v1_shadow | v2_shadow) & clean_later == clean_later
-        assert not v1_shadow & v2_shadow & clean_later
+        _assert_each_order_served_once(stack, serde, deployment, later_ids)
 
         listed = cli(env, "versions", "--json")
         roles = {
