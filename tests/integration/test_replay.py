@@ -103,6 +103,7 @@ def _assert_each_order_served_once(
     by v2 after it; each version's other predictions went to its own topic."""
     clean = deployment.topic("shop.order.clean.v1")
     predictions = deployment.topic("shop.order_prediction.v1")
+    clean_later = set(_event_ids(stack, serde, clean, "shop.OrderClean")) & later_ids
     served = _event_ids(stack, serde, predictions, "shop.OrderPrediction")
     served_later = {e: n for e, n in served.items() if e in later_ids}
     assert set(served_later) == clean_later
