@@ -10,8 +10,9 @@ from dataclasses import asdict
 
 from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.erasures import ERASURES_TOPIC, ErasureTopic
-from streamproc.adapters.redis.client import redis_client
+from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.served import RedisServedLog
+from streamproc.adapters.redis.serving import RedisServingPointer, RedisVersions
 from streamproc.adapters.redis.stores import (
     RedisFeatureStore,
     RedisSeenStore,
@@ -19,7 +20,8 @@ from streamproc.adapters.redis.stores import (
     pipeline_namespace,
 )
 from streamproc.cli.common import Subcommands
-from streamproc.config.pipeline import PipelineSpec
+from streamproc.config.deployment import BASE_VERSION, version_namespace
+from streamproc.config.pipeline import Features, PipelineSpec
 from streamproc.config.settings import Settings
 from streamproc.config.tabular import TabularSpec, load_declaration
 from streamproc.core.erasure import FeatureHashes, SubjectData
@@ -68,22 +70,37 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _live_versions(
+    client: AnyRedis, settings: Settings, declared: Features
+) -> dict[str, Features]:
+    """v1 and every version a replay recorded, but a retired one; each with its features."""
+    recorded = await RedisVersions(client, settings.redis_namespace).all()
+    retired = (await RedisServingPointer(client, settings.redis_namespace).read()).retired
+    live = {BASE_VERSION: declared}
+    for version, about in recorded.items():
+        if "features" in about:
+            live[version] = Features.model_validate(about["features"])
+    return {version: f for version, f in live.items() if version != retired}
+
+
 async def _run(
     settings: Settings, declared: PipelineSpec | TabularSpec, entity: str, pii_key: bytes
 ) -> ErasureReport:
     client = redis_client(
         settings.redis_url, settings.redis_cluster, settings.redis_tls(), settings.redis_timeout_s
     )
-    namespace = pipeline_namespace(settings.redis_namespace, declared.name)
-    stores: dict[str, SubjectData] = {
-        "features": FeatureHashes(
-            declared.features,
-            RedisFeatureStore(client, features_namespace(settings.redis_namespace)),
-        ),
-        "served_x": RedisServedLog(client, namespace),
-    }
-    if isinstance(declared, PipelineSpec):  # a tabular pipeline has no clean stage to dedupe
-        stores["dedupe"] = RedisSeenStore(client, namespace)
+    stores: dict[str, SubjectData] = {}
+    for version, features in (await _live_versions(client, settings, declared.features)).items():
+        # every live version's state: a replay may have built it before the erasure
+        suffix = "" if version == BASE_VERSION else f"@{version}"
+        namespace = version_namespace(settings.redis_namespace, version)
+        in_pipeline = pipeline_namespace(namespace, declared.name)
+        stores[f"features{suffix}"] = FeatureHashes(
+            features, RedisFeatureStore(client, features_namespace(namespace))
+        )
+        stores[f"served_x{suffix}"] = RedisServedLog(client, in_pipeline)
+        if isinstance(declared, PipelineSpec):  # a tabular pipeline has no clean stage
+            stores[f"dedupe{suffix}"] = RedisSeenStore(client, in_pipeline)
     topic = ErasureTopic.connect(settings.kafka_connection(), settings.kafka_timeout_s)
     try:
         return await erase(entity, pii_key, topic, stores, 2 * settings.erasure_interval_s)

@@ -20,10 +20,10 @@ from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failu
 from streamproc.config.deployment import serving_key, version_namespace
 from streamproc.core.serving import Serving
 
-# KEYS: the pointer. ARGV: the promoted_at_ms it must still hold ('' for no pointer), then
+# KEYS: the pointer. ARGV: the promoted_at_ms it must still hold ('0' for no pointer), then
 # field, value pairs of the new pointer. Returns 1 if written, 0 if it had changed.
 _SWAP_SCRIPT = """
-local now = redis.call('HGET', KEYS[1], 'promoted_at_ms') or ''
+local now = redis.call('HGET', KEYS[1], 'promoted_at_ms') or '0'
 if now ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
@@ -70,7 +70,7 @@ class RedisServingPointer:
 
     async def replace(self, read: Serving, new: Serving) -> None:
         """Write `new` if the pointer still is `read`; PointerMoved otherwise."""
-        expected = str(read.promoted_at_ms) if read.promoted_at_ms else ""
+        expected = str(read.promoted_at_ms)
         pairs = [str(item) for pair in asdict(new).items() for item in pair]
         try:
             written = await self._swap(keys=[self._key], args=[expected, *pairs])
