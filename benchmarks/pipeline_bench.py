@@ -53,6 +53,7 @@ from benchmarks.clean_worker_bench import (
     worker_rate,
 )
 from benchmarks.hotpath_bench import events_per_s as hotpath_events_per_s
+from benchmarks.replay_bench import replay_rate
 from streamproc.adapters.avro.registry import EmbeddedRegistry
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
@@ -151,6 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     catalog = SchemaCatalog.load(REPO / "schemas")
     serde = AvroSerde(catalog, EmbeddedRegistry(catalog))
+    since_ms = int(time.time() * 1000) - 1000  # the backlog is logged from then on
     backlog, drained = produce_backlog(KAFKA, serde, args.events)
     raw_start, raw_count = drained.start[RAW], drained.events
     results: dict[str, Any] = {"events": raw_count, "labels": len(backlog.outcomes)}
@@ -172,6 +174,12 @@ def main() -> None:
             results["trainer_labels_per_s"] = run.labels_per_s
         print(f"{key}: {run.rate:,.0f} events/s", flush=True)
     results.update(_delivery_runs(results, drained))
+    # before the live runs, which add to the raw topic: the replay reads from the backlog on
+    results["replay_events_per_s"] = replay_rate(since_ms, drained.events, drained.orders)
+    results["replay_to_live"] = (
+        results["replay_events_per_s"] / results["full_pipeline_events_per_s"]
+    )
+    print(f"replay: {results['replay_events_per_s']:,.0f} events/s", flush=True)
     serving = results["serving_events_per_s"]
     results["live"] = _live(serving, args.live_seconds, args.soak_minutes, serde)
     at_half = results["live"]["50%"]
@@ -658,6 +666,7 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         ("serving worker ², at least once", results["serving_at_least_once_events_per_s"]),
         ("two serving workers ²", results["serving_two_workers_events_per_s"]),
         ("full pipeline, 1 worker that also trains", results["full_pipeline_events_per_s"]),
+        ("`streamproc replay` into a new version ³", results["replay_events_per_s"]),
     ]
     labels = results.get("trainer_labels_per_s")
     lines = [
@@ -689,6 +698,10 @@ def _markdown(results: dict[str, Any], source: Path) -> str:
         "² the workers only serve (`STREAMPROC_TRAINER=false`); one more process only trains "
         "(`STREAMPROC_INFERENCE=false`)"
         + (f": it learned {labels:,.0f} labels/s meanwhile." if labels else "."),
+        "",
+        "³ the replay's worker (batches of 5,000, fetches of 4 MB, commits once a second, its "
+        "trainer in the same process) over the same backlog, into a new version's namespace "
+        f"and topics: {results['replay_to_live']:.2f}× the full pipeline at live settings.",
         "",
         f"Serving worker ÷ in-process hot path: {results['serving_to_hotpath']:.2f}.",
         "",
