@@ -3,7 +3,8 @@ already produced, measured as the backlog runs are (from its first raw record re
 last prediction sent), so that pipeline_bench can set it beside the live worker's rate on the
 same records in the same run.
 
-    python -m benchmarks.replay_bench [--events N]   (alone: produces its own backlog)
+    python -m benchmarks.replay_bench [--events N]   (alone: its own backlog, drained by
+                                                      a live worker, then replayed)
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def _clean_up(app: str, version: str) -> None:
 
 
 def main() -> None:
-    from benchmarks.pipeline_bench import produce_backlog  # noqa: PLC0415 - no import cycle
+    """The backlog drained by the full pipeline at live settings, then replayed: both rates."""
+    from benchmarks.pipeline_bench import Roles, backlog_run, produce_backlog  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -116,8 +118,12 @@ def main() -> None:
     catalog = SchemaCatalog.load(REPO / "schemas")
     since_ms = int(time.time() * 1000) - 1000
     _, drained = produce_backlog(KAFKA, AvroSerde(catalog, EmbeddedRegistry(catalog)), args.events)
+    live = backlog_run(Roles(1, False, {}), drained, False).rate
     rate = replay_rate(since_ms, drained.events, drained.orders)
-    print(f"replay: {rate:,.0f} events/s over {drained.events:,} events")
+    print(
+        f"over {drained.events:,} events: live settings {live:,.0f} events/s, replay "
+        f"{rate:,.0f} events/s ({rate / live:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
