@@ -178,6 +178,13 @@ class StageMetrics:
             ["model"],
             registry=self.registry,
         )
+        self.deployment_serving = Gauge(
+            "streamproc_deployment_serving",
+            "1 while the deployment version this worker runs is the serving one (its "
+            "predictions to the serving topic), 0 while it is a shadow (docs/replay.md).",
+            ["version"],
+            registry=self.registry,
+        )
         self.serving_version = Gauge(
             "streamproc_model_version",
             "Version of the snapshot the worker scores with (0: untrained).",

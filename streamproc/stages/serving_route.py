@@ -3,7 +3,7 @@ serving pointer says for the event's log time (core/serving.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from streamproc.core.serving import ServingPointer
@@ -18,8 +18,17 @@ class VersionRetired(ConfigError):
 class ServingRoute:
     """Per batch, reads the pointer once and routes the batch's predictions."""
 
-    def __init__(self, pointer: ServingPointer, version: str, main: str, shadow: str) -> None:
+    def __init__(
+        self,
+        pointer: ServingPointer,
+        version: str,
+        main: str,
+        shadow: str,
+        observe: Callable[[bool], None] = lambda _serving: None,
+    ) -> None:
+        """`observe` is told with each batch whether this version is the serving one."""
         self._pointer = pointer
+        self._observe = observe
         self._version = version
         self._main = main
         self._shadow = shadow
@@ -28,6 +37,7 @@ class ServingRoute:
         """`predictions` (all for the declared topic) sent where they belong; VersionRetired
         once this version's namespace was dropped."""
         serving = await self._pointer.read()
+        self._observe(serving.version == self._version)
         if serving.retired == self._version:
             raise VersionRetired(
                 f"deployment version {self._version} was retired after {serving.version} was "

@@ -240,7 +240,7 @@ def worker_parts(settings: Settings) -> WorkerParts:
         feature_step,
         learning.predict_step if learning else None,
         learning.served_log if learning else None,
-        route=_serving_route(pointer, deployment, scored.models),
+        route=_serving_route(pointer, deployment, scored.models, metrics),
     )
     clean = _clean_stage(settings, shop, serde, redis, erasures) if shop is not None else None
     follower = ErasureFollower(
@@ -271,12 +271,18 @@ def worker_parts(settings: Settings) -> WorkerParts:
 
 
 def _serving_route(
-    pointer: RedisServingPointer, deployment: Deployment, models: Models | None
+    pointer: RedisServingPointer,
+    deployment: Deployment,
+    models: Models | None,
+    metrics: StageMetrics,
 ) -> ServingRoute | None:
     if models is None:
         return None
-    main = models.predictions.topic
-    return ServingRoute(pointer, deployment.version, main, shadow_topic(main, deployment.version))
+    main, version = models.predictions.topic, deployment.version
+    gauge = metrics.deployment_serving.labels(version)
+    return ServingRoute(
+        pointer, version, main, shadow_topic(main, version), lambda serves: gauge.set(int(serves))
+    )
 
 
 def _clean_stage(
