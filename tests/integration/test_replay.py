@@ -115,6 +115,26 @@ def _assert_each_order_served_once(
     assert not v1_shadow & v2_shadow & clean_later
 
 
+def _roll_back_and_forth(env: dict[str, str], reads: Reads) -> None:
+    """v1 is the previous version: `versions` says so, a rollback serves it again (reads
+    follow), a second returns to v2; no read failed; an unknown version is refused."""
+    listed = cli(env, "versions", "--json")
+    roles = {
+        json.loads(line)["version"]: json.loads(line)["role"] for line in listed.stdout.splitlines()
+    }
+    assert roles["v2"] == "serving" and roles["v1"].startswith("previous")
+
+    rolled_back = cli(env, "rollback")
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    after_rollback = time.monotonic()
+    time.sleep(1)
+    assert reads.versions_since(after_rollback) == {("v1", False)}
+    assert not reads.errors, reads.errors[:3]
+    assert len(reads.seen) > 100
+    assert cli(env, "rollback").returncode == 0  # v2 is the previous one now
+    assert cli(env, "promote", "v9").returncode == 1  # no such version
+
+
 def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
     stack: Stack, serde: AvroSerde, deployment: OwnDeployment, tmp_path: Path
 ) -> None:
@@ -155,6 +175,7 @@ def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
         sending = threading.Thread(target=produce_records, args=(stack.kafka, later, 150))
         sending.start()
         time.sleep(3)
+        assert live.counter("streamproc_deployment_serving", version="v1") == 1
         before_promotion = time.monotonic()
         promoted = cli(env, "promote", "v2", "--grace", "1h")
         assert promoted.returncode == 0, promoted.stderr
@@ -173,22 +194,8 @@ def test_replay_promote_and_rollback_with_reads_and_orders_going_on(
 
         _assert_each_order_served_once(stack, serde, deployment, later_ids)
 
-        listed = cli(env, "versions", "--json")
-        roles = {
-            json.loads(line)["version"]: json.loads(line)["role"]
-            for line in listed.stdout.splitlines()
-        }
-        assert roles["v2"] == "serving" and roles["v1"].startswith("previous")
-
-        rolled_back = cli(env, "rollback")
-        assert rolled_back.returncode == 0, rolled_back.stderr
-        after_rollback = time.monotonic()
-        time.sleep(1)
-        assert reads.versions_since(after_rollback) == {("v1", False)}
-        assert not reads.errors, reads.errors[:3]
-        assert len(reads.seen) > 100
-        assert cli(env, "rollback").returncode == 0  # v2 is the previous one now
-        assert cli(env, "promote", "v9").returncode == 1  # no such version
+        assert live.counter("streamproc_deployment_serving", version="v1") == 0  # a shadow now
+        _roll_back_and_forth(env, reads)
     finally:
         if reads is not None:
             reads.stopping.set()
