@@ -57,6 +57,20 @@ def service_acl_rules(namespace: str, commands: Sequence[str] = SERVICE_COMMANDS
     return [f"~{namespace}:*", "resetchannels", "-@all", *(f"+{command}" for command in commands)]
 
 
+def reader_acl_rules(namespace: str) -> list[str]:
+    """The rules of an operator who only reads features (`streamproc features get`): the
+    feature hashes of every version, and the serving pointer and versions, read only."""
+    return [
+        f"~{namespace}:features:*",
+        f"~{namespace}:v*:features:*",
+        f"%R~{namespace}:serving",
+        f"%R~{namespace}:versions",
+        "resetchannels",
+        "-@all",
+        "+hgetall",
+    ]
+
+
 def acl_setuser_line(namespace: str) -> str:
     """The line an operator runs (redis-cli) for the user `streamproc`, as docs/security.md
     shows it; CHANGE-ME stands for the password."""

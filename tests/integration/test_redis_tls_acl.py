@@ -48,6 +48,7 @@ from tests.harness.redis_acl import (
     CLEANUP_COMMANDS,
     SERVICE_COMMANDS,
     create_service_user,
+    reader_acl_rules,
     use_every_store,
 )
 from tests.harness.tls import CA, make_ca, redis_tls_args
@@ -274,8 +275,12 @@ async def test_features_get_reads_as_a_read_only_user_over_tls_and_names_a_wrong
     finally:
         await client.aclose()
 
-    # the operator's user of docs/security.md: HGETALL on the feature hashes, nothing else
-    user, password = tls_redis.new_user(("hgetall",), keys_under=f"{NAMESPACE}:features")
+    # the operator's user of docs/security.md: HGETALL on the feature hashes and the serving
+    # pointer, nothing else
+    user, password = f"reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    tls_redis.admin.execute_command(
+        "ACL", "SETUSER", user, "reset", "on", f">{password}", *reader_acl_rules(NAMESPACE)
+    )
     read = _features_get(tls_redis.url(user, password), tls_redis.ca.cert_path, "cli-1")
     assert read.returncode == 0, read.stderr
     features = json.loads(read.stdout)["features"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from streamproc.adapters.redis.client import AnyRedis
 from streamproc.adapters.redis.serving import RedisServingPointer, RedisVersions
 from streamproc.adapters.redis.stores import RedisFeatureStore, features_namespace
-from streamproc.config.deployment import version_namespace
+from streamproc.config.deployment import BASE_VERSION, version_namespace
 from streamproc.config.pipeline import Features
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.state import FeatureValue
@@ -37,7 +37,9 @@ class ServingFeatureReader:
         return version, await reader.get_many(entities, wall_ms, at_ms)
 
     async def _reader(self, version: str) -> FeatureReader:
-        recorded = (await self._versions.all()).get(version, {}).get("features")
+        recorded = None
+        if version != BASE_VERSION:  # v1's are the declaration's; a replay recorded the others'
+            recorded = (await self._versions.all()).get(version, {}).get("features")
         features = self._default if recorded is None else Features.model_validate(recorded)
         namespace = version_namespace(self._base, version)
         reader = FeatureReader(
