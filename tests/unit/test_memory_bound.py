@@ -51,7 +51,7 @@ async def test_the_trainers_snapshot_consumer_buffers_nothing_after_its_restore(
 ) -> None:
     topic = MemorySnapshotTopic()
     monkeypatch.setattr(trainer_module, "SnapshotTopic", topic.opener())
-    monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap: None)
+    monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap, **_: None)
     step = PredictStep(MODELS, codec=None)  # type: ignore[arg-type]
     metrics = StageMetrics()
     follower = follower_module.SnapshotFollower(

@@ -100,7 +100,7 @@ def fakes(serde: AvroSerde, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
     )
     monkeypatch.setattr(trainer_module, "SnapshotTopic", found.snapshots.opener())
     monkeypatch.setattr(trainer_module, "PartitionReader", found.labels.reader)
-    monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap: found.sender)
+    monkeypatch.setattr(trainer_module, "BatchSender", lambda _bootstrap, **_: found.sender)
     yield found
 
 
