@@ -31,7 +31,7 @@ from streamproc.config.models import (
     Snapshots,
 )
 from streamproc.core.learning import probability
-from streamproc.core.training import ServedX, load_state, read_header
+from streamproc.core.training import Label, ServedX, Trainer, load_state, read_header
 from streamproc.stages.predict import PredictStep
 from streamproc.worker import trainer as trainer_module
 from streamproc.worker.follower import SnapshotFollower
@@ -73,7 +73,7 @@ class Fakes:
             self.served.x[f"e{i}"] = x.dump()
         self.served.newest_ms[0] = START_MS + (start + count) * 1000
 
-    def label(self, *numbers: int) -> None:
+    def label(self, *numbers: int, partition: int = 0) -> None:
         """The labels of these events, known half a second after each."""
         for i in numbers:
             record = {
@@ -82,7 +82,7 @@ class Fakes:
                 "occurred_at": START_MS + i * 1000 + 500,
             }
             value = self.serde.encode(LABELS, "shop.OrderOutcome", record)
-            self.labels.append(0, f"e{i}".encode(), value)
+            self.labels.append(partition, f"e{i}".encode(), value)
 
     def header(self) -> dict[str, Any] | None:
         data = self.snapshots.latest(models_key(SCOPE))
@@ -175,6 +175,36 @@ async def test_labels_are_learned_from_the_x_their_event_was_served(fakes: Fakes
     # the only link between a label and v is the x logged for its event id
     assert probability(model, {"v": 1.0}) > 0.6 > 0.4 > probability(model, {"v": 0.0})
     assert read_header(fakes.snapshots.latest(serving_key(SCOPE)) or b"")["version"] == 1
+
+
+async def test_partitions_read_one_after_the_other_are_learned_in_the_logs_order(
+    fakes: Fakes,
+) -> None:
+    """The reader gives partition 0 (the later labels) first, four at a time; partition 1,
+    not read yet, holds them back: the model is the one that learned all in event time."""
+    fakes.serve(40)
+    fakes.label(*range(20, 40), partition=0)
+    fakes.label(*range(20), partition=1)
+    task = asyncio.create_task(_process(fakes, epoch=1).loop.run())
+    try:
+        await _until(lambda: (h := fakes.header()) and h["learned"] == 40, "every label")
+    finally:
+        await _stopped(task)
+    data = fakes.snapshots.latest(models_key(SCOPE))
+    assert data is not None
+    whole = Trainer(MODELS)
+    whole.accept(
+        [
+            Label(f"e{i}", _fraud(i), START_MS + i * 1000 + 500, 1 if i < 20 else 0, i % 20)
+            for i in range(40)
+        ]
+    )
+    end = START_MS + 40_000
+    whole.learn(whole.due(end), await fakes.served.fetch(list(fakes.served.x)), end)
+    model = load_state(data, MODELS)[0].models["logreg"]
+    probes = [{"v": 0.0}, {"v": 0.5}, {"v": 1.0}]
+    want = [whole.state.models["logreg"].predict_proba_one(x) for x in probes]
+    assert [model.predict_proba_one(x) for x in probes] == want
 
 
 async def test_a_snapshot_is_published_every_few_labels_with_the_count_learned(
