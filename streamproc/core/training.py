@@ -39,6 +39,10 @@ PARTITION_IDLE_MS = 60_000
 # read: in a backlog thousands wait (events never scored: rejected, duplicates), and fetching
 # all of their x from Redis each loop cost the trainer more than the labels it learned.
 HELD_RETRY_MS = 1_000
+# The promotion rule is weighed after every this many labels learned, at the same labels in
+# every run of the log: weighed after each step, a champion depended on where steps ended
+# (how many labels were due when the trainer looked), which is timing.
+PROMOTION_EVERY = 10
 _BEFORE_ANY_LABEL = -(2**63)  # the frontier of a partition no label was read from yet
 
 
@@ -286,10 +290,11 @@ class Trainer:
             state.held.pop(event_id, None)
             held_since_wall.pop(event_id, None)
             self._learn_one(label, x, report)
+            if state.learned % PROMOTION_EVERY == 0:
+                self._consider_promotion(report)
         while len(state.held) > _HELD_LABELS_KEPT:
             self._give_up(next(iter(state.held)), report)
         state.label_offsets = self.label_offsets()
-        self._consider_promotion(report)
         return report
 
     def _give_up(self, event_id: str, report: TrainingReport) -> None:

@@ -12,6 +12,7 @@ from streamproc.core.learning import SnapshotMismatch, in_sample
 from streamproc.core.training import (
     HELD_RETRY_MS,
     PARTITION_IDLE_MS,
+    PROMOTION_EVERY,
     Label,
     ServedX,
     Trainer,
@@ -187,12 +188,28 @@ def test_a_better_challenger_is_promoted_unless_an_operator_pinned_the_champion(
 
     free = Trainer(_models(champion=TREE, challengers=[LOGREG]))
     promotions = []
-    for start in range(0, 400, 50):  # the rule is applied after each batch
+    for start in range(0, 400, 50):
         free.accept(labels[start : start + 50])
         promotions += free.learn(free.due(10**12), served, 10**12).promotions
     assert [(p.retired, p.promoted) for p in promotions] == [("tree", "logreg")]
     assert promotions[0].promoted_auc - promotions[0].retired_auc >= 0.05
     assert free.state.champion == "logreg"
+
+
+def test_a_promotion_comes_after_the_same_labels_however_the_steps_were_cut() -> None:
+    """The rule is weighed every PROMOTION_EVERY labels learned, not after each step: where a
+    live trainer's steps end (how many labels were due when it looked) is timing."""
+    labels, served = _stream(400)
+    runs = []
+    for step in (400, 50, 7, 1):
+        trainer = Trainer(_models(champion=TREE, challengers=[LOGREG]))
+        trainer.accept(labels)
+        promotions = []
+        while due := trainer.due(10**12, limit=step):
+            promotions += trainer.learn(due, served, 10**12).promotions
+        runs.append(promotions)
+    assert runs[0] and all(run == runs[0] for run in runs)
+    assert runs[0][0].after_labels % PROMOTION_EVERY == 0
 
 
 def test_drift_on_an_input_is_reported_and_can_reset_the_challengers() -> None:
