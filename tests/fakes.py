@@ -137,6 +137,7 @@ class _MemoryLabelReader:
     def __init__(self, topic: MemoryLabelTopic, start: dict[int, int]) -> None:
         self._topic = topic
         self._next = start
+        self._at_end: dict[int, bool] = {}
 
     def read(self, max_records: int, timeout_s: float) -> list[Envelope]:
         found: list[Envelope] = []
@@ -145,9 +146,15 @@ class _MemoryLabelReader:
             taken = records[offset : offset + max_records - len(found)]
             found.extend(taken)
             self._next[partition] = offset + len(taken)
+            self._at_end[partition] = self._next[partition] >= len(records)
         if not found:  # as a consumer waits for records, up to its timeout
             time.sleep(min(timeout_s, 0.01))
         return found
+
+    @property
+    def at_end(self) -> dict[int, bool]:
+        """As PartitionReader's: the partitions the last read left at their end then."""
+        return dict(self._at_end)
 
     def close(self) -> None:
         self._topic.open_readers -= 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 import math
 import zlib
@@ -20,6 +21,10 @@ from river import compose, drift, metrics, optim
 from streamproc.config.models import MODEL_STEPS, ModelInputs, ModelSpec, PromotionRule
 from streamproc.errors import EventRejected
 
+# The seed of a step that draws random numbers (ARFClassifier, HoeffdingAdaptiveTreeClassifier)
+# when its declaration gives none: River's default, None, seeds from the system, and two
+# replays of one log then built models that predicted differently.
+UNDECLARED_SEED = 0
 # The optimizers a step's parameters may name (the steps: config.models.MODEL_STEPS).
 OPTIMIZERS: dict[str, Any] = {"SGD": optim.SGD, "Adam": optim.Adam, "AdaGrad": optim.AdaGrad}
 
@@ -31,7 +36,10 @@ def build_pipeline(spec: ModelSpec) -> Any:
         params = dict(spec.params.get(name, {}))
         if "optimizer" in params:
             params["optimizer"] = _optimizer(params["optimizer"])
-        steps.append(_river_step(name)(**params))
+        step = _river_step(name)
+        if "seed" in inspect.signature(step).parameters:
+            params.setdefault("seed", UNDECLARED_SEED)
+        steps.append(step(**params))
     return compose.Pipeline(*steps) if len(steps) > 1 else steps[0]
 
 

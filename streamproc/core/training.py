@@ -39,6 +39,11 @@ PARTITION_IDLE_MS = 60_000
 # read: in a backlog thousands wait (events never scored: rejected, duplicates), and fetching
 # all of their x from Redis each loop cost the trainer more than the labels it learned.
 HELD_RETRY_MS = 1_000
+# The promotion rule is weighed after every this many labels learned, at the same labels in
+# every run of the log: weighed after each step, a champion depended on where steps ended
+# (how many labels were due when the trainer looked), which is timing.
+PROMOTION_EVERY = 10
+_BEFORE_ANY_LABEL = -(2**63)  # the frontier of a partition no label was read from yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +146,9 @@ class Trainer:
 
     A label is due when the scored stream's event time (the watermark) reaches the time it
     became known; so a replay, or a backlog read faster than the orders, learns what live
-    traffic would have, with no label from the future.
+    traffic would have, with no label from the future. The labels are taken in an order of
+    the log's alone (see `due`), so two runs over one log learn them alike, but for the labels
+    held for an event not scored yet: each is learned when its event is found.
     """
 
     def __init__(self, models: Models, state: TrainerState | None = None) -> None:
@@ -149,6 +156,10 @@ class Trainer:
         self.state = state or fresh_state(models)
         self._waiting: dict[int, deque[Label]] = {}
         self._read_up_to: dict[int, int] = dict(self.state.label_offsets)
+        # Per label partition, the latest time among the labels in sample read from it here
+        # (its frontier, see `due`), and the partitions not read to their end at the last read.
+        self._latest: dict[int, int] = {}
+        self._open: frozenset[int] = frozenset()
         # when each held label was first held here (not in snapshots: a restore starts anew)
         self._held_since_wall: dict[str, int] = {}
         self._held_retry_at_wall = 0
@@ -165,40 +176,82 @@ class Trainer:
             for partition, offset in self._read_up_to.items()
         }
 
-    def accept(self, labels: Sequence[Label]) -> int:
+    def accept(self, labels: Sequence[Label], at_end: Mapping[int, bool] | None = None) -> int:
         """Takes labels in as read; returns how many were left out of the declared sample
-        (done with at once: their offsets move on as a learned label's would)."""
+        (done with at once: their offsets move on as a learned label's would).
+
+        `at_end`: every partition of the label topic, and whether the reader has read it to
+        its end with this read; None when the labels given are all there are (a file)."""
         share = self.declared.labels.sample
         left_out = 0
+        latest = self._latest
         for label in labels:
-            self._read_up_to[label.partition] = label.offset + 1
+            partition = label.partition
+            self._read_up_to[partition] = label.offset + 1
             if not in_sample(label.event_id, share):
                 left_out += 1
                 continue
-            self._waiting.setdefault(label.partition, deque()).append(label)
+            self._waiting.setdefault(partition, deque()).append(label)
+            if label.occurred_at_ms > latest.get(partition, _BEFORE_ANY_LABEL):
+                latest[partition] = label.occurred_at_ms
+        self._open = frozenset(p for p, end in (at_end or {}).items() if not end)
         return left_out
 
     def due(
         self, watermark_ms: int, wall_ms: int | None = None, limit: int | None = None
     ) -> list[Label]:
-        """The held labels, then the labels whose time has come, in event-time order across
-        partitions (so where batches happen to end does not change what is learned), at most
-        `limit` of the latter: the rest stay waiting, each partition's in offset order, so
-        `label_offsets` stays exact. With `wall_ms` (a live trainer), the held ones at most
-        every HELD_RETRY_MS."""
+        """The held labels, then the labels whose time has come, at most `limit` of the latter:
+        the rest stay waiting, each partition's in offset order, so `label_offsets` stays
+        exact. With `wall_ms` (a live trainer), the held ones at most every HELD_RETRY_MS.
+
+        The labels come in the order of one merge of the label partitions: take, of each
+        partition's next label, the earliest (time, then partition), each partition's labels
+        in offset order. That order is the log's alone, not how far each partition happened to
+        be read, nor where batches ended, nor how the watermark moved: every call takes the
+        next ones of it. (Live, a partition read to its end is taken to hold nothing more, so
+        that an idle one stalls nothing; a label written to it after joins the merge when
+        read.)"""
+        waiting = self._waiting
         heads = [
             (queue[0].occurred_at_ms, partition, queue[0].offset)
-            for partition, queue in self._waiting.items()
+            for partition, queue in waiting.items()
             if queue and queue[0].occurred_at_ms <= watermark_ms
         ]
         heapq.heapify(heads)
+        # A partition not read to its end, whose labels read here are all taken, may deliver
+        # next a label earlier than any taken yet (a partition is only roughly in time order).
+        # It holds back the heads at or after (its frontier, itself), the frontier being the
+        # latest time among the labels taken from it here, L. That is enough, though its next
+        # label u may be earlier: when the label at L was taken, every other partition's next
+        # label g came after it; the partition's labels after L, none later than L, came
+        # before g; so if a g was taken since, u was then the partition's next and came after
+        # g, so after L; and a head now before L was, when L was taken, behind its partition's
+        # g, taken since: it comes before u. Only labels in the sample count: the merge is of
+        # them alone (a left-out label's time bounds nothing). The last label's time would be
+        # as safe, and holds back the same heads of a finished log. A partition read to its
+        # end holds back none; one with nothing read here yet, all.
+        frontier = min(
+            (
+                (self._latest.get(partition, _BEFORE_ANY_LABEL), partition)
+                for partition in self._open
+                if not waiting.get(partition)
+            ),
+            default=None,
+        )
         ready: list[Label] = []
         while heads and (limit is None or len(ready) < limit):
-            _, partition, _ = heapq.heappop(heads)
-            queue = self._waiting[partition]
+            at_ms, partition, _ = heads[0]
+            if frontier is not None and (at_ms, partition) >= frontier:
+                break
+            heapq.heappop(heads)
+            queue = waiting[partition]
             ready.append(queue.popleft())
-            if queue and queue[0].occurred_at_ms <= watermark_ms:
-                heapq.heappush(heads, (queue[0].occurred_at_ms, partition, queue[0].offset))
+            if queue:
+                if queue[0].occurred_at_ms <= watermark_ms:
+                    heapq.heappush(heads, (queue[0].occurred_at_ms, partition, queue[0].offset))
+            elif partition in self._open:
+                edge = (self._latest[partition], partition)
+                frontier = edge if frontier is None else min(frontier, edge)
         if wall_ms is not None:
             if wall_ms < self._held_retry_at_wall:
                 return ready
@@ -237,10 +290,11 @@ class Trainer:
             state.held.pop(event_id, None)
             held_since_wall.pop(event_id, None)
             self._learn_one(label, x, report)
+            if state.learned % PROMOTION_EVERY == 0:
+                self._consider_promotion(report)
         while len(state.held) > _HELD_LABELS_KEPT:
             self._give_up(next(iter(state.held)), report)
         state.label_offsets = self.label_offsets()
-        self._consider_promotion(report)
         return report
 
     def _give_up(self, event_id: str, report: TrainingReport) -> None:

@@ -129,7 +129,7 @@ class TrainerLoop:
                 envelopes = await asyncio.shield(reading)
                 self._outages.end("kafka")
                 fresh, dead = self._decode(envelopes)
-                left_out = trainer.accept(fresh)
+                left_out = trainer.accept(fresh, reader.at_end)  # the ends this read saw
                 self._metrics.labels.labels("sampled_out").inc(left_out)
                 report = await self._learn(trainer)
                 since_snapshot += report.learned + report.unjoined + len(dead) + left_out

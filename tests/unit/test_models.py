@@ -45,6 +45,22 @@ def test_every_whitelisted_step_is_built_from_river(step: str) -> None:
     assert type(built).__module__.startswith(f"river.{MODEL_STEPS[step]}")
 
 
+@pytest.mark.parametrize("step", ["HoeffdingAdaptiveTreeClassifier", "ARFClassifier"])
+def test_a_step_that_draws_random_numbers_is_built_alike_every_time(step: str) -> None:
+    """Seeded from the system, two replays of one log learned different models."""
+    predictions = []
+    for _ in range(2):
+        built = build_pipeline(ModelSpec(name="m", pipeline=step))
+        rng = random.Random(3)
+        for _ in range(1_500):
+            fraud = rng.random() < 0.3
+            built.learn_one({"a": rng.gauss(2.0 if fraud else 0.0, 1.0), "b": rng.random()}, fraud)
+        predictions.append([built.predict_proba_one({"a": v / 2, "b": 0.5}) for v in range(-4, 8)])
+    assert predictions[0] == predictions[1]
+    declared = ModelSpec(name="m", pipeline=step, params={step: {"seed": 42}})
+    assert build_pipeline(declared).seed == 42  # a declared seed is kept
+
+
 def test_an_unknown_step_is_refused_at_load() -> None:
     with pytest.raises(ValueError, match="'os.system' is not a known step"):
         ModelSpec(name="bad", pipeline="StandardScaler | os.system")

@@ -8,10 +8,11 @@ import random
 import pytest
 
 from streamproc.config.models import Drift, Labels, ModelInputs, Models, ModelSpec, PromotionRule
-from streamproc.core.learning import SnapshotMismatch
+from streamproc.core.learning import SnapshotMismatch, in_sample
 from streamproc.core.training import (
     HELD_RETRY_MS,
     PARTITION_IDLE_MS,
+    PROMOTION_EVERY,
     Label,
     ServedX,
     Trainer,
@@ -187,12 +188,28 @@ def test_a_better_challenger_is_promoted_unless_an_operator_pinned_the_champion(
 
     free = Trainer(_models(champion=TREE, challengers=[LOGREG]))
     promotions = []
-    for start in range(0, 400, 50):  # the rule is applied after each batch
+    for start in range(0, 400, 50):
         free.accept(labels[start : start + 50])
         promotions += free.learn(free.due(10**12), served, 10**12).promotions
     assert [(p.retired, p.promoted) for p in promotions] == [("tree", "logreg")]
     assert promotions[0].promoted_auc - promotions[0].retired_auc >= 0.05
     assert free.state.champion == "logreg"
+
+
+def test_a_promotion_comes_after_the_same_labels_however_the_steps_were_cut() -> None:
+    """The rule is weighed every PROMOTION_EVERY labels learned, not after each step: where a
+    live trainer's steps end (how many labels were due when it looked) is timing."""
+    labels, served = _stream(400)
+    runs = []
+    for step in (400, 50, 7, 1):
+        trainer = Trainer(_models(champion=TREE, challengers=[LOGREG]))
+        trainer.accept(labels)
+        promotions = []
+        while due := trainer.due(10**12, limit=step):
+            promotions += trainer.learn(due, served, 10**12).promotions
+        runs.append(promotions)
+    assert runs[0] and all(run == runs[0] for run in runs)
+    assert runs[0][0].after_labels % PROMOTION_EVERY == 0
 
 
 def test_drift_on_an_input_is_reported_and_can_reset_the_challengers() -> None:
@@ -283,3 +300,202 @@ def test_due_labels_come_in_bounded_steps_in_event_time_order_with_exact_offsets
             o >= offsets[p] for p, o in {(lb.partition, lb.offset) for lb in labels} - learned
         )
     assert taken == expected
+
+
+def _two_partitions(n: int = 240, seed: int = 11) -> tuple[list[list[Label]], dict[str, ServedX]]:
+    """Labels of events a minute apart on two partitions, each only roughly in time order (two
+    producers: now and then a label written minutes after its neighbours)."""
+    rng = random.Random(seed)
+    written: list[list[tuple[int, str, bool]]] = [[], []]
+    served = {}
+    for i in range(n):
+        fraud = rng.random() < 0.3
+        served[f"e{i}"] = ServedX({"v": rng.gauss(2.0 if fraud else 0.0, 1.0)}, {}, i * 60_000, 0)
+        late = rng.randrange(600_000) if rng.random() < 0.2 else 0
+        written[rng.randrange(2)].append((i * 60_000 + 3_600_000 + late, f"e{i}", fraud))
+    partitions = []
+    for partition, labels in enumerate(written):
+        # in the order they were written: by the time they became known, give or take a minute
+        labels.sort(key=lambda label: label[0] + rng.randrange(-60_000, 60_000))
+        partitions.append(
+            [Label(e, fraud, at, partition, o) for o, (at, e, fraud) in enumerate(labels)]
+        )
+    return partitions, served
+
+
+def _read_in_turns(
+    partitions: list[list[Label]],
+    served: dict[str, ServedX],
+    turns: list[tuple[int, int]],
+    tell_ends: bool = True,
+) -> tuple[list[str], Trainer]:
+    """A trainer reading (partition, count) in `turns`, then the rest, learning after each read
+    with a watermark that moves by the step, not by what was read; what it learned, in order."""
+    trainer = Trainer(_models())
+    read = [0] * len(partitions)
+    first = min(label.occurred_at_ms for labels in partitions for label in labels)
+    learned: list[str] = []
+    rest = [(p, len(labels)) for p, labels in enumerate(partitions)]
+    for step, (partition, count) in enumerate([*turns, *rest]):
+        labels = partitions[partition][read[partition] : read[partition] + count]
+        read[partition] += len(labels)
+        at_end = {p: read[p] == len(labels) for p, labels in enumerate(partitions)}
+        trainer.accept(labels, at_end if tell_ends else None)
+        watermark = first + step * 900_000
+        due = trainer.due(watermark, limit=25)
+        learned += [label.event_id for label in due]
+        trainer.learn(due, served, watermark)
+    while due := trainer.due(10**12):
+        learned += [label.event_id for label in due]
+        trainer.learn(due, served, 10**12)
+    return learned, trainer
+
+
+def test_the_order_labels_are_learned_in_is_the_logs_not_how_its_partitions_were_read() -> None:
+    partitions, served = _two_partitions()
+    whole = Trainer(_models())  # every label read up front
+    whole.accept([label for labels in partitions for label in labels])
+    due = whole.due(10**12)
+    whole.learn(due, served, 10**12)
+    expected = [label.event_id for label in due]
+    assert sorted(expected) == sorted(served)
+    sizes = [len(labels) for labels in partitions]
+    readings = {
+        "partition 0 then 1, 20 at a time": [(0, 20)] * 7 + [(1, 20)] * 6,
+        "partition 1 then 0, at once": [(1, sizes[1]), (0, sizes[0])],
+        "alternating small reads": [(p, 7) for _ in range(40) for p in (0, 1)],
+        "uneven reads": [(0, 3), (0, 40), (1, 1), (1, 60), (0, 2), (1, 5), (0, 50)],
+    }
+    probes = [{"v": v / 4} for v in range(-8, 17)]
+    for how, turns in readings.items():
+        learned, trainer = _read_in_turns(partitions, served, turns)
+        assert learned == expected, how
+        assert trainer.label_offsets() == {0: sizes[0], 1: sizes[1]}
+        for name, model in trainer.state.models.items():
+            # bit for bit: River's floats compared with ==, not approximately
+            want = [whole.state.models[name].predict_proba_one(x) for x in probes]
+            assert [model.predict_proba_one(x) for x in probes] == want, (how, name)
+        assert trainer.scores() == whole.scores()
+    # told nothing of the ends, a trainer takes what it has read for all there is: the order
+    # then depends on how the partitions were read
+    for how in ("partition 0 then 1, 20 at a time", "alternating small reads", "uneven reads"):
+        assert _read_in_turns(partitions, served, readings[how], tell_ends=False)[0] != expected
+
+
+def test_a_partition_read_to_its_end_holds_no_label_of_the_others_back() -> None:
+    trainer = Trainer(_models())
+    old = Label("old", True, 1_000, 1, 0)
+    newer = [Label(f"n{i}", False, 2_000 + i, 0, i) for i in range(5)]
+    # partition 1 is idle (one old label, nothing since), partition 2 never had a label;
+    # partition 0 is being read and has more to come
+    trainer.accept([old, *newer], at_end={0: False, 1: True, 2: True})
+    # all of them: partition 0's next label, whatever its time, comes after n4 on it
+    assert [label.event_id for label in trainer.due(10_000)] == [
+        "old",
+        "n0",
+        "n1",
+        "n2",
+        "n3",
+        "n4",
+    ]
+    later = Label("n5", True, 9_000, 0, 5)
+    trainer.accept([later], at_end={0: True, 1: True, 2: True})
+    assert trainer.due(10_000) == [later]
+
+
+def test_a_partition_not_read_to_its_end_holds_back_the_labels_after_its_frontier() -> None:
+    lagging = [Label(f"b{t}", False, t, 1, o) for o, t in enumerate(range(10, 101, 10))]
+    ahead = [Label(f"a{t}", True, t, 0, o) for o, t in enumerate(range(10, 101, 10))]
+    trainer = Trainer(_models())
+    trainer.accept([*ahead, *lagging[:5]], at_end={0: False, 1: False})  # 1 read up to 50
+    first = [label.event_id for label in trainer.due(200)]
+    # partition 0's labels up to 50 (at 50 before partition 1's: ties go by partition)
+    assert first == ["a10", "b10", "a20", "b20", "a30", "b30", "a40", "b40", "a50", "b50"]
+    assert trainer.label_offsets() == {0: 5, 1: 5}  # exact: a restore reads a60 on
+    trainer.accept(lagging[5:], at_end={0: True, 1: True})
+    rest = [label.event_id for label in trainer.due(200)]
+    assert rest == ["a60", "b60", "a70", "b70", "a80", "b80", "a90", "b90", "a100", "b100"]
+    # before a label is read from it, a partition not at its end holds back every other
+    fresh = Trainer(_models())
+    fresh.accept(ahead, at_end={0: True, 1: False})
+    assert fresh.due(200) == []
+    fresh.accept([], at_end={0: True, 1: True})
+    assert len(fresh.due(200)) == len(ahead)
+
+
+def test_a_partition_frontier_comes_from_labels_in_the_sample_alone() -> None:
+    """A left-out label is not in the merge: its time says nothing of what comes after it."""
+    declared = _models(labels=Labels(topic="labels", hold="10m", sample=0.5))
+    left_out = next(f"x{i}" for i in range(100) if not in_sample(f"x{i}", 0.5))
+    trainer = Trainer(declared)
+    assert trainer.accept([Label(left_out, True, 5_000, 1, 0)], at_end={0: False, 1: False}) == 1
+    kept = [f"k{i}" for i in range(100) if in_sample(f"k{i}", 0.5)][:3]
+    trainer.accept(
+        [Label(e, True, 1_000 + i, 0, i) for i, e in enumerate(kept)], at_end={0: True, 1: False}
+    )
+    assert trainer.due(10_000) == []  # partition 1 may still deliver a label before 1_000
+    assert trainer.label_offsets() == {0: 0, 1: 1}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_any_reads_steps_watermarks_and_restores_learn_the_order_of_the_whole_log(
+    seed: int,
+) -> None:
+    """Label partitions read in random turns (each told at its end only when it is), the
+    watermark moving by random steps, bounded steps, a sample, and a restore from a snapshot
+    taken mid-way after which the reads go on differently: the labels are learned in the order
+    a trainer that read the whole log at once learns them, into the same models."""
+    rng = random.Random(seed)
+    declared = _models(labels=Labels(topic="labels", hold="10m", sample=rng.choice([1.0, 0.6])))
+    partitions: list[list[Label]] = [[] for _ in range(rng.randint(2, 4))]
+    served = {}
+    for i in range(150):
+        served[f"e{i}"] = ServedX({"v": rng.gauss(0.0, 1.0)}, {}, i * 1_000, 0)
+        at = i * 1_000 + 60_000 + (rng.randrange(30_000) if rng.random() < 0.3 else 0)
+        labels = partitions[rng.randrange(len(partitions))]
+        labels.append(Label(f"e{i}", rng.random() < 0.3, at, 0, 0))
+    for p, labels in enumerate(partitions):  # written roughly, not strictly, in time order
+        labels.sort(key=lambda label: label.occurred_at_ms + rng.randrange(-5_000, 5_000))
+        labels[:] = [
+            Label(lb.event_id, lb.value, lb.occurred_at_ms, p, o) for o, lb in enumerate(labels)
+        ]
+    whole = Trainer(declared)
+    whole.accept([label for labels in partitions for label in labels])
+    expected = whole.due(10**12)
+    whole.learn(expected, served, 10**12)
+
+    trainer, learned = Trainer(declared), []
+    read = [0] * len(partitions)
+    watermark, snapshot, restored = 0, None, False
+    while True:
+        p = rng.randrange(len(partitions))
+        chunk = partitions[p][read[p] : read[p] + rng.randint(0, 6)]
+        read[p] += len(chunk)
+        trainer.accept(chunk, {q: read[q] == len(lb) for q, lb in enumerate(partitions)})
+        watermark += rng.randrange(8_000)
+        done = all(read[q] == len(lb) for q, lb in enumerate(partitions))
+        step = trainer.due(10**12 if done else watermark, limit=rng.choice([None, 1, 5]))
+        trainer.learn(step, served, watermark)
+        learned += step
+        if snapshot is None and len(learned) > 40:
+            trainer.state.label_offsets = trainer.label_offsets()  # as the loop's snapshot does
+            snapshot = (dump_state(trainer.state, "shop", epoch=1, taken_at_ms=0), len(learned))
+        elif snapshot is not None and not restored and len(learned) > 70:  # a crash: restore
+            data, kept = snapshot
+            trainer, learned, restored = (
+                Trainer(declared, load_state(data, declared)[0]),
+                learned[:kept],
+                True,
+            )
+            offsets = trainer.label_offsets()
+            read = [offsets.get(q, 0) for q in range(len(partitions))]
+        if done and not trainer.waiting:
+            break
+    assert restored
+    assert [label.event_id for label in learned] == [label.event_id for label in expected]
+    for name, model in trainer.state.models.items():
+        want = whole.state.models[name]
+        assert all(
+            model.predict_proba_one({"v": v}) == want.predict_proba_one({"v": v})
+            for v in (-1.0, 0.3, 2.0)
+        )

@@ -26,7 +26,9 @@ class PartitionReader:
     """Reads every partition of a topic from given offsets; it never commits: the reader
     keeps its positions itself (the trainer's are in its snapshots). A partition without a
     given offset starts where `group` has committed one (a new deployment can be started
-    at the end of the topic), else at the beginning."""
+    at the end of the topic), else at the beginning.
+
+    `at_end` tells, after each read, which partitions have been read to their end."""
 
     def __init__(
         self,
@@ -39,9 +41,12 @@ class PartitionReader:
         """`report_lag`: told the lag of each partition every few seconds (the trainer's)."""
         self._topic = topic
         lag = lag_reporting(report_lag) if report_lag is not None else {}
-        self._consumer = Consumer(
-            client_config(kafka, **{"group.id": group, "enable.auto.commit": False}, **lag)
-        )
+        # The end of a partition is told by librdkafka's end-of-partition event: its fetcher
+        # moves past transaction markers (after a commit, the last record's offset + 1 stops
+        # short of the high watermark), and the event comes in order with the partition's
+        # records, so what a read tells of the ends agrees with the records it returns.
+        config = {"group.id": group, "enable.auto.commit": False, "enable.partition.eof": True}
+        self._consumer = Consumer(client_config(kafka, **config, **lag))
         try:
             partitions = list_topics(self._consumer, 15, topic).topics[topic].partitions
             committed = self._consumer.committed(
@@ -49,6 +54,7 @@ class PartitionReader:
             )
         except KafkaException as exc:
             raise InfraError(f"{topic}: no metadata or offsets: {exc}") from exc
+        self._at_end = dict.fromkeys(sorted(partitions), False)
         self._consumer.assign(
             [
                 TopicPartition(
@@ -62,14 +68,23 @@ class PartitionReader:
 
     def read(self, max_records: int, timeout_s: float) -> list[Envelope]:
         envelopes = []
+        at_end = self._at_end
         for message in self._consumer.consume(max_records, timeout=timeout_s):
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
+                    at_end[message.partition() or 0] = True
                     continue
                 raise InfraError(f"{self._topic}: {error}")
+            at_end[message.partition() or 0] = False
             envelopes.append(envelope_of(message))
         return envelopes
+
+    @property
+    def at_end(self) -> dict[int, bool]:
+        """Every partition, and whether the reads so far have reached its end (the end it
+        had then: records written since are not known of until read)."""
+        return dict(self._at_end)
 
     def close(self) -> None:
         self._consumer.close()
