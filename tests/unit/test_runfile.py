@@ -21,7 +21,7 @@ async def test_avro_container_input_gives_what_json_lines_give(tmp_path: Path) -
     catalog = SchemaCatalog.load(REPO / "schemas")
     avro_in = tmp_path / "orders.avro"
     with avro_in.open("wb") as out:
-        fastavro.writer(out, catalog.latest("shop.OrderSubmitted").parsed, scenario.events)
+        fastavro.writer(out, catalog.versions("shop.OrderSubmitted")[0].parsed, scenario.events)
     spec = load_pipeline(REPO / "pipelines/shop_orders.yaml")
     from_json = await run_file(spec, catalog, b"k", json_in, tmp_path / "json")
     from_avro = await run_file(spec, catalog, b"k", avro_in, tmp_path / "avro")
