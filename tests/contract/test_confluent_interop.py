@@ -72,6 +72,7 @@ def test_their_v1_and_v2_writers_decode_alike(
     v2["event_id"] = v1["event_id"]
     from_v1 = their_serializer(v1, CONTEXT)
     from_v2 = their_v2_serializer(v2, CONTEXT)
+    assert from_v1 is not None and from_v2 is not None
     assert from_v1[1:5] != from_v2[1:5]  # two schema ids in one topic
     assert ours.decode(from_v1, ORDER_SUBMITTED) == ours.decode(from_v2, ORDER_SUBMITTED) == v2
     assert ours.encode(TOPIC, ORDER_SUBMITTED, v2) == from_v2

@@ -50,6 +50,11 @@ class SchemaVersion:
         return len(self.required.difference(keys)) + sum(key not in self.fields for key in keys)
 
 
+# What each kind of incompatibility avro's checker reports means, for `field`.
+_WHAT = {
+    "reader_field_missing_default_value": "{field} has no default, and v{writer} records lack it",
+    "type_mismatch": "{field} changed its type ({details})",
+}
 # What to do about each kind of incompatibility avro's checker reports, for `field`.
 _ADVICE = {
     "reader_field_missing_default_value": (
@@ -81,13 +86,16 @@ class CompatibilityProblem:
 
     def __str__(self) -> str:
         where = f" ({self.path})" if self.path else ""
-        field = f"field {self.field}: " if self.field else ""
+        field = self.field or "a field"
+        what = _WHAT.get(self.kind, "{details}").format(
+            field=field, writer=self.writer_version, details=self.details
+        )
         advice = _ADVICE.get(self.kind, "make it read what the older version wrote")
         return (
             f"{self.name} v{self.reader_version}{where} cannot read records written with "
-            f"v{self.writer_version}: {field}{self.details}. To fix: "
-            f"{advice.format(field=self.field or 'the field')}; or publish the change as a new "
-            "record type on a new topic (a new subject), since this one cannot hold both."
+            f"v{self.writer_version}: {what} [{self.kind or 'incompatible'}]. To fix: "
+            f"{advice.format(field=field)}; or publish the change as a new record type on a "
+            "new topic (a new subject), since this one cannot hold both."
         )
 
 
@@ -177,16 +185,15 @@ def _check_reader(
         if result.compatibility is SchemaCompatibilityType.compatible:
             continue
         kinds = sorted(k.value for k in result.incompatibilities)
-        fields = {_field_at(reader.definition, where) for where in result.locations} - {None}
-        what = ", ".join(sorted(str(m) for m in result.messages))
+        fields = {_field_at(reader.definition, where) for where in result.locations}
         problems.append(
             CompatibilityProblem(
                 reader.name,
                 reader.version,
                 writer.version,
-                f"{', '.join(kinds)} ({what})",
+                ", ".join(sorted(str(m) for m in result.messages)),
                 ", ".join(sorted(f for f in fields if f)) or None,
-                kinds[0] if kinds else "",
+                ", ".join(kinds),
                 reader.path,
             )
         )
