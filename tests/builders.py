@@ -45,6 +45,22 @@ def order_v2(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def v2_of(record: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The v1 order `record` as a producer on shop.OrderSubmitted v2 writes it (its
+    amount_includes_tax has no place there)."""
+    fields = {k: v for k, v in record.items() if k not in {"items", "amount_includes_tax"}}
+    return {**order_v2(**fields, item_count=record["items"]), **overrides}
+
+
+def v1_of(record: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The v2 order `record` as a producer on v1 writes it (its coupon_code has no place
+    there; amount_includes_tax is null: the source's habit)."""
+    fields = {k: v for k, v in record.items() if k not in {"item_count", "coupon_code"}}
+    return order(
+        **{**fields, "items": record["item_count"], "amount_includes_tax": None, **overrides}
+    )
+
+
 def read_order(**overrides: Any) -> dict[str, Any]:
     """order(**overrides) under the names the normalizer reads: the newest
     shop.OrderSubmitted's, into which the decoder resolves every record (v1's items arrives as

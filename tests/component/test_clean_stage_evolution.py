@@ -13,7 +13,7 @@ from streamproc.adapters.memory import InMemorySeenStore, InMemoryUnitStatsStore
 from streamproc.config.pipeline import PipelineSpec, load_pipeline
 from streamproc.records import Envelope
 from streamproc.stages.clean import CleanOutcome, CleanStage
-from tests.builders import ORDER_SUBMITTED, order, order_v2
+from tests.builders import ORDER_SUBMITTED, order, order_v2, v2_of
 from tests.conftest import REPO
 
 RAW = "shop.order.v1"
@@ -39,12 +39,6 @@ async def _clean(
     return await stage.process(batch)
 
 
-def _as_v2(record: dict[str, Any]) -> dict[str, Any]:
-    """The v1 order `record` as a producer on v2 writes it."""
-    fields = {k: v for k, v in record.items() if k not in {"items", "amount_includes_tax"}}
-    return order_v2(**fields, item_count=record["items"])
-
-
 PAIRS = [  # v1 orders of each source, in the habits docs/scenario.md gives them
     order(customer_id="c-web", items=2),
     order(customer_id=None, email="Guest@Example.org", items=1, amount=59.5),
@@ -66,7 +60,7 @@ async def test_the_same_order_cleans_to_the_same_bytes_from_either_version(
     spec: PipelineSpec, serde: AvroSerde, v1: dict[str, Any]
 ) -> None:
     from_v1 = await _clean(_stage(spec, serde), serde, [v1])
-    from_v2 = await _clean(_stage(spec, serde), serde, [_as_v2(v1)])
+    from_v2 = await _clean(_stage(spec, serde), serde, [v2_of(v1)])
     assert not from_v1.rejections and not from_v2.rejections
     ((a,), (b,)) = from_v1.clean, from_v2.clean
     assert (a.topic, a.key, a.value, a.headers) == (b.topic, b.key, b.value, b.headers)
@@ -77,8 +71,8 @@ async def test_a_v2_resubmission_of_a_v1_order_is_a_duplicate(
     spec: PipelineSpec, serde: AvroSerde
 ) -> None:
     first = order(customer_id="c-1")
-    again = _as_v2({**first, "event_id": "resubmitted", "occurred_at": first["occurred_at"] + 1})
-    retry = _as_v2(first)  # the same event id, from a producer now on v2
+    again = v2_of({**first, "event_id": "resubmitted", "occurred_at": first["occurred_at"] + 1})
+    retry = v2_of(first)  # the same event id, from a producer now on v2
     result = await _clean(_stage(spec, serde), serde, [first, again, retry])
     assert len(result.clean) == 1
     assert result.duplicate_kinds == {"resubmission": 1, "retry": 1}
@@ -90,7 +84,7 @@ async def test_the_removed_field_is_the_sources_habit_for_both_versions(
     """v2 dropped amount_includes_tax: a v1 record's value is not read any more (even one that
     contradicts the source's declared habit), and field_status says the habit applied."""
     odd_v1 = order(customer_id="c-1", amount=100.0, amount_includes_tax=False, tax_rate=0.25)
-    result = await _clean(_stage(spec, serde), serde, [odd_v1, _as_v2(odd_v1)])
+    result = await _clean(_stage(spec, serde), serde, [odd_v1, v2_of(odd_v1)])
     (clean,) = (serde.decode(out.value, CLEAN) for out in result.clean)
     assert clean["amount_gross_eur"] == pytest.approx(100.0)  # web: gross, as declared
     assert clean["field_status"]["amount_includes_tax"] == "defaulted"
