@@ -61,9 +61,9 @@ _ADVICE = {
         'give {field} a default (an optional field: type ["null", ...] with "default": null)'
     ),
     "type_mismatch": (
-        "keep {field}'s type as the older version wrote it (Avro promotes int to long, float "
-        "or double, and string to bytes, no further); a value of another type is a new field "
-        "with a default"
+        "keep {field}'s type as the older version wrote it, or one Avro promotes it to (int to "
+        "long, float or double; long to float or double; float to double; string and bytes "
+        "either way); a value of another type is a new field, with a default"
     ),
     "name_mismatch": "keep the record's full name, or list the old one in its aliases",
     "missing_enum_symbols": "keep every enum symbol older versions wrote, or give the enum a "
