@@ -44,6 +44,11 @@ class SchemaVersion:
         digest = hashlib.sha256(self.canonical.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
 
+    def fits(self, keys: Collection[str]) -> bool:
+        """Whether a record with these keys is one of this version: every key a field, and
+        every field without a default among the keys."""
+        return self.fields.issuperset(keys) and self.required.issubset(keys)
+
     def misfit(self, keys: Collection[str]) -> int:
         """How far a record with these keys is from this version's fields: the keys it has
         no field for, and its fields without a default that the record lacks (0: it fits)."""
@@ -106,6 +111,10 @@ class SchemaCatalog:
         self._by_name: dict[str, dict[int, SchemaVersion]] = {}
         for schema in versions:
             self._by_name.setdefault(schema.name, {})[schema.version] = schema
+        self._newest_first = {
+            name: tuple(by_version[v] for v in sorted(by_version, reverse=True))
+            for name, by_version in self._by_name.items()
+        }
 
     @classmethod
     def load(cls, folder: Path) -> SchemaCatalog:
@@ -139,10 +148,13 @@ class SchemaCatalog:
         """The version a record with these keys is written with: the newest whose field names
         it fits (no key without a field, no field without a default missing), else the closest
         (a record with a problem is then told of it against the version it was meant for)."""
-        versions = self.versions(name)
+        versions = self._newest_first.get(name) or tuple(self._versions_of(name).values())
         if len(versions) == 1:
             return versions[0]
-        return min(reversed(versions), key=lambda version: version.misfit(keys))
+        for version in versions:  # the usual case, a record of one version, at set speed
+            if version.fits(keys):
+                return version
+        return min(versions, key=lambda version: version.misfit(keys))
 
     def check_compatibility(self) -> list[CompatibilityProblem]:
         """Backward, transitively: each version must read data of every earlier version."""
