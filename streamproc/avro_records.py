@@ -17,7 +17,8 @@ FeatureStatus = Literal["fresh", "stale", "missing"]  # the predictions' Feature
 
 
 class OrderSubmitted(TypedDict):
-    """shop.OrderSubmitted: a raw order as a source publishes it (the scenario builds these)."""
+    """shop.OrderSubmitted v1: a raw order as a source publishes it (the scenario builds
+    these; OrderSubmittedV2 is the same order from a producer on v2)."""
 
     event_id: str
     source: str
@@ -35,6 +36,29 @@ class OrderSubmitted(TypedDict):
     session_duration: float | None
     app_version: int | None
     payment_method: str | None
+
+
+class OrderSubmittedV2(TypedDict):
+    """shop.OrderSubmitted v2: v1's items is item_count, amount_includes_tax is gone (the
+    source's declared habit says it), coupon_code is new. Also the shape every raw order is
+    decoded into, whichever version wrote it."""
+
+    event_id: str
+    source: str
+    customer_id: str | None
+    customer_name: str | None
+    email: str | None
+    country: str | None
+    amount: float
+    tax_rate: float | None
+    currency: str
+    item_count: int
+    occurred_at: int | str
+    tz: str | None
+    session_duration: float | None
+    app_version: int | None
+    payment_method: str | None
+    coupon_code: str | None
 
 
 class OrderClean(TypedDict):

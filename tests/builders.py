@@ -34,6 +34,53 @@ def order(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def order_v2(**overrides: Any) -> dict[str, Any]:
+    """The same web order as a producer on shop.OrderSubmitted v2 publishes it: item_count
+    (v1's items), no amount_includes_tax (dropped in v2), coupon_code (new in v2, none)."""
+    record = order()
+    record.pop("amount_includes_tax")
+    record["item_count"] = record.pop("items")
+    record["coupon_code"] = None
+    record.update(overrides)
+    return record
+
+
+def v2_of(record: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The v1 order `record` as a producer on shop.OrderSubmitted v2 writes it (its
+    amount_includes_tax has no place there)."""
+    fields = {k: v for k, v in record.items() if k not in {"items", "amount_includes_tax"}}
+    return {**order_v2(**fields, item_count=record["items"]), **overrides}
+
+
+def v1_of(record: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The v2 order `record` as a producer on v1 writes it (its coupon_code has no place
+    there; amount_includes_tax is null: the source's habit)."""
+    fields = {k: v for k, v in record.items() if k not in {"item_count", "coupon_code"}}
+    return order(
+        **{**fields, "items": record["item_count"], "amount_includes_tax": None, **overrides}
+    )
+
+
+def read_order(**overrides: Any) -> dict[str, Any]:
+    """order(**overrides) under the names the normalizer reads: the newest
+    shop.OrderSubmitted's, into which the decoder resolves every record (v1's items arrives as
+    item_count). For tests that hand raw orders to the normalizer without the decoder; they
+    keep amount_includes_tax, which the normalizer still honours where a record has it."""
+    record = order(**overrides)
+    if "items" in record:
+        record["item_count"] = record.pop("items")
+    return record
+
+
+def as_decoded(record: dict[str, Any]) -> dict[str, Any]:
+    """A v1 order as the decoder returns it: resolved to the newest shop.OrderSubmitted (v2),
+    its items as item_count, without amount_includes_tax, with coupon_code null."""
+    renamed = {"items": "item_count"}
+    decoded = {renamed.get(k, k): v for k, v in record.items() if k != "amount_includes_tax"}
+    decoded.setdefault("coupon_code", None)
+    return decoded
+
+
 _text = st.text(max_size=40)
 _optional_text = st.none() | _text
 _finite = st.floats(allow_nan=False, allow_infinity=False)

@@ -65,7 +65,8 @@ class Wire:
     def __init__(self, serde: AvroSerde, catalog: SchemaCatalog) -> None:
         self.serde = serde
         self.header = serde.encode(RAW_TOPIC, ORDER_SUBMITTED, base())[:5]
-        self._loose = parse_schema(_ints_as_longs(catalog.latest(ORDER_SUBMITTED).definition))
+        written = catalog.writer_for(ORDER_SUBMITTED, base().keys())  # the header's version
+        self._loose = parse_schema(_ints_as_longs(written.definition))
 
     def order(self, **overrides: Any) -> bytes:
         """The base order with `overrides`, framed."""

@@ -20,7 +20,7 @@ from streamproc.cli.common import EXIT_FAILURE, Subcommands, registry, require_t
 from streamproc.config.settings import Settings
 from streamproc.config.topics import load_topic_specs
 from streamproc.errors import InfraError
-from streamproc.tools.conform import RecordShape
+from streamproc.tools.conform import RecordShape, RecordShapes
 from streamproc.tools.produce_file import (
     FileToSend,
     check,
@@ -46,7 +46,9 @@ def register(commands: Subcommands) -> None:
         description="Checks every row of FILE against the topic's value schema (value_schema in "
         "its topics/*.yaml declaration) and reports each bad one with its line and why; then "
         "encodes the rows (Confluent wire format) and sends them with an idempotent producer, "
-        "waiting for every ack. CSV: a header row of field names; cells are converted to the "
+        "waiting for every ack. Each row is written as the schema version whose fields it has "
+        "(a CSV file: its header's), so files of old and new producers both go out as written. "
+        "CSV: a header row of field names; cells are converted to the "
         "fields' types (an empty cell is null where the field may be null); a record, array "
         "or map cell is JSON.",
         epilog=_EXIT_CODES,
@@ -76,7 +78,10 @@ def register(commands: Subcommands) -> None:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     catalog = SchemaCatalog.load(settings.schemas_dir)
     schema = value_schema(args.topic, load_topic_specs(settings.topics_dir))
-    shape = RecordShape(catalog.latest(schema).definition)
+    shape = RecordShapes(
+        {version.version: RecordShape(version.definition) for version in catalog.versions(schema)},
+        lambda keys: catalog.writer_for(schema, keys).version,
+    )
     source = FileToSend(
         args.file,
         file_format(args.file, args.format),

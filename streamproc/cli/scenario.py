@@ -27,7 +27,10 @@ from streamproc.tools.demo import (
     truth_mismatches,
 )
 
-_RATES = ("retry", "resubmission", "guest", "null", "invalid")
+_RATES = ("retry", "resubmission", "guest", "null", "invalid", "v2")
+_RATE_HELP = {
+    "v2": "share of records sent by a producer already on shop.OrderSubmitted v2 (default 0)"
+}
 
 
 def register(commands: Subcommands) -> None:
@@ -39,7 +42,9 @@ def register(commands: Subcommands) -> None:
     generating.add_argument("--out", type=Path, required=True, help="events file (JSON lines)")
     generating.add_argument("--to-kafka", action="store_true", help="also produce to the raw topic")
     for rate in _RATES:
-        generating.add_argument(f"--{rate}-rate", type=share, default=None, metavar="SHARE")
+        generating.add_argument(
+            f"--{rate}-rate", type=share, default=None, metavar="SHARE", help=_RATE_HELP.get(rate)
+        )
     generating.set_defaults(command=_generate)
 
     demo = commands.add_parser(

@@ -45,7 +45,11 @@ class SourceHabits(Frozen):
 
 
 class FieldNames(Frozen):
-    """Which raw field holds what (the raw schema's names)."""
+    """Which raw field holds what, by the names of the raw schema's newest version: the
+    decoder reads every record as that version, so a field renamed in it (v2's item_count,
+    v1's items) is read here by its new name only, whichever version wrote the record. A
+    field the newest version dropped (amount_includes_tax) is absent from every record, and
+    the normalizer treats it as it treats a null: the source's declared habit."""
 
     event_id: str = "event_id"
     source: str = "source"
@@ -57,7 +61,7 @@ class FieldNames(Frozen):
     tax_included: str = "amount_includes_tax"
     tax_rate: str = "tax_rate"
     currency: str = "currency"
-    items: str = "items"
+    items: str = "item_count"  # shop.OrderSubmitted v1 named it items
     occurred_at: str = "occurred_at"
     tz: str = "tz"
     session_duration: str = "session_duration"

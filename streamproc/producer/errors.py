@@ -18,12 +18,17 @@ class ProducerError(StreamprocError):
 
 class InvalidRecord(ProducerError):
     """A record its topic's schema does not allow; raised before anything is sent. `problems`
-    has one entry per field: its path, what the schema expects, what the record holds."""
+    has one entry per field: its path, what the schema expects, what the record holds;
+    `version` is the schema version whose field names the record comes closest to."""
 
-    def __init__(self, schema_name: str, problems: Sequence[Problem]) -> None:
+    def __init__(
+        self, schema_name: str, problems: Sequence[Problem], version: int | None = None
+    ) -> None:
         self.schema_name = schema_name
         self.problems = tuple(problems)
-        super().__init__(f"not a valid {schema_name}: " + "; ".join(map(str, self.problems)))
+        self.version = version  # the schema version the record was checked against
+        named = f"{schema_name} v{version}" if version is not None else schema_name
+        super().__init__(f"not a valid {named}: " + "; ".join(map(str, self.problems)))
 
 
 class UnknownTopic(ProducerError):

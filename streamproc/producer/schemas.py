@@ -13,11 +13,11 @@ from streamproc.adapters.avro.serde import AvroSerde
 
 @dataclass(frozen=True, slots=True)
 class Schemas:
-    """`folder`: the *.avsc files (the service's schemas/); records are written with the
-    newest version of their schema there. `registry_url` unset: the embedded ids, which every
-    machine derives alike from the schema; set: the ids of that registry, subject
-    `<topic>-value`. `registry_auth` is its basic auth (user:password), `registry_ca` the CA of
-    an https registry."""
+    """`folder`: the *.avsc files (the service's schemas/); a record is written with the
+    version of its schema there whose field names it has (the newest it fits).
+    `registry_url` unset: the embedded ids, which every machine derives alike from the
+    schema; set: the ids of that registry, subject `<topic>-value`. `registry_auth` is its
+    basic auth (user:password), `registry_ca` the CA of an https registry."""
 
     folder: Path = Path("schemas")
     registry_url: str | None = None

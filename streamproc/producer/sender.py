@@ -88,8 +88,9 @@ class SendOptions:
 class Producer:
     """Sends records to the service's input topics as it expects them.
 
-    A record is checked against the newest version of its topic's schema before anything is
-    sent (InvalidRecord names each bad field); a topic without a schema here, or missing on the
+    A record is checked against the version of its topic's schema whose field names it fits
+    (the newest of them, else the closest) before anything is sent, and written with that
+    version (InvalidRecord names each bad field); a topic without a schema here, or missing on the
     cluster, is UnknownTopic. Sends are asynchronous: `send` returns a Delivery (a future) and
     calls `on_delivery` with the outcome, from the producer's delivery thread. `flush` waits
     for the acks; `close`, or leaving a `with` block, flushes and stops. Keys: the shop's own
@@ -169,9 +170,13 @@ class Producer:
         broker refuses is."""
         self._check_open()
         schema_name = self._schema_of(topic)
-        found = problems(record, self._catalog.latest(schema_name).parsed)
+        # Written as the version its field names fit: a service still on v1 keeps sending v1
+        # records after v2 is added, and one on v2 sends v2; the worker reads both alike.
+        keys = record.keys() if isinstance(record, Mapping) else ()
+        version = self._catalog.writer_for(schema_name, keys)
+        found = problems(record, version.parsed)
         if found:
-            raise InvalidRecord(schema_name, found)
+            raise InvalidRecord(schema_name, found, version.version)
         value = self._serde.encode(topic, schema_name, record)
         if key is None:
             key = self._key(topic, record) if self._key else shop_key(schema_name, record)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from streamproc.errors import ConfigError
@@ -63,6 +63,11 @@ class RecordShape:
         self._names: dict[str, Any] = {}
         self.name = _collect(definition, definition.get("namespace"), self._names)
         self.fields: tuple[str, ...] = tuple(f["name"] for f in definition["fields"])
+
+    def for_keys(self, keys: Collection[str]) -> RecordShape:
+        """The shape a row with these keys is checked against: this one (RecordShapes picks
+        among versions)."""
+        return self
 
     def required(self) -> list[str]:
         """The fields without a default: a row must give each."""
@@ -179,6 +184,29 @@ class RecordShape:
             except Mismatch:
                 continue
         raise _mismatch(path, describe(schema, self._names), _shown(value))
+
+
+class RecordShapes:
+    """Every version of one record schema, each a RecordShape: a row is checked against, and
+    then written as, the version its field names fit (`pick`: the schema catalog's
+    writer_for), so a file of v1 rows and one of v2 rows are both sent as they are."""
+
+    def __init__(
+        self, shapes: Mapping[int, RecordShape], pick: Callable[[Collection[str]], int]
+    ) -> None:
+        self._shapes = dict(shapes)
+        self._pick = pick
+        newest = self._shapes[max(self._shapes)]
+        self.name = newest.name
+        # every version's fields, the newest's first (a --key may name any of them)
+        self.fields = tuple(
+            dict.fromkeys(
+                f for v in sorted(self._shapes, reverse=True) for f in self._shapes[v].fields
+            )
+        )
+
+    def for_keys(self, keys: Collection[str]) -> RecordShape:
+        return self._shapes[self._pick(keys)]
 
 
 def describe(schema: Any, names: Mapping[str, Any] | None = None) -> str:

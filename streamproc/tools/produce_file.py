@@ -15,8 +15,7 @@ from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import TopicSpec
 from streamproc.errors import ConfigError
 from streamproc.scenario.shop import producer_key
-from streamproc.tools.conform import RecordShape
-from streamproc.tools.rows import FORMATS, Format, Row, checked_rows
+from streamproc.tools.rows import FORMATS, Format, Row, Shape, checked_rows
 
 Key = Callable[[Mapping[str, Any]], bytes | None]
 # How the producers of a record type key it, when --key names no field.
@@ -30,7 +29,7 @@ class FileToSend:
 
     path: Path
     kind: Format
-    shape: RecordShape
+    shape: Shape
     topic: str
     key: Key
 
@@ -65,7 +64,7 @@ def file_format(path: Path, given: Format | None) -> Format:
     return kind
 
 
-def record_key(shape: RecordShape, field_name: str | None) -> Key:
+def record_key(shape: Shape, field_name: str | None) -> Key:
     """The producer key: the value of `field_name` as text (none when null), else the key the
     record type's producers use, else none."""
     if field_name is None:
@@ -76,7 +75,7 @@ def record_key(shape: RecordShape, field_name: str | None) -> Key:
         )
 
     def key(record: Mapping[str, Any]) -> bytes | None:
-        value = record[field_name]
+        value = record.get(field_name)  # a field of one schema version may be another's absent
         if value is None:
             return None
         return (value if isinstance(value, str) else json.dumps(value)).encode()

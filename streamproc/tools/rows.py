@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from streamproc.tools.conform import BadRow, RecordShape
+from streamproc.tools.conform import BadRow, RecordShape, RecordShapes
 
 Format = Literal["jsonl", "csv"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
@@ -36,12 +36,17 @@ class BadFile(ValueError):
         self.line = line
 
 
-def checked_rows(lines: Iterable[bytes], kind: Format, shape: RecordShape) -> Iterator[Row]:
-    """Every row of the file whose `lines` are given, blank lines left out."""
+Shape = RecordShape | RecordShapes
+
+
+def checked_rows(lines: Iterable[bytes], kind: Format, shape: Shape) -> Iterator[Row]:
+    """Every row of the file whose `lines` are given, blank lines left out. With several
+    versions of the schema, a JSON row is checked against the version its keys fit, and a CSV
+    file against the one its header fits."""
     return _csv_rows(lines, shape) if kind == "csv" else _json_rows(lines, shape)
 
 
-def _json_rows(lines: Iterable[bytes], shape: RecordShape) -> Iterator[Row]:
+def _json_rows(lines: Iterable[bytes], shape: Shape) -> Iterator[Row]:
     bad: set[int] = set()
     for number, text in enumerate(_decoded(lines, bad), start=1):
         if not text.strip():
@@ -57,15 +62,16 @@ def _json_rows(lines: Iterable[bytes], shape: RecordShape) -> Iterator[Row]:
         if not isinstance(value, dict):
             yield Row(number, problem=f"expected a JSON object, got {type(value).__name__}")
             continue
-        yield _checked(number, shape.from_json, value)
+        yield _checked(number, shape.for_keys(value.keys()).from_json, value)
 
 
-def _csv_rows(lines: Iterable[bytes], shape: RecordShape) -> Iterator[Row]:
+def _csv_rows(lines: Iterable[bytes], shapes: Shape) -> Iterator[Row]:
     bad: set[int] = set()
     reader = csv.reader(_decoded(lines, bad))
     header = next((cells for cells in reader if cells), None)  # blank lines before it too
     if header is None:
         return
+    shape = shapes.for_keys([cell.strip() for cell in header])
     columns = _columns(header, shape, reader.line_num)
     end = reader.line_num
     while True:

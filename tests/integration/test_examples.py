@@ -43,7 +43,7 @@ def test_orders_sent_by_the_example_are_scored_and_read_back_by_the_other(
         assert (
             len(re.findall(r"^delivered: partition \d+, offset \d+$", said, re.MULTILINE)) == ORDERS
         )
-        assert "refused: not a valid shop.OrderSubmitted: items: expected int, got str" in said
+        assert "refused: not a valid shop.OrderSubmitted v1: items: expected int, got str" in said
         assert re.search(r"^failed: shop\.order\.v1: not delivered: MSG_SIZE_TOO_LARGE", said, re.M)
 
         reading = ["--group", readers, "--limit", str(ORDERS), "--idle-timeout", "45"]

@@ -94,7 +94,11 @@ def test_a_bad_row_stops_the_file_and_skip_invalid_sends_the_rest(
     assert (guest["occurred_at"], guest["tax_rate"], guest["app_version"]) == (1774746000, 0.081, 5)
     key, till = sent[f"{run}-4"]
     assert key == b"C4"
-    assert (till["occurred_at"], till["amount"], till["items"]) == ("2026-03-29T02:30:00", 30.0, 3)
+    assert (till["occurred_at"], till["amount"], till["item_count"]) == (
+        "2026-03-29T02:30:00",
+        30.0,
+        3,
+    )  # written as v1 (the CSV's header has items), read as v2
     assert till["tax_rate"] is None and till["payment_method"] is None
 
 

@@ -23,7 +23,7 @@ from streamproc.core.features.view import entity_keys
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import ConfigError
 from streamproc.tools.erase import subject_entity
-from tests.builders import order
+from tests.builders import read_order
 from tests.conftest import REPO
 
 SPEC = load_pipeline(REPO / "pipelines/shop_orders.yaml")
@@ -52,7 +52,7 @@ def test_only_an_erased_entity_is_answered_with_its_pseudonym() -> None:
 
 
 def test_a_customers_order_keeps_nothing_that_links_it_back() -> None:
-    clean = Normalizer(SPEC, KEY).normalize(order(customer_id="C-1"))
+    clean = Normalizer(SPEC, KEY).normalize(read_order(customer_id="C-1"))
     assert clean["given_name"] == "Ada" and clean["email_hash"] is not None
     pseudonymise(clean, "erased:p")
     assert clean["entity_key"] == clean["customer_id"] == "erased:p"
@@ -62,7 +62,7 @@ def test_a_customers_order_keeps_nothing_that_links_it_back() -> None:
 
 
 def test_a_guest_stays_a_guest_under_its_pseudonym() -> None:
-    clean = Normalizer(SPEC, KEY).normalize(order(customer_id=None))
+    clean = Normalizer(SPEC, KEY).normalize(read_order(customer_id=None))
     pseudonymise(clean, "erased:p")
     assert clean["entity_key"] == "erased:p"
     assert clean["customer_id"] is None
@@ -71,8 +71,8 @@ def test_a_guest_stays_a_guest_under_its_pseudonym() -> None:
 
 def test_the_subject_of_a_customer_id_or_an_e_mail_is_the_entity_its_orders_have() -> None:
     normalizer = Normalizer(SPEC, KEY)
-    customer = normalizer.normalize(order(customer_id="C-1"))
-    guest = normalizer.normalize(order(customer_id=None, email=" Ada.Lovelace@Example.org "))
+    customer = normalizer.normalize(read_order(customer_id="C-1"))
+    guest = normalizer.normalize(read_order(customer_id=None, email=" Ada.Lovelace@Example.org "))
     assert normalizer.subject_entity("customer_id", "C-1") == customer["entity_key"] == "C-1"
     assert normalizer.subject_entity("email", "ada.lovelace@example.org") == guest["entity_key"]
     assert normalizer.subject_entity("country", "DE") is None  # no part of the entity key

@@ -9,12 +9,14 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streamproc.avro_records import OrderSubmitted, OrderSubmittedV2
 from streamproc.config.pipeline import load_pipeline
 from streamproc.scenario.shop import (
     RATES_TO_EUR,
@@ -32,6 +34,12 @@ from streamproc.scenario.shop import (
 from tests.conftest import REPO
 
 N = 6_000
+
+
+def _v1(event: OrderSubmitted | OrderSubmittedV2) -> OrderSubmitted:
+    """The generator's records are v1, unless a v2_rate is given."""
+    assert "items" in event
+    return cast(OrderSubmitted, event)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +111,7 @@ def test_duplicates_follow_what_they_duplicate(scenario: Scenario) -> None:
             assert event == first
         else:
             assert event["event_id"] != first["event_id"]
-            assert (event["amount"], event["items"]) == (first["amount"], first["items"])
+            assert (event["amount"], _v1(event)["items"]) == (first["amount"], _v1(first)["items"])
             assert (event["customer_id"], event["email"]) == (first["customer_id"], first["email"])
             gap = int(event["occurred_at"]) - int(first["occurred_at"])
             assert 0 < gap <= RESUBMISSION_WINDOW_MS
@@ -210,3 +218,23 @@ def test_roc_auc_of_a_perfect_and_a_random_ranking() -> None:
     rng = random.Random(1)
     labels = [rng.random() < 0.3 for _ in range(20_000)]
     assert abs(roc_auc([rng.random() for _ in labels], labels) - 0.5) < 0.02
+
+
+def test_a_share_of_v2_producers_changes_nothing_but_the_shape(scenario: Scenario) -> None:
+    mixed = generate(GeneratorConfig(events=N, seed=11, v2_rate=0.3))
+    assert mixed.truth == scenario.truth and mixed.outcomes == scenario.outcomes
+    v2 = [e for e in mixed.events if "item_count" in e]
+    assert 0.25 < len(v2) / N < 0.35
+    assert any(e.get("coupon_code") for e in v2)
+    for before, after in zip(scenario.events, mixed.events, strict=True):
+        if "item_count" in after:
+            assert "amount_includes_tax" not in after
+            unchanged = {
+                k: v for k, v in before.items() if k not in {"items", "amount_includes_tax"}
+            }
+            assert {**unchanged, "item_count": _v1(before)["items"]} == {
+                k: v for k, v in after.items() if k != "coupon_code"
+            }
+        else:
+            assert after == before
+    assert generate(GeneratorConfig(events=N, seed=11, v2_rate=0.3)).events == mixed.events

@@ -14,7 +14,7 @@ from streamproc.config.pipeline import PipelineSpec, SourceHabits
 from streamproc.core import canonical
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import EventRejected
-from tests.builders import order
+from tests.builders import read_order
 from tests.conftest import REPO
 
 KEY = b"test-key"
@@ -33,7 +33,7 @@ def normalizer(spec: PipelineSpec) -> Normalizer:
 
 
 def test_web_order(normalizer: Normalizer) -> None:
-    clean = normalizer.normalize(order(customer_id="c1", occurred_at=1_774_746_000_123))
+    clean = normalizer.normalize(read_order(customer_id="c1", occurred_at=1_774_746_000_123))
     assert clean["occurred_at"] == 1_774_746_000_123
     assert (clean["given_name"], clean["family_name"]) == ("Ada", "Lovelace")
     assert clean["email_hash"] == canonical.keyed_hash(KEY, "ada.lovelace@example.org")
@@ -53,7 +53,7 @@ def test_web_order(normalizer: Normalizer) -> None:
 def test_a_web_order_from_anywhere_in_europe_takes_its_countrys_rate(
     normalizer: Normalizer, country: str, rate: float
 ) -> None:
-    clean = normalizer.normalize(order(country=country, amount=100.0, tax_rate=None))
+    clean = normalizer.normalize(read_order(country=country, amount=100.0, tax_rate=None))
     assert clean["tax_rate"] == rate
     assert clean["amount_net_eur"] == pytest.approx(100.0 / (1 + rate))
 
@@ -62,7 +62,7 @@ def test_a_web_order_from_anywhere_in_europe_takes_its_countrys_rate(
 def test_european_currencies_are_converted(
     normalizer: Normalizer, currency: str, rate: float
 ) -> None:
-    clean = normalizer.normalize(order(currency=currency, amount=1000.0))
+    clean = normalizer.normalize(read_order(currency=currency, amount=1000.0))
     assert clean["amount_gross_eur"] == pytest.approx(1000.0 * rate)
     assert "currency_converted" in clean["quality_flags"]
 
@@ -71,13 +71,13 @@ def test_a_country_the_declaration_does_not_know_needs_its_rate_in_the_event(
     normalizer: Normalizer,
 ) -> None:
     with pytest.raises(EventRejected) as rejected:
-        normalizer.normalize(order(country="us", tax_rate=None))
+        normalizer.normalize(read_order(country="us", tax_rate=None))
     assert rejected.value.reason == "unknown_tax_rate"
-    assert normalizer.normalize(order(country="us", tax_rate=0.0))["tax_rate"] == 0.0
+    assert normalizer.normalize(read_order(country="us", tax_rate=0.0))["tax_rate"] == 0.0
 
 
 def test_app_order_in_seconds_usd_and_milliseconds(normalizer: Normalizer) -> None:
-    raw = order(
+    raw = read_order(
         source="app", occurred_at=1_774_746_000, currency="USD", amount=100.0,
         amount_includes_tax=None, tax_rate=0.19, session_duration=42_000.0, app_version=4,
         customer_name="ada lovelace", customer_id="c1",
@@ -92,7 +92,7 @@ def test_app_order_in_seconds_usd_and_milliseconds(normalizer: Normalizer) -> No
 
 
 def test_pos_order_local_time_net_amount_home_country(normalizer: Normalizer) -> None:
-    raw = order(
+    raw = read_order(
         source="pos", occurred_at="2026-03-28 14:00:00", tz="Europe/Berlin", amount=100.0,
         amount_includes_tax=False, tax_rate=0.19, customer_name="LOVELACE, Ada", email=None,
         country=None, session_duration=None,
@@ -114,24 +114,26 @@ def test_pos_order_local_time_net_amount_home_country(normalizer: Normalizer) ->
 
 
 def test_guests_are_keyed_by_their_hashed_email(normalizer: Normalizer) -> None:
-    clean = normalizer.normalize(order(customer_id=None, email="ADA@example.org"))
+    clean = normalizer.normalize(read_order(customer_id=None, email="ADA@example.org"))
     assert clean["entity_key"] == "guest:" + canonical.keyed_hash(KEY, "ada@example.org")
 
 
 def test_absent_null_and_defaulted_are_distinct(normalizer: Normalizer) -> None:
-    absent = order()
+    absent = read_order()
     del absent["session_duration"], absent["tax_rate"]
     clean = normalizer.normalize(absent)
     assert clean["field_status"]["session_duration"] == "absent"
     assert clean["field_status"]["tax_rate"] == "defaulted"
-    null = normalizer.normalize(order(session_duration=None))
+    null = normalizer.normalize(read_order(session_duration=None))
     assert null["field_status"]["session_duration"] == "null"
     assert null["session_duration_s"] is None  # never a silent zero
     assert null["session_duration_missing"] is True
 
 
 def test_a_pos_time_without_zone_uses_the_declared_default(normalizer: Normalizer) -> None:
-    raw = order(source="pos", occurred_at="2026-03-28 14:00:00", tz=None, amount_includes_tax=False)
+    raw = read_order(
+        source="pos", occurred_at="2026-03-28 14:00:00", tz=None, amount_includes_tax=False
+    )
     clean = normalizer.normalize(raw)
     assert clean["occurred_at"] == 1_774_702_800_000
     assert "tz_defaulted" in clean["quality_flags"]
@@ -158,7 +160,7 @@ def test_invalid_orders_are_rejected_with_a_reason(
     normalizer: Normalizer, overrides: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(EventRejected) as caught:
-        normalizer.normalize(order(**overrides))
+        normalizer.normalize(read_order(**overrides))
     assert caught.value.reason == reason
 
 
@@ -180,7 +182,7 @@ def raw_orders(draw: st.DrawFn) -> dict[str, Any]:
     moment_s = draw(st.integers(1_774_656_000, 1_774_800_000))
     times = {"web": moment_s * 1000 + draw(st.integers(0, 999)), "app": moment_s,
              "pos": "2026-03-28 14:00:00"}  # fmt: skip
-    return order(
+    return read_order(
         source=source, customer_name=name, occurred_at=times[source],
         customer_id=draw(st.none() | st.text("abc123", min_size=1, max_size=5)),
         email=draw(st.sampled_from([" Ada@Example.org", "x.y@z.io ", None])),
@@ -200,7 +202,7 @@ STABLE_FIELDS = (
 
 def _render(clean: Mapping[str, Any], email: str | None) -> dict[str, Any]:
     """A clean order written back as an event of the canonical source."""
-    return order(
+    return read_order(
         event_id=clean["event_id"], source="canonical", customer_id=clean["customer_id"],
         customer_name=f"{clean['given_name']} {clean['family_name']}", email=email,
         country=clean["country"], amount=clean["amount_gross_eur"], amount_includes_tax=True,
@@ -251,12 +253,12 @@ def test_absurd_values_are_rejected_with_their_reason(
     normalizer: Normalizer, overrides: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(EventRejected) as rejected:
-        normalizer.normalize(order(**overrides))
+        normalizer.normalize(read_order(**overrides))
     assert rejected.value.reason == reason
 
 
 def test_empty_optional_strings_are_nulls_with_their_status(normalizer: Normalizer) -> None:
-    clean = normalizer.normalize(order(customer_id="", country="", payment_method=""))
+    clean = normalizer.normalize(read_order(customer_id="", country="", payment_method=""))
     assert clean["customer_id"] is None and clean["payment_method"] is None
     assert clean["country"] == "DE" and "country_defaulted" in clean["quality_flags"]
     assert clean["field_status"]["customer_id"] == "null"

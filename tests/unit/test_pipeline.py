@@ -9,7 +9,7 @@ import pytest
 from streamproc.config.pipeline import load_pipeline
 from streamproc.core.normalize import Normalizer
 from streamproc.errors import ConfigError
-from tests.builders import order
+from tests.builders import read_order
 from tests.conftest import REPO
 
 REFERENCE = REPO / "pipelines/shop_orders.yaml"
@@ -76,7 +76,7 @@ def test_the_declared_entity_key_rule_is_the_one_applied(tmp_path: Path) -> None
         tmp_path, "  - {field: customer_id}\n", ""
     )  # e-mail only: registered customers too are keyed by their hashed address
     normalizer = Normalizer(load_pipeline(path), b"key")
-    clean = normalizer.normalize(order(customer_id="C1", email="ada@example.org"))
+    clean = normalizer.normalize(read_order(customer_id="C1", email="ada@example.org"))
     entity = clean["entity_key"]
     assert entity is not None and entity.startswith("guest:")
     assert clean["customer_id"] == "C1"

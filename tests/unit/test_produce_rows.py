@@ -14,7 +14,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.config.topics import load_topic_specs
 from streamproc.errors import ConfigError
 from streamproc.scenario.shop import producer_key
-from streamproc.tools.conform import BadRow, RecordShape
+from streamproc.tools.conform import BadRow, RecordShape, RecordShapes
 from streamproc.tools.produce_file import (
     FileToSend,
     check,
@@ -69,7 +69,7 @@ def _lines(text: str) -> list[bytes]:
     return text.encode().splitlines(keepends=True)
 
 
-def _rows(text: str, shape: RecordShape, kind: str = "csv") -> list[Row]:
+def _rows(text: str, shape: RecordShape | RecordShapes, kind: str = "csv") -> list[Row]:
     return list(checked_rows(_lines(text), "csv" if kind == "csv" else "jsonl", shape))
 
 
@@ -341,3 +341,46 @@ def test_a_json_value_takes_the_union_branch_of_its_own_type_first() -> None:
         NESTED.from_cells({"id": "1", "size": "S", "to": '{"city": "x"}', "count": "3"})["count"]
         == 3
     )  # a cell: a whole number is a long before a double
+
+
+# -- a topic whose schema has several versions ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def versions() -> RecordShapes:
+    catalog = SchemaCatalog.load(REPO / "schemas")
+    name = "shop.OrderSubmitted"
+    return RecordShapes(
+        {v.version: RecordShape(v.definition) for v in catalog.versions(name)},
+        lambda keys: catalog.writer_for(name, keys).version,
+    )
+
+
+def test_each_json_row_is_checked_as_the_version_its_fields_fit(versions: RecordShapes) -> None:
+    v2 = {k: v for k, v in order().items() if k not in {"items", "amount_includes_tax"}}
+    lines = [order(items=3), {**v2, "item_count": 4, "coupon_code": "SPRING10"}, order(items="x")]
+    rows = _rows("\n".join(json.dumps(line) for line in lines), versions, kind="jsonl")
+    assert rows[0].record is not None and rows[0].record["items"] == 3
+    assert rows[1].record is not None and rows[1].record["item_count"] == 4
+    assert rows[1].record["coupon_code"] == "SPRING10"
+    assert rows[2].problem is not None and rows[2].problem.startswith("items: expected int")
+
+
+def test_a_csv_file_is_checked_as_the_version_its_header_fits(versions: RecordShapes) -> None:
+    (v1,) = _rows(f"{_HEADER}\ne1,web,12.5,EUR,2,1712345678000,0.19,TRUE,7\n", versions)
+    assert v1.record is not None and v1.record["items"] == 2
+    header = "event_id,source,amount,currency,item_count,occurred_at,coupon_code"
+    (v2,) = _rows(f"{header}\ne2,web,12.5,EUR,2,1712345678000,WELCOME5\n", versions)
+    assert v2.record is not None and (v2.record["item_count"], v2.record["coupon_code"]) == (
+        2,
+        "WELCOME5",
+    )
+    assert "amount_includes_tax" not in v2.record
+    with pytest.raises(BadFile, match="columns that are no field of shop.OrderSubmitted"):
+        _rows(f"{header},items\ne3,web,1,EUR,2,1,,2\n", versions)
+
+
+def test_a_key_may_name_a_field_of_any_version(versions: RecordShapes) -> None:
+    assert {"items", "item_count", "coupon_code", "amount_includes_tax"} <= set(versions.fields)
+    key = record_key(versions, "coupon_code")
+    assert key({"coupon_code": "X"}) == b"X" and key(order()) is None

@@ -29,7 +29,7 @@ from streamproc.producer import (
 )
 from streamproc.producer import sender as sender_module
 from streamproc.producer.topics import SHOP_TOPICS, pipeline_topics
-from tests.builders import ORDER_SUBMITTED, order
+from tests.builders import ORDER_SUBMITTED, order, order_v2
 from tests.conftest import REPO
 
 ORDERS = "shop.order.v1"
@@ -172,16 +172,32 @@ def test_an_invalid_record_is_refused_before_a_send_with_its_field_named(
     assert client.produced == []
 
 
-def test_a_valid_record_goes_out_in_the_wire_format_of_its_topics_schema(
-    producer: Producer, client: FakeClient
+@pytest.mark.parametrize(("build", "version"), [(order, 1), (order_v2, 2)])
+def test_a_valid_record_goes_out_as_the_schema_version_its_fields_fit(
+    producer: Producer, client: FakeClient, build: Callable[..., dict[str, Any]], version: int
 ) -> None:
-    record = order()
+    record = build()
     producer.send(ORDERS, record).result(timeout=5)
     ((topic, value, _key),) = client.produced
     catalog, serde = SCHEMAS.load()
     assert topic == ORDERS
-    assert value[1:5] == catalog.latest(ORDER_SUBMITTED).fingerprint_id.to_bytes(4, "big")
-    assert serde.decode(value, ORDER_SUBMITTED) == record
+    written = catalog.versions(ORDER_SUBMITTED)[version - 1]
+    assert value[1:5] == written.fingerprint_id.to_bytes(4, "big")
+    # read back as the newest version, whichever wrote it
+    assert serde.decode(value, ORDER_SUBMITTED) == order_v2(event_id=record["event_id"])
+
+
+def test_a_bad_v1_record_is_told_against_v1_and_a_bad_v2_one_against_v2(
+    producer: Producer,
+) -> None:
+    with pytest.raises(InvalidRecord, match=r"not a valid shop\.OrderSubmitted v1: items:"):
+        producer.send(ORDERS, order(items="2"))
+    with pytest.raises(InvalidRecord, match=r"not a valid shop\.OrderSubmitted v2: item_count:"):
+        producer.send(ORDERS, order_v2(item_count="2"))
+    with pytest.raises(InvalidRecord) as caught:  # v1 but for a coupon: v1 has no such field
+        producer.send(ORDERS, order(coupon_code="SPRING"))
+    assert caught.value.version == 1
+    assert [p.path for p in caught.value.problems] == ["coupon_code"]
 
 
 # -- topics --------------------------------------------------------------------------------------

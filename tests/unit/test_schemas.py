@@ -19,12 +19,25 @@ RAW_ORDER_FIELDS = [
 ]  # fmt: skip
 
 
-def _field_names(catalog: SchemaCatalog, name: str) -> list[str]:
-    return [field["name"] for field in catalog.latest(name).definition["fields"]]
+def _field_names(catalog: SchemaCatalog, name: str, version: int | None = None) -> list[str]:
+    schema = catalog.latest(name) if version is None else catalog.versions(name)[version - 1]
+    return [field["name"] for field in schema.definition["fields"]]
 
 
-def test_raw_order_has_the_scenario_fields_in_order(catalog: SchemaCatalog) -> None:
-    assert _field_names(catalog, "shop.OrderSubmitted") == RAW_ORDER_FIELDS
+def test_raw_order_v1_has_the_scenario_fields_in_order(catalog: SchemaCatalog) -> None:
+    assert _field_names(catalog, "shop.OrderSubmitted", 1) == RAW_ORDER_FIELDS
+
+
+def test_raw_order_v2_renames_one_field_drops_one_and_adds_one(catalog: SchemaCatalog) -> None:
+    v2 = [
+        "item_count" if name == "items" else name
+        for name in RAW_ORDER_FIELDS
+        if name != "amount_includes_tax"
+    ]
+    assert _field_names(catalog, "shop.OrderSubmitted") == [*v2, "coupon_code"]
+    fields = {f["name"]: f for f in catalog.latest("shop.OrderSubmitted").definition["fields"]}
+    assert fields["item_count"]["aliases"] == ["items"]
+    assert fields["coupon_code"]["default"] is None
 
 
 def test_outcome_has_the_scenario_fields(catalog: SchemaCatalog) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import fastavro.schema
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -14,6 +16,16 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from streamproc.adapters.avro.schemas import SchemaCatalog, SchemaVersion
 from streamproc.adapters.avro.serde import WriterSchema
 from streamproc.errors import ConfigError, InfraError
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryVerdict:
+    """A registry's answer on whether a schema may join a subject: `compatible` is None when
+    the subject holds no version yet (nothing to be compatible with); `messages` say why not."""
+
+    subject: str
+    compatible: bool | None
+    messages: tuple[str, ...] = ()
 
 
 class EmbeddedRegistry:
@@ -68,6 +80,29 @@ class ConfluentRegistry:
         except Exception as exc:  # the REST client raises its HTTP library's errors as they come
             raise InfraError(f"schema registry unreachable: {exc!r}") from exc
         return schema_id
+
+    def compatibility(self, subject: str, definition: Any) -> RegistryVerdict:
+        """The registry's verdict on `definition` (an Avro schema as JSON) against the latest
+        version under `subject`, by the subject's own compatibility level (POST
+        /compatibility/subjects/{subject}/versions/latest?verbose=true)."""
+        body = Schema(json.dumps(definition), "AVRO").to_dict()
+        path = f"compatibility/subjects/{quote(subject, safe='')}/versions/latest?verbose=true"
+        try:
+            # The REST client, not test_compatibility(): that returns is_compatible alone and
+            # drops the messages a verbose answer gives, which say what to fix.
+            answer = self._client._rest_client.post(path, body=body)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == HTTPStatus.NOT_FOUND:  # no such subject or version yet
+                return RegistryVerdict(subject, None, (str(exc.error_message),))
+            raise InfraError(f"schema registry compatibility check failed: {exc}") from exc
+        except Exception as exc:
+            raise InfraError(f"schema registry unreachable: {exc!r}") from exc
+        if not isinstance(answer, dict) or "is_compatible" not in answer:
+            raise InfraError(f"schema registry answered a compatibility check with {answer!r}")
+        messages = answer.get("messages") or []
+        return RegistryVerdict(
+            subject, bool(answer["is_compatible"]), tuple(str(m) for m in messages)
+        )
 
     def writer_schema(self, schema_id: int) -> WriterSchema | None:
         try:

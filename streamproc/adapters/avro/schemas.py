@@ -1,11 +1,16 @@
-"""Adapter: the Avro schema catalog of schemas/*.avsc, parsed once, with compatibility checks."""
+"""Adapter: the Avro schema catalog of schemas/*.avsc, parsed once, with compatibility checks.
+
+Versions of one record schema live side by side (shop.OrderSubmitted.v1.avsc, .v2.avsc): a
+record is always read as the newest version (serde), and written as the version its field
+names fit (writer_for), so producers on an older version keep publishing to the same topic.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +35,46 @@ class SchemaVersion:
     definition: Mapping[str, Any]
     parsed: Any  # fastavro's parsed schema, ready for schemaless_reader/writer
     canonical: str  # Avro's Parsing Canonical Form: what identifies a schema across machines
+    fields: frozenset[str] = frozenset()  # a record's field names
+    required: frozenset[str] = frozenset()  # the fields without a default
 
     @property
     def fingerprint_id(self) -> int:
         """A stable positive 31-bit id derived from the canonical form (embedded registry)."""
         digest = hashlib.sha256(self.canonical.encode()).digest()
         return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+    def fits(self, keys: Collection[str]) -> bool:
+        """Whether a record with these keys is one of this version: every key a field, and
+        every field without a default among the keys."""
+        return self.fields.issuperset(keys) and self.required.issubset(keys)
+
+    def misfit(self, keys: Collection[str]) -> int:
+        """How far a record with these keys is from this version's fields: the keys it has
+        no field for, and its fields without a default that the record lacks (0: it fits)."""
+        return len(self.required.difference(keys)) + sum(key not in self.fields for key in keys)
+
+
+# What each kind of incompatibility avro's checker reports means, for `field`.
+_WHAT = {
+    "reader_field_missing_default_value": "{field} has no default, and v{writer} records lack it",
+    "type_mismatch": "{field} changed its type ({details})",
+}
+# What to do about each kind of incompatibility avro's checker reports, for `field`.
+_ADVICE = {
+    "reader_field_missing_default_value": (
+        'give {field} a default (an optional field: type ["null", ...] with "default": null)'
+    ),
+    "type_mismatch": (
+        "keep {field}'s type as the older version wrote it, or one Avro promotes it to (int to "
+        "long, float or double; long to float or double; float to double; string and bytes "
+        "either way); a value of another type is a new field, with a default"
+    ),
+    "name_mismatch": "keep the record's full name, or list the old one in its aliases",
+    "missing_enum_symbols": "keep every enum symbol older versions wrote, or give the enum a "
+    "default symbol",
+    "fixed_size_mismatch": "keep {field}'s fixed size",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +85,22 @@ class CompatibilityProblem:
     reader_version: int
     writer_version: int
     details: str
+    field: str | None = None  # the reader's field at fault, dotted when nested
+    kind: str = ""  # avro's SchemaIncompatibilityType value
+    path: Path | None = None  # the reader version's file
 
     def __str__(self) -> str:
+        where = f" ({self.path})" if self.path else ""
+        field = self.field or "a field"
+        what = _WHAT.get(self.kind, "{details}").format(
+            field=field, writer=self.writer_version, details=self.details
+        )
+        advice = _ADVICE.get(self.kind, "make it read what the older version wrote")
         return (
-            f"{self.name} v{self.reader_version} cannot read v{self.writer_version}: "
-            f"{self.details}. Give new fields a default, keep old fields' types, "
-            "or start a new subject (a new topic version)."
+            f"{self.name} v{self.reader_version}{where} cannot read records written with "
+            f"v{self.writer_version}: {what} [{self.kind or 'incompatible'}]. To fix: "
+            f"{advice.format(field=field)}; or publish the change as a new record type on a "
+            "new topic (a new subject), since this one cannot hold both."
         )
 
 
@@ -62,6 +111,10 @@ class SchemaCatalog:
         self._by_name: dict[str, dict[int, SchemaVersion]] = {}
         for schema in versions:
             self._by_name.setdefault(schema.name, {})[schema.version] = schema
+        self._newest_first = {
+            name: tuple(by_version[v] for v in sorted(by_version, reverse=True))
+            for name, by_version in self._by_name.items()
+        }
 
     @classmethod
     def load(cls, folder: Path) -> SchemaCatalog:
@@ -70,14 +123,14 @@ class SchemaCatalog:
             raise ConfigError(
                 f"{folder}: the schema folder does not exist; set STREAMPROC_SCHEMAS_DIR"
             )
-        versions = [_load_file(path) for path in sorted(folder.glob("*.avsc"))]
+        versions = [load_schema_file(path) for path in sorted(folder.glob("*.avsc"))]
         if not versions:
             raise ConfigError(f"{folder}: no *.avsc files; add one per event type and version")
         return cls(versions)
 
     def __iter__(self) -> Iterator[SchemaVersion]:
         for name in sorted(self._by_name):
-            yield from (self._by_name[name][v] for v in sorted(self._by_name[name]))
+            yield from self.versions(name)
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
@@ -86,26 +139,44 @@ class SchemaCatalog:
         versions = self._versions_of(name)
         return versions[max(versions)]
 
+    def versions(self, name: str) -> list[SchemaVersion]:
+        """Every version of `name`, the oldest first."""
+        versions = self._versions_of(name)
+        return [versions[v] for v in sorted(versions)]
+
+    def writer_for(self, name: str, keys: Collection[str]) -> SchemaVersion:
+        """The version a record with these keys is written with: the newest whose field names
+        it fits (no key without a field, no field without a default missing), else the closest
+        (a record with a problem is then told of it against the version it was meant for)."""
+        versions = self._newest_first.get(name) or tuple(self._versions_of(name).values())
+        if len(versions) == 1:
+            return versions[0]
+        for version in versions:  # the usual case, a record of one version, at set speed
+            if version.fits(keys):
+                return version
+        return min(versions, key=lambda version: version.misfit(keys))
+
     def check_compatibility(self) -> list[CompatibilityProblem]:
         """Backward, transitively: each version must read data of every earlier version."""
-        checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
         problems = []
         for name in self.names():
-            ordered = [self._by_name[name][v] for v in sorted(self._by_name[name])]
+            ordered = self.versions(name)
             for index, reader in enumerate(ordered):
-                reader_schema = avro.schema.parse(json.dumps(reader.definition))
-                for writer in ordered[:index]:
-                    writer_schema = avro.schema.parse(json.dumps(writer.definition))
-                    result = checker.get_compatibility(reader_schema, writer_schema)
-                    if result.compatibility is not SchemaCompatibilityType.compatible:
-                        kinds = ", ".join(sorted(k.value for k in result.incompatibilities))
-                        where = ", ".join(sorted(result.locations))
-                        what = ", ".join(sorted(str(m) for m in result.messages))
-                        details = f"{kinds} at {where} ({what})"
-                        problems.append(
-                            CompatibilityProblem(name, reader.version, writer.version, details)
-                        )
+                problems += _check_reader(reader, ordered[:index])
         return problems
+
+    def check_candidate(self, candidate: SchemaVersion) -> list[CompatibilityProblem]:
+        """Whether `candidate`, added to this catalog, could read every earlier version of its
+        schema (a candidate for a new schema has none to read). ConfigError when a different
+        schema has its version already: a version, once published, never changes."""
+        known = self._by_name.get(candidate.name, {})
+        present = known.get(candidate.version)
+        if present is not None and present.canonical != candidate.canonical:
+            raise ConfigError(
+                f"{candidate.path}: {candidate.name} v{candidate.version} exists already "
+                f"({present.path}) and differs; name the candidate v{max(known) + 1}"
+            )
+        return _check_reader(candidate, [known[v] for v in sorted(known) if v < candidate.version])
 
     def _versions_of(self, name: str) -> dict[int, SchemaVersion]:
         if name not in self._by_name:
@@ -113,7 +184,54 @@ class SchemaCatalog:
         return self._by_name[name]
 
 
-def _load_file(path: Path) -> SchemaVersion:
+def _check_reader(
+    reader: SchemaVersion, writers: list[SchemaVersion]
+) -> list[CompatibilityProblem]:
+    """`reader` against each of `writers`: a problem for each it cannot read."""
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    reader_schema = avro.schema.parse(json.dumps(reader.definition))
+    problems = []
+    for writer in writers:
+        writer_schema = avro.schema.parse(json.dumps(writer.definition))
+        result = checker.get_compatibility(reader_schema, writer_schema)
+        if result.compatibility is SchemaCompatibilityType.compatible:
+            continue
+        kinds = sorted(k.value for k in result.incompatibilities)
+        fields = {_field_at(reader.definition, where) for where in result.locations}
+        problems.append(
+            CompatibilityProblem(
+                reader.name,
+                reader.version,
+                writer.version,
+                ", ".join(sorted(str(m) for m in result.messages)),
+                ", ".join(sorted(f for f in fields if f)) or None,
+                ", ".join(kinds),
+                reader.path,
+            )
+        )
+    return problems
+
+
+def _field_at(definition: Mapping[str, Any], location: str) -> str | None:
+    """The dotted field name behind one of avro's locations (`/fields/9/type`), or None."""
+    node: Any = definition
+    names: list[str] = []
+    in_fields = False
+    for step in filter(None, location.split("/")):
+        if isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+            if in_fields and isinstance(node, dict):
+                names.append(str(node.get("name")))
+        elif isinstance(node, dict) and step in node:
+            node = node[step]
+        else:
+            return None
+        in_fields = step == "fields"
+    return ".".join(names) or None
+
+
+def load_schema_file(path: Path) -> SchemaVersion:
+    """One *.avsc file, named <namespace>.<Name>.v<N>.avsc; ConfigError naming what is wrong."""
     match = _FILE_NAME.match(path.name)
     if match is None:
         raise ConfigError(
@@ -134,4 +252,14 @@ def _load_file(path: Path) -> SchemaVersion:
             f"{path}: the file name says {match['name']!r} but the schema's full name is "
             f"{name!r}; make them agree"
         )
-    return SchemaVersion(name, int(match["version"]), path, definition, parsed, canonical)
+    fields = definition.get("fields", []) if isinstance(definition, dict) else []
+    return SchemaVersion(
+        name,
+        int(match["version"]),
+        path,
+        definition,
+        parsed,
+        canonical,
+        frozenset(field["name"] for field in fields),
+        frozenset(field["name"] for field in fields if "default" not in field),
+    )

@@ -58,17 +58,25 @@ class AvroSerde:
     def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistry) -> None:
         self._catalog = catalog
         self._registry = registry
-        self._ids: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._ids: dict[tuple[str, str, int], tuple[int, Any]] = {}
+        self._versions: dict[str, int] = {}  # how many versions each schema has
         self._writers: dict[int, WriterSchema] = {}
         self._readings: dict[int, _Reading] = {}
 
     def encode(self, topic: str, schema_name: str, record: Mapping[str, Any]) -> bytes:
-        """Frame `record` with the latest catalog version of `schema_name`."""
-        cached = self._ids.get((topic, schema_name))
+        """Frame `record` with the catalog version of `schema_name` whose field names it fits
+        (the newest of them; catalog.writer_for): a producer still on v1 writes v1, one on v2
+        writes v2, to the same topic. A schema with one version needs no choice."""
+        versions = self._versions.get(schema_name)
+        if versions is None:
+            versions = self._versions[schema_name] = len(self._catalog.versions(schema_name))
+        version = self._catalog.writer_for(schema_name, record.keys()) if versions > 1 else None
+        key = (topic, schema_name, version.version if version else 0)
+        cached = self._ids.get(key)
         if cached is None:
-            schema = self._catalog.latest(schema_name)
+            schema = version or self._catalog.latest(schema_name)
             cached = (self._registry.id_for(topic, schema), schema.parsed)
-            self._ids[(topic, schema_name)] = cached
+            self._ids[key] = cached
         schema_id, parsed = cached
         out = io.BytesIO()
         out.write(_HEADER.pack(MAGIC_BYTE, schema_id))
@@ -76,7 +84,9 @@ class AvroSerde:
         return out.getvalue()
 
     def decode(self, data: bytes | None, expected_name: str | None = None) -> dict[str, Any]:
-        """Decode a framed value, resolved to the catalog's latest version of its schema.
+        """Decode a framed value under its writer's schema (by the id in its header),
+        resolved to the catalog's latest version of that schema: records of every version
+        come out alike, under the newest version's field names (a renamed field by its alias).
 
         Raises DecodeError with reason not_wire_format, unknown_schema_id, truncated or
         schema_mismatch.
@@ -106,7 +116,13 @@ class AvroSerde:
 
     def _reading(self, writer: WriterSchema) -> _Reading:
         """The newest catalog version of the writer's schema (None to read as written), and the
-        int fields of the schema the record comes out in."""
+        int fields of the schema the record comes out in.
+
+        One reader per schema, the newest, whatever version wrote the record: so a v1 record
+        and the same order written as v2 decode to the same dict, a renamed field under its
+        new name (Avro matches it by the reader's alias), a removed one absent, a new one at
+        its default. The code after the decoder reads the newest version's names only (the
+        pipeline's FieldNames), and never asks which version wrote a record."""
         reading = self._readings.get(writer.schema_id)
         if reading is None:
             reader = None

@@ -16,7 +16,7 @@ from streamproc.scenario.shop.config import GeneratorConfig
 from streamproc.scenario.shop.files import read_truth, write_scenario
 from streamproc.scenario.shop.outcomes import draw_outcomes
 from streamproc.scenario.shop.plan import draw_people, plan_orders
-from streamproc.scenario.shop.render import producer_key, render_records
+from streamproc.scenario.shop.render import producer_key, render_records, upgrade_some
 from streamproc.scenario.shop.truth import Kind, Scenario, Truth, fraud_probability, roc_auc
 from streamproc.scenario.shop.world import (
     HOME_COUNTRY,
@@ -64,4 +64,6 @@ def generate(config: GeneratorConfig) -> Scenario:
     outcomes = draw_outcomes(rng, records)
     orders = [t for t in truth if t.kind == "order"]
     auc = roc_auc([t.fraud_probability or 0.0 for t in orders], [bool(t.is_fraud) for t in orders])
-    return Scenario([r.event for r in records], truth, outcomes, auc)
+    upgrades = random.Random(f"{config.seed}/v2")  # noqa: S311 - apart from `rng`'s draws
+    events = upgrade_some([r.event for r in records], config.v2_rate, upgrades)
+    return Scenario(events, truth, outcomes, auc)

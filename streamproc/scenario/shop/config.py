@@ -22,6 +22,9 @@ class GeneratorConfig:
     null_rate: float = 0.05  # per optional field and order
     invalid_rate: float = 0.005  # of records, broken in a way the clean stage must reject
     burst_rate: float = 0.03  # of orders, followed by a few more in minutes (a fraud pattern)
+    # of records, sent by a producer already on shop.OrderSubmitted v2 (the same order: the
+    # same clean record); drawn apart from the rest, so the v1 traffic of a seed stays as it is
+    v2_rate: float = 0.0
     home_country: str = HOME_COUNTRY
     app_v5_release_ms: int | None = None  # default: 8 hours after the start
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streamproc.avro_records import OrderSubmitted
+from streamproc.avro_records import OrderSubmitted, OrderSubmittedV2
 from streamproc.scenario.shop.config import GeneratorConfig
 from streamproc.scenario.shop.plan import Intent, Person, session_seconds
 from streamproc.scenario.shop.truth import Truth, fraud_probability
@@ -346,6 +346,46 @@ def producer_key(event: Mapping[str, Any]) -> bytes:
     if isinstance(email, str) and email.strip():
         return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16].encode()
     return str(event["event_id"]).encode()
+
+
+COUPONS = ("SPRING10", "WELCOME5", "FREESHIP")  # what the v2 checkout lets a customer enter
+
+
+def as_v2(event: OrderSubmitted, coupon_code: str | None = None) -> OrderSubmittedV2:
+    """The same order as a producer on shop.OrderSubmitted v2 sends it: item_count for items,
+    no amount_includes_tax (the sources' values are their declared habits), a coupon code."""
+    return {
+        "event_id": event["event_id"],
+        "source": event["source"],
+        "customer_id": event["customer_id"],
+        "customer_name": event["customer_name"],
+        "email": event["email"],
+        "country": event["country"],
+        "amount": event["amount"],
+        "tax_rate": event["tax_rate"],
+        "currency": event["currency"],
+        "item_count": event["items"],
+        "occurred_at": event["occurred_at"],
+        "tz": event["tz"],
+        "session_duration": event["session_duration"],
+        "app_version": event["app_version"],
+        "payment_method": event["payment_method"],
+        "coupon_code": coupon_code,
+    }
+
+
+def upgrade_some(
+    events: list[OrderSubmitted], rate: float, rng: random.Random
+) -> list[OrderSubmitted | OrderSubmittedV2]:
+    """`events` with a share `rate` of them sent as v2 instead (a fifth of those with a coupon)."""
+    upgraded: list[OrderSubmitted | OrderSubmittedV2] = []
+    for event in events:
+        if rng.random() < rate:
+            coupon = rng.choice(COUPONS) if rng.random() < 0.2 else None
+            upgraded.append(as_v2(event, coupon))
+        else:
+            upgraded.append(event)
+    return upgraded
 
 
 def _tax_rate(country: str) -> float:

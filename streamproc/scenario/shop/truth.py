@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from streamproc.avro_records import OrderOutcome, OrderSubmitted
+from streamproc.avro_records import OrderOutcome, OrderSubmitted, OrderSubmittedV2
 
 Kind = Literal["order", "retry", "resubmission", "invalid"]
 
@@ -31,7 +31,7 @@ class Truth:
 class Scenario:
     """The generated traffic: raw records, their ground truth and their labels."""
 
-    events: list[OrderSubmitted]  # raw records in arrival order
+    events: list[OrderSubmitted | OrderSubmittedV2]  # raw records in arrival order
     truth: list[Truth]  # one per raw record, same order
     outcomes: list[OrderOutcome]  # labels, in the order they arrive
     bayes_auc: float  # ROC AUC of the true probabilities: the best any model can reach
