@@ -134,9 +134,10 @@ def replay_records(
     """The scenario's orders and labels as a live shop sends them, event ids prefixed by the
     seed (a second load is no retry of the first); and the orders' event ids."""
     scenario = generate(GeneratorConfig(events=events, seed=seed))
+    renamed: list[Any] = [{**e, "event_id": f"{seed}-{e['event_id']}"} for e in scenario.events]
     scenario = replace(
         scenario,
-        events=[{**e, "event_id": f"{seed}-{e['event_id']}"} for e in scenario.events],
+        events=renamed,
         outcomes=[{**o, "event_id": f"{seed}-{o['event_id']}"} for o in scenario.outcomes],
     )
     raw, labels = deployment.topic("shop.order.v1"), deployment.topic("shop.order_outcome.v1")

@@ -278,9 +278,8 @@ async def test_features_get_reads_as_a_read_only_user_over_tls_and_names_a_wrong
     # the operator's user of docs/security.md: HGETALL on the feature hashes and the serving
     # pointer, nothing else
     user, password = f"reader-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    tls_redis.admin.execute_command(
-        "ACL", "SETUSER", user, "reset", "on", f">{password}", *reader_acl_rules(NAMESPACE)
-    )
+    setuser = ("ACL", "SETUSER", user, "reset", "on", f">{password}")
+    tls_redis.admin.execute_command(*setuser, *reader_acl_rules(NAMESPACE))  # type: ignore[no-untyped-call]
     read = _features_get(tls_redis.url(user, password), tls_redis.ca.cert_path, "cli-1")
     assert read.returncode == 0, read.stderr
     features = json.loads(read.stdout)["features"]

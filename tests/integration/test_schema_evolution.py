@@ -11,6 +11,7 @@ coupon_code): neither reaches the clean record."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from streamproc.scenario.shop import producer_key
 from tests.builders import ORDER_SUBMITTED, order, v1_of, v2_of
 from tests.conftest import REPO
 from tests.integration.conftest import (
+    PII_KEY,
     RUN_HEADER,
     ProducerHeaders,
     Stack,
@@ -38,6 +40,7 @@ from tests.integration.conftest import (
     start_worker,
     stop_worker,
 )
+from tests.integration.replay_support import cli
 
 PAIRS = 24
 HOUR_MS = 3_600_000
@@ -50,6 +53,7 @@ class Log:
 
     def __init__(self, folder: Path, run: str) -> None:
         prefix = f"it.evolution.{run}"
+        self.app = f"it-evolution-{run}"
         self.raw, self.clean = f"{prefix}.order", f"{prefix}.order.clean"
         self.duplicates = f"{prefix}.order.duplicates"
         self.topics = folder / "topics"
@@ -79,10 +83,13 @@ class Log:
         admin.apply(plan_changes(specs, admin.read_state(specs)))
 
     def delete(self, stack: Stack) -> None:
-        names = [spec.name for spec in load_topic_specs(self.topics)]
+        """The topics, v2's too, and the Redis namespace (v2's under it)."""
         client = AdminClient({"bootstrap.servers": stack.bootstrap})  # alive until all are done
+        prefix = self.raw.removesuffix(".order")
+        names = [t for t in client.list_topics(timeout=30).topics if t.startswith(prefix)]
         for deleted in client.delete_topics(names).values():
             deleted.result(30)
+        delete_namespace(stack.redis_url, self.app)
 
 
 @pytest.fixture
@@ -147,13 +154,12 @@ def _produce(stack: Stack, serde: AvroSerde, topic: str, run: str) -> list[tuple
     return [(first["event_id"], twin["event_id"]) for first, twin in pairs]
 
 
-def _run(stack: Stack, log: Log, folder: Path, run: str, expected: tuple[int, int]) -> list[Any]:
-    """A worker of its own app id and Redis namespace over the whole log: its clean records
-    and duplicate audits, as messages, in log order."""
-    app = f"it-evolution-{uuid.uuid4().hex[:10]}"
+def _live(stack: Stack, log: Log, folder: Path, run: str, expected: tuple[int, int]) -> list[Any]:
+    """A worker (v1) of the log's app id over the whole log: its clean records and duplicate
+    audits, as messages, in log order."""
     starts = {topic: end_offsets(stack.kafka, topic) for topic in (log.clean, log.duplicates)}
     worker = start_worker(
-        stack, app, folder,
+        stack, log.app, folder,
         STREAMPROC_PIPELINE=str(log.pipeline), STREAMPROC_TOPICS_DIR=str(log.topics),
     )  # fmt: skip
     try:
@@ -162,7 +168,31 @@ def _run(stack: Stack, log: Log, folder: Path, run: str, expected: tuple[int, in
         assert (len(clean), len(audits)) == expected, worker.log_tail()
     finally:
         stop_worker(worker)
-        delete_namespace(stack.redis_url, app)
+    return [*clean, *audits]
+
+
+def _replayed(
+    stack: Stack, log: Log, folder: Path, run: str, expected: tuple[int, int]
+) -> list[Any]:
+    """`streamproc replay` of the log into v2 of the same app: v2's clean records and audits."""
+    env = {
+        **os.environ,
+        "STREAMPROC_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "STREAMPROC_REDIS_URL": stack.redis_url,
+        "STREAMPROC_APP_ID": log.app,
+        "STREAMPROC_REDIS_NAMESPACE": log.app,
+        "STREAMPROC_PII_KEY": PII_KEY,
+        "STREAMPROC_PIPELINE": str(log.pipeline),
+        "STREAMPROC_TOPICS_DIR": str(log.topics),
+        "STREAMPROC_DATA_DIR": str(folder),
+    }
+    done = cli(env, "replay", "--namespace", "v2", "--until-caught-up", "--interval", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "caught up" in done.stdout
+    clean, audits = (
+        read_run(stack, [TopicPartition(f"{topic}.v2", 0, 0)], run.encode(), n, timeout_s=10)
+        for topic, n in ((log.clean, expected[0]), (log.duplicates, expected[1]))
+    )
     return [*clean, *audits]
 
 
@@ -176,7 +206,7 @@ def test_v1_and_v2_records_clean_alike_live_and_under_replay(
     written = {int.from_bytes(message.value()[1:5], "big") for message in raw}
     assert written == {v.fingerprint_id for v in catalog.versions(ORDER_SUBMITTED)}
 
-    live = _run(stack, log, tmp_path / "live", run, expected)
+    live = _live(stack, log, tmp_path / "live", run, expected)
     clean = {
         record["event_id"]: (message.key(), record)
         for message in live[: expected[0]]
@@ -195,7 +225,7 @@ def test_v1_and_v2_records_clean_alike_live_and_under_replay(
     assert guest["amount_gross_eur"] == pytest.approx(21.0)
     assert guest["field_status"]["amount_includes_tax"] == "defaulted"
 
-    replay = _run(stack, log, tmp_path / "replay", run, expected)
+    replay = _replayed(stack, log, tmp_path / "replay", run, expected)
     assert [(m.key(), m.value(), m.headers(), m.timestamp()) for m in replay] == [
         (m.key(), m.value(), m.headers(), m.timestamp()) for m in live
     ]
