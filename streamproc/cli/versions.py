@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from streamproc.worker.wiring import ScoredStream
 
 T = TypeVar("T")
-CAUGHT_UP_RECORDS = 1000
+CAUGHT_UP_RECORDS = 1000  # `promote` refuses a version further behind the raw topic
 
 
 def _version(text: str) -> str:
@@ -236,7 +236,6 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         env,
         args.log or settings.data_dir / f"replay-{version}.log",
         interval_s=args.interval,
-        caught_up_records=CAUGHT_UP_RECORDS,
         until_caught_up=args.until_caught_up,
     )
     return run_replay(plan)

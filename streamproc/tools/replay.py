@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from streamproc.adapters.kafka.admin import committed_offsets, watermarks
+from streamproc.adapters.kafka.admin import committed_offsets, holds_data, watermarks
 from streamproc.config.kafka import KafkaConnection
 
 # The replay worker's settings: whole fetches, big batches, few commits; no latency target.
@@ -45,37 +45,67 @@ class ReplayPlan:
     worker_env: Mapping[str, str]
     log_path: Path
     interval_s: float = 2.0
-    caught_up_records: int = 1000  # left behind the log's end, all topics together
     until_caught_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where the group stands on its topics: records done since the start, and left."""
+    """Where the group stands on its topics: records done since their first kept, left to
+    their ends, and whether it has caught up."""
 
     done: int
     left: int
+    caught_up: bool = False
 
 
-def position(kafka: KafkaConnection, group: str, topics: Sequence[str]) -> Position:
-    """Per topic, the group's committed offsets (a partition without one: at its first
-    record still kept) against the high watermarks."""
-    done = left = 0
-    for topic in topics:
-        committed = committed_offsets(kafka, group, topic)
-        for partition, (low, high) in watermarks(kafka, topic).items():
-            at = max(committed.get(partition, low), low)
-            done += at - low
-            left += max(high - at, 0)
-    return Position(done, left)
+class CatchUp:
+    """A replay has caught up once it has read the raw topic to where its end was when the
+    replay started, and then its scored topic to where that one's end was once the raw one
+    was read (the records the history gave it). A transaction's commit marker at a
+    partition's end counts as read: no reader is positioned after it."""
+
+    def __init__(self, kafka: KafkaConnection, group: str, topics: Sequence[str]) -> None:
+        self._kafka = kafka
+        self._group = group
+        self._topics = topics
+        self._ends: list[dict[int, int]] = []  # per topic, fixed when its turn comes
+        self._markers: dict[tuple[str, int, int], bool] = {}
+
+    def position(self) -> Position:
+        done = left = 0
+        reached = True
+        for index, topic in enumerate(self._topics):
+            committed = committed_offsets(self._kafka, self._group, topic)
+            marks = watermarks(self._kafka, topic)
+            at = {p: max(committed.get(p, low), low) for p, (low, _) in marks.items()}
+            done += sum(at[p] - low for p, (low, _) in marks.items())
+            left += sum(max(high - at[p], 0) for p, (_, high) in marks.items())
+            if reached and len(self._ends) == index:
+                self._ends.append({p: high for p, (_, high) in marks.items()})
+            reached = reached and self._read_to(topic, at, self._ends[index])
+        return Position(done, left, reached)
+
+    def _read_to(self, topic: str, at: Mapping[int, int], ends: Mapping[int, int]) -> bool:
+        for partition, end in ends.items():
+            position = at.get(partition, 0)
+            if position >= end:
+                continue
+            if position < end - 1 or self._holds_data(topic, partition, end - 1):
+                return False
+        return True
+
+    def _holds_data(self, topic: str, partition: int, offset: int) -> bool:
+        key = (topic, partition, offset)
+        if key not in self._markers:
+            self._markers[key] = holds_data(self._kafka, topic, partition, offset)
+        return self._markers[key]
 
 
 class ProgressReport:
     """Turns successive positions into lines: records, share, rate, ETA; and caught up."""
 
-    def __init__(self, version: str, caught_up_records: int, out: TextIO) -> None:
+    def __init__(self, version: str, out: TextIO) -> None:
         self._version = version
-        self._threshold = caught_up_records
         self._out = out
         self._started = 0.0
         self._first: Position | None = None
@@ -92,7 +122,7 @@ class ProgressReport:
         self._last = (now, at)
         total = at.done + at.left
         share = 100.0 * at.done / total if total else 100.0
-        if self.caught_up_at is None and at.left <= self._threshold:
+        if self.caught_up_at is None and at.caught_up:
             self.caught_up_at = now
             replayed = at.done - self._first.done
             seconds = now - self._started
@@ -122,8 +152,8 @@ def run_replay(
     """Runs the replay's worker and reports on it until it has caught up (with
     until_caught_up) or until SIGINT/SIGTERM; the exit status: 0, or the worker's own when
     it stopped by itself."""
-    look = measure or (lambda: position(plan.kafka, plan.group, plan.topics))
-    report = ProgressReport(plan.version, plan.caught_up_records, out)
+    look = measure or CatchUp(plan.kafka, plan.group, plan.topics).position
+    report = ProgressReport(plan.version, out)
     plan.log_path.parent.mkdir(parents=True, exist_ok=True)
     with plan.log_path.open("ab") as log:
         worker = subprocess.Popen(

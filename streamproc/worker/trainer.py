@@ -74,8 +74,13 @@ class TrainerLoop:
         batch_size: int = 500,
         outages: Outages | None = None,
         renames: Mapping[str, str] | None = None,
+        scored_topic: str | None = None,
     ) -> None:
+        """`scored_topic`: whose partitions must all have scored something before any label
+        is due (see RedisServedLog.watermark)."""
         self._pipeline = pipeline
+        self._scored_topic = scored_topic
+        self._scored_partitions: int | None = None
         self._outages = outages or Outages(budget_s=120, gauge=metrics)
         self._declared = step.declared
         self._codec = codec
@@ -116,6 +121,10 @@ class TrainerLoop:
             self._group,
             self._metrics.lag_reporter(),
         )
+        if self._scored_topic is not None:
+            self._scored_partitions = await asyncio.to_thread(
+                reader.partition_count, self._scored_topic
+            )
         rule = self._declared.snapshots
         since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000
         reading: asyncio.Future[list[Envelope]] | None = None
@@ -205,7 +214,7 @@ class TrainerLoop:
 
     async def _learn(self, trainer: Trainer) -> TrainingReport:
         wall_ms = int(time.time() * 1000)
-        watermark = await self._served.watermark(wall_ms)
+        watermark = await self._served.watermark(wall_ms, self._scored_partitions)
         if watermark is None:  # nothing scored yet: no label is due
             return TrainingReport()
         due = trainer.due(watermark, wall_ms, limit=LEARN_LIMIT)

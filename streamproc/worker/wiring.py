@@ -329,6 +329,7 @@ def build_learning(
         batch_size=settings.batch_size,
         outages=outages,
         renames=scored.renames,
+        scored_topic=scored.topic,
     )
     return Learning(predict_step, served_log, follower, trainer, outages)
 

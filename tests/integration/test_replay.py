@@ -21,7 +21,7 @@ from streamproc.adapters.kafka.producer import produce_records
 from streamproc.adapters.redis.client import redis_client
 from streamproc.adapters.redis.serving_reader import ServingFeatureReader
 from streamproc.config.pipeline import load_pipeline
-from streamproc.tools.replay import position
+from streamproc.tools.replay import CatchUp
 from tests.integration.conftest import Stack, start_worker, stop_worker
 from tests.integration.replay_support import (
     OwnDeployment,
@@ -82,17 +82,12 @@ def _event_ids(stack: Stack, serde: AvroSerde, topic: str, schema: str) -> Count
 
 
 def _wait_processed(stack: Stack, group: str, raw: str, clean: str, timeout_s: float = 180) -> None:
-    """Until `group` has committed the ends of the raw topic and of its clean topic. The clean
-    topic is written in transactions: its end is past the last commit marker, which a reader
-    is never positioned after (one per partition at most)."""
+    """Until `group` has read the raw topic to its present end, and its clean topic to the
+    end that gave it (what `replay` calls caught up)."""
     deadline = time.monotonic() + timeout_s
-    partitions = 6
-    while True:
-        raw_left = position(stack.kafka, group, (raw,)).left
-        clean_left = position(stack.kafka, group, (clean,)).left
-        if raw_left == 0 and clean_left <= partitions:
-            return
-        assert time.monotonic() < deadline, f"{group}: {raw_left} raw, {clean_left} clean left"
+    catch_up = CatchUp(stack.kafka, group, (raw, clean))
+    while not (at := catch_up.position()).caught_up:
+        assert time.monotonic() < deadline, f"{group}: {at.left} records left"
         time.sleep(0.5)
 
 

@@ -98,11 +98,11 @@ def test_a_worker_of_a_retired_version_stops() -> None:
 
 def test_progress_says_rate_eta_and_when_it_has_caught_up() -> None:
     out = io.StringIO()
-    report = ProgressReport("v2", caught_up_records=100, out=out)
+    report = ProgressReport("v2", out=out)
     assert not report.see(0.0, Position(done=0, left=10_000))
     assert not report.see(2.0, Position(done=4_000, left=6_000))
-    assert report.see(4.0, Position(done=9_950, left=50))
-    assert not report.see(6.0, Position(done=10_500, left=20))  # following from now on
+    assert report.see(4.0, Position(done=9_950, left=50, caught_up=True))
+    assert not report.see(6.0, Position(done=10_500, left=20, caught_up=True))  # following
     lines = out.getvalue().splitlines()
     assert "4,000 of 10,000 records (40.0%), 2,000 records/s, 6,000 behind, ETA 3 s" in lines[1]
     assert "caught up: 9,950 records in 4.0 s (2,488 records/s), 50 behind" in lines[2]

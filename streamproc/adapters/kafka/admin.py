@@ -206,6 +206,27 @@ def watermarks(kafka: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]
         consumer.close()
 
 
+def holds_data(kafka: KafkaConnection, topic: str, partition: int, offset: int) -> bool:
+    """Whether `offset` of the partition is a record, not a transaction's commit or abort
+    marker (a reader never returns those, nor is positioned after the last one)."""
+    consumer = Consumer(
+        client_config(
+            kafka,
+            **{"group.id": "streamproc-offsets", "isolation.level": "read_uncommitted"},
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                return bool(message.offset() == offset)
+        return False  # nothing to return at that offset: a marker
+    finally:
+        consumer.close()
+
+
 def offsets_at(kafka: KafkaConnection, topic: str, time_ms: int) -> list[TopicPartition]:
     """Each partition of `topic` at its first record logged at `time_ms` or later (its high
     watermark if none is)."""

@@ -86,6 +86,13 @@ class PartitionReader:
         had then: records written since are not known of until read)."""
         return dict(self._at_end)
 
+    def partition_count(self, topic: str) -> int:
+        """How many partitions `topic` has (the trainer asks it of the scored topic)."""
+        try:
+            return len(list_topics(self._consumer, 15, topic).topics[topic].partitions)
+        except KafkaException as exc:
+            raise InfraError(f"{topic}: no metadata: {exc}") from exc
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -122,8 +122,11 @@ class RedisServedLog:
             if reply is not None
         }
 
-    async def watermark(self, wall_ms: int) -> int | None:
-        """None until something was scored."""
+    async def watermark(self, wall_ms: int, partitions: int | None = None) -> int | None:
+        """None until something was scored; with `partitions` (the scored topic's), also
+        until every partition has scored something, or the idle time has passed since the
+        first did: at a replay's start, the first partitions read must not decide alone
+        which labels are due (their events on the others are not scored yet)."""
         try:
             with timed_call("watermark"):
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -134,6 +137,10 @@ class RedisServedLog:
             raise redis_failure("Redis watermark read failed", exc) from exc
         if not marks:
             return None
+        if partitions is not None and len(marks) < partitions:
+            started = min(int(at) for _, at in moved) if moved else wall_ms
+            if wall_ms - started <= self._idle_ms:
+                return None
         active = {member for member, at in moved if wall_ms - at <= self._idle_ms}
         times = [int(t) for member, t in marks if member in active] or [int(marks[-1][1])]
         return min(times)
