@@ -94,7 +94,9 @@ def _settle(lineages: list[Lineage], replays: list[RunningReplay], timeout_s: fl
         time.sleep(1)
 
 
-def _probes(stack: Stack, namespace: str, event_ids: list[str]) -> list[dict[str, float]]:
+def _served(stack: Stack, namespace: str, event_ids: list[str]) -> dict[str, dict[str, float]]:
+    """The x each event was served, by event id."""
+
     async def fetch() -> dict[str, ServedX]:
         client = redis_client(stack.redis_url)
         try:
@@ -102,7 +104,7 @@ def _probes(stack: Stack, namespace: str, event_ids: list[str]) -> list[dict[str
         finally:
             await client.aclose()
 
-    return [dict(served.x) for served in asyncio.run(fetch()).values()]
+    return {event_id: dict(served.x) for event_id, served in asyncio.run(fetch()).items()}
 
 
 def _predictions(data: bytes, pipeline: Path, probes: list[dict[str, float]]) -> dict[str, Any]:
@@ -110,6 +112,15 @@ def _predictions(data: bytes, pipeline: Path, probes: list[dict[str, float]]) ->
     assert models is not None
     state, _ = load_state(data, models)
     return {name: [probability(model, x) for x in probes] for name, model in state.models.items()}
+
+
+def _trainer_lines(deployment: OwnDeployment) -> str:
+    """What each replay's trainer said: leases, restores, promotions."""
+    lines = []
+    for log in sorted((deployment.folder / "state").glob("replay-*.log")):
+        said = log.read_text(errors="replace").splitlines()
+        lines += [f"{log.name}: {line}" for line in said if "trainer of" in line]
+    return "\n".join(lines)
 
 
 def test_two_replays_of_one_log_build_identical_features_and_models(
@@ -129,13 +140,17 @@ def test_two_replays_of_one_log_build_identical_features_and_models(
         assert v2[0] > 1000  # entities, per view
         assert v2 == v3
 
-        probes = _probes(stack, f"{deployment.group}:v2", sorted(event_ids)[:PROBES])
-        assert len(probes) > PROBES // 2
+        served = [
+            _served(stack, f"{deployment.group}:{v}", sorted(event_ids)) for v in ("v2", "v3")
+        ]
+        assert served[0] == served[1]  # every order served the same x
+        probes = [served[0][e] for e in sorted(served[0])[:PROBES]]
+        assert len(probes) == PROBES
         assert lineages[0].data is not None and lineages[1].data is not None
         first = _predictions(lineages[0].data, deployment.pipeline, probes)
         second = _predictions(lineages[1].data, deployment.pipeline, probes)
         assert lineages[0].learned > EVENTS // 4
-        assert first == second  # floats compared exactly: to the bit
+        assert first == second, _trainer_lines(deployment)  # floats compared exactly: to the bit
         assert len({p for ps in first.values() for p in ps}) > 10  # trained, not constant
     finally:
         for replay in replays:
