@@ -101,7 +101,9 @@ class MemoryServedLog(InMemoryServedLog):
     async def fetch(self, event_ids: Sequence[str]) -> dict[str, ServedX]:
         return {i: ServedX.load(self.x[i]) for i in event_ids if i in self.x}
 
-    async def watermark(self, wall_ms: int) -> int | None:
+    async def watermark(self, wall_ms: int, partitions: int | None = None) -> int | None:
+        if partitions is not None and len(self.newest_ms) < partitions:
+            return None  # the idle time since the first mark never passes here
         return min(self.newest_ms.values()) if self.newest_ms else None
 
 

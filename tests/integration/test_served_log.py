@@ -38,3 +38,23 @@ async def test_the_first_x_stays_and_the_slowest_active_partition_sets_the_water
     finally:
         await client.aclose()
         delete_namespace(stack.redis_url, namespace)
+
+
+async def test_no_label_is_due_until_every_partition_has_scored_or_the_idle_time_passed(
+    stack: Stack,
+) -> None:
+    namespace = f"it-served-{uuid.uuid4().hex[:8]}"
+    client = redis_client(stack.redis_url)
+    log = RedisServedLog(client, namespace, idle_ms=60_000)
+    try:
+        await log.log([], 60_000, {0: 5_000, 1: 9_000}, wall_ms=1_000, entities={})
+        assert await log.watermark(wall_ms=1_000) == 5_000  # the topic's count not known
+        assert await log.watermark(wall_ms=1_000, partitions=3) is None  # partition 2 not yet
+        # a partition with nothing to score holds labels back for the idle time only (then
+        # the others are idle as well here: the newest mark)
+        assert await log.watermark(wall_ms=1_000 + 60_001, partitions=3) == 9_000
+        await log.log([], 60_000, {2: 3_000}, wall_ms=2_000, entities={})
+        assert await log.watermark(wall_ms=2_000, partitions=3) == 3_000
+    finally:
+        await client.aclose()
+        delete_namespace(stack.redis_url, namespace)
