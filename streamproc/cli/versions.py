@@ -141,13 +141,7 @@ def register(commands: Subcommands) -> None:
         epilog=EXIT_CODES,
     )
     promote_cmd.add_argument("version", type=_version, metavar="VERSION")
-    promote_cmd.add_argument(
-        "--grace",
-        default="24h",
-        metavar="DURATION",
-        help="how long the version served until now is kept for a "
-        "rollback (default 24h; 30m, 7d, ...)",
-    )
+    _grace_argument(promote_cmd)
     promote_cmd.add_argument(
         "--force", action="store_true", help="promote even if the version has not caught up"
     )
@@ -158,12 +152,7 @@ def register(commands: Subcommands) -> None:
         help="serve the previous version again (within its grace period)",
         epilog=EXIT_CODES,
     )
-    back.add_argument(
-        "--grace",
-        default="24h",
-        metavar="DURATION",
-        help="how long the version demoted now is kept (default 24h)",
-    )
+    _grace_argument(back)
     back.set_defaults(command=_rollback)
 
     versions = commands.add_parser(
@@ -173,6 +162,16 @@ def register(commands: Subcommands) -> None:
     )
     versions.add_argument("--json", action="store_true", help="one JSON object per version")
     versions.set_defaults(command=_versions)
+
+
+def _grace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--grace",
+        default="24h",
+        metavar="DURATION",
+        help="how long the version demoted now is kept for a rollback, before its namespace "
+        "is dropped (default 24h; 30m, 7d, ...)",
+    )
 
 
 def _scored(settings: Settings) -> tuple[ScoredStream, str]:
