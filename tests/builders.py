@@ -73,11 +73,13 @@ def read_order(**overrides: Any) -> dict[str, Any]:
 
 
 def as_decoded(record: dict[str, Any]) -> dict[str, Any]:
-    """A v1 order as the decoder returns it: resolved to the newest shop.OrderSubmitted (v2),
-    its items as item_count, without amount_includes_tax, with coupon_code null."""
+    """An order as the decoder returns it: read into the newest shop.OrderSubmitted (v2) with
+    the field v2 removed kept (SchemaCatalog.reader): a v1 order's items as item_count, its
+    amount_includes_tax as written, coupon_code null; a v2 order's amount_includes_tax null."""
     renamed = {"items": "item_count"}
-    decoded = {renamed.get(k, k): v for k, v in record.items() if k != "amount_includes_tax"}
+    decoded = {renamed.get(k, k): v for k, v in record.items()}
     decoded.setdefault("coupon_code", None)
+    decoded.setdefault("amount_includes_tax", None)
     return decoded
 
 

@@ -48,8 +48,9 @@ class FieldNames(Frozen):
     """Which raw field holds what, by the names of the raw schema's newest version: the
     decoder reads every record as that version, so a field renamed in it (v2's item_count,
     v1's items) is read here by its new name only, whichever version wrote the record. A
-    field the newest version dropped (amount_includes_tax) is absent from every record, and
-    the normalizer treats it as it treats a null: the source's declared habit."""
+    field the newest version dropped (amount_includes_tax) is kept in the reader at its
+    default: a v1 record's value is read as before, a v2 record's is null, which the
+    normalizer treats as the source's declared habit."""
 
     event_id: str = "event_id"
     source: str = "source"

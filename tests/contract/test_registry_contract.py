@@ -58,7 +58,7 @@ def test_serde_round_trips_through_the_registry(
         record
     )
     v2 = order_v2()
-    assert serde.decode(serde.encode("shop.order.v1", ORDER_SUBMITTED, v2)) == v2
+    assert serde.decode(serde.encode("shop.order.v1", ORDER_SUBMITTED, v2)) == as_decoded(v2)
 
 
 def test_embedded_ids_are_a_stable_contract(catalog: SchemaCatalog) -> None:

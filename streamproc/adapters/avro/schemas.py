@@ -111,6 +111,7 @@ class SchemaCatalog:
         self._by_name: dict[str, dict[int, SchemaVersion]] = {}
         for schema in versions:
             self._by_name.setdefault(schema.name, {})[schema.version] = schema
+        self._readers: dict[str, Any] = {}
         self._newest_first = {
             name: tuple(by_version[v] for v in sorted(by_version, reverse=True))
             for name, by_version in self._by_name.items()
@@ -143,6 +144,16 @@ class SchemaCatalog:
         """Every version of `name`, the oldest first."""
         versions = self._versions_of(name)
         return [versions[v] for v in sorted(versions)]
+
+    def reader(self, name: str) -> Any:
+        """The schema every record of `name` is read into (fastavro-parsed): the newest
+        version, with each field a newer version removed kept at its default. So a record
+        is read as its writer wrote it: a replay of v1 records reads what the live run read
+        before v2 existed (a removed field's value included), and a v2 record reads the
+        removed field at its default, as if its producer had left it out."""
+        if name not in self._readers:
+            self._readers[name] = _reader_of(self.versions(name))
+        return self._readers[name]
 
     def writer_for(self, name: str, keys: Collection[str]) -> SchemaVersion:
         """The version a record with these keys is written with: the newest whose field names
@@ -228,6 +239,26 @@ def _field_at(definition: Mapping[str, Any], location: str) -> str | None:
             return None
         in_fields = step == "fields"
     return ".".join(names) or None
+
+
+def _reader_of(versions: list[SchemaVersion]) -> Any:
+    """The newest of `versions`, plus the fields older ones had that it dropped (not renamed:
+    a field matched by an alias is there), those with a default only."""
+    newest = versions[-1]
+    fields = newest.definition.get("fields") if isinstance(newest.definition, dict) else None
+    if not fields or len(versions) == 1:
+        return newest.parsed
+    known = {f["name"] for f in fields} | {a for f in fields for a in f.get("aliases", ())}
+    dropped: dict[str, Any] = {}
+    for older in reversed(versions[:-1]):
+        for field in older.definition.get("fields", ()):
+            if field["name"] not in known and field["name"] not in dropped and "default" in field:
+                dropped[field["name"]] = field
+    if not dropped:
+        return newest.parsed
+    return fastavro.schema.parse_schema(
+        {**newest.definition, "fields": [*fields, *dropped.values()]}
+    )
 
 
 def load_schema_file(path: Path) -> SchemaVersion:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import fastavro
 from fastavro import schemaless_reader, schemaless_writer
 
 from streamproc.adapters.avro.schemas import SchemaCatalog, SchemaVersion
@@ -115,20 +116,21 @@ class AvroSerde:
         return writer
 
     def _reading(self, writer: WriterSchema) -> _Reading:
-        """The newest catalog version of the writer's schema (None to read as written), and the
-        int fields of the schema the record comes out in.
+        """The catalog's reader of the writer's schema (None to read as written), and the int
+        fields of the schema the record comes out in.
 
-        One reader per schema, the newest, whatever version wrote the record: so a v1 record
-        and the same order written as v2 decode to the same dict, a renamed field under its
-        new name (Avro matches it by the reader's alias), a removed one absent, a new one at
-        its default. The code after the decoder reads the newest version's names only (the
-        pipeline's FieldNames), and never asks which version wrote a record."""
+        One reader per schema, whatever version wrote the record (SchemaCatalog.reader): the
+        newest version, with the fields newer ones removed kept at their defaults. A renamed
+        field comes out under its new name (Avro matches it by the reader's alias), a new one
+        at its default for an older writer. The code after the decoder reads the newest
+        names only (the pipeline's FieldNames), and never asks which version wrote a record."""
         reading = self._readings.get(writer.schema_id)
         if reading is None:
             reader = None
             if writer.name in self._catalog.names():
-                latest = self._catalog.latest(writer.name)
-                reader = None if latest.canonical == writer.canonical else latest.parsed
+                reader = self._catalog.reader(writer.name)
+                if fastavro.schema.to_parsing_canonical_form(reader) == writer.canonical:
+                    reader = None
             reading = _Reading(reader, _int_fields(reader or writer.parsed))
             self._readings[writer.schema_id] = reading
         return reading
