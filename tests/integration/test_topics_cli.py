@@ -147,4 +147,6 @@ def test_a_broker_not_there_is_one_line_per_problem() -> None:
         f"streamproc: infrastructure error: Kafka at {bootstrap} (PLAINTEXT) "
         "did not answer within 3s"
     ), result.stderr
-    assert len(lines) < 5, result.stderr
+    # a few lines as librdkafka's view of the brokers changes (2 to 4 seen), not one per
+    # reconnect attempt (60 in the 3 s)
+    assert len(lines) < 8, result.stderr
