@@ -35,7 +35,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.producer import produce_all
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.kafka import KafkaConnection
 from streamproc.scenario.shop import GeneratorConfig, generate, producer_key
 

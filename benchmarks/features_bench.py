@@ -20,7 +20,8 @@ import redis
 
 from streamproc.adapters.memory import InMemoryFeatureStore
 from streamproc.adapters.redis.client import redis_client
-from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace
+from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.stage import FeatureStage

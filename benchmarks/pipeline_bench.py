@@ -61,7 +61,7 @@ from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
 from streamproc.adapters.kafka.producer import make_producer, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import load_pipeline
 from streamproc.config.settings import Settings

@@ -29,7 +29,7 @@ from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 
 PREDICTIONS = "shop.order_prediction.v1"
 TIMEOUT_S = 1_800

@@ -20,7 +20,6 @@ from streamproc.adapters.kafka.admin import (
     committed_offsets,
     offsets_at,
     start_group_at,
-    watermarks,
 )
 from streamproc.adapters.redis.client import AnyRedis, redis_client
 from streamproc.adapters.redis.serving import PointerMoved, RedisServingPointer, RedisVersions
@@ -30,7 +29,12 @@ from streamproc.config.deployment import VERSION_PATTERN, Deployment, is_version
 from streamproc.config.settings import Settings
 from streamproc.config.topics import TopicSpec, load_topic_specs, plan_changes
 from streamproc.errors import ConfigError
-from streamproc.tools.replay import REPLAY_WORKER_SETTINGS, ReplayPlan, run_replay
+from streamproc.tools.replay import (
+    REPLAY_WORKER_SETTINGS,
+    ReplayPlan,
+    group_progress,
+    run_replay,
+)
 from streamproc.tools.versions import (
     RefusedSwitch,
     Switch,
@@ -203,7 +207,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             version, await RedisServingPointer(client, settings.redis_namespace).read()
         )
         versions = RedisVersions(client, settings.redis_namespace)
-        known = (await versions.all()).get(version)
+        known = await versions.about(version)
         if known is not None and known.get("pipeline_sha256") != about["pipeline_sha256"]:
             raise ConfigError(
                 f"--namespace {version}: that version was started from another pipeline "
@@ -299,20 +303,14 @@ def _with_redis(settings: Settings, action: Callable[[AnyRedis], Awaitable[T]]) 
     return asyncio.run(run())
 
 
-def _behind(settings: Settings) -> Callable[[str], int | None]:
+def _behind(settings: Settings, raw: str) -> Callable[[str], int | None]:
     """Records a version's group has left on the raw topic; None when it committed none."""
-    _, raw = _scored(settings)
     kafka = settings.kafka_connection()
 
     def behind(version: str) -> int | None:
         group = Deployment(version, settings.redis_namespace, settings.app_id).group
-        committed = committed_offsets(kafka, group, raw)
-        if not committed:
-            return None
-        return sum(
-            max(high - committed.get(p, low), 0)
-            for p, (low, high) in watermarks(kafka, raw).items()
-        )
+        progress = group_progress(kafka, group, raw)
+        return progress.left if progress.started else None
 
     return behind
 
@@ -322,7 +320,7 @@ def _switch(settings: Settings, client: AnyRedis, grace: str) -> Switch:
         grace_ms = duration_ms(grace)
     except ValueError as exc:
         raise ConfigError(f"--grace {grace}: {exc}") from exc
-    scored, _ = _scored(settings)
+    scored, raw = _scored(settings)
 
     def make_shadow(version: str) -> None:
         if scored.models is not None:
@@ -333,7 +331,7 @@ def _switch(settings: Settings, client: AnyRedis, grace: str) -> Switch:
         RedisServingPointer(client, settings.redis_namespace),
         RedisVersions(client, settings.redis_namespace),
         grace_ms,
-        _behind(settings),
+        _behind(settings, raw),
         make_shadow,
         sys.stdout,
     )
@@ -366,7 +364,7 @@ def _versions(args: argparse.Namespace, settings: Settings) -> int:
         return await listing(
             RedisServingPointer(client, settings.redis_namespace),
             RedisVersions(client, settings.redis_namespace),
-            _behind(settings),
+            _behind(settings, _scored(settings)[1]),
         )
 
     for row in _with_redis(settings, run):

@@ -27,7 +27,8 @@ from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_mo
 from streamproc.adapters.kafka.producer import produce_all, produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
 from streamproc.adapters.redis.client import redis_client
-from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace
+from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.connections import TlsFiles
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.pipeline import Features

@@ -58,6 +58,31 @@ class Position:
     caught_up: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class GroupProgress:
+    """Where a consumer group is on one topic, per partition (its committed offset, or the
+    first kept record's), and the topic's ends now."""
+
+    at: Mapping[int, int]
+    ends: Mapping[int, int]
+    done: int  # records read since the first kept
+    left: int  # records to the ends
+    started: bool  # the group committed something on the topic
+
+
+def group_progress(kafka: KafkaConnection, group: str, topic: str) -> GroupProgress:
+    committed = committed_offsets(kafka, group, topic)
+    marks = watermarks(kafka, topic)
+    at = {p: max(committed.get(p, low), low) for p, (low, _) in marks.items()}
+    return GroupProgress(
+        at,
+        {p: high for p, (_, high) in marks.items()},
+        sum(at[p] - low for p, (low, _) in marks.items()),
+        sum(max(high - at[p], 0) for p, (_, high) in marks.items()),
+        bool(committed),
+    )
+
+
 class CatchUp:
     """A replay has caught up once it has read the raw topic to where its end was when the
     replay started, and then its scored topic to where that one's end was once the raw one
@@ -75,14 +100,12 @@ class CatchUp:
         done = left = 0
         reached = True
         for index, topic in enumerate(self._topics):
-            committed = committed_offsets(self._kafka, self._group, topic)
-            marks = watermarks(self._kafka, topic)
-            at = {p: max(committed.get(p, low), low) for p, (low, _) in marks.items()}
-            done += sum(at[p] - low for p, (low, _) in marks.items())
-            left += sum(max(high - at[p], 0) for p, (_, high) in marks.items())
+            progress = group_progress(self._kafka, self._group, topic)
+            done += progress.done
+            left += progress.left
             if reached and len(self._ends) == index:
-                self._ends.append({p: high for p, (_, high) in marks.items()})
-            reached = reached and self._read_to(topic, at, self._ends[index])
+                self._ends.append(dict(progress.ends))
+            reached = reached and self._read_to(topic, progress.at, self._ends[index])
         return Position(done, left, reached)
 
     def _read_to(self, topic: str, at: Mapping[int, int], ends: Mapping[int, int]) -> bool:

@@ -46,7 +46,7 @@ class Retirement:
             except PointerMoved:  # promoted or rolled back meanwhile: that pointer decides
                 return None
         target = due or serving.retired
-        if not target or target not in await self._versions.all():
+        if not target or await self._versions.about(target) is None:
             return None
         dropped = await self._versions.drop(target)
         log.warning(

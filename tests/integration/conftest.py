@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
 from streamproc.adapters.kafka.producer import make_producer
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.scenario.shop import producer_key

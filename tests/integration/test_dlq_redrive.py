@@ -21,7 +21,7 @@ import pytest
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import end_offsets, start_group_at
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.cli import parser as cli
 from tests.builders import order
 from tests.conftest import REPO

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets, start_group_at
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from tests.builders import order
 from tests.conftest import REPO
 from tests.integration.conftest import (

@@ -11,7 +11,7 @@ import pytest
 
 from examples import read_predictions, send_orders
 from streamproc.adapters.kafka.admin import end_offsets, start_group_at
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.producer import PREDICTIONS_TOPIC
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, new_group, start_worker, stop_worker

@@ -15,7 +15,8 @@ from confluent_kafka import Consumer
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.redis.client import redis_client
-from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace
+from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.pipeline import load_pipeline
 from streamproc.core.features.reader import FeatureReader
 from streamproc.core.features.state import FeatureEvent

@@ -18,7 +18,7 @@ from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.kafka.delivery import deliver
 from streamproc.adapters.kafka.producer import BatchSender
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.errors import EventRejected
 from streamproc.records import SOURCE_HEADER, Envelope, OutRecord, Rejection
 from tests.builders import ORDER_SUBMITTED, order

@@ -27,7 +27,7 @@ from streamproc.adapters.kafka.model_snapshots import (
 )
 from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.core.training import read_header
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.tools.demo import produce_scenario

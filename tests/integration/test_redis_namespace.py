@@ -6,7 +6,7 @@ import uuid
 
 import redis
 
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from tests.integration.conftest import Stack
 
 

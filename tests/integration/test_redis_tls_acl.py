@@ -30,7 +30,8 @@ from streamproc.adapters.kafka.admin import KafkaAdmin
 from streamproc.adapters.kafka.producer import produce_all
 from streamproc.adapters.redis.client import ACL_HINT, redis_client
 from streamproc.adapters.redis.served import RedisServedLog
-from streamproc.adapters.redis.stores import RedisFeatureStore, delete_namespace
+from streamproc.adapters.redis.stores import RedisFeatureStore
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.cli.common import EXIT_INFRA
 from streamproc.config.connections import TlsFiles
 from streamproc.config.kafka import KafkaConnection

@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 from streamproc.adapters.avro.schemas import SchemaCatalog
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.scenario.shop import producer_key
 from tests.builders import ORDER_SUBMITTED, order, v1_of, v2_of

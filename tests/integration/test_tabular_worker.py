@@ -17,7 +17,7 @@ from streamproc.adapters.kafka.admin import end_offsets, start_group_at
 from streamproc.adapters.kafka.model_snapshots import SNAPSHOTS_TOPIC, forget_models
 from streamproc.adapters.kafka.producer import produce_records
 from streamproc.adapters.kafka.snapshots import SnapshotTopic
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.scenario.river_datasets import keyed, stream
 from tests.conftest import REPO
 from tests.integration.conftest import Stack, new_group, start_worker, stop_worker

@@ -14,7 +14,7 @@ import pytest
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import end_offsets
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from tests.builders import order
 from tests.integration.conftest import (
     Stack,

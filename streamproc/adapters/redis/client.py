@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
@@ -23,7 +22,6 @@ from streamproc.config.connections import TlsFiles
 from streamproc.errors import InfraError, Unavailable
 
 AnyRedis = aioredis.Redis | RedisCluster
-SyncRedis = redis.Redis | redis.RedisCluster
 # What a failed call raises: a Redis Cluster client that cannot read the slot map raises the
 # second, which is no RedisError.
 REDIS_ERRORS = (RedisError, RedisClusterException)
@@ -79,18 +77,6 @@ def redis_client(
     if cluster:
         return RedisCluster.from_url(url, **_options(tls, timeout_s))
     return aioredis.Redis.from_url(url, **_options(tls, timeout_s))
-
-
-def sync_redis_client(
-    url: str,
-    cluster: bool = False,
-    tls: TlsFiles | None = None,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-) -> SyncRedis:
-    """The blocking twin of `redis_client`, for tools that run outside an event loop."""
-    if cluster:
-        return redis.RedisCluster.from_url(url, **_options(tls, timeout_s))
-    return redis.Redis.from_url(url, **_options(tls, timeout_s))
 
 
 def _options(tls: TlsFiles | None, timeout_s: float) -> dict[str, Any]:

@@ -13,10 +13,9 @@ import re
 from dataclasses import asdict
 from typing import Any, cast
 
-from redis.asyncio.cluster import RedisCluster
-
 from streamproc.adapters.redis.calls import timed_call
 from streamproc.adapters.redis.client import REDIS_ERRORS, AnyRedis, redis_failure
+from streamproc.adapters.redis.sweep import unlink_matching
 from streamproc.config.deployment import serving_key, version_namespace
 from streamproc.core.serving import Serving
 
@@ -29,7 +28,6 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
-_UNLINK_SLICE = 1_000
 # Keys under a base namespace that belong to no version's state: the pointer, the versions.
 _DEPLOYMENT_KEYS = ("serving", "versions")
 
@@ -101,31 +99,25 @@ class RedisVersions:
             raise redis_failure("Redis: reading the versions failed", exc) from exc
         return {_text(k): json.loads(_text(v)) for k, v in sorted(raw.items())}
 
+    async def about(self, version: str) -> dict[str, Any] | None:
+        """What was recorded of one version; None if nothing was."""
+        try:
+            raw = await self._client.hget(self._key, version)
+        except REDIS_ERRORS as exc:
+            raise redis_failure(f"Redis: reading version {version} failed", exc) from exc
+        return None if raw is None else cast(dict[str, Any], json.loads(_text(raw)))
+
     async def drop(self, version: str) -> int:
         """UNLINK every key of `version`'s namespace (v1's: the base's own keys, never
         another version's nor the pointer), in slices; how many there were."""
         namespace = version_namespace(self._base, version)
-        others = re.compile(
+        not_v1s = re.compile(
             rf"^{re.escape(self._base)}:(v[0-9]+|{'|'.join(_DEPLOYMENT_KEYS)})(:|$)"
         )
-        mine = (lambda key: not others.match(key)) if namespace == self._base else None
-        deleted, keys = 0, []
+        keep = (lambda key: bool(not_v1s.match(key))) if namespace == self._base else None
         try:
-            async for raw in self._client.scan_iter(match=f"{namespace}:*", count=10_000):
-                key = _text(raw)
-                if mine is None or mine(key):
-                    keys.append(key)
-                if len(keys) >= _UNLINK_SLICE:
-                    deleted += await self._unlink(keys)
-                    keys = []
-            if keys:
-                deleted += await self._unlink(keys)
+            deleted = await unlink_matching(self._client, f"{namespace}:*", keep=keep)
             await self._client.hdel(self._key, version)
         except REDIS_ERRORS as exc:
             raise redis_failure(f"Redis: dropping {namespace}:* failed", exc) from exc
         return deleted
-
-    async def _unlink(self, keys: list[str]) -> int:
-        if isinstance(self._client, RedisCluster):  # keys of many slots: one at a time
-            return sum([int(await self._client.unlink(key)) for key in keys])
-        return int(await self._client.unlink(*keys))

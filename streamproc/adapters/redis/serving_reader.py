@@ -39,7 +39,7 @@ class ServingFeatureReader:
     async def _reader(self, version: str) -> FeatureReader:
         recorded = None
         if version != BASE_VERSION:  # v1's are the declaration's; a replay recorded the others'
-            recorded = (await self._versions.all()).get(version, {}).get("features")
+            recorded = ((await self._versions.about(version)) or {}).get("features")
         features = self._default if recorded is None else Features.model_validate(recorded)
         namespace = version_namespace(self._base, version)
         reader = FeatureReader(

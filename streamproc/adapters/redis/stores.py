@@ -15,9 +15,7 @@ from streamproc.adapters.redis.client import (
     REDIS_ERRORS,
     AnyRedis,
     redis_failure,
-    sync_redis_client,
 )
-from streamproc.config.connections import TlsFiles, redact_url
 from streamproc.core.dedupe import Claim, DedupeRules, DedupeVerdict, Sighting
 from streamproc.core.features.state import EntityWrite, OffsetConflict
 from streamproc.errors import InfraError
@@ -172,39 +170,6 @@ def _verdict(reply: bytes | str) -> DedupeVerdict:
     if kind not in ("retry", "resubmission"):
         raise InfraError(f"unexpected reply from the dedupe script: {text!r}")
     return DedupeVerdict(kind, Sighting.decode(first))  # type: ignore[arg-type]
-
-
-_UNLINK_SLICE = 1_000  # keys per UNLINK: each call blocks Redis for only a moment
-
-
-def delete_namespace(
-    url: str, namespace: str, cluster: bool = False, tls: TlsFiles | None = None
-) -> int:
-    """Delete every key under `namespace:` (a finished demo or benchmark run); SCAN and UNLINK
-    in slices, so a Redis that serves others is never blocked for long."""
-    client = sync_redis_client(url, cluster, tls)
-    deleted = 0
-
-    def unlink(keys: list[bytes]) -> int:
-        if not cluster:
-            return int(client.unlink(*keys))
-        return sum(int(client.unlink(key)) for key in keys)  # keys of many slots
-
-    try:
-        keys: list[bytes] = []
-        for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
-            keys.append(key)
-            if len(keys) == _UNLINK_SLICE:
-                deleted += unlink(keys)
-                keys.clear()
-        if keys:
-            deleted += unlink(keys)
-    except REDIS_ERRORS as exc:
-        where = f"Redis at {redact_url(url)}: cannot delete {namespace}:*"
-        raise redis_failure(where, exc) from exc
-    finally:
-        client.close()
-    return deleted
 
 
 # Applies a batch of feature writes only if every entity's offset marks still read what the
