@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,26 @@ def unavailable(message: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} (CI=true: tests against real services must not skip)")
     pytest.skip(message)
+
+
+# The one thread of ours that lasts as long as the process: the snapshot thread.
+_LASTING_THREADS = ("streamproc-snapshots",)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_thread_of_ours_outlives_its_module() -> Iterator[None]:
+    """A test module leaves no thread of the service's running: one that goes on serving a
+    client after its test (a sender never closed) logs into streams pytest has closed, and
+    its tracebacks, printed as the main thread parses code, broke a later test (CPython
+    3.11's "AST constructor recursion depth mismatch")."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5  # time to finish for threads told to stop
+    while left := sorted(
+        thread.name
+        for thread in set(threading.enumerate()) - before
+        if thread.name.startswith("streamproc-") and not thread.name.startswith(_LASTING_THREADS)
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(f"threads left running by this module: {', '.join(left)}")
+        time.sleep(0.1)

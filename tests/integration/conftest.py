@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin, end_offsets, start_group_at
-from streamproc.adapters.kafka.producer import make_producer
+from streamproc.adapters.kafka.producer import BatchSender, make_producer
 from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.kafka import KafkaConnection
 from streamproc.config.topics import load_topic_specs, plan_changes
@@ -280,6 +280,27 @@ def _no_worker_outlives_its_test() -> Iterator[None]:
         worker = _STARTED.pop()
         if worker.process.poll() is None:
             stop_worker(worker)
+
+
+Senders = Callable[..., BatchSender]  # the `senders` fixture: BatchSender's arguments
+
+
+@pytest.fixture
+def senders() -> Iterator[Senders]:
+    """Makes BatchSenders, closed after the test: one left open serves librdkafka in its
+    thread for the rest of the session, and once its broker is gone logs every reconnect to
+    a stream pytest has closed (a traceback printed in that thread as the main one parsed
+    code tripped CPython 3.11's AST recursion check: "SystemError: AST constructor
+    recursion depth mismatch" in a later test)."""
+    made: list[BatchSender] = []
+
+    def make(kafka: KafkaConnection, **options: Any) -> BatchSender:
+        made.append(sender := BatchSender(kafka, **options))
+        return sender
+
+    yield make
+    for sender in made:
+        sender.close(timeout_s=1.0)
 
 
 def stop_worker(worker: Worker) -> None:

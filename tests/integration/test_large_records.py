@@ -17,7 +17,6 @@ from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka import dlq
 from streamproc.adapters.kafka.admin import end_offsets
 from streamproc.adapters.kafka.delivery import deliver
-from streamproc.adapters.kafka.producer import BatchSender
 from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.errors import EventRejected
 from streamproc.records import SOURCE_HEADER, Envelope, OutRecord, Rejection
@@ -26,6 +25,7 @@ from tests.conftest import REPO
 from tests.integration.conftest import (
     RUN_HEADER,
     ProducerHeaders,
+    Senders,
     Stack,
     Worker,
     new_group,
@@ -197,7 +197,7 @@ def _check_metrics(worker: Worker, raw: str, normal: int, reasons: Counter[str])
 
 
 async def test_an_output_too_large_dead_letters_its_source_whole_when_it_fits(
-    stack: Stack,
+    stack: Stack, senders: Senders
 ) -> None:
     """The clean order of a 400 KB record keys by a long id and holds it twice: over the
     limit, while the record itself fits a dead letter."""
@@ -216,7 +216,7 @@ async def test_an_output_too_large_dead_letters_its_source_whole_when_it_fits(
             "invalid_country",
             EventRejected("invalid_country", "X" * 2 * MB),
         )
-        refused = await deliver(BatchSender(stack.kafka), batch, outputs, [rejected], True)
+        refused = await deliver(senders(stack.kafka), batch, outputs, [rejected], True)
         assert list(refused) == [0]
         assert (refused[0].source, refused[0].reason) == (batch[1], dlq.RECORD_TOO_LARGE)
         dead = {int(dict(m.headers())[dlq.OFFSET]): m for m in _read_all(stack, f"{raw}.dlq", 2)}
@@ -230,14 +230,16 @@ async def test_an_output_too_large_dead_letters_its_source_whole_when_it_fits(
         assert [m.value() for m in _read_all(stack, out, 1)] == [b"c"]
 
 
-async def test_a_dead_letter_the_dlq_topic_refuses_goes_as_a_reference(stack: Stack) -> None:
+async def test_a_dead_letter_the_dlq_topic_refuses_goes_as_a_reference(
+    stack: Stack, senders: Senders
+) -> None:
     """A DLQ topic with a lower max.message.bytes than the producer's refuses a dead letter
     on delivery: the worker sends where the record is instead."""
     raw = f"it-large-{uuid.uuid4().hex}.order.v1"
     with scratch_topic(stack, dlq.dlq_topic(raw), {"max.message.bytes": "2000"}) as topic:
         source = Envelope(raw, 3, 99, b"k", b"v" * 3_000, (), 7)
         rejected = Rejection(source, "truncated", EventRejected("truncated", "ends early"))
-        refused = await deliver(BatchSender(stack.kafka), [source], [], [rejected], True)
+        refused = await deliver(senders(stack.kafka), [source], [], [rejected], True)
         assert refused == {}
         [message] = _read_all(stack, topic, 1)
         headers = dict(message.headers())
