@@ -167,6 +167,14 @@ class Settings(BaseSettings):
         description="bytes the broker gathers before it answers a fetch, unless "
         "fetch_wait_ms passes first: a heavy load comes in full batches at once",
     )
+    align_partitions_ms: int | None = Field(
+        None,
+        ge=0,
+        le=86_400_000,
+        description="keep each input topic's partitions within this much log time of the "
+        "slowest still being read (a replay sets 10000: two replays then learn alike); "
+        "unset: each partition at its own pace",
+    )
     produce_linger_ms: float = Field(
         2,
         ge=0,

@@ -30,6 +30,9 @@ REPLAY_WORKER_SETTINGS = {
     "STREAMPROC_FETCH_MIN_BYTES": "4000000",
     "STREAMPROC_COMMIT_INTERVAL_S": "1",
     "STREAMPROC_PRODUCE_LINGER_MS": "50",
+    # partitions in step: otherwise labels fall due before their orders are scored, and
+    # two replays learn them at different moments (adapters/kafka/alignment.py)
+    "STREAMPROC_ALIGN_PARTITIONS_MS": "10000",
 }
 STOP_WAIT_S = 60.0  # for the worker to stop cleanly before it is killed
 

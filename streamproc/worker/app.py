@@ -107,6 +107,7 @@ def serve_batches(
         session_timeout_s=settings.session_timeout_s,
         fetch_wait_ms=settings.fetch_wait_ms,
         fetch_min_bytes=settings.fetch_min_bytes,
+        align_ms=settings.align_partitions_ms,
     )
     channels = batch_agents(app, flows, positions, settings.batches_in_flight, gate)
 

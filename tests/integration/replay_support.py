@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamproc.adapters.avro.serde import AvroSerde
 from streamproc.adapters.kafka.admin import KafkaAdmin
-from streamproc.adapters.redis.stores import delete_namespace
+from streamproc.adapters.redis.sweep import delete_namespace
 from streamproc.config.topics import load_topic_specs, plan_changes
 from streamproc.scenario.shop import GeneratorConfig, generate
 from streamproc.tools.demo import live_records
@@ -85,19 +85,15 @@ class RunningReplay:
         return self.process.wait()
 
 
-def own_deployment(
-    stack: Stack, folder: Path, raw_partitions: int | None = None
-) -> Iterator[OwnDeployment]:
-    """Topics declared as the repo's, the shop's renamed (the raw topic with `raw_partitions`
-    if given); deleted after, with the Redis namespace and every version's topics."""
+def own_deployment(stack: Stack, folder: Path) -> Iterator[OwnDeployment]:
+    """Topics declared as the repo's, the shop's renamed; deleted after, with the Redis
+    namespace and every version's topics."""
     tag = f"it{uuid.uuid4().hex[:8]}"
     group = f"it-{tag}"
     topics = folder / "topics"
     topics.mkdir(parents=True)
     for declared in (REPO / "topics").glob("*.yaml"):
         text = declared.read_text().replace(SHOP_PREFIX, f"{tag}.order")
-        if raw_partitions is not None and declared.name == "shop.order.v1.yaml":
-            text = text.replace("partitions: 6", f"partitions: {raw_partitions}", 1)
         (topics / declared.name.replace(SHOP_PREFIX, f"{tag}.order")).write_text(text)
     pipeline = folder / "pipeline.yaml"
     text = (REPO / "pipelines/shop_orders.yaml").read_text().replace(SHOP_PREFIX, f"{tag}.order")

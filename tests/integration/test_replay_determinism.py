@@ -41,11 +41,9 @@ SETTLED_S = 8.0  # no snapshot learned more for this long: the trainer has learn
 
 @pytest.fixture
 def deployment(stack: Stack, tmp_path: Path) -> Iterator[OwnDeployment]:
-    # One raw partition: the clean stage then writes each clean partition in the raw log's
-    # order. With several, a replay cleans them at different paces, a clean partition mixes
-    # them in an order of that moment, and a label can fall due before its order is scored
-    # (held, then learned at a moment that depends on timing): seen in CI with six.
-    yield from own_deployment(stack, tmp_path, raw_partitions=1)
+    # The raw topic as declared, six partitions: a replay keeps them in step by log time
+    # (without, it read them at different paces and the models differed in CI)
+    yield from own_deployment(stack, tmp_path)
 
 
 def _features_digest(stack: Stack, namespace: str) -> tuple[int, str]:

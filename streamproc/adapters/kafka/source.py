@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from streamproc.adapters.kafka.alignment import PartitionAligner
 from streamproc.adapters.kafka.client_logs import client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.lag import Lags, lag_reporting
@@ -54,6 +55,7 @@ class SourceSettings:
     fetch_wait_ms: int = 5
     fetch_min_bytes: int = 65_536
     idle_poll_s: float = 0.1  # how often an idle consumer looks up (stop, stored offsets)
+    align_ms: int | None = None  # partitions kept this close in log time (alignment.py)
 
     @property
     def revoke_timeout_s(self) -> float:
@@ -75,6 +77,8 @@ class SourceSettings:
             # librdkafka reads ahead up to 64 MB by default: a worker that lags (a backlog, a
             # burst) held that much in memory; a few batches ahead keep it busy just as well
             "queued.max.messages.kbytes": 16_384,
+            # in step, a partition read to its end must say so: it then holds back no other
+            "enable.partition.eof": self.align_ms is not None,
         }
 
 
@@ -135,6 +139,10 @@ class BatchConsumer:
         self._abandoned = threading.Event()
         self._closed = threading.Event()
         self._room = len(settings.topics)  # about one batch waiting per agent
+        self._aligner = (
+            None if settings.align_ms is None else PartitionAligner[Any](settings.align_ms)
+        )
+        self._paused: set[Partition] = set()  # by the aligner: partitions running ahead
 
     def stop(self) -> None:
         """Fetch no more; `run` then waits for begun batches, commits, and returns."""
@@ -197,13 +205,36 @@ class BatchConsumer:
             # One record first (returns as soon as there is one), then what is already
             # fetched: small batches when traffic is light, full ones when it is heavy.
             first = consumer.poll(self._committer.poll_timeout(settings.idle_poll_s))
-            if first is None:
+            if first is None and self._aligner is None:
                 continue
-            more = consumer.consume(settings.batch_size - 1, 0) if settings.batch_size > 1 else []
-            behind = backlog.fetched(len(more) + 1)
+            more = (
+                consumer.consume(settings.batch_size - 1, 0)
+                if settings.batch_size > 1 and first is not None
+                else []
+            )
+            behind = backlog.fetched(len(more) + int(first is not None))
             held, self._held = self._held, []
-            for batch in self._batches([*held, first, *more]):
+            fetched = [*held, *([first] if first is not None else []), *more]
+            if self._aligner is not None:
+                fetched = self._in_step(consumer, self._aligner, fetched)
+            for batch in self._batches(fetched):
                 self._hand_over(self._positions.hand_over(batch))
+
+    def _in_step(
+        self, consumer: Consumer, aligner: PartitionAligner[Any], fetched: list[Any]
+    ) -> list[Any]:
+        """What of the fetched records (and those held before) may go now; the partitions
+        with records held back are paused, the others resumed. Every turn, fetch or not: a
+        revoke may have freed what was held."""
+        errors = aligner.add(fetched)
+        released = aligner.release()
+        holding = aligner.holding()
+        if ahead := holding - self._paused:
+            consumer.pause(_kafka_partitions(ahead))
+        if behind := self._paused - holding:
+            consumer.resume(_kafka_partitions(behind))
+        self._paused = holding
+        return [*errors, *released]
 
     def _ride_out(self, consumer: Consumer, outages: Outages) -> None:
         """While a dependency is out: partitions paused (librdkafka drops what it had
@@ -217,6 +248,7 @@ class BatchConsumer:
                     self._held.append(message)
         finally:
             consumer.resume(consumer.assignment())
+            self._paused = set()  # the aligner pauses again what runs ahead
 
     def _batches(self, messages: Sequence[Any]) -> list[FetchedBatch]:
         """The fetched records as one batch per topic, each partition tagged with its
@@ -249,6 +281,8 @@ class BatchConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         self._positions.assign(_partitions(partitions))
+        if self._aligner is not None:
+            self._aligner.assign(_partitions(partitions))
         for gap in retention_gaps(consumer, partitions):
             self._on_gap(gap)
         if self._outages is not None and self._outages.active:
@@ -262,15 +296,23 @@ class BatchConsumer:
             self._positions.lose(_partitions(partitions))
         else:
             self._committer.revoke(consumer, _partitions(partitions))
+        self._forget(partitions)
         log.info("revoked %s", _names(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         self._committer.lose(consumer, _partitions(partitions))
+        self._forget(partitions)
         log.warning(
             "lost %s (this worker was out of the group too long); "
             "their uncommitted records are read again by their new owner",
             _names(partitions),
         )
+
+    def _forget(self, partitions: list[KafkaPartition]) -> None:
+        """Partitions gone: what the aligner held of them is dropped, unhanded."""
+        if self._aligner is not None:
+            self._aligner.revoke(_partitions(partitions))
+            self._paused -= set(_partitions(partitions))
 
 
 def _check(error: KafkaError) -> None:
@@ -284,6 +326,10 @@ def _check(error: KafkaError) -> None:
 
 def _partitions(partitions: list[KafkaPartition]) -> list[Partition]:
     return [(p.topic, p.partition) for p in partitions]
+
+
+def _kafka_partitions(partitions: set[Partition]) -> list[KafkaPartition]:
+    return [KafkaPartition(topic, partition) for topic, partition in sorted(partitions)]
 
 
 def _names(partitions: list[KafkaPartition]) -> str:
