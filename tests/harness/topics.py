@@ -55,10 +55,14 @@ def partitions(bootstrap: str, topic: str) -> list[int]:
 
 
 def _list_offsets(bootstrap: str, topic: str, spec: OffsetSpec) -> Offsets:
-    admin = AdminClient(client_config(KafkaConnection(bootstrap)))
     asked = {TopicPartition(topic, p): spec for p in partitions(bootstrap, topic)}
 
     def ask() -> Offsets:
+        # A client of its own each time: in CI one client answered "Failed to query
+        # partition leaders: No leaders found" after the broker came back from SIGSTOP
+        # (fault case 5) until the retries ran out, while the broker's log shows it leading
+        # every partition throughout: what it knew was the client's own, so it starts anew.
+        admin = AdminClient(client_config(KafkaConnection(bootstrap)))
         futures = admin.list_offsets(
             asked, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=_TIMEOUT_S
         )
