@@ -10,7 +10,7 @@ from typing import Any
 from streamproc.adapters.kafka.snapshots import Keep, last_wins
 from streamproc.adapters.memory import InMemoryServedLog
 from streamproc.core.training import ServedX
-from streamproc.errors import EventRejected
+from streamproc.errors import EventRejected, Unavailable
 from streamproc.records import Envelope, OutRecord
 
 
@@ -109,13 +109,15 @@ class MemoryServedLog(InMemoryServedLog):
 
 class MemoryLabelTopic:
     """A label topic in memory, read through `reader`, a stand-in for PartitionReader: each
-    reader starts at the offsets it is given (0 elsewhere); `opened_at` lists them."""
+    reader starts at the offsets it is given (0 elsewhere); `opened_at` lists them. The
+    next `metadata_outages` asks for a topic's partitions fail as a broker away fails them."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.records: dict[int, list[Envelope]] = {}
         self.opened_at: list[dict[int, int]] = []
         self.open_readers = 0
+        self.metadata_outages = 0
 
     def append(self, partition: int, key: bytes, value: bytes) -> None:
         records = self.records.setdefault(partition, [])
@@ -157,6 +159,12 @@ class _MemoryLabelReader:
     def at_end(self) -> dict[int, bool]:
         """As PartitionReader's: the partitions the last read left at their end then."""
         return dict(self._at_end)
+
+    def partition_count(self, topic: str) -> int:
+        if self._topic.metadata_outages:
+            self._topic.metadata_outages -= 1
+            raise Unavailable("kafka", f"{topic}: no metadata: broker transport failure")
+        return 1
 
     def close(self) -> None:
         self._topic.open_readers -= 1

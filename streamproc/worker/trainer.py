@@ -121,14 +121,14 @@ class TrainerLoop:
             self._group,
             self._metrics.lag_reporter(),
         )
-        if self._scored_topic is not None:
-            self._scored_partitions = await asyncio.to_thread(
-                reader.partition_count, self._scored_topic
-            )
         rule = self._declared.snapshots
         since_snapshot, snapshot_due = 0, time.monotonic() + rule.every_ms / 1000
         reading: asyncio.Future[list[Envelope]] | None = None
         try:
+            if self._scored_topic is not None:
+                self._scored_partitions = await asyncio.to_thread(
+                    reader.partition_count, self._scored_topic
+                )
             while await self._lease.hold(self._lease_ms) == epoch:
                 self._apply_choice(trainer)
                 wait_s = 0.0 if self._more_due else 0.2  # due labels left: learn on at once

@@ -108,14 +108,21 @@ class FaultCase:
         self.starts = {topic: stable_ends(bootstrap, topic) for topic in self.topics.all()}
         self._start_group()
         self.redis = RedisState(self.stack.redis_url, self.group, settings.spec.name)
-        self.workers = Workers(
-            self.stack, self.group, settings.folder / self.group, overrides, module
-        )
-        raw_partitions = partitions(bootstrap, self.topics.raw)
-        self.monitor = CaseMonitor(self.workers, self.redis, raw_partitions, self.topics).start()
-        self.watch = OutputWatch(
-            bootstrap, self.topics.predictions, self.starts[self.topics.predictions], settings.serde
-        )
+        with contextlib.ExitStack() as undo:  # a case that fails to start leaves no thread
+            undo.callback(self.redis.close)
+            self.workers = Workers(
+                self.stack, self.group, settings.folder / self.group, overrides, module
+            )
+            undo.callback(self.workers.close)
+            raw_partitions = partitions(bootstrap, self.topics.raw)
+            self.monitor = CaseMonitor(self.workers, self.redis, raw_partitions, self.topics)
+            undo.callback(self.monitor.stop)
+            self.monitor.start()
+            predictions = self.topics.predictions
+            self.watch = OutputWatch(
+                bootstrap, predictions, self.starts[predictions], settings.serde
+            )
+            undo.pop_all()
         self.load: Load | None = None
         self._producers: list[LoadProducer] = []
 
@@ -346,9 +353,11 @@ class FaultCase:
         )
 
     def close(self) -> None:
-        """Whatever the outcome: servers resumed, proxies restored, workers stopped,
-        watchers closed."""
+        """Whatever the outcome: servers resumed, proxies restored, loads and workers
+        stopped, watchers closed."""
         self.stack.restore()
+        for producer in self._producers:
+            producer.close()
         self.workers.close()
         self.monitor.stop()
         self.watch.stop()

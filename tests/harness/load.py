@@ -116,6 +116,7 @@ class LoadProducer:
         )
         self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def start(self) -> LoadProducer:
         self._thread.start()
@@ -129,9 +130,17 @@ class LoadProducer:
         )
         assert not self.failures, f"{len(self.failures)} records failed: {self.failures[:3]}"
 
+    def close(self) -> None:
+        """Stop sending and waiting for acks (a case that ended early); idempotent."""
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
     def _run(self) -> None:
         run, started = self.load.run, time.monotonic()
         for count, record in enumerate(self._todo, 1):
+            if self._stopping.is_set():
+                return
             self._send(record, run)
             self.sent += 1
             self._producer.poll(0)
@@ -140,7 +149,7 @@ class LoadProducer:
                 and (ahead := count / self._per_second - (time.monotonic() - started)) > _PACE_S
             ):
                 time.sleep(ahead)
-        while self._producer.flush(1.0):
+        while self._producer.flush(1.0) and not self._stopping.is_set():
             pass  # an outage of the broker: the idempotent producer retries meanwhile
 
     def _send(self, record: LoadRecord, run: bytes) -> None:

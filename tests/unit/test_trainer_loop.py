@@ -120,7 +120,13 @@ class Process:
         return value or 0.0
 
 
-def _process(fakes: Fakes, epoch: int, models: Models = MODELS, batch_size: int = 4) -> Process:
+def _process(
+    fakes: Fakes,
+    epoch: int,
+    models: Models = MODELS,
+    batch_size: int = 4,
+    scored_topic: str | None = None,
+) -> Process:
     step = PredictStep(models, fakes.serde)
     metrics = StageMetrics()
     follower = SnapshotFollower(SCOPE, MemorySnapshotTopic(fakes.snapshots.log), step, metrics)
@@ -137,6 +143,7 @@ def _process(fakes: Fakes, epoch: int, models: Models = MODELS, batch_size: int 
         metrics,
         lease_ms=30,  # asks again every 10 ms once the lease is lost
         batch_size=batch_size,
+        scored_topic=scored_topic,
     )
     return Process(loop, lease, follower, metrics)
 
@@ -212,6 +219,23 @@ async def test_a_lost_lease_stops_learning_and_the_process_asks_for_it_again(
         assert process.learned() == 4
         assert fakes.labels.opened_at == [{}]  # not read again without the lease
         assert [k for k, _ in fakes.snapshots.log].count(models_key(SCOPE)) == 1
+    finally:
+        await _stopped(task)
+
+
+async def test_a_broker_giving_no_metadata_for_a_while_is_ridden_through(fakes: Fakes) -> None:
+    """As a broker restarting does: the scored topic's partitions unknown twice (CI saw
+    the worker exit 3 on it); the trainer tries again, each reader closed, then learns."""
+    fakes.serve(20)
+    fakes.label(*range(6))
+    fakes.labels.metadata_outages = 2
+    process = _process(fakes, epoch=1, scored_topic="scored")
+    task = asyncio.create_task(process.loop.run())
+    try:
+        await _until(lambda: process.learned() == 6, "six labels learned")
+        assert len(fakes.labels.opened_at) == 3
+        assert fakes.labels.open_readers == 1  # the two that failed were closed
+        assert not task.done()
     finally:
         await _stopped(task)
 

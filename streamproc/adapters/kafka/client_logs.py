@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from streamproc.config.kafka import KafkaConnection
-from streamproc.errors import ConfigError
+from streamproc.errors import ConfigError, InfraError
 
 LOGGER_NAME = "streamproc.kafka"
 
@@ -111,6 +111,17 @@ class DedupLog(logging.LoggerAdapter):  # type: ignore[type-arg]
 
 
 _LOG = DedupLog(logging.getLogger(LOGGER_NAME))
+
+
+def check_consumed_error(error: KafkaError, where: str) -> None:
+    """An error event a consume returned in place of a record: a fatal one raises
+    InfraError (the worker stops); any other the client retries by itself (a broker gone
+    and back, a leader moving), so it is only logged, once a while for the same problem.
+    The end of a partition is no problem at all."""
+    if error.fatal():
+        raise InfraError(f"{where}: {error.str()}")
+    if error.code() != KafkaError._PARTITION_EOF:
+        _LOG.log(logging.WARNING, _CLIENT_LINE, "CONSUME", where, error.str())
 
 
 def client_config(kafka: KafkaConnection, **overrides: Any) -> dict[str, Any]:

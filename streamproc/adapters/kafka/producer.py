@@ -89,7 +89,7 @@ def send_records(
         if error is None:
             sent.acked += 1
             on_ack()
-        elif error.code() in _LOST:
+        elif lost_for_want_of_a_broker(error):
             sent.lost += 1
         else:
             sent.refused.append(str(error))
@@ -126,6 +126,11 @@ def produce_one(
 
 # A record librdkafka gave up on for want of a broker, not one Kafka refused.
 _LOST = (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+
+
+def lost_for_want_of_a_broker(error: Any) -> bool:
+    """A delivery error that a broker back may not meet again (unlike a refusal)."""
+    return error.code() in _LOST
 
 
 # Delivery errors of records that a new attempt may not meet: purged (librdkafka purges a

@@ -15,18 +15,25 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from streamproc.adapters.kafka.client_logs import client_config, list_topics
+from streamproc.adapters.kafka.client_logs import (
+    check_consumed_error,
+    client_config,
+    list_topics,
+)
 from streamproc.adapters.kafka.lag import Lags, lag_reporting
 from streamproc.config.kafka import KafkaConnection
-from streamproc.errors import InfraError
+from streamproc.errors import Unavailable
 from streamproc.records import Envelope, Headers
+
+ASK_TIMEOUT_S = 15.0  # how long an ask for metadata or committed offsets may take
 
 
 class PartitionReader:
     """Reads every partition of a topic from given offsets; it never commits: the reader
     keeps its positions itself (the trainer's are in its snapshots). A partition without a
     given offset starts where `group` has committed one (a new deployment can be started
-    at the end of the topic), else at the beginning.
+    at the end of the topic), else at the beginning. A broker that gives no metadata raises
+    Unavailable: the trainer rides it through like any outage.
 
     `at_end` tells, after each read, which partitions have been read to their end."""
 
@@ -48,12 +55,13 @@ class PartitionReader:
         config = {"group.id": group, "enable.auto.commit": False, "enable.partition.eof": True}
         self._consumer = Consumer(client_config(kafka, **config, **lag))
         try:
-            partitions = list_topics(self._consumer, 15, topic).topics[topic].partitions
+            partitions = list_topics(self._consumer, ASK_TIMEOUT_S, topic).topics[topic].partitions
             committed = self._consumer.committed(
-                [TopicPartition(topic, p) for p in sorted(partitions)], timeout=15
+                [TopicPartition(topic, p) for p in sorted(partitions)], timeout=ASK_TIMEOUT_S
             )
         except KafkaException as exc:
-            raise InfraError(f"{topic}: no metadata or offsets: {exc}") from exc
+            self._consumer.close()
+            raise Unavailable("kafka", f"{topic}: no metadata or offsets: {exc}") from exc
         self._at_end = dict.fromkeys(sorted(partitions), False)
         self._consumer.assign(
             [
@@ -74,8 +82,8 @@ class PartitionReader:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     at_end[message.partition() or 0] = True
-                    continue
-                raise InfraError(f"{self._topic}: {error}")
+                check_consumed_error(error, self._topic)
+                continue
             at_end[message.partition() or 0] = False
             envelopes.append(envelope_of(message))
         return envelopes
@@ -89,9 +97,9 @@ class PartitionReader:
     def partition_count(self, topic: str) -> int:
         """How many partitions `topic` has (the trainer asks it of the scored topic)."""
         try:
-            return len(list_topics(self._consumer, 15, topic).topics[topic].partitions)
+            return len(list_topics(self._consumer, ASK_TIMEOUT_S, topic).topics[topic].partitions)
         except KafkaException as exc:
-            raise InfraError(f"{topic}: no metadata: {exc}") from exc
+            raise Unavailable("kafka", f"{topic}: no metadata: {exc}") from exc
 
     def close(self) -> None:
         self._consumer.close()

@@ -8,10 +8,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from streamproc.adapters.kafka.client_logs import client_config, flush, list_topics
-from streamproc.adapters.kafka.producer import make_producer
+from streamproc.adapters.kafka.client_logs import (
+    check_consumed_error,
+    client_config,
+    flush,
+    list_topics,
+)
+from streamproc.adapters.kafka.producer import lost_for_want_of_a_broker, make_producer
 from streamproc.config.kafka import KafkaConnection
 from streamproc.errors import InfraError, Unavailable
 
@@ -53,18 +58,27 @@ class SnapshotTopic:
         self._positions: dict[int, int] = {}
 
     def publish(self, key: str, value: bytes) -> None:
-        """Returns once the broker has acked it; raises InfraError otherwise."""
+        """Returns once the broker has acked it. Raises Unavailable if it was not acked in
+        time or failed in a way worth trying again (the broker down), InfraError if the
+        broker refused it for good."""
         if self._producer is None:
             self._producer = make_producer(self._kafka, **{"message.max.bytes": 16_777_216})
-        failures: list[str] = []
+        failures: list[Any] = []
 
         def on_delivery(error: Any, _message: Any) -> None:
             if error is not None:
-                failures.append(str(error))
+                failures.append(error)
 
         self._producer.produce(self.topic, value, key.encode(), on_delivery=on_delivery)
-        if flush(self._producer, self._timeout_s) or failures:
-            raise InfraError(f"snapshot {key} not acked by {self.topic}: {failures[:1]}")
+        unacked = flush(self._producer, self._timeout_s)
+        refused = [error for error in failures if not lost_for_want_of_a_broker(error)]
+        if refused:
+            raise InfraError(f"snapshot {key} refused by {self.topic}: {refused[0].str()}")
+        if unacked or failures:
+            # not sent later behind the caller's back: the caller takes a newer one instead
+            self._producer.purge(in_flight=False)
+            reason = failures[0].str() if failures else f"not acked in {self._timeout_s:g} s"
+            raise Unavailable("kafka", f"snapshot {key} to {self.topic}: {reason}")
 
     def read_new(self, prefix: str, keep: Keep = last_wins) -> dict[str, bytes]:
         """Per key under `prefix`, the record `keep` prefers among those written since the
@@ -102,9 +116,8 @@ class SnapshotTopic:
             for message in consumer.consume(500, timeout=0.05):
                 error = message.error()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise InfraError(f"{self.topic}: {error}")
+                    check_consumed_error(error, self.topic)
+                    continue
                 self._positions[message.partition()] = message.offset() + 1
                 key, value = message.key(), message.value()
                 if key is None or value is None or not key.startswith(prefix.encode()):

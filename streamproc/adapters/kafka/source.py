@@ -18,18 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from streamproc.adapters.kafka.alignment import PartitionAligner
-from streamproc.adapters.kafka.client_logs import client_config
+from streamproc.adapters.kafka.client_logs import check_consumed_error, client_config
 from streamproc.adapters.kafka.commits import AutoCommits, Committer
 from streamproc.adapters.kafka.lag import Lags, lag_reporting
 from streamproc.adapters.kafka.positions import FetchedBatch, Partition, Positions
 from streamproc.adapters.kafka.retention import RetentionGap, retention_gaps
 from streamproc.adapters.outage import Outages
 from streamproc.config.kafka import KafkaConnection
-from streamproc.errors import InfraError
 from streamproc.records import Envelope, Headers
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,7 @@ class BatchConsumer:
         for message in messages:
             error = message.error()
             if error is not None:
-                _check(error)
+                check_consumed_error(error, "Kafka consumer")
                 continue
             topic, partition = message.topic(), message.partition()
             batch = batches.get(topic)
@@ -313,15 +312,6 @@ class BatchConsumer:
         if self._aligner is not None:
             self._aligner.revoke(_partitions(partitions))
             self._paused -= set(_partitions(partitions))
-
-
-def _check(error: KafkaError) -> None:
-    """A consumer error record: fatal ones stop the worker, the rest are the client's to
-    retry (it logs them through kafka_logging)."""
-    if error.fatal():
-        raise InfraError(f"Kafka consumer: {error.str()}")
-    if error.code() != KafkaError._PARTITION_EOF:
-        log.warning("Kafka consumer: %s", error.str())
 
 
 def _partitions(partitions: list[KafkaPartition]) -> list[Partition]:
