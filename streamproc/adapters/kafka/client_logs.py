@@ -76,19 +76,20 @@ class DedupLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         if msg == _CLIENT_LINE and len(args) == _CLIENT_LINE.count("%s"):
             facility, client, text = (str(arg) for arg in args)
             text = _THREAD.sub("", text)
-            self._emit(level, f"{client} {facility}", text)
+            self.report(level, f"{client} {facility}", text)
         else:
             self.logger.log(level, msg, *args, **kwargs)
 
     def error_cb(self, error: Any) -> None:
         """Client-level errors (all brokers down, a connection lost, fatal errors)."""
         level = logging.CRITICAL if error.fatal() else logging.ERROR
-        self._emit(level, str(error.name()), str(error.str()))
+        self.report(level, str(error.name()), str(error.str()))
         refusal = _REFUSALS.get(error.code())
         if refusal is not None:
             raise KafkaRefused(refusal.format(text=error.str()))
 
-    def _emit(self, level: int, source: str, text: str) -> None:
+    def report(self, level: int, source: str, text: str) -> None:
+        """A problem `source` had, at `level`, once a while: see the class."""
         if level >= logging.WARNING:
             if not self._first(text):
                 level = logging.DEBUG
@@ -121,7 +122,7 @@ def check_consumed_error(error: KafkaError, where: str) -> None:
     if error.fatal():
         raise InfraError(f"{where}: {error.str()}")
     if error.code() != KafkaError._PARTITION_EOF:
-        _LOG.log(logging.WARNING, _CLIENT_LINE, "CONSUME", where, error.str())
+        _LOG.report(logging.WARNING, where, error.str())
 
 
 def client_config(kafka: KafkaConnection, **overrides: Any) -> dict[str, Any]:
